@@ -1,0 +1,147 @@
+//! The merge entry point: changes that arrive from other tills (the mesh) or from
+//! backups and USB sticks, checked before any of them is kept.
+
+use std::collections::BTreeMap;
+
+use automerge::Change;
+use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
+
+use crate::error::{ApplyError, StorageError};
+use crate::ids::DocId;
+use crate::store::{Store, actor_till};
+use crate::tables;
+
+/// What merging a batch of changes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Changes this till did not have before.
+    pub new_changes: usize,
+    /// Conflicts the merge logged.
+    pub conflicts: usize,
+}
+
+impl Store {
+    /// Merge changes to document `doc`, each the raw bytes of one Automerge change.
+    ///
+    /// The batch is checked whole before anything is kept: every change must
+    /// decode and pass its checksum, and a single-writer document (a till's sales,
+    /// stock or audit) accepts only changes by its till. Changes already held are
+    /// skipped, so delivering the same batch twice is harmless. Changes whose
+    /// dependencies have not arrived are kept and take effect when they do.
+    pub fn apply_changes(
+        &mut self,
+        doc: &DocId,
+        changes: &[Vec<u8>],
+    ) -> Result<ApplyReport, ApplyError> {
+        let mut parsed = Vec::with_capacity(changes.len());
+        for (index, bytes) in changes.iter().enumerate() {
+            let change = Change::from_bytes(bytes.clone()).map_err(|e| ApplyError::Malformed {
+                doc: doc.to_string(),
+                index,
+                reason: e.to_string(),
+            })?;
+            if let Some(owner) = doc.owner() {
+                if actor_till(change.actor_id()) != Some(owner) {
+                    let writer = actor_till(change.actor_id())
+                        .map(|t| t.fmt_short())
+                        .unwrap_or_else(|| "an unknown writer".into());
+                    tracing::warn!(doc = %doc, writer, "refused change to a document of another till");
+                    return Err(ApplyError::NotOwner {
+                        doc: doc.to_string(),
+                        writer,
+                    });
+                }
+            }
+            parsed.push(change);
+        }
+        let mut w = self.writer()?;
+        let new_changes = w.apply_remote(*doc, parsed)?;
+        if new_changes == 0 {
+            return Ok(ApplyReport::default());
+        }
+        let conflicts = w.commit()?;
+        Ok(ApplyReport {
+            new_changes,
+            conflicts,
+        })
+    }
+
+    /// Drop every view and derive it again from the documents. The conflict log
+    /// is kept: it records what this till saw, which documents alone cannot tell.
+    pub fn rebuild_views(&mut self) -> Result<(), StorageError> {
+        {
+            let mut txn = self.db.begin_write()?;
+            if !self.opts.durable {
+                txn.set_durability(redb::Durability::None)
+                    .map_err(|e| StorageError::Database(e.to_string()))?;
+            }
+            txn.delete_table(tables::V_PRODUCTS)?;
+            txn.delete_multimap_table(tables::V_BARCODES)?;
+            txn.delete_table(tables::V_STOCK)?;
+            txn.delete_table(tables::V_MOVES)?;
+            txn.delete_table(tables::V_TOTALS)?;
+            txn.delete_table(tables::V_RECEIPTS)?;
+            txn.delete_table(tables::V_TILLS)?;
+            txn.delete_table(tables::V_CONFIG)?;
+            crate::store::create_tables(&txn)?;
+            txn.commit()?;
+        }
+        let mut ids = self.doc_ids()?;
+        // Configuration first: the other views read its policies and tax rates.
+        ids.sort_by_key(|d| !matches!(d, DocId::Config));
+        for id in ids {
+            let doc = self.load_doc(&id)?;
+            let mut w = self.writer()?;
+            w.rederive(id, doc)?;
+            w.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Every view row, in a canonical text form: two tills with the same documents
+    /// have the same dump. For tests and diagnostics.
+    pub fn view_dump(&self) -> Result<BTreeMap<String, String>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let mut out = BTreeMap::new();
+        macro_rules! dump_str {
+            ($name:literal, $t:expr) => {
+                for row in txn.open_table($t)?.iter()? {
+                    let (k, v) = row?;
+                    out.insert(
+                        format!("{}:{}", $name, k.value()),
+                        String::from_utf8_lossy(v.value()).into_owned(),
+                    );
+                }
+            };
+        }
+        dump_str!("products", tables::V_PRODUCTS);
+        dump_str!("stock", tables::V_STOCK);
+        dump_str!("receipts", tables::V_RECEIPTS);
+        dump_str!("tills", tables::V_TILLS);
+        dump_str!("config", tables::V_CONFIG);
+        for row in txn.open_table(tables::V_TOTALS)?.iter()? {
+            let (k, v) = row?;
+            let (d, t) = k.value();
+            out.insert(
+                format!("totals:{d}/{t}"),
+                String::from_utf8_lossy(v.value()).into_owned(),
+            );
+        }
+        for row in txn.open_table(tables::V_MOVES)?.iter()? {
+            let (k, v) = row?;
+            out.insert(
+                format!("moves:{}", hex::encode(k.value())),
+                v.value().to_string(),
+            );
+        }
+        for row in txn.open_multimap_table(tables::V_BARCODES)?.iter()? {
+            let (k, vs) = row?;
+            let mut skus = Vec::new();
+            for v in vs {
+                skus.push(v?.value().to_string());
+            }
+            out.insert(format!("barcodes:{}", k.value()), skus.join(","));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,595 @@
+//! Materialised views, moved incrementally by the [`Writer`] from the keys each
+//! write changed, so queries read one row instead of scanning history.
+//!
+//! Every view is a function of the set of document entries alone, never of the
+//! order they arrived in: that is what lets every till compute the same numbers.
+//! Stock on hand, for one SKU, is the latest count (by HLC, ties by till id and
+//! entry) plus every movement ordered after it; `v_moves` keeps only movements
+//! after the latest count, which is all that can still matter.
+
+use std::collections::BTreeSet;
+
+use automerge::{ROOT, ReadDoc, Value};
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{StorageError, damaged};
+use crate::hlc::Hlc;
+use crate::ids::{Barcode, Day, DocId, Sku, TillId};
+use crate::model::{
+    Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, PRODUCT_FIELDS, Policy,
+    Product, ReceiptInfo, Role, SaleEntry, StockEntry, StockKind, TillInfo, Totals, Unit,
+    rank_values,
+};
+use crate::tables;
+use crate::writer::Writer;
+
+/// Stock view row of one SKU.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct StockState {
+    pub on_hand: i64,
+    /// Order key (hex) of the latest count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_at: Option<Hlc>,
+}
+
+/// Total order of stock events: HLC, then till, then entry key.
+pub(crate) fn order_key(hlc: Hlc, till: &TillId, entry: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40 + entry.len());
+    k.extend_from_slice(&hlc.as_u64().to_be_bytes());
+    k.extend_from_slice(till.as_bytes());
+    k.extend_from_slice(entry.as_bytes());
+    k
+}
+
+fn move_key(sku: &str, order: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(sku.len() + 1 + order.len());
+    k.extend_from_slice(sku.as_bytes());
+    k.push(0);
+    k.extend_from_slice(order);
+    k
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(v).map_err(|e| StorageError::Database(e.to_string()))
+}
+
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    table: &str,
+    bytes: &[u8],
+) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::Damaged {
+        doc: format!("view {table}"),
+        reason: e.to_string(),
+    })
+}
+
+/// The values of a multi-writer field, each with its Automerge op id.
+pub(crate) fn field_values(doc: &automerge::Automerge, key: &str) -> Vec<(FieldValue, String)> {
+    let Ok(all) = doc.get_all(ROOT, key) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (value, exid) in all {
+        let parsed = match &value {
+            Value::Scalar(s) => match s.as_ref() {
+                automerge::ScalarValue::Str(text) => serde_json::from_str::<FieldValue>(text).ok(),
+                _ => None,
+            },
+            Value::Object(_) => None,
+        };
+        match parsed {
+            Some(fv) if fv.version <= ENTRY_VERSION => out.push((fv, exid.to_string())),
+            _ => tracing::warn!(key, "ignoring a field value this version cannot read"),
+        }
+    }
+    out
+}
+
+/// Read a single-writer entry stored as JSON under `key`.
+pub(crate) fn read_entry<T: for<'de> Deserialize<'de>>(
+    doc: &automerge::Automerge,
+    id: &DocId,
+    key: &str,
+) -> Option<T> {
+    let text = match doc.get(ROOT, key) {
+        Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+            automerge::ScalarValue::Str(t) => t.to_string(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) if v.get("v").and_then(|v| v.as_u64()).unwrap_or(0) > u64::from(ENTRY_VERSION) => {
+            tracing::warn!(doc = %id, key, "entry written by a newer tillmesh; not counted");
+            None
+        }
+        Ok(v) => match serde_json::from_value(v) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(doc = %id, key, error = %e, "unreadable entry; not counted");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(doc = %id, key, error = %e, "unreadable entry; not counted");
+            None
+        }
+    }
+}
+
+/// The configured conflict policy for a document kind.
+pub(crate) fn policy_for(txn: &WriteTransaction, kind: &str) -> Result<Policy, StorageError> {
+    let t = txn.open_table(tables::V_CONFIG)?;
+    let key = format!("conflict_policy/{kind}");
+    Ok(match t.get(key.as_str())? {
+        Some(v) => serde_json::from_slice::<String>(v.value())
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default(),
+        None => Policy::default(),
+    })
+}
+
+impl Writer<'_> {
+    /// Move the views by what changed in `id` during this write.
+    pub(crate) fn update_views(&mut self, id: DocId) -> Result<(), StorageError> {
+        let keys = self.changed_keys(&id)?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        match id {
+            DocId::Sales(till, day) => {
+                for (key, e) in self.new_entries::<SaleEntry>(&id, &keys)? {
+                    self.seen.push(e.hlc);
+                    self.apply_sale_entry(&id, till, day, &key, &e)?;
+                }
+            }
+            DocId::Stock(till, _) => {
+                for (key, e) in self.new_entries::<StockEntry>(&id, &keys)? {
+                    self.seen.push(e.hlc);
+                    self.apply_stock_entry(till, &key, &e)?;
+                }
+            }
+            DocId::Audit(..) => {}
+            DocId::Catalog | DocId::Config | DocId::Membership => {
+                let keys: Vec<String> = keys.into_iter().map(|(k, _)| k).collect();
+                self.update_fields(id, &keys)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn new_entries<T: for<'de> Deserialize<'de>>(
+        &self,
+        id: &DocId,
+        keys: &[(String, bool)],
+    ) -> Result<Vec<(String, T)>, StorageError> {
+        let doc = self
+            .s
+            .docs
+            .get(id)
+            .ok_or_else(|| damaged(id, "document vanished from the cache"))?;
+        let mut out = Vec::new();
+        for (key, is_new) in keys {
+            if !is_new {
+                tracing::warn!(doc = %id, key, "entry rewritten in a single-writer document; ignored");
+                continue;
+            }
+            if let Some(e) = read_entry(doc, id, key) {
+                out.push((key.clone(), e));
+            }
+        }
+        Ok(out)
+    }
+
+    fn apply_sale_entry(
+        &mut self,
+        id: &DocId,
+        till: TillId,
+        day: Day,
+        key: &str,
+        e: &SaleEntry,
+    ) -> Result<(), StorageError> {
+        let txn = self.txn();
+        {
+            let mut totals = txn.open_table(tables::V_TOTALS)?;
+            let day_s = day.to_string();
+            let till_s = till.to_string();
+            let mut t: Totals = match totals.get((day_s.as_str(), till_s.as_str()))? {
+                Some(v) => read_json("v_totals", v.value())?,
+                None => Totals::default(),
+            };
+            t.add(e);
+            totals.insert((day_s.as_str(), till_s.as_str()), json(&t)?.as_slice())?;
+        }
+        {
+            let mut receipts = txn.open_table(tables::V_RECEIPTS)?;
+            let own = e.receipt.to_string();
+            let mut info: ReceiptInfo = match receipts.get(own.as_str())? {
+                Some(v) => read_json("v_receipts", v.value())?,
+                None => ReceiptInfo::default(),
+            };
+            info.doc = Some(id.to_string());
+            info.kind = Some(e.kind);
+            receipts.insert(own.as_str(), json(&info)?.as_slice())?;
+            if let Some(target) = &e.refers_to {
+                let target = target.to_string();
+                let mut t: ReceiptInfo = match receipts.get(target.as_str())? {
+                    Some(v) => read_json("v_receipts", v.value())?,
+                    None => ReceiptInfo::default(),
+                };
+                match e.kind {
+                    EntryKind::Void => {
+                        // Deterministic if two tills void the same sale: the smaller receipt.
+                        if t.voided_by.as_ref().is_none_or(|v| own < *v) {
+                            t.voided_by = Some(own.clone());
+                        }
+                    }
+                    EntryKind::Refund => {
+                        if let Err(pos) = t.refunds.binary_search(&own) {
+                            t.refunds.insert(pos, own.clone());
+                            for l in &e.lines {
+                                *t.refunded.entry(l.sku.to_string()).or_default() += l.base_qty();
+                            }
+                        }
+                    }
+                    EntryKind::Sale => {}
+                }
+                receipts.insert(target.as_str(), json(&t)?.as_slice())?;
+            }
+        }
+        for (i, line) in e.lines.iter().enumerate() {
+            let delta = match e.kind {
+                EntryKind::Sale => -line.base_qty(),
+                EntryKind::Void | EntryKind::Refund => line.base_qty(),
+            };
+            let order = order_key(e.hlc, &till, &format!("{key}#{i}"));
+            apply_move(txn, line.sku.as_str(), &order, delta)?;
+        }
+        Ok(())
+    }
+
+    fn apply_stock_entry(
+        &mut self,
+        till: TillId,
+        key: &str,
+        e: &StockEntry,
+    ) -> Result<(), StorageError> {
+        let order = order_key(e.hlc, &till, key);
+        let txn = self.txn();
+        match e.kind {
+            StockKind::Receive | StockKind::Adjust => {
+                apply_move(txn, e.sku.as_str(), &order, e.qty)
+            }
+            StockKind::Count => apply_count(txn, e.sku.as_str(), &order, e.qty, e.hlc),
+        }
+    }
+
+    /// Re-derive the rows of a multi-writer document whose `keys` changed, and log
+    /// any concurrent writes among them.
+    fn update_fields(&mut self, id: DocId, keys: &[String]) -> Result<(), StorageError> {
+        let policy = policy_for(self.txn(), id.kind())?;
+        let mut groups = BTreeSet::new();
+        for key in keys {
+            let values = {
+                let doc = self
+                    .s
+                    .docs
+                    .get(&id)
+                    .ok_or_else(|| damaged(&id, "document vanished from the cache"))?;
+                field_values(doc, key)
+            };
+            for (fv, _) in &values {
+                self.seen.push(fv.hlc);
+            }
+            if values.len() > 1 {
+                self.log_conflict(&id, key, values, policy)?;
+            } else {
+                self.settle_open_conflict(&id, key)?;
+            }
+            match id {
+                DocId::Catalog | DocId::Membership => {
+                    if let Some((group, _)) = key.rsplit_once('/') {
+                        groups.insert(group.to_string());
+                    }
+                }
+                _ => {
+                    groups.insert(key.clone());
+                }
+            }
+        }
+        for group in groups {
+            match id {
+                DocId::Catalog => self.materialise_product(&group, policy)?,
+                DocId::Membership => self.materialise_till(&group, policy)?,
+                _ => self.materialise_config(&group, policy)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The winning value of a multi-writer field under `policy`.
+    pub(crate) fn winner(&self, id: &DocId, key: &str, policy: Policy) -> Option<FieldValue> {
+        let doc = self.s.docs.get(id)?;
+        let mut values: Vec<FieldValue> =
+            field_values(doc, key).into_iter().map(|(v, _)| v).collect();
+        rank_values(&mut values, policy);
+        values.into_iter().next()
+    }
+
+    fn materialise_product(&mut self, sku: &str, policy: Policy) -> Result<(), StorageError> {
+        let Ok(sku_id) = sku.parse::<Sku>() else {
+            tracing::warn!(sku, "ignoring a catalog entry with an invalid SKU");
+            return Ok(());
+        };
+        let mut fields = std::collections::HashMap::new();
+        for f in PRODUCT_FIELDS {
+            if let Some(v) = self.winner(&DocId::Catalog, &format!("{sku}/{f}"), policy) {
+                fields.insert(f, v.value);
+            }
+        }
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let text = |f: &str| {
+            fields
+                .get(f)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut barcodes: Vec<Barcode> = fields
+            .get("barcodes")
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|b| b.parse().ok())
+            .collect();
+        barcodes.sort();
+        barcodes.dedup();
+        let product = Product {
+            sku: sku_id,
+            name: text("name"),
+            barcodes,
+            price_cents: fields
+                .get("price_cents")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+            unit: text("unit").parse().unwrap_or(Unit::Each),
+            tax_class: text("tax_class"),
+            category: text("category"),
+            active: fields
+                .get("active")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true),
+        };
+        let txn = self.txn();
+        let mut products = txn.open_table(tables::V_PRODUCTS)?;
+        let mut index = txn.open_multimap_table(tables::V_BARCODES)?;
+        if let Some(old) = products.get(sku)? {
+            let old: Product = read_json("v_products", old.value())?;
+            for b in old.barcodes {
+                index.remove(b.as_str(), sku)?;
+            }
+        }
+        for b in &product.barcodes {
+            index.insert(b.as_str(), sku)?;
+        }
+        products.insert(sku, json(&product)?.as_slice())?;
+        Ok(())
+    }
+
+    fn materialise_till(&mut self, group: &str, policy: Policy) -> Result<(), StorageError> {
+        let Some(hex) = group.strip_prefix("till/") else {
+            return Ok(());
+        };
+        let Ok(id) = hex.parse::<TillId>() else {
+            tracing::warn!(group, "ignoring a membership entry with an invalid till id");
+            return Ok(());
+        };
+        let get = |f: &str| self.winner(&DocId::Membership, &format!("{group}/{f}"), policy);
+        let name = get("name")
+            .and_then(|v| v.value.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let role = get("role")
+            .and_then(|v| v.value.as_str().and_then(|r| r.parse().ok()))
+            .unwrap_or(Role::Till);
+        let info = TillInfo { id, name, role };
+        self.txn()
+            .open_table(tables::V_TILLS)?
+            .insert(hex, json(&info)?.as_slice())?;
+        Ok(())
+    }
+
+    fn materialise_config(&mut self, key: &str, policy: Policy) -> Result<(), StorageError> {
+        if let Some(v) = self.winner(&DocId::Config, key, policy) {
+            self.txn()
+                .open_table(tables::V_CONFIG)?
+                .insert(key, json(&v.value)?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn log_conflict(
+        &mut self,
+        id: &DocId,
+        key: &str,
+        values: Vec<(FieldValue, String)>,
+        policy: Policy,
+    ) -> Result<(), StorageError> {
+        let mut ops: Vec<&str> = values.iter().map(|(_, op)| op.as_str()).collect();
+        ops.sort_unstable();
+        let mut h = blake3::Hasher::new();
+        h.update(id.to_string().as_bytes());
+        h.update(&[0]);
+        h.update(key.as_bytes());
+        for op in &ops {
+            h.update(&[0]);
+            h.update(op.as_bytes());
+        }
+        let cid = h.finalize().to_hex()[..16].to_string();
+        if self
+            .txn()
+            .open_table(tables::CONFLICTS)?
+            .get(cid.as_str())?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut vals: Vec<FieldValue> = values.into_iter().map(|(v, _)| v).collect();
+        rank_values(&mut vals, policy);
+        let status = if policy == Policy::Manual {
+            ConflictStatus::Pending
+        } else {
+            ConflictStatus::Decided
+        };
+        let detected = self.s.tick();
+        let record = Conflict {
+            id: cid.clone(),
+            doc: id.to_string(),
+            key: key.to_string(),
+            policy,
+            values: vals.clone(),
+            detected,
+            status,
+            resolution: None,
+        };
+        let open_key = format!("{id}\0{key}");
+        if status == ConflictStatus::Pending {
+            let previous = self
+                .txn()
+                .open_table(tables::OPEN_CONFLICTS)?
+                .get(open_key.as_str())?
+                .map(|v| v.value().to_string());
+            if let Some(prev) = previous {
+                self.mark_resolved(&prev, "superseded by a newer conflict on the same field")?;
+            }
+            self.txn()
+                .open_table(tables::OPEN_CONFLICTS)?
+                .insert(open_key.as_str(), cid.as_str())?;
+        }
+        self.txn()
+            .open_table(tables::CONFLICTS)?
+            .insert(cid.as_str(), json(&record)?.as_slice())?;
+        self.conflicts_logged += 1;
+        tracing::info!(doc = %id, key, conflict = %cid, %policy, "concurrent edits");
+        let describe = |v: &FieldValue| serde_json::json!({"value": v.value, "till": v.till.to_string(), "hlc": v.hlc, "role": v.role});
+        self.audit(
+            "conflict",
+            key,
+            serde_json::json!({
+                "conflict": cid,
+                "doc": id.to_string(),
+                "policy": policy.to_string(),
+                "status": status,
+                "winner": describe(&vals[0]),
+                "losers": vals[1..].iter().map(describe).collect::<Vec<_>>(),
+            }),
+        )
+    }
+
+    /// A later write settled a field: close its pending conflict, if any.
+    fn settle_open_conflict(&mut self, id: &DocId, key: &str) -> Result<(), StorageError> {
+        let open_key = format!("{id}\0{key}");
+        let open = self
+            .txn()
+            .open_table(tables::OPEN_CONFLICTS)?
+            .remove(open_key.as_str())?
+            .map(|v| v.value().to_string());
+        if let Some(cid) = open {
+            self.mark_resolved(&cid, "settled by a later edit")?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mark_resolved(&mut self, cid: &str, how: &str) -> Result<(), StorageError> {
+        let mut t = self.txn().open_table(tables::CONFLICTS)?;
+        let Some(v) = t.get(cid)?.map(|v| v.value().to_vec()) else {
+            return Ok(());
+        };
+        let mut c: Conflict = read_json("conflicts", &v)?;
+        if c.status != ConflictStatus::Resolved {
+            c.status = ConflictStatus::Resolved;
+            c.resolution = Some(how.to_string());
+            t.insert(cid, json(&c)?.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+fn stock_state(txn: &WriteTransaction, sku: &str) -> Result<StockState, StorageError> {
+    let t = txn.open_table(tables::V_STOCK)?;
+    Ok(match t.get(sku)? {
+        Some(v) => read_json("v_stock", v.value())?,
+        None => StockState::default(),
+    })
+}
+
+fn counted_after(state: &StockState, order: &[u8]) -> bool {
+    state
+        .count_key
+        .as_ref()
+        .and_then(|k| hex::decode(k).ok())
+        .is_some_and(|k| order < k.as_slice())
+}
+
+fn apply_move(
+    txn: &WriteTransaction,
+    sku: &str,
+    order: &[u8],
+    delta: i64,
+) -> Result<(), StorageError> {
+    let mut state = stock_state(txn, sku)?;
+    if counted_after(&state, order) {
+        // A later stocktake already accounts for this movement.
+        return Ok(());
+    }
+    txn.open_table(tables::V_MOVES)?
+        .insert(move_key(sku, order).as_slice(), delta)?;
+    state.on_hand += delta;
+    txn.open_table(tables::V_STOCK)?
+        .insert(sku, json(&state)?.as_slice())?;
+    Ok(())
+}
+
+fn apply_count(
+    txn: &WriteTransaction,
+    sku: &str,
+    order: &[u8],
+    qty: i64,
+    hlc: Hlc,
+) -> Result<(), StorageError> {
+    let mut state = stock_state(txn, sku)?;
+    if counted_after(&state, order) {
+        return Ok(());
+    }
+    let mut moves = txn.open_table(tables::V_MOVES)?;
+    let start = move_key(sku, &[]);
+    let at = move_key(sku, order);
+    let mut end = start.clone();
+    if let Some(last) = end.last_mut() {
+        *last = 1;
+    }
+    let mut after = 0i64;
+    for row in moves.range(at.as_slice()..end.as_slice())? {
+        let (_, v) = row?;
+        after += v.value();
+    }
+    // Movements before the count can never matter again.
+    let stale: Vec<Vec<u8>> = moves
+        .range(start.as_slice()..at.as_slice())?
+        .map(|r| r.map(|(k, _)| k.value().to_vec()))
+        .collect::<Result<_, _>>()?;
+    for k in stale {
+        moves.remove(k.as_slice())?;
+    }
+    state.on_hand = qty + after;
+    state.count_key = Some(hex::encode(order));
+    state.counted_at = Some(hlc);
+    txn.open_table(tables::V_STOCK)?
+        .insert(sku, json(&state)?.as_slice())?;
+    Ok(())
+}
