@@ -1,0 +1,816 @@
+//! The operator commands: parse what the operator typed into store calls, and
+//! print what came back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use tillmesh_store::{
+    Barcode, Day, Line, LineRequest, NewProduct, NewStore, Policy, Product, ProductEdit, Receipt,
+    RefundLine, Role, SaleEntry, SaleRequest, Sku, Store, StoreId, StoreOptions, SystemClock,
+    Tender, TillId, TillInfo, TillKey, Unit,
+};
+
+use crate::args::*;
+use crate::exit::{Damaged, Rejected};
+use crate::output::{Qty, Table, hlc_time, money, parse_money, parse_qty, qty_text};
+
+/// Where a till keeps its files, and how to open its store.
+#[derive(Debug)]
+pub struct Ctx {
+    pub home: PathBuf,
+    pub opts: StoreOptions,
+}
+
+impl Ctx {
+    pub fn new(cli: &Cli) -> Result<Self> {
+        let home = match &cli.home {
+            Some(h) => h.clone(),
+            None => dirs::data_dir()
+                .map(|d| d.join("tillmesh"))
+                .context("no --home given and no platform data directory; pass --home DIR")?,
+        };
+        let mut opts = StoreOptions {
+            clock: Arc::new(SystemClock::with_offset(cli.clock_offset_ms)),
+            ..StoreOptions::default()
+        };
+        if let Some(n) = cli.compact_after {
+            opts.compact_after = n.max(1);
+        }
+        Ok(Self { home, opts })
+    }
+
+    fn key_path(&self) -> PathBuf {
+        self.home.join("till.key")
+    }
+    fn store_path(&self) -> PathBuf {
+        self.home.join("store.redb")
+    }
+
+    pub fn open(&self) -> Result<Store> {
+        let store_path = self.store_path();
+        if !store_path.exists() {
+            return Err(
+                tillmesh_store::OpenStoreError::NotFound(self.home.display().to_string()).into(),
+            );
+        }
+        let key = TillKey::load(&self.key_path())
+            .with_context(|| format!("cannot read this till's key in {}", self.home.display()))?;
+        Ok(Store::open(&store_path, key, self.opts.clone())?)
+    }
+}
+
+fn rejected(msg: impl Into<String>) -> anyhow::Error {
+    Rejected(msg.into()).into()
+}
+
+fn print_json(v: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn create_home(home: &Path) -> Result<()> {
+    std::fs::create_dir_all(home)
+        .with_context(|| format!("cannot create the till home {}", home.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict access to {}", home.display()))?;
+    }
+    Ok(())
+}
+
+pub fn init(ctx: &Ctx, a: &InitArgs) -> Result<()> {
+    let till_name = a.till.parse().map_err(|e| rejected(format!("{e}")))?;
+    let role: Role = a.role.parse().map_err(rejected)?;
+    if ctx.store_path().exists() || ctx.key_path().exists() {
+        return Err(
+            tillmesh_store::OpenStoreError::AlreadyExists(ctx.home.display().to_string()).into(),
+        );
+    }
+    create_home(&ctx.home)?;
+    let key = TillKey::generate();
+    let new = NewStore {
+        store_id: StoreId::random(),
+        store_name: a.store.clone(),
+        till_name,
+        role,
+        founder: true,
+    };
+    // The store first: if it fails, no orphan key is left behind to block a retry.
+    let store = Store::create(&ctx.store_path(), key.clone(), new, ctx.opts.clone())?;
+    if let Err(e) = key.save(&ctx.key_path()) {
+        drop(store);
+        let _ = std::fs::remove_file(ctx.store_path());
+        return Err(e).context("cannot write the till key; nothing was created");
+    }
+    println!(
+        "Created store {:?} ({}) with till {} ({}, {}) in {}",
+        store.store_name(),
+        store.store_id(),
+        store.till_name(),
+        store.till_id().fmt_short(),
+        store.role(),
+        ctx.home.display()
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct InfoJson<'a> {
+    store: String,
+    store_name: &'a str,
+    till: &'a str,
+    till_id: String,
+    role: String,
+    home: String,
+    next_receipt: u64,
+    tills: Vec<TillInfo>,
+}
+
+pub fn info(ctx: &Ctx, json: bool) -> Result<()> {
+    let store = ctx.open()?;
+    let tills = store.tills()?;
+    if json {
+        return print_json(&InfoJson {
+            store: store.store_id().to_string(),
+            store_name: store.store_name(),
+            till: store.till_name().as_str(),
+            till_id: store.till_id().to_string(),
+            role: store.role().to_string(),
+            home: ctx.home.display().to_string(),
+            next_receipt: store.next_receipt_number(),
+            tills,
+        });
+    }
+    println!("Store   {} ({})", store.store_name(), store.store_id());
+    println!(
+        "Till    {} ({}, {})",
+        store.till_name(),
+        store.till_id(),
+        store.role()
+    );
+    println!("Home    {}", ctx.home.display());
+    println!(
+        "Next receipt  {}-{}",
+        store.till_name(),
+        store.next_receipt_number()
+    );
+    let mut t = Table::new(&["TILL", "ID", "ROLE"]);
+    for till in tills {
+        t.row(vec![till.name, till.id.fmt_short(), till.role.to_string()]);
+    }
+    print!("\n{}", t.render());
+    Ok(())
+}
+
+fn product_row(t: &mut Table, p: &Product) {
+    t.row(vec![
+        p.sku.to_string(),
+        p.name.clone(),
+        money(p.price_cents),
+        p.unit.to_string(),
+        p.tax_class.clone(),
+        p.category.clone(),
+        if p.active { "yes" } else { "no" }.into(),
+        p.barcodes
+            .iter()
+            .map(Barcode::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+    ]);
+}
+
+const PRODUCT_HEAD: [&str; 8] = [
+    "SKU", "NAME", ">PRICE", "UNIT", "TAX", "CATEGORY", "ACTIVE", "BARCODES",
+];
+
+fn parse_sku(s: &str) -> Result<Sku> {
+    s.parse().map_err(|e| rejected(format!("{e}")))
+}
+
+fn parse_barcodes(codes: &[String]) -> Result<Vec<Barcode>> {
+    codes
+        .iter()
+        .map(|c| c.parse().map_err(|e| rejected(format!("{e}"))))
+        .collect()
+}
+
+pub fn product(ctx: &Ctx, cmd: &ProductCmd) -> Result<()> {
+    let mut store = ctx.open()?;
+    match cmd {
+        ProductCmd::Add(a) => {
+            let p = store.add_product(NewProduct {
+                sku: parse_sku(&a.sku)?,
+                name: a.name.clone(),
+                barcodes: parse_barcodes(&a.barcodes)?,
+                price_cents: parse_money(&a.price).map_err(rejected)?,
+                unit: a.unit.parse().map_err(rejected)?,
+                tax_class: a.tax_class.clone(),
+                category: a.category.clone(),
+            })?;
+            println!(
+                "Added {} {:?} at {}{}",
+                p.sku,
+                p.name,
+                money(p.price_cents),
+                per_unit(p.unit)
+            );
+        }
+        ProductCmd::SetPrice { sku, price } => {
+            let sku = parse_sku(sku)?;
+            let old = store.product(&sku)?.map(|p| p.price_cents);
+            let p = store.set_price(&sku, parse_money(price).map_err(rejected)?)?;
+            println!(
+                "{} {:?}: {} -> {}{}",
+                p.sku,
+                p.name,
+                old.map(money).unwrap_or_default(),
+                money(p.price_cents),
+                per_unit(p.unit)
+            );
+        }
+        ProductCmd::Edit(a) => {
+            let p = store.edit_product(
+                &parse_sku(&a.sku)?,
+                ProductEdit {
+                    name: a.name.clone(),
+                    price_cents: None,
+                    add_barcodes: parse_barcodes(&a.add_barcodes)?,
+                    remove_barcodes: parse_barcodes(&a.remove_barcodes)?,
+                    tax_class: a.tax_class.clone(),
+                    category: a.category.clone(),
+                    active: a.active,
+                },
+            )?;
+            let mut t = Table::new(&PRODUCT_HEAD);
+            product_row(&mut t, &p);
+            print!("{}", t.render());
+        }
+        ProductCmd::List(f) => {
+            let products = store.products()?;
+            if f.json {
+                return print_json(&products);
+            }
+            let mut t = Table::new(&PRODUCT_HEAD);
+            for p in &products {
+                product_row(&mut t, p);
+            }
+            print!("{}", t.render());
+        }
+        ProductCmd::Show { code, json } => {
+            let p = find_product(&store, code)?;
+            if *json {
+                return print_json(&p);
+            }
+            let stock = store.stock(&p.sku)?;
+            println!("SKU       {}", p.sku);
+            println!("Name      {}", p.name);
+            println!("Price     {}{}", money(p.price_cents), per_unit(p.unit));
+            println!("Tax       {}", p.tax_class);
+            println!("Category  {}", p.category);
+            println!("Active    {}", if p.active { "yes" } else { "no" });
+            println!(
+                "Barcodes  {}",
+                p.barcodes
+                    .iter()
+                    .map(Barcode::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            println!("On hand   {}", qty_text(stock.on_hand, p.unit));
+        }
+    }
+    Ok(())
+}
+
+fn per_unit(u: Unit) -> &'static str {
+    match u {
+        Unit::Each => "",
+        Unit::Kg => "/kg",
+    }
+}
+
+fn find_product(store: &Store, code: &str) -> Result<Product> {
+    if let Ok(sku) = code.parse::<Sku>() {
+        if let Some(p) = store.product(&sku)? {
+            return Ok(p);
+        }
+    }
+    if Barcode::looks_like(code) {
+        let b: Barcode = code.parse().map_err(|e| rejected(format!("{e}")))?;
+        if let Some(sku) = store.skus_for_barcode(&b)?.into_iter().next() {
+            if let Some(p) = store.product(&sku)? {
+                return Ok(p);
+            }
+        }
+    }
+    Err(tillmesh_store::ProductError::Unknown(code.to_string()).into())
+}
+
+/// Parse `CODE[:QTY|:<grams>g][:-DISCOUNT]`.
+fn parse_line(s: &str) -> Result<LineRequest> {
+    let mut parts = s.split(':');
+    let code = parts.next().unwrap_or_default().trim();
+    if code.is_empty() {
+        return Err(rejected(format!("line {s:?} has no SKU or barcode")));
+    }
+    let mut req = LineRequest {
+        code: code.to_string(),
+        qty: None,
+        grams: None,
+        discount_cents: 0,
+    };
+    for part in parts {
+        if let Some(d) = part.strip_prefix('-') {
+            req.discount_cents =
+                parse_money(d).map_err(|e| rejected(format!("line {s:?}: discount {e}")))?;
+        } else {
+            match parse_qty(part).map_err(|e| rejected(format!("line {s:?}: {e}")))? {
+                Qty::Pieces(n) => req.qty = Some(n),
+                Qty::Grams(g) => req.grams = Some(g),
+            }
+        }
+    }
+    Ok(req)
+}
+
+#[derive(Serialize)]
+struct SaleJson<'a> {
+    receipt: String,
+    kind: String,
+    till: String,
+    till_id: String,
+    day: String,
+    hlc: u64,
+    time: String,
+    lines: &'a [Line],
+    total_cents: i64,
+    tax_cents: i64,
+    tender: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refers_to: Option<String>,
+}
+
+fn sale_json<'a>(e: &'a SaleEntry, till: &TillId) -> SaleJson<'a> {
+    SaleJson {
+        receipt: e.receipt.to_string(),
+        kind: e.kind.to_string(),
+        till: e.receipt.till().to_string(),
+        till_id: till.to_string(),
+        day: Day::from_unix_ms(e.hlc.ms()).to_string(),
+        hlc: e.hlc.as_u64(),
+        time: hlc_time(e.hlc),
+        lines: &e.lines,
+        total_cents: e.total_cents,
+        tax_cents: e.tax_cents,
+        tender: e.tender.to_string(),
+        refers_to: e.refers_to.as_ref().map(Receipt::to_string),
+    }
+}
+
+fn print_receipt(e: &SaleEntry) {
+    let what = match &e.refers_to {
+        Some(r) => format!("{} of {r}", e.kind),
+        None => e.kind.to_string(),
+    };
+    println!(
+        "Receipt {}  {}  {}  {}",
+        e.receipt,
+        what,
+        e.tender,
+        hlc_time(e.hlc)
+    );
+    let mut t = Table::new(&["SKU", ">QTY", ">PRICE", ">AMOUNT"]);
+    for l in &e.lines {
+        let (qty, price) = match (l.qty, l.grams) {
+            (_, Some(g)) => (format!("{g}g"), format!("{}/kg", money(l.unit_price_cents))),
+            (q, None) => (q.unwrap_or(1).to_string(), money(l.unit_price_cents)),
+        };
+        t.row(vec![l.sku.to_string(), qty, price, money(l.amount_cents)]);
+        if l.discount_cents != 0 {
+            t.row(vec![
+                "  discount".into(),
+                String::new(),
+                String::new(),
+                money(-l.discount_cents),
+            ]);
+        }
+    }
+    t.row(vec![
+        "TOTAL".into(),
+        String::new(),
+        String::new(),
+        money(e.total_cents),
+    ]);
+    t.row(vec![
+        "  incl. tax".into(),
+        String::new(),
+        String::new(),
+        money(e.tax_cents),
+    ]);
+    print!("{}", t.render());
+}
+
+pub fn sale(ctx: &Ctx, a: &SaleArgs) -> Result<()> {
+    let lines = a
+        .lines
+        .iter()
+        .map(|l| parse_line(l))
+        .collect::<Result<Vec<_>>>()?;
+    let tender: Tender = a.tender.parse().map_err(rejected)?;
+    let mut store = ctx.open()?;
+    let e = store.record_sale(SaleRequest { lines, tender })?;
+    if a.json {
+        return print_json(&sale_json(&e, &store.till_id()));
+    }
+    print_receipt(&e);
+    Ok(())
+}
+
+fn parse_receipt(s: &str) -> Result<Receipt> {
+    s.parse().map_err(|e| rejected(format!("{e}")))
+}
+
+pub fn void(ctx: &Ctx, a: &VoidArgs) -> Result<()> {
+    let r = parse_receipt(&a.receipt)?;
+    let mut store = ctx.open()?;
+    let e = store.void(&r)?;
+    if a.json {
+        return print_json(&sale_json(&e, &store.till_id()));
+    }
+    print_receipt(&e);
+    Ok(())
+}
+
+pub fn refund(ctx: &Ctx, a: &RefundArgs) -> Result<()> {
+    let r = parse_receipt(&a.receipt)?;
+    let mut lines = Vec::new();
+    for l in &a.lines {
+        let (sku, qty) = match l.split_once(':') {
+            Some((s, q)) => (s, Some(parse_qty(q).map_err(rejected)?.value())),
+            None => (l.as_str(), None),
+        };
+        lines.push(RefundLine {
+            sku: parse_sku(sku)?,
+            qty,
+        });
+    }
+    let mut store = ctx.open()?;
+    let e = store.refund(&r, &lines)?;
+    if a.json {
+        return print_json(&sale_json(&e, &store.till_id()));
+    }
+    print_receipt(&e);
+    Ok(())
+}
+
+fn find_till(store: &Store, s: &str) -> Result<TillId> {
+    let tills = store.tills()?;
+    if let Some(t) = tills.iter().find(|t| t.name == s) {
+        return Ok(t.id);
+    }
+    let matches: Vec<&TillInfo> = tills
+        .iter()
+        .filter(|t| t.id.to_string().starts_with(s))
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok(one.id),
+        [] => Err(rejected(format!(
+            "no till named {s:?}; known tills: {}",
+            tills
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Err(rejected(format!(
+            "{s:?} matches several till ids; give more digits"
+        ))),
+    }
+}
+
+fn parse_day(s: &str) -> Result<Day> {
+    if s == "today" {
+        return Ok(Day::from_unix_ms(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        ));
+    }
+    s.parse().map_err(|e| rejected(format!("{e}")))
+}
+
+pub fn sales(ctx: &Ctx, a: &SalesArgs) -> Result<()> {
+    let mut store = ctx.open()?;
+    let day = a.day.as_deref().map(parse_day).transpose()?;
+    let till = a
+        .till
+        .as_deref()
+        .map(|t| find_till(&store, t))
+        .transpose()?;
+    let records = store.sales(day, till)?;
+    if a.json {
+        let out: Vec<SaleJson<'_>> = records
+            .iter()
+            .map(|r| sale_json(&r.entry, &r.till))
+            .collect();
+        return print_json(&out);
+    }
+    let mut t = Table::new(&[
+        "RECEIPT",
+        "KIND",
+        "TIME",
+        ">ITEMS",
+        ">TOTAL",
+        "TENDER",
+        "REFERS TO",
+    ]);
+    let mut net = 0i64;
+    for r in &records {
+        let e = &r.entry;
+        let sign = if e.kind == tillmesh_store::EntryKind::Sale {
+            1
+        } else {
+            -1
+        };
+        net += sign * e.total_cents;
+        t.row(vec![
+            e.receipt.to_string(),
+            e.kind.to_string(),
+            hlc_time(e.hlc),
+            e.lines.len().to_string(),
+            money(sign * e.total_cents),
+            e.tender.to_string(),
+            e.refers_to
+                .as_ref()
+                .map(Receipt::to_string)
+                .unwrap_or_default(),
+        ]);
+    }
+    if t.is_empty() {
+        println!("No sales.");
+        return Ok(());
+    }
+    print!("{}", t.render());
+    println!("{} entries, net {}", records.len(), money(net));
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StockJson {
+    sku: String,
+    name: String,
+    unit: Unit,
+    on_hand: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    counted_at: Option<String>,
+}
+
+pub fn stock(ctx: &Ctx, a: &StockArgs) -> Result<()> {
+    let mut store = ctx.open()?;
+    if let Some(action) = &a.action {
+        let (sku, entry) = match action {
+            StockCmd::Receive { sku, qty } => {
+                let sku = parse_sku(sku)?;
+                let q = stock_qty(&store, &sku, qty)?;
+                (sku.clone(), store.receive_stock(&sku, q)?)
+            }
+            StockCmd::Adjust { sku, delta, reason } => {
+                let sku = parse_sku(sku)?;
+                let q = stock_qty(&store, &sku, delta)?;
+                (sku.clone(), store.adjust_stock(&sku, q, reason)?)
+            }
+            StockCmd::Count { sku, qty } => {
+                let sku = parse_sku(sku)?;
+                let q = stock_qty(&store, &sku, qty)?;
+                (sku.clone(), store.count_stock(&sku, q)?)
+            }
+        };
+        let level = store.stock(&sku)?;
+        let unit = store.product(&sku)?.map(|p| p.unit).unwrap_or(Unit::Each);
+        println!(
+            "Recorded {} of {} {}; on hand now {}",
+            entry.kind,
+            qty_text(entry.qty, unit),
+            sku,
+            qty_text(level.on_hand, unit)
+        );
+        return Ok(());
+    }
+    let products = store.products()?;
+    let mut rows = Vec::new();
+    match &a.sku {
+        Some(s) => {
+            let p = find_product(&store, s)?;
+            let l = store.stock(&p.sku)?;
+            rows.push((p, l));
+        }
+        None => {
+            for (p, l) in products.into_iter().zip(store.stock_levels()?) {
+                rows.push((p, l));
+            }
+        }
+    }
+    if a.json {
+        let out: Vec<StockJson> = rows
+            .iter()
+            .map(|(p, l)| StockJson {
+                sku: p.sku.to_string(),
+                name: p.name.clone(),
+                unit: p.unit,
+                on_hand: l.on_hand,
+                counted_at: l.counted_at.map(hlc_time),
+            })
+            .collect();
+        return print_json(&out);
+    }
+    let mut t = Table::new(&["SKU", "NAME", ">ON HAND", "LAST COUNT"]);
+    for (p, l) in &rows {
+        t.row(vec![
+            p.sku.to_string(),
+            p.name.clone(),
+            qty_text(l.on_hand, p.unit),
+            l.counted_at.map(hlc_time).unwrap_or_else(|| "never".into()),
+        ]);
+    }
+    print!("{}", t.render());
+    Ok(())
+}
+
+/// A stock quantity in the product's unit: pieces for `each`, grams for `kg`.
+fn stock_qty(store: &Store, sku: &Sku, s: &str) -> Result<i64> {
+    let p = store
+        .product(sku)?
+        .ok_or_else(|| tillmesh_store::StockError::UnknownProduct(sku.to_string()))?;
+    match (parse_qty(s).map_err(rejected)?, p.unit) {
+        (Qty::Pieces(n), Unit::Each) | (Qty::Grams(n), Unit::Kg) => Ok(n),
+        (Qty::Grams(_), Unit::Each) => {
+            Err(rejected(format!("{sku} is counted in pieces, not grams")))
+        }
+        (Qty::Pieces(_), Unit::Kg) => Err(rejected(format!(
+            "{sku} is sold by weight: give grams like {s}g"
+        ))),
+    }
+}
+
+pub fn conflicts(ctx: &Ctx, a: &ConflictsArgs) -> Result<()> {
+    let mut store = ctx.open()?;
+    match &a.action {
+        Some(ConflictsCmd::Resolve { id, pick }) => {
+            let c = store.resolve_conflict(id, *pick)?;
+            println!(
+                "Conflict {} on {}: {}",
+                c.id,
+                c.key,
+                c.resolution.unwrap_or_default()
+            );
+            return Ok(());
+        }
+        Some(ConflictsCmd::Policy { kind, policy }) => {
+            if !matches!(kind.as_str(), "catalog" | "config" | "membership") {
+                bail!(rejected(format!(
+                    "unknown document kind {kind:?}: expected catalog, config or membership"
+                )));
+            }
+            let p: Policy = policy.parse().map_err(rejected)?;
+            store.set_conflict_policy(kind, p)?;
+            println!("Conflict policy for {kind} is now {p}");
+            return Ok(());
+        }
+        None => {}
+    }
+    let list: Vec<_> = store
+        .conflicts()?
+        .into_iter()
+        .filter(|c| a.all || c.status == tillmesh_store::ConflictStatus::Pending)
+        .collect();
+    if a.json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!(
+            "No {}conflicts.{}",
+            if a.all { "" } else { "pending " },
+            if a.all {
+                ""
+            } else {
+                " (--all shows decided ones)"
+            }
+        );
+        return Ok(());
+    }
+    let tills = store.tills()?;
+    let name = |id: &TillId| {
+        tills
+            .iter()
+            .find(|t| t.id == *id)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| id.fmt_short())
+    };
+    let mut t = Table::new(&["ID", "STATUS", "POLICY", "FIELD", "#", "VALUE", "BY", "AT"]);
+    for c in &list {
+        for (i, v) in c.values.iter().enumerate() {
+            let first = i == 0;
+            t.row(vec![
+                if first { c.id.clone() } else { String::new() },
+                if first {
+                    format!("{:?}", c.status).to_lowercase()
+                } else {
+                    String::new()
+                },
+                if first {
+                    c.policy.to_string()
+                } else {
+                    String::new()
+                },
+                if first {
+                    format!("{} {}", c.doc, c.key)
+                } else {
+                    String::new()
+                },
+                format!("{}{}", i + 1, if first { "*" } else { "" }),
+                v.value.to_string(),
+                format!("{} ({})", name(&v.till), v.role),
+                hlc_time(v.hlc),
+            ]);
+        }
+    }
+    print!("{}", t.render());
+    println!("* the value in effect. Keep another with: tillmesh conflicts resolve ID --pick N");
+    Ok(())
+}
+
+pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<()> {
+    let mut store = ctx.open()?;
+    if let Some(AuditCmd::Verify { json }) = &a.action {
+        let reports = store.verify_audit()?;
+        if *json {
+            print_json(&reports)?;
+        } else {
+            let mut t = Table::new(&["TILL", ">ENTRIES", "CHAIN", "MISSING"]);
+            let tills = store.tills()?;
+            for r in &reports {
+                let name = tills
+                    .iter()
+                    .find(|t| t.id == r.till)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_else(|| r.till.fmt_short());
+                t.row(vec![
+                    name,
+                    r.entries.to_string(),
+                    if r.intact() {
+                        "intact".into()
+                    } else {
+                        r.broken.join("; ")
+                    },
+                    if r.missing.is_empty() {
+                        "-".into()
+                    } else {
+                        format!("{} not yet received", r.missing.len())
+                    },
+                ]);
+            }
+            print!("{}", t.render());
+        }
+        let broken: Vec<_> = reports.iter().filter(|r| !r.intact()).collect();
+        if !broken.is_empty() {
+            return Err(Damaged(format!(
+                "audit chain of {} till(s) failed verification: entries were altered or forged",
+                broken.len()
+            ))
+            .into());
+        }
+        return Ok(());
+    }
+    let till = match &a.till {
+        Some(t) => find_till(&store, t)?,
+        None => store.till_id(),
+    };
+    let entries = store
+        .audit_entries(Some(till))?
+        .remove(&till)
+        .unwrap_or_default();
+    if a.json {
+        return print_json(&entries);
+    }
+    let mut t = Table::new(&[">SEQ", "TIME", "KIND", "SUBJECT", "DETAIL"]);
+    for e in &entries {
+        t.row(vec![
+            e.seq.to_string(),
+            hlc_time(e.hlc),
+            e.kind.clone(),
+            e.subject.clone(),
+            e.detail.to_string(),
+        ]);
+    }
+    if t.is_empty() {
+        println!("No audit entries.");
+    } else {
+        print!("{}", t.render());
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! Exit codes (0 is success, 2 a usage error from the argument parser): stable, documented in docs/OPERATIONS.md, so scripts can tell a
+//! rejected sale from a broken store.
+
+use tillmesh_store::{
+    ConflictError, OpenStoreError, ProductError, SaleError, StockError, StorageError,
+};
+
+/// Something unexpected failed.
+pub const FAILURE: i32 = 1;
+/// Input was rejected (invalid value, rule broken); nothing was changed.
+pub const REJECTED: i32 = 3;
+/// A store, product, receipt or conflict does not exist.
+pub const NOT_FOUND: i32 = 4;
+/// The store is in use by another process.
+pub const BUSY: i32 = 5;
+/// Stored data is damaged or was tampered with.
+pub const DAMAGED: i32 = 6;
+/// The disk is full.
+pub const DISK_FULL: i32 = 7;
+
+/// An operator mistake found by the command line itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
+
+/// A check found damage or tampering.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Damaged(pub String);
+
+fn storage(e: &StorageError) -> i32 {
+    match e {
+        StorageError::DiskFull => DISK_FULL,
+        StorageError::Damaged { .. } => DAMAGED,
+        _ => FAILURE,
+    }
+}
+
+/// The exit code for an error.
+pub fn code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.is::<Rejected>() {
+            return REJECTED;
+        }
+        if cause.is::<Damaged>() {
+            return DAMAGED;
+        }
+        if let Some(e) = cause.downcast_ref::<OpenStoreError>() {
+            return match e {
+                OpenStoreError::NotFound(_) => NOT_FOUND,
+                OpenStoreError::InUse(_) => BUSY,
+                OpenStoreError::Corrupt { .. }
+                | OpenStoreError::TooNew { .. }
+                | OpenStoreError::WrongKey(_) => DAMAGED,
+                OpenStoreError::AlreadyExists(_) | OpenStoreError::Invalid(_) => REJECTED,
+                OpenStoreError::Storage(s) => storage(s),
+                _ => FAILURE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<ProductError>() {
+            return match e {
+                ProductError::Unknown(_) => NOT_FOUND,
+                ProductError::Storage(s) => storage(s),
+                _ => REJECTED,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<SaleError>() {
+            return match e {
+                SaleError::UnknownProduct(_) | SaleError::UnknownReceipt(_) => NOT_FOUND,
+                SaleError::Storage(s) => storage(s),
+                _ => REJECTED,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<StockError>() {
+            return match e {
+                StockError::UnknownProduct(_) => NOT_FOUND,
+                StockError::Storage(s) => storage(s),
+                _ => REJECTED,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<ConflictError>() {
+            return match e {
+                ConflictError::Unknown(_) => NOT_FOUND,
+                ConflictError::Storage(s) => storage(s),
+                _ => REJECTED,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<tillmesh_store::ParseIdError>() {
+            let _ = e;
+            return REJECTED;
+        }
+        if let Some(e) = cause.downcast_ref::<StorageError>() {
+            return storage(e);
+        }
+    }
+    FAILURE
+}

@@ -1,0 +1,195 @@
+//! Formatting for people: money, quantities, times, aligned tables.
+
+use tillmesh_store::{Day, Hlc};
+
+/// Cents as `12.34` (`-0.50` when negative).
+pub fn money(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let c = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", c / 100, c % 100)
+}
+
+/// Parse `12.34`, `12.3`, `12` into cents.
+pub fn parse_money(s: &str) -> Result<i64, String> {
+    let err = || format!("{s:?} is not an amount like 1.19");
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(err());
+    }
+    let whole: i64 = whole.parse().map_err(|_| err())?;
+    let frac: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<2}").parse().map_err(|_| err())?
+    };
+    let cents = whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(err)?;
+    Ok(if neg { -cents } else { cents })
+}
+
+/// A quantity: `3` (pieces) or `350g` (grams).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qty {
+    /// Pieces.
+    Pieces(i64),
+    /// Grams.
+    Grams(i64),
+}
+
+impl Qty {
+    /// The number, whatever the unit.
+    pub fn value(self) -> i64 {
+        match self {
+            Qty::Pieces(n) | Qty::Grams(n) => n,
+        }
+    }
+}
+
+/// Parse `3`, `-3`, `350g`, `-250g`.
+pub fn parse_qty(s: &str) -> Result<Qty, String> {
+    let err = || format!("{s:?} is not a quantity like 3 or 350g");
+    if let Some(g) = s.strip_suffix('g') {
+        return g.parse().map(Qty::Grams).map_err(|_| err());
+    }
+    s.parse().map(Qty::Pieces).map_err(|_| err())
+}
+
+/// A quantity in base units for a product sold `each` or by `kg`.
+pub fn qty_text(n: i64, unit: tillmesh_store::Unit) -> String {
+    match unit {
+        tillmesh_store::Unit::Each => n.to_string(),
+        tillmesh_store::Unit::Kg => format!("{n}g"),
+    }
+}
+
+/// `2026-11-24 15:10:22` (UTC) from unix milliseconds.
+pub fn time(ms: u64) -> String {
+    let day = Day::from_unix_ms(ms);
+    let secs = (ms / 1000) % 86_400;
+    format!(
+        "{day} {:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// The wall time of a hybrid logical timestamp.
+pub fn hlc_time(h: Hlc) -> String {
+    time(h.ms())
+}
+
+/// A table printed with aligned columns; numbers align right.
+#[derive(Debug)]
+pub struct Table {
+    head: Vec<&'static str>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column titles; a title starting with '>' aligns right.
+    pub fn new(head: &[&'static str]) -> Self {
+        Self {
+            right: head.iter().map(|h| h.starts_with('>')).collect(),
+            head: head.iter().map(|h| h.trim_start_matches('>')).collect(),
+            rows: Vec::new(),
+        }
+    }
+    /// Add a row.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+    /// Render with two spaces between columns.
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.head.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                if let Some(w) = widths.get_mut(i) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+        }
+        let line = |cells: Vec<&str>| {
+            let mut out = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                let w = widths[i];
+                let last = i + 1 == cells.len();
+                if self.right[i] {
+                    out.push_str(&format!("{c:>w$}"));
+                } else if last {
+                    out.push_str(c);
+                } else {
+                    out.push_str(&format!("{c:<w$}"));
+                }
+                if !last {
+                    out.push_str("  ");
+                }
+            }
+            out.trim_end().to_string()
+        };
+        let mut out = line(self.head.clone());
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&line(r.iter().map(String::as_str).collect()));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_round_trips() {
+        for (s, c) in [
+            ("1.19", 119),
+            ("0.5", 50),
+            ("12", 1200),
+            ("-0.20", -20),
+            ("0.05", 5),
+        ] {
+            assert_eq!(parse_money(s), Ok(c), "{s}");
+        }
+        assert_eq!(money(119), "1.19");
+        assert_eq!(money(-5), "-0.05");
+        for bad in ["", "1.234", "abc", "1,19", ".5", "1.-2"] {
+            assert!(parse_money(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_qty("3"), Ok(Qty::Pieces(3)));
+        assert_eq!(parse_qty("350g"), Ok(Qty::Grams(350)));
+        assert_eq!(parse_qty("-250g"), Ok(Qty::Grams(-250)));
+        assert!(parse_qty("3kg").is_err());
+    }
+
+    #[test]
+    fn table_aligns() {
+        let mut t = Table::new(&["SKU", ">PRICE", "NAME"]);
+        t.row(vec!["A".into(), "1.19".into(), "Milk".into()]);
+        t.row(vec!["LONGER".into(), "12.00".into(), "Bread".into()]);
+        assert_eq!(
+            t.render(),
+            "SKU     PRICE  NAME\nA        1.19  Milk\nLONGER  12.00  Bread\n"
+        );
+    }
+}
