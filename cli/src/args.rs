@@ -87,6 +87,7 @@ pub enum ProductCmd {
         /// The product's SKU.
         sku: String,
         /// The new price, like 1.19.
+        #[arg(allow_negative_numbers = true)]
         price: String,
     },
     /// Change other fields of a product.
@@ -111,7 +112,7 @@ pub struct ProductAddArgs {
     #[arg(long)]
     pub name: String,
     /// Price per piece, or per kilogram with --unit kg, tax included, like 1.19.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub price: String,
     /// each or kg.
     #[arg(long, default_value = "each")]

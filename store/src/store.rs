@@ -134,7 +134,11 @@ fn map_open_error(path: &Path, e: redb::DatabaseError) -> OpenStoreError {
             found: u32::from(v),
             supported: FORMAT_VERSION,
         },
-        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => OpenStoreError::Io(io),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            OpenStoreError::Io(io)
+        }
         other => OpenStoreError::Corrupt {
             path: p,
             reason: other.to_string(),
