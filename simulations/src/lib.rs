@@ -1,5 +1,9 @@
 //! Many tills at once: workloads, fault schedules and reports.
 //!
-//! Simulations drive many [`tillmesh_store::Store`]s in one process to measure
-//! convergence and cost at store scale. The mesh simulations arrive with the mesh.
+//! [`workload`] builds store-scale data quickly (a till's day of sales as the
+//! Automerge changes that till would have made) so benchmarks can measure a
+//! store holding months of sales from a hundred tills. The mesh simulations
+//! arrive with the mesh.
 #![deny(missing_docs)]
+
+pub mod workload;

@@ -1,0 +1,214 @@
+//! Store benchmarks beyond criterion: latency percentiles of a durable sale, and a
+//! store of a hundred tills' months of sales (open time, lookups, bytes per sale).
+//!
+//! ```text
+//! cargo run --release -p tillmesh-sim --bin store-bench -- [--tills 100] [--days 30]
+//!     [--per-day 500] [--sales 2000] [--dir target/bench-data]
+//! ```
+//! Prints a Markdown report; docs/PERFORMANCE.md holds the numbers of record.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
+use tillmesh_sim::workload;
+use tillmesh_store::{
+    Day, DocId, LineRequest, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender,
+    TillKey, TillName,
+};
+
+struct Args {
+    tills: usize,
+    days: usize,
+    per_day: usize,
+    sales: usize,
+    products: usize,
+    dir: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        tills: 100,
+        days: 30,
+        per_day: 500,
+        sales: 2000,
+        products: 2000,
+        dir: PathBuf::from("target/bench-data"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--tills" => a.tills = v.parse()?,
+            "--days" => a.days = v.parse()?,
+            "--per-day" => a.per_day = v.parse()?,
+            "--sales" => a.sales = v.parse()?,
+            "--products" => a.products = v.parse()?,
+            "--dir" => a.dir = v.into(),
+            _ => anyhow::bail!("unknown flag {flag}"),
+        }
+    }
+    Ok(a)
+}
+
+fn new_store(path: &Path, key: TillKey, name: &str) -> Result<Store> {
+    Ok(Store::create(
+        path,
+        key,
+        NewStore {
+            store_id: StoreId::random(),
+            store_name: "Bench".into(),
+            till_name: name.parse()?,
+            role: Role::BackOffice,
+            founder: true,
+        },
+        StoreOptions::default(),
+    )?)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn sale_request(rng: &mut impl Rng, products: usize) -> SaleRequest {
+    SaleRequest {
+        lines: (0..rng.random_range(1..=4))
+            .map(|_| LineRequest {
+                code: workload::barcode(rng.random_range(0..products)),
+                qty: Some(rng.random_range(1..=3)),
+                grams: None,
+                discount_cents: 0,
+            })
+            .collect(),
+        tender: Tender::Card,
+    }
+}
+
+fn latency(a: &Args, rng: &mut impl Rng) -> Result<()> {
+    let dir = a.dir.join("latency");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut store = new_store(&dir.join("store.redb"), TillKey::generate(), "L1")?;
+    workload::add_products(&mut store, a.products)?;
+    let mut times = Vec::with_capacity(a.sales);
+    let start = Instant::now();
+    for _ in 0..a.sales {
+        let req = sale_request(rng, a.products);
+        let t = Instant::now();
+        store.record_sale(req)?;
+        times.push(t.elapsed());
+    }
+    let total = start.elapsed();
+    times.sort();
+    let size = std::fs::metadata(dir.join("store.redb"))?.len();
+    println!("## Durable sale (1-4 lines by barcode, fsync per sale)\n");
+    println!("| sales | sales/s | p50 | p99 | max | file bytes/sale |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {:.0} | {} | {} | {} | {} |\n",
+        a.sales,
+        a.sales as f64 / total.as_secs_f64(),
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(*times.last().unwrap_or(&Duration::ZERO)),
+        size / a.sales as u64
+    );
+    Ok(())
+}
+
+fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
+    let dir = a.dir.join(format!("big-{}x{}x{}", a.tills, a.days, a.per_day));
+    let path = dir.join("store.redb");
+    let key_path = dir.join("till.key");
+    let total_sales = (a.tills * a.days * a.per_day) as u64;
+    let first_day = Day::from_unix_ms(1_767_225_600_000); // 2026-01-01
+    if !dir.join("complete").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let key = TillKey::generate();
+        key.save(&key_path)?;
+        let mut store = new_store(&path, key, "B0")?;
+        workload::add_products(&mut store, a.products)?;
+        let start = Instant::now();
+        for t in 0..a.tills {
+            let till = TillKey::generate().till_id();
+            let name: TillName = format!("T{t:03}").parse()?;
+            for d in 0..a.days {
+                let day = first_day.add_days(d as i64);
+                let changes = workload::day_of_sales(
+                    till,
+                    &name,
+                    day,
+                    (d * a.per_day) as u64 + 1,
+                    a.per_day,
+                    a.products,
+                    rng,
+                );
+                store.apply_changes(&DocId::Sales(till, day), &changes)?;
+            }
+            if (t + 1) % 10 == 0 {
+                eprintln!("generated {} tills in {:.0?}", t + 1, start.elapsed());
+            }
+        }
+        eprintln!("generated {total_sales} sales in {:.1?}", start.elapsed());
+        std::fs::write(dir.join("complete"), b"")?;
+    }
+    let size = std::fs::metadata(&path)?.len();
+    let key = TillKey::load(&key_path)?;
+    let t = Instant::now();
+    let mut store = Store::open(&path, key, StoreOptions::default())?;
+    let open = t.elapsed();
+
+    let n = 10_000;
+    let t = Instant::now();
+    for i in 0..n {
+        let skus = store.skus_for_barcode(&workload::barcode(i % a.products).parse()?)?;
+        std::hint::black_box(store.product(&skus[0])?);
+    }
+    let by_barcode = t.elapsed() / n as u32;
+    let t = Instant::now();
+    for i in 0..n {
+        std::hint::black_box(store.stock(&workload::sku(i % a.products))?);
+    }
+    let stock = t.elapsed() / n as u32;
+    let t = Instant::now();
+    let day_totals = store.day_totals(first_day)?;
+    let totals = t.elapsed();
+    let t = Instant::now();
+    store.record_sale(sale_request(rng, a.products))?;
+    let first_sale = t.elapsed();
+
+    println!(
+        "## A store of {} tills x {} days x {} sales ({total_sales} sales)\n",
+        a.tills, a.days, a.per_day
+    );
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| open the store | {} |", ms(open));
+    println!("| product by barcode (mean of {n}) | {:.1} µs |", by_barcode.as_secs_f64() * 1e6);
+    println!("| stock on hand of a SKU (mean of {n}) | {:.1} µs |", stock.as_secs_f64() * 1e6);
+    println!(
+        "| sales totals of one day, all {} tills | {} |",
+        day_totals.len(),
+        ms(totals)
+    );
+    println!("| first durable sale after open | {} |", ms(first_sale));
+    println!("| file size | {:.1} MiB |", size as f64 / 1048576.0);
+    println!("| on-disk bytes per sale | {} |\n", size / total_sales);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let a = parse_args()?;
+    std::fs::create_dir_all(&a.dir)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    latency(&a, &mut rng)?;
+    big_store(&a, &mut rng)?;
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Synthetic but realistic store data: products, and each till's day of sales as
+//! the exact changes the till itself would have written.
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ROOT};
+use rand::Rng;
+use tillmesh_store::{
+    Day, ENTRY_VERSION, EntryKind, Hlc, Line, NewProduct, Receipt, SaleEntry, Sku, Store, Tender,
+    TillId, TillName, Unit,
+};
+
+/// The EAN-13 check digit of 12 digits.
+pub fn ean_check(digits: &str) -> u32 {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+/// The SKU of product `i` in [`add_products`].
+pub fn sku(i: usize) -> Sku {
+    format!("P{i:05}").parse().expect("valid sku")
+}
+
+/// The barcode of product `i` in [`add_products`].
+pub fn barcode(i: usize) -> String {
+    let digits = format!("200{i:09}");
+    format!("{digits}{}", ean_check(&digits))
+}
+
+/// Add `n` products sold each, with one barcode each.
+pub fn add_products(store: &mut Store, n: usize) -> anyhow::Result<()> {
+    for i in 0..n {
+        store.add_product(NewProduct {
+            sku: sku(i),
+            name: format!("Product {i}"),
+            barcodes: vec![barcode(i).parse()?],
+            price_cents: 50 + (i as i64 * 37) % 2000,
+            unit: Unit::Each,
+            tax_class: "standard".into(),
+            category: "grocery".into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// One till's day of `n` sales, as the raw Automerge changes the till writes
+/// (one change per sale, under the till's actor), starting at receipt `first`.
+pub fn day_of_sales(
+    till: TillId,
+    name: &TillName,
+    day: Day,
+    first: u64,
+    n: usize,
+    products: usize,
+    rng: &mut impl Rng,
+) -> Vec<Vec<u8>> {
+    let mut actor = till.as_bytes().to_vec();
+    actor.extend_from_slice(&rng.random::<[u8; 8]>());
+    let mut doc = Automerge::new().with_actor(ActorId::from(actor));
+    let open_ms = day.days_since_epoch() as u64 * 86_400_000 + 8 * 3_600_000;
+    for i in 0..n {
+        let hlc = Hlc::from_ms(open_ms + i as u64 * 43_000);
+        let lines: Vec<Line> = (0..rng.random_range(1..=4))
+            .map(|_| {
+                let p = rng.random_range(0..products);
+                let qty = rng.random_range(1..=3);
+                let price = 50 + (p as i64 * 37) % 2000;
+                Line {
+                    sku: sku(p),
+                    qty: Some(qty),
+                    grams: None,
+                    unit_price_cents: price,
+                    discount_cents: 0,
+                    amount_cents: price * qty,
+                    tax_cents: (price * qty * 2000 + 6000) / 12_000,
+                }
+            })
+            .collect();
+        let receipt = Receipt::new(name.clone(), first + i as u64);
+        let entry = SaleEntry {
+            version: ENTRY_VERSION,
+            kind: EntryKind::Sale,
+            receipt: receipt.clone(),
+            refers_to: None,
+            total_cents: lines.iter().map(|l| l.amount_cents).sum(),
+            tax_cents: lines.iter().map(|l| l.tax_cents).sum(),
+            lines,
+            tender: if i % 3 == 0 { Tender::Cash } else { Tender::Card },
+            hlc,
+        };
+        let json = serde_json::to_string(&entry).expect("entry serialises");
+        doc.transact_with(
+            |_| CommitOptions::default().with_time((hlc.ms() / 1000) as i64),
+            |tx| tx.put(ROOT, receipt.to_string(), json),
+        )
+        .expect("put entry");
+    }
+    doc.get_changes(&[])
+        .into_iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect()
+}
