@@ -154,9 +154,13 @@ pub struct ProductEditArgs {
 
 #[derive(Debug, Args)]
 pub struct SaleArgs {
-    /// A line: SKU_OR_BARCODE[:QTY|:<grams>g][:-DISCOUNT], like MILK1L:2, BANANA:350g,
-    /// 4006381333931:1:-0.20. Repeat for each line.
-    #[arg(long = "line", required = true, value_name = "LINE")]
+    #[arg(
+        long = "line",
+        required = true,
+        value_name = "LINE",
+        help = "A line: SKU_OR_BARCODE[:QTY|:<grams>g][:-DISCOUNT], like MILK1L:2, BANANA:350g, \
+                4006381333931:1:-0.20. Repeat for each line."
+    )]
     pub lines: Vec<String>,
     /// cash or card.
     #[arg(long)]
@@ -179,8 +183,11 @@ pub struct VoidArgs {
 pub struct RefundArgs {
     /// The receipt of the sale, like T01-42.
     pub receipt: String,
-    /// A line to refund: SKU[:QTY|:<grams>g]; all that is left when omitted.
-    #[arg(long = "line", value_name = "LINE")]
+    #[arg(
+        long = "line",
+        value_name = "LINE",
+        help = "A line to refund: SKU[:QTY|:<grams>g]; all that is left when omitted."
+    )]
     pub lines: Vec<String>,
     /// Print JSON.
     #[arg(long)]

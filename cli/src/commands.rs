@@ -294,20 +294,7 @@ fn per_unit(u: Unit) -> &'static str {
 }
 
 fn find_product(store: &Store, code: &str) -> Result<Product> {
-    if let Ok(sku) = code.parse::<Sku>() {
-        if let Some(p) = store.product(&sku)? {
-            return Ok(p);
-        }
-    }
-    if Barcode::looks_like(code) {
-        let b: Barcode = code.parse().map_err(|e| rejected(format!("{e}")))?;
-        if let Some(sku) = store.skus_for_barcode(&b)?.into_iter().next() {
-            if let Some(p) = store.product(&sku)? {
-                return Ok(p);
-            }
-        }
-    }
-    Err(tillmesh_store::ProductError::Unknown(code.to_string()).into())
+    Ok(store.product_by_code(code)?)
 }
 
 /// Parse `CODE[:QTY|:<grams>g][:-DISCOUNT]`.

@@ -40,17 +40,17 @@ impl Store {
                 index,
                 reason: e.to_string(),
             })?;
-            if let Some(owner) = doc.owner() {
-                if actor_till(change.actor_id()) != Some(owner) {
-                    let writer = actor_till(change.actor_id())
-                        .map(|t| t.fmt_short())
-                        .unwrap_or_else(|| "an unknown writer".into());
-                    tracing::warn!(doc = %doc, writer, "refused change to a document of another till");
-                    return Err(ApplyError::NotOwner {
-                        doc: doc.to_string(),
-                        writer,
-                    });
-                }
+            if let Some(owner) = doc.owner()
+                && actor_till(change.actor_id()) != Some(owner)
+            {
+                let writer = actor_till(change.actor_id())
+                    .map(|t| t.fmt_short())
+                    .unwrap_or_else(|| "an unknown writer".into());
+                tracing::warn!(doc = %doc, writer, "refused change to a document of another till");
+                return Err(ApplyError::NotOwner {
+                    doc: doc.to_string(),
+                    writer,
+                });
             }
             parsed.push(change);
         }

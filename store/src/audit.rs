@@ -191,14 +191,14 @@ fn verify_chain(till: TillId, entries: &[AuditEntry]) -> ChainReport {
                     .push(format!("entry {} is not signed by its till", e.seq));
             }
         }
-        if let Some(p) = &prev_hash {
-            if *p != e.prev {
-                report.broken.push(format!(
-                    "entry {} does not follow entry {}",
-                    e.seq,
-                    e.seq - 1
-                ));
-            }
+        if let Some(p) = &prev_hash
+            && *p != e.prev
+        {
+            report.broken.push(format!(
+                "entry {} does not follow entry {}",
+                e.seq,
+                e.seq - 1
+            ));
         }
         prev_hash = Some(e.hash.clone());
         expected_seq = e.seq + 1;

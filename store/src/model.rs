@@ -176,7 +176,7 @@ impl FieldValue {
 
 /// Order concurrent values so the winner under `policy` comes first.
 pub fn rank_values(values: &mut [FieldValue], policy: Policy) {
-    values.sort_by(|a, b| b.rank(policy).cmp(&a.rank(policy)));
+    values.sort_by_key(|v| std::cmp::Reverse(v.rank(policy)));
 }
 
 /// Serialise till ids as hex strings in JSON.

@@ -294,6 +294,22 @@ impl<'s> Writer<'s> {
                 _ => {}
             }
         }
+        // The diff names a key only when its visible value changes. When a new
+        // change supersedes one of several concurrent values but not the one
+        // Automerge shows, the set of values changes silently; the views (which
+        // rank values by policy, not as Automerge does) and the conflict log must
+        // still see that key, so take the keys the new changes wrote as well.
+        if id.owner().is_none() && !before.is_empty() {
+            for change in doc.get_changes(before) {
+                for op in change.decode().operations {
+                    if let (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(k)) =
+                        (&op.obj, &op.key)
+                    {
+                        keys.insert(k.to_string());
+                    }
+                }
+            }
+        }
         Ok(keys
             .into_iter()
             .map(|k| {
