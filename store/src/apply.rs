@@ -8,7 +8,8 @@ use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
 use crate::error::{ApplyError, StorageError};
 use crate::ids::DocId;
-use crate::store::{Store, actor_till};
+use crate::store::Store;
+use crate::sync::check_owner;
 use crate::tables;
 
 /// What merging a batch of changes did.
@@ -40,22 +41,20 @@ impl Store {
                 index,
                 reason: e.to_string(),
             })?;
-            if let Some(owner) = doc.owner()
-                && actor_till(change.actor_id()) != Some(owner)
-            {
-                let writer = actor_till(change.actor_id())
-                    .map(|t| t.fmt_short())
-                    .unwrap_or_else(|| "an unknown writer".into());
-                tracing::warn!(doc = %doc, writer, "refused change to a document of another till");
-                return Err(ApplyError::NotOwner {
-                    doc: doc.to_string(),
-                    writer,
-                });
-            }
             parsed.push(change);
         }
+        check_owner(doc, &parsed)?;
+        self.merge(doc, parsed)
+    }
+
+    /// Merge checked changes through the write path.
+    pub(crate) fn merge(
+        &mut self,
+        doc: &DocId,
+        changes: Vec<Change>,
+    ) -> Result<ApplyReport, ApplyError> {
         let mut w = self.writer()?;
-        let new_changes = w.apply_remote(*doc, parsed)?;
+        let new_changes = w.apply_remote(*doc, changes)?;
         if new_changes == 0 {
             return Ok(ApplyReport::default());
         }

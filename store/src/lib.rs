@@ -60,6 +60,7 @@ mod model;
 mod sales;
 mod stock;
 mod store;
+mod sync;
 mod tables;
 mod views;
 mod writer;
@@ -81,4 +82,8 @@ pub use model::{
 pub use sales::{LineRequest, MAX_GRAMS, MAX_LINES, MAX_QTY, SaleRecord, SaleRequest};
 pub use stock::MAX_STOCK_QTY;
 pub use store::{NewStore, Store, StoreOptions};
+pub use sync::{BUCKETS, BucketDigests, bucket_of};
 pub use tables::FORMAT_VERSION;
+
+/// The Automerge sync protocol types the mesh persists and exchanges.
+pub use automerge::sync::State as SyncState;

@@ -466,12 +466,17 @@ pub struct RefundLine {
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct ReceiptInfo {
     /// The document holding the entry, once it has arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<EntryKind>,
     /// Receipt of the void of this sale, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voided_by: Option<String>,
     /// Refund receipts of this sale.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refunds: Vec<String>,
     /// Base quantity refunded so far, by SKU.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub refunded: BTreeMap<String, i64>,
 }

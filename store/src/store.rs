@@ -99,6 +99,8 @@ pub struct Store {
     pub(crate) next_receipt: u64,
     pub(crate) audit_head: AuditHead,
     pub(crate) docs: HashMap<DocId, Automerge>,
+    /// Local changes committed and not yet taken for gossip.
+    pub(crate) outbox: Vec<(DocId, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -285,6 +287,7 @@ impl Store {
             next_receipt,
             audit_head,
             docs: HashMap::new(),
+            outbox: Vec::new(),
         })
     }
 
@@ -510,6 +513,9 @@ pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StorageE
     txn.open_table(tables::V_TILLS)?;
     txn.open_table(tables::V_CONFIG)?;
     txn.open_table(tables::CONFLICTS)?;
+    txn.open_table(tables::DOC_HEADS)?;
+    txn.open_table(tables::BUCKETS)?;
+    txn.open_table(tables::SYNC_STATES)?;
     txn.open_table(tables::OPEN_CONFLICTS)?;
     Ok(())
 }

@@ -28,6 +28,13 @@ pub(crate) const V_RECEIPTS: TableDefinition<&str, &[u8]> = TableDefinition::new
 pub(crate) const V_TILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("v_tills");
 pub(crate) const V_CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("v_config");
 
+/// Heads of each document (hex hashes joined by ','), for manifests.
+pub(crate) const DOC_HEADS: TableDefinition<&str, &str> = TableDefinition::new("doc_heads");
+/// XOR of the digests of the documents in each of 256 buckets.
+pub(crate) const BUCKETS: TableDefinition<u8, &[u8]> = TableDefinition::new("buckets");
+/// Automerge sync state per peer and document (`<peer>\0<doc>`).
+pub(crate) const SYNC_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("sync_states");
+
 pub(crate) const CONFLICTS: TableDefinition<&str, &[u8]> = TableDefinition::new("conflicts");
 pub(crate) const OPEN_CONFLICTS: TableDefinition<&str, &str> =
     TableDefinition::new("open_conflicts");

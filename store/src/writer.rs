@@ -20,6 +20,9 @@ use crate::model::{ENTRY_VERSION, FieldValue};
 use crate::store::{AuditHead, Store};
 use crate::tables::{self, DocState, meta};
 
+/// Local changes kept for gossip before the oldest are dropped.
+const OUTBOX_LIMIT: usize = 10_000;
+
 /// A set of changes that commit together.
 pub(crate) struct Writer<'s> {
     pub(crate) s: &'s mut Store,
@@ -42,9 +45,16 @@ impl Drop for Writer<'_> {
     fn drop(&mut self) {
         if !self.committed {
             // The transaction aborts when dropped; forget the edited documents so the
-            // next use reloads them from disk.
+            // next use reloads them from disk. Documents left as they were stay.
             for id in &self.touched {
-                self.s.docs.remove(id);
+                let unchanged = self
+                    .s
+                    .docs
+                    .get(id)
+                    .is_some_and(|d| d.get_heads() == self.before[id]);
+                if !unchanged || self.rederived.contains(id) {
+                    self.s.docs.remove(id);
+                }
             }
         }
     }
@@ -190,6 +200,7 @@ impl<'s> Writer<'s> {
             i += 1;
         }
         let mut compact = Vec::new();
+        let mut outbox = Vec::new();
         {
             let txn = self.txn.as_ref().expect("transaction present until commit");
             let mut docs = txn.open_table(tables::DOCS)?;
@@ -211,11 +222,13 @@ impl<'s> Writer<'s> {
                 for c in doc.get_changes(&self.before[id]) {
                     if c.actor_id() == &self.s.actor {
                         to_store.push(c.raw_bytes().to_vec());
+                        outbox.push((*id, c.raw_bytes().to_vec()));
                     }
                 }
                 if to_store.is_empty() {
                     continue;
                 }
+                crate::sync::record_heads(txn, id, &doc.get_heads())?;
                 let key = id.to_string();
                 let mut state: DocState = match docs.get(key.as_str())? {
                     Some(v) => serde_json::from_slice(v.value()).map_err(|e| damaged(id, e))?,
@@ -256,6 +269,11 @@ impl<'s> Writer<'s> {
         self.committed = true;
         self.s.next_receipt = self.next_receipt;
         self.s.audit_head = self.audit_head;
+        self.s.outbox.extend(outbox);
+        // Nobody drains the outbox when no daemon runs; peers catch up by
+        // anti-entropy, so old entries can go.
+        let excess = self.s.outbox.len().saturating_sub(OUTBOX_LIMIT);
+        self.s.outbox.drain(..excess);
         for id in compact {
             // The commit above is durable; a failed compaction only delays the next.
             if let Err(e) = self.s.compact(&id) {

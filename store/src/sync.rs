@@ -1,0 +1,250 @@
+//! What the mesh needs from a store to sync it with a peer: a manifest of every
+//! document's heads, summarised as 256 bucket digests so two tills holding tens of
+//! thousands of documents find the few that differ by exchanging a few kilobytes;
+//! the Automerge sync protocol per document, with its state persisted per peer so
+//! an interrupted catch-up resumes; and the outbox of local changes to gossip.
+//!
+//! A bucket's digest is the XOR of BLAKE3(document id, heads) over its documents,
+//! so a commit updates it in O(1): XOR out the old value, XOR in the new.
+
+use std::collections::BTreeSet;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, Change, ChangeHash};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use crate::error::{ApplyError, StorageError, damaged};
+use crate::ids::{DocId, TillId};
+use crate::store::{Store, actor_till};
+use crate::tables;
+
+/// Number of manifest buckets.
+pub const BUCKETS: usize = 256;
+
+/// The bucket digests of a store's manifest.
+pub type BucketDigests = Vec<[u8; 32]>;
+
+/// Which bucket a document falls in.
+pub fn bucket_of(doc: &DocId) -> u8 {
+    blake3::hash(doc.to_string().as_bytes()).as_bytes()[0]
+}
+
+fn doc_digest(doc: &DocId, heads: &[ChangeHash]) -> [u8; 32] {
+    let mut sorted: Vec<&ChangeHash> = heads.iter().collect();
+    sorted.sort();
+    let mut h = blake3::Hasher::new_derive_key("tillmesh manifest entry v1");
+    h.update(doc.to_string().as_bytes());
+    for head in sorted {
+        h.update(&head.0);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn encode_heads(heads: &[ChangeHash]) -> String {
+    heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_heads(doc: &DocId, s: &str) -> Result<Vec<ChangeHash>, StorageError> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|h| {
+            h.parse()
+                .map_err(|e| damaged(doc, format!("stored heads: {e}")))
+        })
+        .collect()
+}
+
+/// Record a document's new heads and move its bucket digest (in a write).
+pub(crate) fn record_heads(
+    txn: &WriteTransaction,
+    doc: &DocId,
+    heads: &[ChangeHash],
+) -> Result<(), StorageError> {
+    let key = doc.to_string();
+    let mut table = txn.open_table(tables::DOC_HEADS)?;
+    let old = match table.get(key.as_str())? {
+        Some(v) => Some(decode_heads(doc, v.value())?),
+        None => None,
+    };
+    table.insert(key.as_str(), encode_heads(heads).as_str())?;
+    let b = bucket_of(doc);
+    let mut buckets = txn.open_table(tables::BUCKETS)?;
+    let mut digest = [0u8; 32];
+    if let Some(v) = buckets.get(b)? {
+        digest.copy_from_slice(v.value());
+    }
+    let xor = |d: &mut [u8; 32], x: [u8; 32]| d.iter_mut().zip(x).for_each(|(a, b)| *a ^= b);
+    if let Some(old) = old {
+        xor(&mut digest, doc_digest(doc, &old));
+    }
+    xor(&mut digest, doc_digest(doc, heads));
+    buckets.insert(b, digest.as_slice())?;
+    Ok(())
+}
+
+/// Decode the chunks of a sync message into changes: single changes, or a whole
+/// document the peer sends when this till has none of it.
+fn message_changes(doc: &DocId, msg: &sync::Message) -> Result<Vec<Change>, ApplyError> {
+    let mut out = Vec::new();
+    for (index, chunk) in msg.changes.iter().enumerate() {
+        let malformed = |reason: String| ApplyError::Malformed {
+            doc: doc.to_string(),
+            index,
+            reason,
+        };
+        match Change::from_bytes(chunk.to_vec()) {
+            Ok(c) => out.push(c),
+            Err(change_err) => {
+                let whole = Automerge::load(chunk)
+                    .map_err(|e| malformed(format!("{change_err}; as a document: {e}")))?;
+                out.extend(whole.get_changes(&[]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuse changes to a single-writer document that its owner did not write.
+pub(crate) fn check_owner(doc: &DocId, changes: &[Change]) -> Result<(), ApplyError> {
+    let Some(owner) = doc.owner() else {
+        return Ok(());
+    };
+    for change in changes {
+        if actor_till(change.actor_id()) != Some(owner) {
+            let writer = actor_till(change.actor_id())
+                .map(|t| t.fmt_short())
+                .unwrap_or_else(|| "an unknown writer".into());
+            tracing::warn!(doc = %doc, writer, "refused change to a document of another till");
+            return Err(ApplyError::NotOwner {
+                doc: doc.to_string(),
+                writer,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The 256 bucket digests of this till's manifest.
+    pub fn manifest_buckets(&self) -> Result<BucketDigests, StorageError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::BUCKETS)?;
+        let mut out = vec![[0u8; 32]; BUCKETS];
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out[usize::from(k.value())].copy_from_slice(v.value());
+        }
+        Ok(out)
+    }
+
+    /// The documents (with heads) of the given buckets.
+    pub fn manifest(
+        &self,
+        buckets: &BTreeSet<u8>,
+    ) -> Result<Vec<(DocId, Vec<ChangeHash>)>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::DOC_HEADS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let Ok(doc) = k.value().parse::<DocId>() else {
+                continue;
+            };
+            if buckets.contains(&bucket_of(&doc)) {
+                out.push((doc, decode_heads(&doc, v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The persisted sync state with `peer` for `doc` (fresh if none).
+    pub fn sync_state(&self, peer: &TillId, doc: &DocId) -> Result<sync::State, StorageError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::SYNC_STATES)?;
+        Ok(match t.get(format!("{peer}\0{doc}").as_str())? {
+            Some(v) => sync::State::decode(v.value()).unwrap_or_else(|e| {
+                tracing::warn!(doc = %doc, peer = %peer.fmt_short(), error = %e, "sync state unreadable; starting afresh");
+                sync::State::new()
+            }),
+            None => sync::State::new(),
+        })
+    }
+
+    /// Persist sync states with `peer` so a later session resumes from them.
+    pub fn save_sync_states(
+        &mut self,
+        peer: &TillId,
+        states: &[(DocId, &sync::State)],
+    ) -> Result<(), StorageError> {
+        let mut txn = self.db.begin_write()?;
+        if !self.opts.durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StorageError::Database(e.to_string()))?;
+        }
+        {
+            let mut t = txn.open_table(tables::SYNC_STATES)?;
+            for (doc, state) in states {
+                t.insert(format!("{peer}\0{doc}").as_str(), state.encode().as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The next Automerge sync message for `doc` to a peer, if there is anything
+    /// to say.
+    pub fn sync_generate(
+        &mut self,
+        doc: &DocId,
+        state: &mut sync::State,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .doc(doc)?
+            .generate_sync_message(state)
+            .map(sync::Message::encode))
+    }
+
+    /// Take in a peer's sync message for `doc`: its changes are checked and merged
+    /// exactly like [`Store::apply_changes`], then the sync state moves on.
+    pub fn sync_receive(
+        &mut self,
+        doc: &DocId,
+        state: &mut sync::State,
+        message: &[u8],
+    ) -> Result<crate::ApplyReport, ApplyError> {
+        let msg = sync::Message::decode(message).map_err(|e| ApplyError::Malformed {
+            doc: doc.to_string(),
+            index: 0,
+            reason: format!("sync message: {e}"),
+        })?;
+        let changes = message_changes(doc, &msg)?;
+        check_owner(doc, &changes)?;
+        let report = if changes.is_empty() {
+            crate::ApplyReport::default()
+        } else {
+            self.merge(doc, changes)?
+        };
+        let bare = sync::Message {
+            changes: sync::ChunkList::empty(),
+            ..msg
+        };
+        self.doc(doc)?
+            .receive_sync_message(state, bare)
+            .map_err(|e| ApplyError::Refused {
+                doc: doc.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(report)
+    }
+
+    /// Local changes committed since the last call, for gossip: (document, raw change).
+    pub fn take_outbox(&mut self) -> Vec<(DocId, Vec<u8>)> {
+        std::mem::take(&mut self.outbox)
+    }
+}
