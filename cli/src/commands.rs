@@ -1,6 +1,7 @@
 //! The operator commands: parse what the operator typed into store calls, and
 //! print what came back.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -65,8 +66,8 @@ fn rejected(msg: impl Into<String>) -> anyhow::Error {
     Rejected(msg.into()).into()
 }
 
-fn print_json(v: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -82,7 +83,7 @@ fn create_home(home: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn init(ctx: &Ctx, a: &InitArgs) -> Result<()> {
+pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
     let till_name = a.till.parse().map_err(|e| rejected(format!("{e}")))?;
     let role: Role = a.role.parse().map_err(rejected)?;
     if ctx.store_path().exists() || ctx.key_path().exists() {
@@ -106,7 +107,8 @@ pub fn init(ctx: &Ctx, a: &InitArgs) -> Result<()> {
         let _ = std::fs::remove_file(ctx.store_path());
         return Err(e).context("cannot write the till key; nothing was created");
     }
-    println!(
+    writeln!(
+        out,
         "Created store {:?} ({}) with till {} ({}, {}) in {}",
         store.store_name(),
         store.store_id(),
@@ -114,7 +116,7 @@ pub fn init(ctx: &Ctx, a: &InitArgs) -> Result<()> {
         store.till_id().fmt_short(),
         store.role(),
         ctx.home.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -130,39 +132,43 @@ struct InfoJson<'a> {
     tills: Vec<TillInfo>,
 }
 
-pub fn info(ctx: &Ctx, json: bool) -> Result<()> {
-    let store = ctx.open()?;
+pub fn info(store: &mut Store, home: &Path, json: bool, out: &mut dyn Write) -> Result<()> {
     let tills = store.tills()?;
     if json {
-        return print_json(&InfoJson {
-            store: store.store_id().to_string(),
-            store_name: store.store_name(),
-            till: store.till_name().as_str(),
-            till_id: store.till_id().to_string(),
-            role: store.role().to_string(),
-            home: ctx.home.display().to_string(),
-            next_receipt: store.next_receipt_number(),
-            tills,
-        });
+        return print_json(
+            out,
+            &InfoJson {
+                store: store.store_id().to_string(),
+                store_name: store.store_name(),
+                till: store.till_name().as_str(),
+                till_id: store.till_id().to_string(),
+                role: store.role().to_string(),
+                home: home.display().to_string(),
+                next_receipt: store.next_receipt_number(),
+                tills,
+            },
+        );
     }
-    println!("Store   {} ({})", store.store_name(), store.store_id());
-    println!(
+    writeln!(out, "Store   {} ({})", store.store_name(), store.store_id())?;
+    writeln!(
+        out,
         "Till    {} ({}, {})",
         store.till_name(),
         store.till_id(),
         store.role()
-    );
-    println!("Home    {}", ctx.home.display());
-    println!(
+    )?;
+    writeln!(out, "Home    {}", home.display())?;
+    writeln!(
+        out,
         "Next receipt  {}-{}",
         store.till_name(),
         store.next_receipt_number()
-    );
+    )?;
     let mut t = Table::new(&["TILL", "ID", "ROLE"]);
     for till in tills {
         t.row(vec![till.name, till.id.fmt_short(), till.role.to_string()]);
     }
-    print!("\n{}", t.render());
+    write!(out, "\n{}", t.render())?;
     Ok(())
 }
 
@@ -198,8 +204,7 @@ fn parse_barcodes(codes: &[String]) -> Result<Vec<Barcode>> {
         .collect()
 }
 
-pub fn product(ctx: &Ctx, cmd: &ProductCmd) -> Result<()> {
-    let mut store = ctx.open()?;
+pub fn product(store: &mut Store, cmd: &ProductCmd, out: &mut dyn Write) -> Result<()> {
     match cmd {
         ProductCmd::Add(a) => {
             let p = store.add_product(NewProduct {
@@ -211,26 +216,28 @@ pub fn product(ctx: &Ctx, cmd: &ProductCmd) -> Result<()> {
                 tax_class: a.tax_class.clone(),
                 category: a.category.clone(),
             })?;
-            println!(
+            writeln!(
+                out,
                 "Added {} {:?} at {}{}",
                 p.sku,
                 p.name,
                 money(p.price_cents),
                 per_unit(p.unit)
-            );
+            )?;
         }
         ProductCmd::SetPrice { sku, price } => {
             let sku = parse_sku(sku)?;
             let old = store.product(&sku)?.map(|p| p.price_cents);
             let p = store.set_price(&sku, parse_money(price).map_err(rejected)?)?;
-            println!(
+            writeln!(
+                out,
                 "{} {:?}: {} -> {}{}",
                 p.sku,
                 p.name,
                 old.map(money).unwrap_or_default(),
                 money(p.price_cents),
                 per_unit(p.unit)
-            );
+            )?;
         }
         ProductCmd::Edit(a) => {
             let p = store.edit_product(
@@ -247,40 +254,46 @@ pub fn product(ctx: &Ctx, cmd: &ProductCmd) -> Result<()> {
             )?;
             let mut t = Table::new(&PRODUCT_HEAD);
             product_row(&mut t, &p);
-            print!("{}", t.render());
+            write!(out, "{}", t.render())?;
         }
         ProductCmd::List(f) => {
             let products = store.products()?;
             if f.json {
-                return print_json(&products);
+                return print_json(out, &products);
             }
             let mut t = Table::new(&PRODUCT_HEAD);
             for p in &products {
                 product_row(&mut t, p);
             }
-            print!("{}", t.render());
+            write!(out, "{}", t.render())?;
         }
         ProductCmd::Show { code, json } => {
             let p = find_product(&store, code)?;
             if *json {
-                return print_json(&p);
+                return print_json(out, &p);
             }
             let stock = store.stock(&p.sku)?;
-            println!("SKU       {}", p.sku);
-            println!("Name      {}", p.name);
-            println!("Price     {}{}", money(p.price_cents), per_unit(p.unit));
-            println!("Tax       {}", p.tax_class);
-            println!("Category  {}", p.category);
-            println!("Active    {}", if p.active { "yes" } else { "no" });
-            println!(
+            writeln!(out, "SKU       {}", p.sku)?;
+            writeln!(out, "Name      {}", p.name)?;
+            writeln!(
+                out,
+                "Price     {}{}",
+                money(p.price_cents),
+                per_unit(p.unit)
+            )?;
+            writeln!(out, "Tax       {}", p.tax_class)?;
+            writeln!(out, "Category  {}", p.category)?;
+            writeln!(out, "Active    {}", if p.active { "yes" } else { "no" })?;
+            writeln!(
+                out,
                 "Barcodes  {}",
                 p.barcodes
                     .iter()
                     .map(Barcode::to_string)
                     .collect::<Vec<_>>()
                     .join(" ")
-            );
-            println!("On hand   {}", qty_text(stock.on_hand, p.unit));
+            )?;
+            writeln!(out, "On hand   {}", qty_text(stock.on_hand, p.unit))?;
         }
     }
     Ok(())
@@ -358,18 +371,19 @@ fn sale_json<'a>(e: &'a SaleEntry, till: &TillId) -> SaleJson<'a> {
     }
 }
 
-fn print_receipt(e: &SaleEntry) {
+fn print_receipt(e: &SaleEntry, out: &mut dyn Write) -> Result<()> {
     let what = match &e.refers_to {
         Some(r) => format!("{} of {r}", e.kind),
         None => e.kind.to_string(),
     };
-    println!(
+    writeln!(
+        out,
         "Receipt {}  {}  {}  {}",
         e.receipt,
         what,
         e.tender,
         hlc_time(e.hlc)
-    );
+    )?;
     let mut t = Table::new(&["SKU", ">QTY", ">PRICE", ">AMOUNT"]);
     for l in &e.lines {
         let (qty, price) = match (l.qty, l.grams) {
@@ -398,22 +412,22 @@ fn print_receipt(e: &SaleEntry) {
         String::new(),
         money(e.tax_cents),
     ]);
-    print!("{}", t.render());
+    write!(out, "{}", t.render())?;
+    Ok(())
 }
 
-pub fn sale(ctx: &Ctx, a: &SaleArgs) -> Result<()> {
+pub fn sale(store: &mut Store, a: &SaleArgs, out: &mut dyn Write) -> Result<()> {
     let lines = a
         .lines
         .iter()
         .map(|l| parse_line(l))
         .collect::<Result<Vec<_>>>()?;
     let tender: Tender = a.tender.parse().map_err(rejected)?;
-    let mut store = ctx.open()?;
     let e = store.record_sale(SaleRequest { lines, tender })?;
     if a.json {
-        return print_json(&sale_json(&e, &store.till_id()));
+        return print_json(out, &sale_json(&e, &store.till_id()));
     }
-    print_receipt(&e);
+    print_receipt(&e, out)?;
     Ok(())
 }
 
@@ -421,18 +435,17 @@ fn parse_receipt(s: &str) -> Result<Receipt> {
     s.parse().map_err(|e| rejected(format!("{e}")))
 }
 
-pub fn void(ctx: &Ctx, a: &VoidArgs) -> Result<()> {
+pub fn void(store: &mut Store, a: &VoidArgs, out: &mut dyn Write) -> Result<()> {
     let r = parse_receipt(&a.receipt)?;
-    let mut store = ctx.open()?;
     let e = store.void(&r)?;
     if a.json {
-        return print_json(&sale_json(&e, &store.till_id()));
+        return print_json(out, &sale_json(&e, &store.till_id()));
     }
-    print_receipt(&e);
+    print_receipt(&e, out)?;
     Ok(())
 }
 
-pub fn refund(ctx: &Ctx, a: &RefundArgs) -> Result<()> {
+pub fn refund(store: &mut Store, a: &RefundArgs, out: &mut dyn Write) -> Result<()> {
     let r = parse_receipt(&a.receipt)?;
     let mut lines = Vec::new();
     for l in &a.lines {
@@ -445,12 +458,11 @@ pub fn refund(ctx: &Ctx, a: &RefundArgs) -> Result<()> {
             qty,
         });
     }
-    let mut store = ctx.open()?;
     let e = store.refund(&r, &lines)?;
     if a.json {
-        return print_json(&sale_json(&e, &store.till_id()));
+        return print_json(out, &sale_json(&e, &store.till_id()));
     }
-    print_receipt(&e);
+    print_receipt(&e, out)?;
     Ok(())
 }
 
@@ -491,8 +503,7 @@ fn parse_day(s: &str) -> Result<Day> {
     s.parse().map_err(|e| rejected(format!("{e}")))
 }
 
-pub fn sales(ctx: &Ctx, a: &SalesArgs) -> Result<()> {
-    let mut store = ctx.open()?;
+pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()> {
     let day = a.day.as_deref().map(parse_day).transpose()?;
     let till = a
         .till
@@ -501,11 +512,11 @@ pub fn sales(ctx: &Ctx, a: &SalesArgs) -> Result<()> {
         .transpose()?;
     let records = store.sales(day, till)?;
     if a.json {
-        let out: Vec<SaleJson<'_>> = records
+        let list: Vec<SaleJson<'_>> = records
             .iter()
             .map(|r| sale_json(&r.entry, &r.till))
             .collect();
-        return print_json(&out);
+        return print_json(out, &list);
     }
     let mut t = Table::new(&[
         "RECEIPT",
@@ -539,11 +550,11 @@ pub fn sales(ctx: &Ctx, a: &SalesArgs) -> Result<()> {
         ]);
     }
     if t.is_empty() {
-        println!("No sales.");
+        writeln!(out, "No sales.")?;
         return Ok(());
     }
-    print!("{}", t.render());
-    println!("{} entries, net {}", records.len(), money(net));
+    write!(out, "{}", t.render())?;
+    writeln!(out, "{} entries, net {}", records.len(), money(net))?;
     Ok(())
 }
 
@@ -557,8 +568,7 @@ struct StockJson {
     counted_at: Option<String>,
 }
 
-pub fn stock(ctx: &Ctx, a: &StockArgs) -> Result<()> {
-    let mut store = ctx.open()?;
+pub fn stock(store: &mut Store, a: &StockArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(action) = &a.action {
         let (sku, entry) = match action {
             StockCmd::Receive { sku, qty } => {
@@ -579,13 +589,14 @@ pub fn stock(ctx: &Ctx, a: &StockArgs) -> Result<()> {
         };
         let level = store.stock(&sku)?;
         let unit = store.product(&sku)?.map(|p| p.unit).unwrap_or(Unit::Each);
-        println!(
+        writeln!(
+            out,
             "Recorded {} of {} {}; on hand now {}",
             entry.kind,
             qty_text(entry.qty, unit),
             sku,
             qty_text(level.on_hand, unit)
-        );
+        )?;
         return Ok(());
     }
     let products = store.products()?;
@@ -603,7 +614,7 @@ pub fn stock(ctx: &Ctx, a: &StockArgs) -> Result<()> {
         }
     }
     if a.json {
-        let out: Vec<StockJson> = rows
+        let list: Vec<StockJson> = rows
             .iter()
             .map(|(p, l)| StockJson {
                 sku: p.sku.to_string(),
@@ -613,7 +624,7 @@ pub fn stock(ctx: &Ctx, a: &StockArgs) -> Result<()> {
                 counted_at: l.counted_at.map(hlc_time),
             })
             .collect();
-        return print_json(&out);
+        return print_json(out, &list);
     }
     let mut t = Table::new(&["SKU", "NAME", ">ON HAND", "LAST COUNT"]);
     for (p, l) in &rows {
@@ -624,7 +635,7 @@ pub fn stock(ctx: &Ctx, a: &StockArgs) -> Result<()> {
             l.counted_at.map(hlc_time).unwrap_or_else(|| "never".into()),
         ]);
     }
-    print!("{}", t.render());
+    write!(out, "{}", t.render())?;
     Ok(())
 }
 
@@ -644,17 +655,17 @@ fn stock_qty(store: &Store, sku: &Sku, s: &str) -> Result<i64> {
     }
 }
 
-pub fn conflicts(ctx: &Ctx, a: &ConflictsArgs) -> Result<()> {
-    let mut store = ctx.open()?;
+pub fn conflicts(store: &mut Store, a: &ConflictsArgs, out: &mut dyn Write) -> Result<()> {
     match &a.action {
         Some(ConflictsCmd::Resolve { id, pick }) => {
             let c = store.resolve_conflict(id, *pick)?;
-            println!(
+            writeln!(
+                out,
                 "Conflict {} on {}: {}",
                 c.id,
                 c.key,
                 c.resolution.unwrap_or_default()
-            );
+            )?;
             return Ok(());
         }
         Some(ConflictsCmd::Policy { kind, policy }) => {
@@ -665,7 +676,7 @@ pub fn conflicts(ctx: &Ctx, a: &ConflictsArgs) -> Result<()> {
             }
             let p: Policy = policy.parse().map_err(rejected)?;
             store.set_conflict_policy(kind, p)?;
-            println!("Conflict policy for {kind} is now {p}");
+            writeln!(out, "Conflict policy for {kind} is now {p}")?;
             return Ok(());
         }
         None => {}
@@ -676,10 +687,11 @@ pub fn conflicts(ctx: &Ctx, a: &ConflictsArgs) -> Result<()> {
         .filter(|c| a.all || c.status == tillmesh_store::ConflictStatus::Pending)
         .collect();
     if a.json {
-        return print_json(&list);
+        return print_json(out, &list);
     }
     if list.is_empty() {
-        println!(
+        writeln!(
+            out,
             "No {}conflicts.{}",
             if a.all { "" } else { "pending " },
             if a.all {
@@ -687,7 +699,7 @@ pub fn conflicts(ctx: &Ctx, a: &ConflictsArgs) -> Result<()> {
             } else {
                 " (--all shows decided ones)"
             }
-        );
+        )?;
         return Ok(());
     }
     let tills = store.tills()?;
@@ -726,17 +738,19 @@ pub fn conflicts(ctx: &Ctx, a: &ConflictsArgs) -> Result<()> {
             ]);
         }
     }
-    print!("{}", t.render());
-    println!("* the value in effect. Keep another with: tillmesh conflicts resolve ID --pick N");
+    write!(out, "{}", t.render())?;
+    writeln!(
+        out,
+        "* the value in effect. Keep another with: tillmesh conflicts resolve ID --pick N"
+    )?;
     Ok(())
 }
 
-pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<()> {
-    let mut store = ctx.open()?;
+pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(AuditCmd::Verify { json }) = &a.action {
         let reports = store.verify_audit()?;
         if *json {
-            print_json(&reports)?;
+            print_json(out, &reports)?;
         } else {
             let mut t = Table::new(&["TILL", ">ENTRIES", "CHAIN", "MISSING"]);
             let tills = store.tills()?;
@@ -761,7 +775,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<()> {
                     },
                 ]);
             }
-            print!("{}", t.render());
+            write!(out, "{}", t.render())?;
         }
         let broken: Vec<_> = reports.iter().filter(|r| !r.intact()).collect();
         if !broken.is_empty() {
@@ -782,7 +796,7 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<()> {
         .remove(&till)
         .unwrap_or_default();
     if a.json {
-        return print_json(&entries);
+        return print_json(out, &entries);
     }
     let mut t = Table::new(&[">SEQ", "TIME", "KIND", "SUBJECT", "DETAIL"]);
     for e in &entries {
@@ -795,9 +809,28 @@ pub fn audit(ctx: &Ctx, a: &AuditArgs) -> Result<()> {
         ]);
     }
     if t.is_empty() {
-        println!("No audit entries.");
+        writeln!(out, "No audit entries.")?;
     } else {
-        print!("{}", t.render());
+        write!(out, "{}", t.render())?;
     }
     Ok(())
+}
+
+/// Run a command that works on an open store, writing what it prints to `out`.
+/// The same function serves the command line and the daemon's local API.
+pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        Command::Product(c) => product(store, c, out),
+        Command::Sale(a) => sale(store, a, out),
+        Command::Void(a) => void(store, a, out),
+        Command::Refund(a) => refund(store, a, out),
+        Command::Sales(a) => sales(store, a, out),
+        Command::Stock(a) => stock(store, a, out),
+        Command::Conflicts(a) => conflicts(store, a, out),
+        Command::Audit(a) => audit(store, a, out),
+        Command::Info(f) => info(store, home, f.json, out),
+        Command::Init(_) | Command::Demo(_) => {
+            bail!("this command does not work on an open store")
+        }
+    }
 }

@@ -17,18 +17,14 @@ use crate::commands::Ctx;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx::new(&cli)?;
+    let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Init(a) => commands::init(&ctx, a),
-        Command::Product(c) => commands::product(&ctx, c),
-        Command::Sale(a) => commands::sale(&ctx, a),
-        Command::Void(a) => commands::void(&ctx, a),
-        Command::Refund(a) => commands::refund(&ctx, a),
-        Command::Sales(a) => commands::sales(&ctx, a),
-        Command::Stock(a) => commands::stock(&ctx, a),
-        Command::Conflicts(a) => commands::conflicts(&ctx, a),
-        Command::Audit(a) => commands::audit(&ctx, a),
-        Command::Info(f) => commands::info(&ctx, f.json),
+        Command::Init(a) => commands::init(&ctx, a, &mut out),
         Command::Demo(a) => demo::run(a),
+        other => {
+            let mut store = ctx.open()?;
+            commands::dispatch(&mut store, &ctx.home, other, &mut out)
+        }
     }
 }
 

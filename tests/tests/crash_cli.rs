@@ -23,7 +23,22 @@ fn killed_sales_never_lose_an_acknowledged_sale() {
     till.ok(&["init", "--store", "Crash Shop", "--till", "C1"]);
     till.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
 
+    // Calibrate: how long does one sale take on this machine right now? Kills are
+    // then spread over twice that, so some land inside a sale and some miss.
     let mut acknowledged = Vec::new();
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let sale = till.json(&["sale", "--line", "TEA", "--tender", "cash"]);
+        took.push(t.elapsed());
+        acknowledged.push(sale["receipt"].as_str().expect("receipt").to_string());
+    }
+    took.sort();
+    let window_us = (took[2].as_micros() as u64 * 2).max(1_000);
+    println!(
+        "one sale takes about {:?}; killing within {window_us} µs",
+        took[2]
+    );
     let mut killed = 0;
     for i in 0..100 {
         // Compact every few changes so kills also land during compaction.
@@ -34,8 +49,7 @@ fn killed_sales_never_lose_an_acknowledged_sale() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
-        // A sale takes a few milliseconds: most kills land inside one.
-        let max_us = if i % 2 == 0 { 4_000 } else { 12_000 };
+        let max_us = if i % 2 == 0 { window_us / 2 } else { window_us };
         std::thread::sleep(Duration::from_micros(rng.random_range(0..max_us)));
         if child.try_wait().expect("try_wait").is_none() {
             child.kill().expect("SIGKILL");
