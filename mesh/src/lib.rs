@@ -1,9 +1,16 @@
 //! How tills talk to each other.
 //!
-//! This crate will own the till's iroh endpoint, enrolment and membership checks,
-//! the `tillmesh/sync/1` protocol, gossip and anti-entropy, and peer status. It
-//! builds on [`tillmesh_store::Store`]: every change it receives goes through the
-//! store's merge entry point, [`tillmesh_store::Store::apply_changes`].
-//!
-//! Nothing is implemented here yet; see docs/ARCHITECTURE.md for the plan.
+//! A till's daemon holds its [`tillmesh_store::Store`] on a thread of its own
+//! behind a [`StoreHandle`]. Sync sessions ([`run_session`]) speak the
+//! `tillmesh/sync/1` protocol ([`wire`]) over any byte stream: in the daemon, a
+//! QUIC stream of an iroh connection whose peer has passed the membership check.
+//! Everything a peer sends reaches the store through its merge entry points, which
+//! check it before anything is kept.
 #![deny(missing_docs)]
+
+pub mod actor;
+pub mod session;
+pub mod wire;
+
+pub use actor::{Outbox, StoreClosed, StoreHandle};
+pub use session::{SessionError, SessionReport, run_session};

@@ -1,0 +1,65 @@
+//! [`StoreHandle`]: the till's store on a thread of its own.
+//!
+//! Every redb transaction runs on that thread, one call at a time, so async tasks
+//! never block on disk and the store needs no lock. After each call the thread
+//! drains the store's outbox of local changes into the gossip channel, if any.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tillmesh_store::{DocId, Store};
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+/// The store thread has stopped.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the store has shut down")]
+pub struct StoreClosed;
+
+/// A cheap, cloneable handle to the store thread.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+/// Local changes leaving the store, for gossip: (document, raw change).
+pub type Outbox = tokio::sync::mpsc::UnboundedSender<(DocId, Vec<u8>)>;
+
+impl StoreHandle {
+    /// Move `store` to a new thread. The thread ends, closing the store, when the
+    /// last handle is dropped; join the returned handle to wait for that.
+    pub fn spawn(mut store: Store, outbox: Option<Outbox>) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("tillmesh-store".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job(&mut store);
+                    let out = store.take_outbox();
+                    if let Some(sink) = &outbox {
+                        for item in out {
+                            // A closed gossip channel only means gossip stopped first.
+                            let _ = sink.send(item);
+                        }
+                    }
+                }
+            })
+            .expect("spawn the store thread");
+        (Self { tx }, thread)
+    }
+
+    /// Run `f` on the store and return its result.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreClosed>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> T + Send + 'static,
+    {
+        let (otx, orx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move |s| {
+                let _ = otx.send(f(s));
+            }))
+            .map_err(|_| StoreClosed)?;
+        orx.await.map_err(|_| StoreClosed)
+    }
+}

@@ -1,0 +1,347 @@
+//! One sync session between two tills over a bi-directional byte stream.
+//!
+//! Both sides run the same steps: `Hello` (store id, protocol version, clock),
+//! `Buckets` (256 manifest digests), `Manifest` of the differing buckets only, then
+//! rounds of Automerge sync messages for the documents whose heads differ, until a
+//! round in which neither side has anything to send. Each round's messages are sent
+//! while the peer's are read, so a large catch-up cannot deadlock on flow control,
+//! and sync states are saved after every round, so a session cut short resumes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tillmesh_store::{ChangeHash, DocId, StoreId, SyncState, TillId};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::actor::{StoreClosed, StoreHandle};
+use crate::wire::{Frame, PROTOCOL_VERSION, WireError, read_frame, write_frame};
+
+/// Rounds after which a session gives up: Automerge needs a handful.
+const MAX_ROUNDS: usize = 64;
+/// Documents handled per call to the store thread, so sales are not held up.
+const BATCH: usize = 64;
+
+/// What a session did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionReport {
+    /// Documents that differed.
+    pub docs: usize,
+    /// Sync rounds.
+    pub rounds: usize,
+    /// Changes this till received that it did not have.
+    pub changes_received: usize,
+    /// Conflicts logged while merging.
+    pub conflicts: usize,
+    /// Bytes sent.
+    pub bytes_sent: usize,
+    /// Bytes received.
+    pub bytes_received: usize,
+    /// The peer's wall clock minus ours, in milliseconds (network delay included).
+    pub clock_skew_ms: i64,
+}
+
+/// A session failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The connection failed, or the peer sent something unreadable.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The peer broke the protocol.
+    #[error("protocol violation by peer: {0}")]
+    Protocol(String),
+    /// The peer belongs to another store.
+    #[error("peer belongs to store {theirs}, not ours")]
+    WrongStore {
+        /// The peer's store.
+        theirs: String,
+    },
+    /// The peer sent changes this till refuses.
+    #[error("refused data from peer: {0}")]
+    Refused(#[from] tillmesh_store::ApplyError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] tillmesh_store::StorageError),
+    /// The store shut down.
+    #[error(transparent)]
+    Closed(#[from] StoreClosed),
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn expect_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    report: &mut SessionReport,
+) -> Result<Frame, SessionError> {
+    let (f, n) = read_frame(r).await?;
+    report.bytes_received += n;
+    Ok(f)
+}
+
+/// Run a sync session with `peer` (already checked to be a member) over `recv`
+/// and `send`.
+pub async fn run_session<R, W>(
+    store: &StoreHandle,
+    store_id: StoreId,
+    peer: TillId,
+    mut recv: R,
+    mut send: W,
+) -> Result<SessionReport, SessionError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    let mut report = SessionReport::default();
+
+    // Hello.
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        store: *store_id.as_bytes(),
+        wall_ms: now_ms(),
+    };
+    report.bytes_sent += write_frame(&mut send, &hello).await?;
+    match expect_frame(&mut recv, &mut report).await? {
+        Frame::Hello {
+            version,
+            store: theirs,
+            wall_ms,
+        } => {
+            if version != PROTOCOL_VERSION {
+                return Err(SessionError::Protocol(format!(
+                    "protocol version {version}, this till speaks {PROTOCOL_VERSION}"
+                )));
+            }
+            if theirs != *store_id.as_bytes() {
+                return Err(SessionError::WrongStore {
+                    theirs: StoreId::from_bytes(theirs).to_string(),
+                });
+            }
+            report.clock_skew_ms = wall_ms as i64 - now_ms() as i64;
+        }
+        other => {
+            return Err(SessionError::Protocol(format!(
+                "expected Hello, got {other:?}"
+            )));
+        }
+    }
+
+    // Buckets, then the manifest of the buckets that differ.
+    let ours = store.call(|s| s.manifest_buckets()).await??;
+    report.bytes_sent += write_frame(&mut send, &Frame::Buckets(ours.clone())).await?;
+    let theirs = match expect_frame(&mut recv, &mut report).await? {
+        Frame::Buckets(b) if b.len() == ours.len() => b,
+        other => {
+            return Err(SessionError::Protocol(format!(
+                "expected Buckets, got {other:?}"
+            )));
+        }
+    };
+    let differing: BTreeSet<u8> = (0..ours.len())
+        .filter(|i| ours[*i] != theirs[*i])
+        .map(|i| i as u8)
+        .collect();
+    let mine = {
+        let d = differing.clone();
+        store.call(move |s| s.manifest(&d)).await??
+    };
+    let encoded: Vec<(String, Vec<[u8; 32]>)> = mine
+        .iter()
+        .map(|(d, h)| (d.to_string(), h.iter().map(|x| x.0).collect()))
+        .collect();
+    report.bytes_sent += write_frame(&mut send, &Frame::Manifest(encoded)).await?;
+    let their_manifest = match expect_frame(&mut recv, &mut report).await? {
+        Frame::Manifest(m) => m,
+        other => {
+            return Err(SessionError::Protocol(format!(
+                "expected Manifest, got {other:?}"
+            )));
+        }
+    };
+    let mut heads: BTreeMap<DocId, (Option<Vec<ChangeHash>>, Option<Vec<ChangeHash>>)> =
+        BTreeMap::new();
+    for (d, h) in mine {
+        heads.entry(d).or_default().0 = Some(h);
+    }
+    for (d, h) in their_manifest {
+        let Ok(doc) = d.parse::<DocId>() else {
+            tracing::warn!(peer = %peer.fmt_short(), doc = d, "ignoring an unknown document id");
+            continue;
+        };
+        if !differing.contains(&tillmesh_store::bucket_of(&doc)) {
+            return Err(SessionError::Protocol(format!(
+                "manifest lists {doc} from a bucket that does not differ"
+            )));
+        }
+        heads.entry(doc).or_default().1 = Some(h.into_iter().map(ChangeHash).collect());
+    }
+    let docs: Vec<DocId> = heads
+        .into_iter()
+        .filter(|(_, (a, b))| {
+            let norm = |h: &Option<Vec<ChangeHash>>| {
+                let mut v = h.clone().unwrap_or_default();
+                v.sort();
+                v
+            };
+            norm(a) != norm(b)
+        })
+        .map(|(d, _)| d)
+        .collect();
+    report.docs = docs.len();
+
+    // Sync rounds.
+    let mut states: Vec<SyncState> = {
+        let d = docs.clone();
+        store
+            .call(move |s| {
+                d.iter()
+                    .map(|doc| s.sync_state(&peer, doc))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await??
+    };
+    for round in 0.. {
+        if round == MAX_ROUNDS {
+            return Err(SessionError::Protocol(format!(
+                "no agreement after {MAX_ROUNDS} rounds"
+            )));
+        }
+        report.rounds = round + 1;
+        // Generate this round's messages.
+        let mut outgoing = Vec::new();
+        for chunk_start in (0..docs.len()).step_by(BATCH) {
+            let end = (chunk_start + BATCH).min(docs.len());
+            let chunk_docs = docs[chunk_start..end].to_vec();
+            let chunk_states: Vec<SyncState> = states[chunk_start..end].to_vec();
+            let (chunk_states, msgs) = store
+                .call(move |s| {
+                    let mut chunk_states = chunk_states;
+                    let mut msgs = Vec::new();
+                    for (doc, st) in chunk_docs.iter().zip(chunk_states.iter_mut()) {
+                        match s.sync_generate(doc, st) {
+                            Ok(Some(m)) => msgs.push((*doc, m)),
+                            Ok(None) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok((chunk_states, msgs))
+                })
+                .await??;
+            states.splice(chunk_start..end, chunk_states);
+            outgoing.extend(msgs);
+        }
+        let sent = outgoing.len() as u32;
+        // Send ours while reading theirs.
+        let sending = async {
+            let mut bytes = 0;
+            for (doc, msg) in outgoing {
+                bytes += write_frame(
+                    &mut send,
+                    &Frame::Sync {
+                        doc: doc.to_string(),
+                        msg,
+                    },
+                )
+                .await?;
+            }
+            bytes += write_frame(&mut send, &Frame::RoundEnd { sent }).await?;
+            send.flush().await.map_err(WireError::from)?;
+            Ok::<usize, SessionError>(bytes)
+        };
+        let receiving = async {
+            let mut incoming = Vec::new();
+            let mut bytes = 0;
+            loop {
+                let (f, n) = read_frame(&mut recv).await?;
+                bytes += n;
+                match f {
+                    Frame::Sync { doc, msg } => {
+                        let doc: DocId = doc.parse().map_err(|_| {
+                            SessionError::Protocol(format!(
+                                "sync message for unknown document {doc:?}"
+                            ))
+                        })?;
+                        let Some(i) = docs.iter().position(|d| *d == doc) else {
+                            return Err(SessionError::Protocol(format!(
+                                "sync message for {doc}, which was not in the manifest"
+                            )));
+                        };
+                        incoming.push((i, msg));
+                    }
+                    Frame::RoundEnd { sent } => {
+                        if sent as usize != incoming.len() {
+                            return Err(SessionError::Protocol(format!(
+                                "peer announced {sent} messages and sent {}",
+                                incoming.len()
+                            )));
+                        }
+                        return Ok::<_, SessionError>((incoming, bytes));
+                    }
+                    other => {
+                        return Err(SessionError::Protocol(format!(
+                            "expected Sync or RoundEnd, got {other:?}"
+                        )));
+                    }
+                }
+            }
+        };
+        let (sent_bytes, (incoming, recv_bytes)) = tokio::try_join!(sending, receiving)?;
+        report.bytes_sent += sent_bytes;
+        report.bytes_received += recv_bytes;
+        let their_sent = incoming.len();
+        // Apply theirs, then save where both sides stand.
+        if !incoming.is_empty() {
+            let items: Vec<(usize, DocId, SyncState, Vec<u8>)> = incoming
+                .into_iter()
+                .map(|(i, m)| (i, docs[i], states[i].clone(), m))
+                .collect();
+            let results = store
+                .call(move |s| {
+                    let mut out = Vec::new();
+                    for (i, doc, mut st, msg) in items {
+                        let r = s.sync_receive(&doc, &mut st, &msg);
+                        out.push((i, st, r));
+                    }
+                    out
+                })
+                .await?;
+            for (i, st, r) in results {
+                let r = r?;
+                report.changes_received += r.new_changes;
+                report.conflicts += r.conflicts;
+                states[i] = st;
+            }
+        }
+        {
+            let d = docs.clone();
+            let st = states.clone();
+            store
+                .call(move |s| {
+                    let pairs: Vec<(DocId, &SyncState)> =
+                        d.iter().copied().zip(st.iter()).collect();
+                    s.save_sync_states(&peer, &pairs)
+                })
+                .await??;
+        }
+        if sent == 0 && their_sent == 0 {
+            break;
+        }
+    }
+    report.bytes_sent += write_frame(&mut send, &Frame::Bye).await?;
+    send.flush().await.map_err(WireError::from)?;
+    // The peer's Bye; a peer that hangs up right after its own Bye is fine too.
+    match read_frame(&mut recv).await {
+        Ok((Frame::Bye, n)) => report.bytes_received += n,
+        Ok((other, _)) => {
+            return Err(SessionError::Protocol(format!(
+                "expected Bye, got {other:?}"
+            )));
+        }
+        Err(WireError::Io(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(report)
+}

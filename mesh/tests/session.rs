@@ -1,0 +1,154 @@
+//! Sync sessions between two stores over an in-memory duplex stream: they converge,
+//! a second session moves only a few kilobytes, and a peer that speaks garbage or
+//! belongs to another store gets an error while nothing of the till changes.
+
+use tillmesh_mesh::{StoreHandle, run_session, wire};
+use tillmesh_store::{
+    LineRequest, NewProduct, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender,
+    TillKey, Unit,
+};
+use tokio::io::AsyncWriteExt;
+
+fn till(id: StoreId, name: &str, founder: bool) -> Store {
+    Store::create_in_memory(
+        TillKey::generate(),
+        NewStore {
+            store_id: id,
+            store_name: "Mesh Shop".into(),
+            till_name: name.parse().expect("name"),
+            role: Role::Manager,
+            founder,
+        },
+        StoreOptions::default(),
+    )
+    .expect("store")
+}
+
+async fn session(
+    a: &StoreHandle,
+    b: &StoreHandle,
+    id: StoreId,
+    ia: tillmesh_store::TillId,
+    ib: tillmesh_store::TillId,
+) -> (tillmesh_mesh::SessionReport, tillmesh_mesh::SessionReport) {
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let (xr, xw) = tokio::io::split(x);
+    let (yr, yw) = tokio::io::split(y);
+    let (ra, rb) = tokio::join!(
+        run_session(a, id, ib, xr, xw),
+        run_session(b, id, ia, yr, yw)
+    );
+    (ra.expect("session on a"), rb.expect("session on b"))
+}
+
+#[tokio::test]
+async fn two_tills_converge_and_the_next_session_is_small() {
+    let id = StoreId::random();
+    let mut a = till(id, "A", true);
+    let b = till(id, "B", false);
+    let (ia, ib) = (a.till_id(), b.till_id());
+    a.add_product(NewProduct {
+        sku: "TEA".parse().expect("sku"),
+        name: "Tea".into(),
+        barcodes: vec![],
+        price_cents: 200,
+        unit: Unit::Each,
+        tax_class: "standard".into(),
+        category: String::new(),
+    })
+    .expect("product");
+    for _ in 0..50 {
+        a.record_sale(SaleRequest {
+            lines: vec![LineRequest {
+                code: "TEA".into(),
+                qty: Some(1),
+                grams: None,
+                discount_cents: 0,
+            }],
+            tender: Tender::Card,
+        })
+        .expect("sale");
+    }
+    let (ha, _ta) = StoreHandle::spawn(a, None);
+    let (hb, _tb) = StoreHandle::spawn(b, None);
+    let (ra, rb) = session(&ha, &hb, id, ia, ib).await;
+    assert!(rb.changes_received >= 50, "{rb:?}");
+    assert!(ra.docs >= 3 && ra.docs == rb.docs, "{ra:?} {rb:?}");
+    let (va, vb) = (
+        ha.call(|s| s.view_dump()).await.expect("a").expect("dump"),
+        hb.call(|s| s.view_dump()).await.expect("b").expect("dump"),
+    );
+    assert_eq!(va, vb);
+    assert_eq!(
+        hb.call(|s| s.sales(None, None))
+            .await
+            .expect("b")
+            .expect("sales")
+            .len(),
+        50
+    );
+
+    // Nothing changed since: the manifest buckets match, nothing else moves.
+    let (ra, rb) = session(&ha, &hb, id, ia, ib).await;
+    assert_eq!((ra.docs, rb.docs), (0, 0));
+    assert!(
+        ra.bytes_sent < 10_000,
+        "an idle session is a few kilobytes: {ra:?}"
+    );
+    assert_eq!(rb.changes_received, 0);
+}
+
+#[tokio::test]
+async fn garbage_and_strangers_are_refused() {
+    let id = StoreId::random();
+    let a = till(id, "A", true);
+    let ia = a.till_id();
+    let (ha, _t) = StoreHandle::spawn(a, None);
+    let before = ha.call(|s| s.view_dump()).await.expect("a").expect("dump");
+
+    // A peer that sends garbage after connecting.
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let (xr, xw) = tokio::io::split(x);
+    let (_yr, mut yw) = tokio::io::split(y);
+    yw.write_all(&[0, 0, 0, 5, 1, 2, 3, 4, 5])
+        .await
+        .expect("write");
+    let stranger = TillKey::generate().till_id();
+    let err = run_session(&ha, id, stranger, xr, xw)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("malformed"), "{err}");
+
+    // A till of another store.
+    let other_store = StoreId::random();
+    let b = till(other_store, "B", true);
+    let ib = b.till_id();
+    let (hb, _t2) = StoreHandle::spawn(b, None);
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let (xr, xw) = tokio::io::split(x);
+    let (yr, yw) = tokio::io::split(y);
+    let (ra, rb) = tokio::join!(
+        run_session(&ha, id, ib, xr, xw),
+        run_session(&hb, other_store, ia, yr, yw)
+    );
+    assert!(
+        matches!(ra, Err(tillmesh_mesh::SessionError::WrongStore { .. })),
+        "{ra:?}"
+    );
+    assert!(rb.is_err());
+
+    // An oversized frame announcement.
+    let (x, y) = tokio::io::duplex(64 * 1024);
+    let (xr, xw) = tokio::io::split(x);
+    let (_yr, mut yw) = tokio::io::split(y);
+    yw.write_all(&((wire::MAX_FRAME as u32) + 1).to_be_bytes())
+        .await
+        .expect("write");
+    let err = run_session(&ha, id, stranger, xr, xw)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("limit"), "{err}");
+
+    let after = ha.call(|s| s.view_dump()).await.expect("a").expect("dump");
+    assert_eq!(before, after, "nothing of the till changed");
+}
