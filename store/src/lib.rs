@@ -56,6 +56,7 @@ mod error;
 mod hlc;
 mod ids;
 mod keys;
+mod membership;
 mod model;
 mod sales;
 mod stock;
@@ -75,6 +76,7 @@ pub use error::{
 pub use hlc::{Clock, Hlc, HlcState, ManualClock, SystemClock};
 pub use ids::{Barcode, Day, DocId, Month, ParseIdError, Receipt, Sku, StoreId, TillId, TillName};
 pub use keys::{KeyFileError, TillKey, verify};
+pub use membership::{MemberStatus, MembershipError};
 pub use model::{
     Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, Line, Policy, Product,
     RefundLine, Role, SaleEntry, StockEntry, StockKind, StockLevel, Tender, TillInfo, Totals, Unit,

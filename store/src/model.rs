@@ -417,6 +417,15 @@ pub struct TillInfo {
     pub name: String,
     /// Its role.
     pub role: Role,
+    /// The admin's signature of its membership (hex), if certified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The admin's signature of its revocation (hex), if revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+    /// How to reach it, as it published (the mesh's format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<serde_json::Value>,
 }
 
 /// State of a conflict on the review queue.

@@ -176,8 +176,23 @@ impl Store {
         if !path.exists() {
             return Err(OpenStoreError::NotFound(path.display().to_string()));
         }
-        let db = Database::open(path).map_err(|e| map_open_error(path, e))?;
-        Self::from_db(db, path, key, opts)
+        // redb trusts the pages it reads and can panic on a damaged file instead of
+        // returning an error; report that as damage, like the errors it does return.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = Database::open(path).map_err(|e| map_open_error(path, e))?;
+            Self::from_db(db, path, key, opts)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown failure");
+            Err(OpenStoreError::Corrupt {
+                path: path.display().to_string(),
+                reason: format!("the database engine failed reading it: {what}"),
+            })
+        })
     }
 
     /// An in-memory store, for tests and simulations: real redb, no file, no fsync.
@@ -292,11 +307,14 @@ impl Store {
     }
 
     fn write_initial_docs(&mut self, new: &NewStore) -> Result<(), StorageError> {
+        if !new.founder {
+            // A joining till receives the store's documents, its own membership
+            // entry included, from its peers.
+            return Ok(());
+        }
         let mut w = self.writer()?;
         w.register_self()?;
-        if new.founder {
-            w.write_default_config()?;
-        }
+        w.write_default_config()?;
         w.commit()?;
         Ok(())
     }
@@ -516,6 +534,7 @@ pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StorageE
     txn.open_table(tables::DOC_HEADS)?;
     txn.open_table(tables::BUCKETS)?;
     txn.open_table(tables::SYNC_STATES)?;
+    txn.open_table(tables::INVITES)?;
     txn.open_table(tables::OPEN_CONFLICTS)?;
     Ok(())
 }

@@ -248,3 +248,34 @@ impl Store {
         std::mem::take(&mut self.outbox)
     }
 }
+
+impl Store {
+    /// Local changes that no peer in `peers` is known to hold (by the sync states
+    /// of past sessions): the data a dead disk would lose now. Returns the count
+    /// and the unix milliseconds of the oldest of them.
+    pub fn unreplicated(&mut self, peers: &[TillId]) -> Result<(u64, Option<u64>), StorageError> {
+        let me = self.till_id();
+        let own: Vec<DocId> = self
+            .doc_ids()?
+            .into_iter()
+            .filter(|d| d.owner() == Some(me))
+            .collect();
+        let mut count = 0u64;
+        let mut oldest: Option<u64> = None;
+        for doc in own {
+            let mut held: Vec<ChangeHash> = Vec::new();
+            for p in peers {
+                held.extend(self.sync_state(p, &doc)?.shared_heads);
+            }
+            let d = self.doc(&doc)?;
+            for c in d.get_changes(&held) {
+                if actor_till(c.actor_id()) == Some(me) {
+                    count += 1;
+                    let ms = (c.timestamp().max(0) as u64) * 1000;
+                    oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
+                }
+            }
+        }
+        Ok((count, oldest))
+    }
+}

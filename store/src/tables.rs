@@ -35,6 +35,9 @@ pub(crate) const BUCKETS: TableDefinition<u8, &[u8]> = TableDefinition::new("buc
 /// Automerge sync state per peer and document (`<peer>\0<doc>`).
 pub(crate) const SYNC_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("sync_states");
 
+/// One-time invitations made on this till (BLAKE3 of the secret → state).
+pub(crate) const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
+
 pub(crate) const CONFLICTS: TableDefinition<&str, &[u8]> = TableDefinition::new("conflicts");
 pub(crate) const OPEN_CONFLICTS: TableDefinition<&str, &str> =
     TableDefinition::new("open_conflicts");
@@ -51,6 +54,7 @@ pub(crate) mod meta {
     pub const HLC: &str = "hlc";
     pub const NEXT_RECEIPT: &str = "next_receipt";
     pub const AUDIT_HEAD: &str = "audit_head";
+    pub const ADMIN_KEY: &str = "admin_key";
 }
 
 /// Bookkeeping of one document's storage.

@@ -397,7 +397,15 @@ impl Writer<'_> {
         let role = get("role")
             .and_then(|v| v.value.as_str().and_then(|r| r.parse().ok()))
             .unwrap_or(Role::Till);
-        let info = TillInfo { id, name, role };
+        let text = |f: &str| get(f).and_then(|v| v.value.as_str().map(str::to_string));
+        let info = TillInfo {
+            id,
+            name,
+            role,
+            cert: text("cert"),
+            revoked: text("revoked"),
+            addr: get("addr").map(|v| v.value),
+        };
         self.txn()
             .open_table(tables::V_TILLS)?
             .insert(hex, json(&info)?.as_slice())?;

@@ -1,0 +1,287 @@
+//! Who belongs to the store: admin-signed membership certificates and revocations
+//! in the `membership` document, the store's admin key (the trust root, kept in the
+//! till's meta table), and one-time invitations.
+//!
+//! Anyone who can write the membership document can write a field, so nothing is
+//! taken on trust: a till is a member only while its entry carries a certificate
+//! that verifies under the admin key and no valid revocation.
+
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::StorageError;
+use crate::ids::{DocId, StoreId, TillId, TillName};
+use crate::keys::{TillKey, verify};
+use crate::model::{Role, TillInfo};
+use crate::store::Store;
+use crate::tables::{self, meta};
+use crate::views::read_json;
+
+/// Whether a till may talk to this one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberStatus {
+    /// A member in good standing.
+    Member(TillInfo),
+    /// Not in the membership document, or without a valid certificate.
+    Unknown,
+    /// Revoked by the admin.
+    Revoked(TillInfo),
+}
+
+/// Membership operations that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembershipError {
+    /// The key is not this store's admin key.
+    #[error("this key is not the store's admin key; run the command on the admin till")]
+    NotAdmin,
+    /// The store has no admin key yet.
+    #[error("this till does not know its store's admin key")]
+    NoAdminKey,
+    /// The till is not in the membership document.
+    #[error("no till {0} in this store")]
+    UnknownTill(String),
+    /// The invitation is unknown, used or expired.
+    #[error("{0}")]
+    Invite(String),
+    /// Storage error.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn cert_message(store: &StoreId, till: &TillId, role: Role, name: &str) -> Vec<u8> {
+    let mut m = b"tillmesh membership v1\0".to_vec();
+    m.extend_from_slice(store.as_bytes());
+    m.extend_from_slice(till.as_bytes());
+    m.extend_from_slice(role.to_string().as_bytes());
+    m.push(0);
+    m.extend_from_slice(name.as_bytes());
+    m
+}
+
+fn revoke_message(store: &StoreId, till: &TillId) -> Vec<u8> {
+    let mut m = b"tillmesh revocation v1\0".to_vec();
+    m.extend_from_slice(store.as_bytes());
+    m.extend_from_slice(till.as_bytes());
+    m
+}
+
+fn sig_ok(admin: &TillId, msg: &[u8], sig_hex: Option<&str>) -> bool {
+    let mut sig = [0u8; 64];
+    sig_hex.is_some_and(|h| hex::decode_to_slice(h, &mut sig).is_ok() && verify(admin, msg, &sig))
+}
+
+/// An invitation as the admin till keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Invite {
+    expires_ms: u64,
+    used: bool,
+}
+
+impl Store {
+    /// The store's admin public key, if this till knows it.
+    pub fn admin_key(&self) -> Result<Option<TillId>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::META)?;
+        Ok(t.get(meta::ADMIN_KEY)?
+            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
+            .map(TillId::from_bytes))
+    }
+
+    /// Set the store's admin public key: the trust root for membership. Set once.
+    pub fn set_admin_key(&mut self, admin: TillId) -> Result<(), MembershipError> {
+        match self.admin_key()? {
+            Some(k) if k == admin => return Ok(()),
+            Some(_) => return Err(MembershipError::NotAdmin),
+            None => {}
+        }
+        let txn = self.db.begin_write().map_err(StorageError::from)?;
+        txn.open_table(tables::META)
+            .map_err(StorageError::from)?
+            .insert(meta::ADMIN_KEY, admin.as_bytes().as_slice())
+            .map_err(StorageError::from)?;
+        txn.commit().map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    fn check_admin(&self, admin: &TillKey) -> Result<(), MembershipError> {
+        match self.admin_key()? {
+            None => Err(MembershipError::NoAdminKey),
+            Some(k) if k != admin.till_id() => Err(MembershipError::NotAdmin),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Admit a till: write its name, role and an admin-signed certificate.
+    pub fn certify(
+        &mut self,
+        admin: &TillKey,
+        till: TillId,
+        name: &TillName,
+        role: Role,
+    ) -> Result<(), MembershipError> {
+        self.check_admin(admin)?;
+        let cert = admin.sign(&cert_message(&self.store_id(), &till, role, name.as_str()));
+        let group = format!("till/{till}");
+        let hlc = self.tick();
+        let mut w = self.writer()?;
+        w.put_fields(
+            DocId::Membership,
+            hlc,
+            &[
+                (format!("{group}/name"), json!(name.as_str())),
+                (format!("{group}/role"), json!(role.to_string())),
+                (format!("{group}/cert"), json!(hex::encode(cert))),
+            ],
+        )?;
+        w.audit(
+            "enrol",
+            &till.to_string(),
+            json!({"name": name.as_str(), "role": role.to_string()}),
+        )?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Revoke a till: every member refuses it once this change reaches them.
+    pub fn revoke(&mut self, admin: &TillKey, till: TillId) -> Result<(), MembershipError> {
+        self.check_admin(admin)?;
+        if !self.tills()?.iter().any(|t| t.id == till) {
+            return Err(MembershipError::UnknownTill(till.fmt_short()));
+        }
+        let sig = admin.sign(&revoke_message(&self.store_id(), &till));
+        let hlc = self.tick();
+        let mut w = self.writer()?;
+        w.put_fields(
+            DocId::Membership,
+            hlc,
+            &[(format!("till/{till}/revoked"), json!(hex::encode(sig)))],
+        )?;
+        w.audit("revoke", &till.to_string(), json!({}))?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Publish how peers can reach this till (opaque to the store: the mesh's
+    /// address format). Written only when it changed.
+    pub fn publish_address(&mut self, addr: serde_json::Value) -> Result<(), StorageError> {
+        let me = self.till_id();
+        if self
+            .tills()?
+            .iter()
+            .any(|t| t.id == me && t.addr.as_ref() == Some(&addr))
+        {
+            return Ok(());
+        }
+        let hlc = self.tick();
+        let mut w = self.writer()?;
+        w.put_fields(DocId::Membership, hlc, &[(format!("till/{me}/addr"), addr)])?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Whether `till` is a member in good standing, by the admin key.
+    pub fn member_status(&self, till: &TillId) -> Result<MemberStatus, StorageError> {
+        let Some(admin) = self.admin_key()? else {
+            return Ok(MemberStatus::Unknown);
+        };
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::V_TILLS)?;
+        let Some(info) = t
+            .get(till.to_string().as_str())?
+            .map(|v| read_json::<TillInfo>("v_tills", v.value()))
+            .transpose()?
+        else {
+            return Ok(MemberStatus::Unknown);
+        };
+        let store = self.store_id();
+        if sig_ok(
+            &admin,
+            &revoke_message(&store, till),
+            info.revoked.as_deref(),
+        ) {
+            return Ok(MemberStatus::Revoked(info));
+        }
+        if sig_ok(
+            &admin,
+            &cert_message(&store, till, info.role, &info.name),
+            info.cert.as_deref(),
+        ) {
+            Ok(MemberStatus::Member(info))
+        } else {
+            Ok(MemberStatus::Unknown)
+        }
+    }
+
+    /// Record a one-time invitation valid until `expires_ms`; returns its secret.
+    pub fn create_invite(
+        &mut self,
+        admin: &TillKey,
+        expires_ms: u64,
+    ) -> Result<[u8; 32], MembershipError> {
+        self.check_admin(admin)?;
+        let secret: [u8; 32] = rand::random();
+        let id = blake3::hash(&secret).to_hex().to_string();
+        let txn = self.db.begin_write().map_err(StorageError::from)?;
+        txn.open_table(tables::INVITES)
+            .map_err(StorageError::from)?
+            .insert(
+                id.as_str(),
+                serde_json::to_vec(&Invite {
+                    expires_ms,
+                    used: false,
+                })
+                .map_err(|e| StorageError::Database(e.to_string()))?
+                .as_slice(),
+            )
+            .map_err(StorageError::from)?;
+        txn.commit().map_err(StorageError::from)?;
+        Ok(secret)
+    }
+
+    /// Use an invitation: succeeds once, before it expires.
+    pub fn redeem_invite(&mut self, secret: &[u8; 32], now_ms: u64) -> Result<(), MembershipError> {
+        let id = blake3::hash(secret).to_hex().to_string();
+        let txn = self.db.begin_write().map_err(StorageError::from)?;
+        {
+            let mut t = txn
+                .open_table(tables::INVITES)
+                .map_err(StorageError::from)?;
+            let invite: Invite = match t.get(id.as_str()).map_err(StorageError::from)? {
+                Some(v) => read_json("invites", v.value())?,
+                None => return Err(MembershipError::Invite("unknown invitation".into())),
+            };
+            if invite.used {
+                return Err(MembershipError::Invite(
+                    "this invitation was already used".into(),
+                ));
+            }
+            if now_ms > invite.expires_ms {
+                return Err(MembershipError::Invite(
+                    "this invitation has expired".into(),
+                ));
+            }
+            let used = serde_json::to_vec(&Invite {
+                used: true,
+                ..invite
+            })
+            .map_err(|e| StorageError::Database(e.to_string()))?;
+            t.insert(id.as_str(), used.as_slice())
+                .map_err(StorageError::from)?;
+        }
+        txn.commit().map_err(StorageError::from)?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Audit a connection refused before any data moved.
+    pub fn record_refused(&mut self, peer: &str, reason: &str) -> Result<(), StorageError> {
+        let mut w = self.writer()?;
+        w.audit("refused", peer, json!({ "reason": reason }))?;
+        w.commit()?;
+        Ok(())
+    }
+}
