@@ -9,8 +9,13 @@
 #![deny(missing_docs)]
 
 pub mod actor;
+pub mod join;
+pub mod node;
+pub mod relay;
 pub mod session;
 pub mod wire;
 
 pub use actor::{Outbox, StoreClosed, StoreHandle};
+pub use join::{JOIN_ALPN, JoinReply, Ticket, request_join};
+pub use node::{Node, NodeConfig, NodeError, PeerAddr, PeerLink, endpoint};
 pub use session::{SessionError, SessionReport, run_session};

@@ -66,7 +66,20 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     w: &mut W,
     frame: &Frame,
 ) -> Result<usize, WireError> {
-    let bytes = postcard::to_stdvec(frame).map_err(|e| WireError::Malformed(e.to_string()))?;
+    write_msg(w, frame).await
+}
+
+/// Read one frame, with its size on the wire.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Frame, usize), WireError> {
+    read_msg(r).await
+}
+
+/// Write any message with the same framing.
+pub async fn write_msg<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> Result<usize, WireError> {
+    let bytes = postcard::to_stdvec(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
     if bytes.len() > MAX_FRAME {
         return Err(WireError::TooLarge(bytes.len()));
     }
@@ -75,8 +88,10 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(bytes.len() + 4)
 }
 
-/// Read one frame, with its size on the wire.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Frame, usize), WireError> {
+/// Read any message with the same framing, with its size on the wire.
+pub async fn read_msg<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
+    r: &mut R,
+) -> Result<(T, usize), WireError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -85,8 +100,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Frame, usize
     }
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).await?;
-    let frame = postcard::from_bytes(&buf).map_err(|e| WireError::Malformed(e.to_string()))?;
-    Ok((frame, len + 4))
+    let msg = postcard::from_bytes(&buf).map_err(|e| WireError::Malformed(e.to_string()))?;
+    Ok((msg, len + 4))
 }
 
 #[cfg(test)]

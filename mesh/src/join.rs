@@ -1,0 +1,224 @@
+//! Enrolment: one-time tickets and the `tillmesh/join/1` protocol.
+//!
+//! `invite` (on the admin till) records a one-time secret with an expiry and prints
+//! a [`Ticket`]: the store id, the admin key, how to reach the admin till, the
+//! secret and the expiry. `join` proves the secret over an iroh connection to the
+//! admin till (whose identity iroh authenticates: its id is in the ticket), which
+//! marks the invitation used, writes an admin-signed certificate for the new till
+//! and answers with what the new till needs to create its store. The new till then
+//! fetches every document in an ordinary sync session, as the member it now is.
+
+use std::time::Duration;
+
+use iroh::endpoint::{Connection, VarInt};
+use iroh::protocol::{AcceptError, ProtocolHandler};
+use serde::{Deserialize, Serialize};
+use tillmesh_store::{Role, StoreId, TillId, TillKey, TillName};
+
+use crate::actor::StoreHandle;
+use crate::node::PeerAddr;
+use crate::wire::{read_msg, write_msg};
+
+/// The ALPN of enrolment.
+pub const JOIN_ALPN: &[u8] = b"tillmesh/join/1";
+
+const TICKET_PREFIX: &str = "tillmesh1";
+
+/// An invitation to join a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Ticket format version (1).
+    pub version: u8,
+    /// The store.
+    pub store: [u8; 16],
+    /// The store's admin public key.
+    pub admin_key: [u8; 32],
+    /// The admin till's id.
+    pub admin_till: [u8; 32],
+    /// How to reach the admin till.
+    pub addr: PeerAddr,
+    /// The one-time secret.
+    pub secret: [u8; 32],
+    /// Unix milliseconds after which the ticket is refused.
+    pub expires_ms: u64,
+}
+
+/// A ticket string that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("this is not a tillmesh ticket ({0}); copy the whole line `tillmesh invite` printed")]
+pub struct BadTicket(String);
+
+impl Ticket {
+    /// The ticket as one line of text.
+    pub fn encode(&self) -> String {
+        let bytes = postcard::to_stdvec(self).unwrap_or_default();
+        format!("{TICKET_PREFIX}{}", hex::encode(bytes))
+    }
+
+    /// Parse a ticket line.
+    pub fn decode(s: &str) -> Result<Self, BadTicket> {
+        let body = s
+            .trim()
+            .strip_prefix(TICKET_PREFIX)
+            .ok_or_else(|| BadTicket("it does not start with tillmesh1".into()))?;
+        let bytes = hex::decode(body).map_err(|e| BadTicket(e.to_string()))?;
+        let t: Ticket = postcard::from_bytes(&bytes).map_err(|e| BadTicket(e.to_string()))?;
+        if t.version != 1 {
+            return Err(BadTicket(format!("unknown ticket version {}", t.version)));
+        }
+        Ok(t)
+    }
+}
+
+/// What a joining till asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// Protocol version (1).
+    pub version: u8,
+    /// The ticket's secret.
+    pub secret: [u8; 32],
+    /// The name the new till wants.
+    pub name: String,
+}
+
+/// What the admin till answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JoinReply {
+    /// Welcome.
+    Accepted {
+        /// The store's display name.
+        store_name: String,
+        /// The role given to the new till.
+        role: String,
+        /// The store's relay URLs.
+        relays: Vec<String>,
+    },
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// The admin till's side of enrolment.
+#[derive(Debug, Clone)]
+pub(crate) struct JoinProto {
+    pub store: StoreHandle,
+    pub admin: TillKey,
+    pub relays: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl ProtocolHandler for JoinProto {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let joiner = TillId::from_bytes(*conn.remote_id().as_bytes());
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let (req, _) = match read_msg::<_, JoinRequest>(&mut recv).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(peer = %joiner.fmt_short(), error = %e, "unreadable join request");
+                conn.close(VarInt::from_u32(400), b"bad request");
+                return Ok(());
+            }
+        };
+        let admin = self.admin.clone();
+        let reply = self
+            .store
+            .call(move |s| -> JoinReply {
+                let name: TillName = match req.name.parse() {
+                    Ok(n) => n,
+                    Err(e) => return JoinReply::Refused(e.to_string()),
+                };
+                match s.tills() {
+                    Ok(tills)
+                        if tills
+                            .iter()
+                            .any(|t| t.name == name.as_str() && t.id != joiner) =>
+                    {
+                        return JoinReply::Refused(format!(
+                            "a till named {name} already exists; choose another name"
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return JoinReply::Refused(e.to_string()),
+                }
+                if let Err(e) = s.redeem_invite(&req.secret, now_ms()) {
+                    let _ = s.record_refused(&joiner.to_string(), &format!("join: {e}"));
+                    return JoinReply::Refused(e.to_string());
+                }
+                if let Err(e) = s.certify(&admin, joiner, &name, Role::Till) {
+                    return JoinReply::Refused(e.to_string());
+                }
+                JoinReply::Accepted {
+                    store_name: s.store_name().to_string(),
+                    role: Role::Till.to_string(),
+                    relays: Vec::new(),
+                }
+            })
+            .await
+            .unwrap_or_else(|e| JoinReply::Refused(e.to_string()));
+        let reply = match reply {
+            JoinReply::Accepted {
+                store_name, role, ..
+            } => JoinReply::Accepted {
+                store_name,
+                role,
+                relays: self.relays.clone(),
+            },
+            refused => refused,
+        };
+        let _ = write_msg(&mut send, &reply).await;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        Ok(())
+    }
+}
+
+/// Ask the admin till of `ticket` to admit the till with `key` under `name`.
+pub async fn request_join(
+    endpoint: &iroh::Endpoint,
+    ticket: &Ticket,
+    name: &str,
+) -> Result<JoinReply, crate::NodeError> {
+    let admin = TillId::from_bytes(ticket.admin_till);
+    let unreachable = |reason: String| crate::NodeError::Unreachable {
+        peer: admin.fmt_short(),
+        reason,
+    };
+    let addr = ticket
+        .addr
+        .endpoint_addr(&admin)
+        .ok_or_else(|| unreachable("the ticket's address is invalid".into()))?;
+    let conn = tokio::time::timeout(Duration::from_secs(20), endpoint.connect(addr, JOIN_ALPN))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    write_msg(
+        &mut send,
+        &JoinRequest {
+            version: 1,
+            secret: ticket.secret,
+            name: name.to_string(),
+        },
+    )
+    .await
+    .map_err(|e| unreachable(e.to_string()))?;
+    let _ = send.finish();
+    let (reply, _) = read_msg::<_, JoinReply>(&mut recv)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    conn.close(VarInt::from_u32(0), b"done");
+    Ok(reply)
+}
+
+/// The store id a ticket is for.
+pub fn ticket_store(t: &Ticket) -> StoreId {
+    StoreId::from_bytes(t.store)
+}

@@ -1,0 +1,615 @@
+//! [`Node`]: a till on the mesh.
+//!
+//! The node owns the till's iroh endpoint (its key is the till key; no n0 relays,
+//! DNS or pkarr: relays come from the store's configuration, peer addresses from
+//! the membership document and tickets). Every incoming connection passes
+//! [`Gate`] right after the TLS handshake: a peer that is not a certified,
+//! unrevoked member is refused before any data moves, and the refusal is audited.
+//! Only the join protocol is open to strangers, and it admits nobody without a
+//! valid one-time invitation.
+//!
+//! Anti-entropy runs a sync session with a few random members every interval, and
+//! with every member at start and whenever asked ([`Node::sync_now`]).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use iroh::address_lookup::memory::MemoryLookup;
+use iroh::endpoint::{
+    AfterHandshakeOutcome, Connection, EndpointHooks, PortmapperConfig, Side, VarInt, presets,
+};
+use iroh::protocol::{AcceptError, ProtocolHandler, Router};
+use iroh::{
+    Endpoint, EndpointAddr, EndpointId, NetReportConfig, RelayConfig, RelayMap, RelayMode,
+    RelayUrl, SecretKey,
+};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use tillmesh_store::{MemberStatus, StoreId, TillId, TillKey};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::actor::StoreHandle;
+use crate::join::{JOIN_ALPN, JoinProto};
+use crate::session::{SessionReport, run_session};
+use crate::wire::SYNC_ALPN;
+
+/// QUIC close code for a refused peer.
+pub const NOT_A_MEMBER: u32 = 403;
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Local UDP address for direct paths; `None` leaves the relays as the only path.
+    pub bind: Option<SocketAddr>,
+    /// Relay URLs (the store's own relay, say `http://10.0.0.2:3340`).
+    pub relays: Vec<String>,
+    /// Time between anti-entropy rounds.
+    pub sync_interval: Duration,
+    /// Peers per anti-entropy round.
+    pub fanout: usize,
+    /// The store's admin key, on the admin till: it answers join requests.
+    pub admin: Option<TillKey>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            bind: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            relays: Vec::new(),
+            sync_interval: Duration::from_secs(300),
+            fanout: 3,
+            admin: None,
+        }
+    }
+}
+
+/// How a till can be reached, as published in the membership document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerAddr {
+    /// Direct socket addresses.
+    #[serde(default)]
+    pub ip: Vec<SocketAddr>,
+    /// Relay URLs it is reachable through.
+    #[serde(default)]
+    pub relay: Vec<String>,
+}
+
+impl PeerAddr {
+    /// The iroh address of till `id` at these addresses.
+    pub fn endpoint_addr(&self, id: &TillId) -> Option<EndpointAddr> {
+        let eid = EndpointId::from_bytes(id.as_bytes()).ok()?;
+        let mut addr = EndpointAddr::new(eid);
+        for ip in &self.ip {
+            addr = addr.with_ip_addr(*ip);
+        }
+        for r in &self.relay {
+            if let Ok(url) = r.parse::<RelayUrl>() {
+                addr = addr.with_relay_url(url);
+            }
+        }
+        Some(addr)
+    }
+}
+
+/// What this till knows of a peer's connection.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerLink {
+    /// `direct`, `relay`, or `offline`.
+    pub path: String,
+    /// Round-trip time of the selected path.
+    pub rtt_ms: Option<f64>,
+    /// When the last sync session with it completed (unix ms).
+    pub last_sync: Option<u64>,
+    /// Changes it sent in the last session: how far behind this till was.
+    pub last_received: Option<usize>,
+    /// Its clock minus ours (ms), from the last session.
+    pub clock_skew_ms: Option<i64>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// Links by till.
+pub type Links = Arc<Mutex<HashMap<TillId, PeerLink>>>;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Refuses every incoming connection from a non-member, except for joining.
+/// Members are cached; a miss asks the store, which knows the latest certificates.
+#[derive(Debug, Clone)]
+struct Gate {
+    members: Arc<RwLock<HashSet<EndpointId>>>,
+    store: StoreHandle,
+    refused: mpsc::UnboundedSender<(EndpointId, String)>,
+}
+
+/// Whether `till` is a certified, unrevoked member, by the store.
+async fn is_member(store: &StoreHandle, till: TillId) -> bool {
+    matches!(
+        store.call(move |s| s.member_status(&till)).await,
+        Ok(Ok(MemberStatus::Member(_)))
+    )
+}
+
+impl EndpointHooks for Gate {
+    async fn after_handshake<'a>(&'a self, conn: &'a Connection) -> AfterHandshakeOutcome {
+        if conn.side() != Side::Server || conn.alpn() == JOIN_ALPN {
+            return AfterHandshakeOutcome::Accept;
+        }
+        let remote = conn.remote_id();
+        let cached = self
+            .members
+            .read()
+            .map(|m| m.contains(&remote))
+            .unwrap_or(false);
+        if cached || is_member(&self.store, TillId::from_bytes(*remote.as_bytes())).await {
+            if let Ok(mut m) = self.members.write() {
+                m.insert(remote);
+            }
+            return AfterHandshakeOutcome::Accept;
+        }
+        let alpn = String::from_utf8_lossy(conn.alpn()).into_owned();
+        let _ = self.refused.send((remote, alpn));
+        AfterHandshakeOutcome::Reject {
+            error_code: VarInt::from_u32(NOT_A_MEMBER),
+            reason: b"not a member of this store".to_vec(),
+        }
+    }
+}
+
+/// The path a connection uses now: (`direct`|`relay`, rtt).
+pub fn path_of(conn: &Connection) -> (String, Option<f64>) {
+    match conn.paths().iter().find(|p| p.is_selected()) {
+        Some(p) if p.is_relay() => ("relay".into(), Some(p.rtt().as_secs_f64() * 1e3)),
+        Some(p) => ("direct".into(), Some(p.rtt().as_secs_f64() * 1e3)),
+        None => ("offline".into(), None),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SyncProto {
+    store: StoreHandle,
+    store_id: StoreId,
+    links: Links,
+    members: Arc<RwLock<HashSet<EndpointId>>>,
+}
+
+impl ProtocolHandler for SyncProto {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let peer = TillId::from_bytes(*conn.remote_id().as_bytes());
+        // The gate checked at handshake; the store has the last word (a revocation
+        // may have arrived since).
+        if !is_member(&self.store, peer).await {
+            if let Ok(mut m) = self.members.write() {
+                m.remove(&conn.remote_id());
+            }
+            conn.close(
+                VarInt::from_u32(NOT_A_MEMBER),
+                b"not a member of this store",
+            );
+            return Ok(());
+        }
+        let (send, recv) = conn.accept_bi().await?;
+        let result = run_session(&self.store, self.store_id, peer, recv, send).await;
+        record(&self.links, peer, &conn, &result);
+        if let Err(e) = &result {
+            tracing::warn!(peer = %peer.fmt_short(), error = %e, "incoming sync failed");
+        }
+        // The dialer closes once it has read our Bye.
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        Ok(())
+    }
+}
+
+fn record(
+    links: &Links,
+    peer: TillId,
+    conn: &Connection,
+    result: &Result<SessionReport, crate::SessionError>,
+) {
+    let (path, rtt) = path_of(conn);
+    if let Ok(mut l) = links.lock() {
+        let link = l.entry(peer).or_default();
+        link.path = path;
+        link.rtt_ms = rtt;
+        match result {
+            Ok(r) => {
+                link.last_sync = Some(now_ms());
+                link.last_received = Some(r.changes_received);
+                link.clock_skew_ms = Some(r.clock_skew_ms);
+                link.last_error = None;
+            }
+            Err(e) => link.last_error = Some(e.to_string()),
+        }
+    }
+}
+
+/// Build an endpoint for `key` with no n0 services: relays and direct binding
+/// exactly as configured.
+pub async fn endpoint(
+    key: &TillKey,
+    bind: Option<SocketAddr>,
+    relays: &[String],
+    hooks: Option<impl EndpointHooks + 'static>,
+) -> Result<Endpoint, NodeError> {
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .secret_key(SecretKey::from_bytes(&key.seed()))
+        .clear_address_lookup()
+        .clear_ip_transports()
+        .portmapper_config(PortmapperConfig::Disabled);
+    if let Some(addr) = bind {
+        builder = builder
+            .bind_addr(addr)
+            .map_err(|e| NodeError::Bind(e.to_string()))?;
+    }
+    if relays.is_empty() {
+        builder = builder.relay_mode(RelayMode::Disabled);
+    } else {
+        let mut configs = Vec::new();
+        for r in relays {
+            let url: RelayUrl = r
+                .parse()
+                .map_err(|e| NodeError::Config(format!("relay URL {r:?}: {e}")))?;
+            configs.push(RelayConfig::new(url, None));
+        }
+        let map = RelayMap::from_iter(configs);
+        // The captive-portal probe would go to port 80 of the relay host.
+        let mut net = NetReportConfig::default();
+        net.captive_portal_check = false;
+        builder = builder
+            .relay_mode(RelayMode::Custom(map))
+            .net_report_config(net);
+    }
+    if let Some(h) = hooks {
+        builder = builder.hooks(h);
+    }
+    builder
+        .bind()
+        .await
+        .map_err(|e| NodeError::Bind(e.to_string()))
+}
+
+/// Starting or running the node failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The endpoint could not bind.
+    #[error("cannot start the mesh endpoint: {0}")]
+    Bind(String),
+    /// Configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A peer could not be reached.
+    #[error("cannot reach till {peer}: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The sync session failed.
+    #[error(transparent)]
+    Session(#[from] crate::SessionError),
+    /// The store shut down.
+    #[error(transparent)]
+    Closed(#[from] crate::StoreClosed),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] tillmesh_store::StorageError),
+}
+
+/// A till on the mesh.
+#[derive(Debug)]
+pub struct Node {
+    endpoint: Endpoint,
+    router: Router,
+    store: StoreHandle,
+    store_id: StoreId,
+    till: TillId,
+    lookup: MemoryLookup,
+    members: Arc<RwLock<HashSet<EndpointId>>>,
+    links: Links,
+    wake: Arc<Notify>,
+    stop: Arc<Notify>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Start the node for `store` with the till's `key`.
+    pub async fn spawn(
+        store: StoreHandle,
+        key: &TillKey,
+        config: NodeConfig,
+    ) -> Result<Node, NodeError> {
+        let store_id = store.call(|s| s.store_id()).await?;
+        let till = key.till_id();
+        let members: Arc<RwLock<HashSet<EndpointId>>> = Arc::default();
+        let (refused_tx, mut refused_rx) = mpsc::unbounded_channel();
+        let gate = Gate {
+            members: members.clone(),
+            store: store.clone(),
+            refused: refused_tx,
+        };
+        let endpoint = endpoint(key, config.bind, &config.relays, Some(gate)).await?;
+        let lookup = MemoryLookup::new();
+        endpoint
+            .address_lookup()
+            .map_err(|e| NodeError::Bind(e.to_string()))?
+            .add(lookup.clone());
+        let links: Links = Arc::default();
+        let mut router = Router::builder(endpoint.clone()).accept(
+            SYNC_ALPN,
+            SyncProto {
+                store: store.clone(),
+                store_id,
+                links: links.clone(),
+                members: members.clone(),
+            },
+        );
+        if let Some(admin) = &config.admin {
+            router = router.accept(
+                JOIN_ALPN,
+                JoinProto {
+                    store: store.clone(),
+                    admin: admin.clone(),
+                    relays: config.relays.clone(),
+                },
+            );
+        }
+        let router = router.spawn();
+        let wake = Arc::new(Notify::new());
+        let stop = Arc::new(Notify::new());
+        let mut node = Node {
+            endpoint,
+            router,
+            store,
+            store_id,
+            till,
+            lookup,
+            members,
+            links,
+            wake,
+            stop,
+            tasks: Vec::new(),
+        };
+        node.refresh().await?;
+        node.publish_address().await?;
+
+        // Audit refusals, once per peer and ALPN per hour.
+        let store = node.store.clone();
+        node.tasks.push(tokio::spawn(async move {
+            let mut seen: HashMap<(EndpointId, String), u64> = HashMap::new();
+            while let Some((peer, alpn)) = refused_rx.recv().await {
+                tracing::warn!(peer = %peer.fmt_short(), alpn, "refused a connection from a non-member");
+                let now = now_ms();
+                let key = (peer, alpn.clone());
+                if seen.get(&key).is_some_and(|t| now - t < 3_600_000) {
+                    continue;
+                }
+                seen.insert(key, now);
+                let who = peer.to_string();
+                let _ = store
+                    .call(move |s| s.record_refused(&who, &format!("not a member ({alpn})")))
+                    .await;
+            }
+        }));
+
+        // Anti-entropy.
+        let ctx = node.sync_context();
+        let interval = config.sync_interval;
+        let fanout = config.fanout;
+        let (wake, stop) = (node.wake.clone(), node.stop.clone());
+        node.tasks.push(tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let all = first;
+                first = false;
+                if let Err(e) = ctx.round(if all { usize::MAX } else { fanout }).await {
+                    tracing::warn!(error = %e, "anti-entropy round failed");
+                }
+                tokio::select! {
+                    _ = stop.notified() => break,
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(interval) => {}
+                }
+            }
+        }));
+        Ok(node)
+    }
+
+    fn sync_context(&self) -> SyncContext {
+        SyncContext {
+            endpoint: self.endpoint.clone(),
+            store: self.store.clone(),
+            store_id: self.store_id,
+            till: self.till,
+            lookup: self.lookup.clone(),
+            members: self.members.clone(),
+            links: self.links.clone(),
+        }
+    }
+
+    /// Reload members and their addresses from the membership document.
+    pub async fn refresh(&self) -> Result<(), NodeError> {
+        self.sync_context().refresh().await
+    }
+
+    /// Publish this till's current addresses in the membership document.
+    pub async fn publish_address(&self) -> Result<(), NodeError> {
+        let addr = self.addr();
+        let value = serde_json::to_value(&addr).map_err(|e| NodeError::Config(e.to_string()))?;
+        self.store.call(move |s| s.publish_address(value)).await??;
+        Ok(())
+    }
+
+    /// This till's current addresses.
+    pub fn addr(&self) -> PeerAddr {
+        let a = self.endpoint.addr();
+        PeerAddr {
+            ip: a.ip_addrs().copied().collect(),
+            relay: a.relay_urls().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    /// The endpoint (for tests and diagnostics).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// What this till knows of its peers' connections.
+    pub fn links(&self) -> HashMap<TillId, PeerLink> {
+        self.links.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Sync with `peer` now.
+    pub async fn sync_with(&self, peer: TillId) -> Result<SessionReport, NodeError> {
+        self.sync_context().sync_with(peer).await
+    }
+
+    /// Run an anti-entropy round with every member now, in the background.
+    pub fn sync_now(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stop background work and close the endpoint.
+    pub async fn shutdown(self) {
+        self.stop.notify_waiters();
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.router.shutdown().await {
+            tracing::warn!(error = %e, "router shutdown");
+        }
+        self.endpoint.close().await;
+    }
+}
+
+/// What a sync needs, cheap to clone into tasks.
+#[derive(Debug, Clone)]
+struct SyncContext {
+    endpoint: Endpoint,
+    store: StoreHandle,
+    store_id: StoreId,
+    till: TillId,
+    lookup: MemoryLookup,
+    members: Arc<RwLock<HashSet<EndpointId>>>,
+    links: Links,
+}
+
+impl SyncContext {
+    async fn refresh(&self) -> Result<(), NodeError> {
+        let tills = self
+            .store
+            .call(|s| {
+                let tills = s.tills()?;
+                let mut out = Vec::new();
+                for t in tills {
+                    let status = s.member_status(&t.id)?;
+                    out.push((t, matches!(status, MemberStatus::Member(_))));
+                }
+                Ok::<_, tillmesh_store::StorageError>(out)
+            })
+            .await??;
+        let mut set = HashSet::new();
+        for (t, member) in tills {
+            let Ok(eid) = EndpointId::from_bytes(t.id.as_bytes()) else {
+                continue;
+            };
+            if member && t.id != self.till {
+                set.insert(eid);
+                if let Some(addr) = t
+                    .addr
+                    .and_then(|a| serde_json::from_value::<PeerAddr>(a).ok())
+                    .and_then(|a| a.endpoint_addr(&t.id))
+                {
+                    self.lookup.set_endpoint_info(addr);
+                }
+            } else {
+                self.lookup.remove_endpoint_info(eid);
+            }
+        }
+        if let Ok(mut m) = self.members.write() {
+            *m = set;
+        }
+        Ok(())
+    }
+
+    async fn round(&self, fanout: usize) -> Result<(), NodeError> {
+        self.refresh().await?;
+        let mut peers: Vec<EndpointId> = self
+            .members
+            .read()
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default();
+        peers.shuffle(&mut rand::rng());
+        peers.truncate(fanout);
+        let mut changed = false;
+        for peer in peers {
+            let till = TillId::from_bytes(*peer.as_bytes());
+            match self.sync_with(till).await {
+                Ok(r) => {
+                    changed |= r.changes_received > 0;
+                    tracing::debug!(peer = %till.fmt_short(), docs = r.docs, received = r.changes_received, "synced");
+                }
+                Err(e) => tracing::info!(peer = %till.fmt_short(), error = %e, "sync failed"),
+            }
+        }
+        if changed {
+            // New members or addresses may have arrived.
+            self.refresh().await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_with(&self, peer: TillId) -> Result<SessionReport, NodeError> {
+        let unreachable = |reason: String| NodeError::Unreachable {
+            peer: peer.fmt_short(),
+            reason,
+        };
+        let eid =
+            EndpointId::from_bytes(peer.as_bytes()).map_err(|e| unreachable(e.to_string()))?;
+        let conn = match tokio::time::timeout(
+            Duration::from_secs(15),
+            self.endpoint.connect(eid, SYNC_ALPN),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                self.mark_offline(peer, &e.to_string());
+                return Err(unreachable(e.to_string()));
+            }
+            Err(_) => {
+                self.mark_offline(peer, "timed out");
+                return Err(unreachable("timed out".into()));
+            }
+        };
+        let (send, recv) = match conn.open_bi().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.mark_offline(peer, &e.to_string());
+                return Err(unreachable(e.to_string()));
+            }
+        };
+        let result = run_session(&self.store, self.store_id, peer, recv, send).await;
+        record(&self.links, peer, &conn, &result);
+        conn.close(VarInt::from_u32(0), b"done");
+        Ok(result?)
+    }
+
+    fn mark_offline(&self, peer: TillId, why: &str) {
+        if let Ok(mut l) = self.links.lock() {
+            let link = l.entry(peer).or_default();
+            link.path = "offline".into();
+            link.rtt_ms = None;
+            link.last_error = Some(why.to_string());
+        }
+    }
+}
