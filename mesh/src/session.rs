@@ -161,8 +161,9 @@ where
             )));
         }
     };
-    let mut heads: BTreeMap<DocId, (Option<Vec<ChangeHash>>, Option<Vec<ChangeHash>>)> =
-        BTreeMap::new();
+    // Each document's heads here and at the peer (None: not held).
+    type BothHeads = (Option<Vec<ChangeHash>>, Option<Vec<ChangeHash>>);
+    let mut heads: BTreeMap<DocId, BothHeads> = BTreeMap::new();
     for (d, h) in mine {
         heads.entry(d).or_default().0 = Some(h);
     }
