@@ -54,8 +54,93 @@ pub enum Command {
     Audit(AuditArgs),
     /// Show this till and its store.
     Info(JsonFlag),
+    /// Run the till's daemon: sync with the other tills, serve the local API.
+    Run(RunArgs),
+    /// Stop the running daemon cleanly.
+    Stop,
+    /// Show every till of the mesh at a glance.
+    Status(StatusArgs),
+    /// Make a one-time ticket for a new till to join (admin till, daemon running).
+    Invite(InviteArgs),
+    /// Join a store with a ticket from `tillmesh invite`.
+    Join(JoinArgs),
+    /// Revoke a till: every member refuses it once the change spreads (admin till).
+    Revoke {
+        /// The till's name or id.
+        till: String,
+    },
+    /// Run the store's own relay server.
+    Relay(RelayArgs),
+    /// The store's relay list, shared by every till.
+    #[command(subcommand)]
+    Relays(RelaysCmd),
     /// Run a short scripted session in a temporary directory.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// UDP address for direct connections between tills.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    pub bind: std::net::SocketAddr,
+    /// Use relays only: no direct connections (for networks that block UDP between tills).
+    #[arg(long)]
+    pub relay_only: bool,
+    /// Seconds between anti-entropy rounds (changes also spread at once after each local change).
+    #[arg(long, default_value_t = 300)]
+    pub sync_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    pub watch: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    /// How long the ticket stays valid, in hours.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The ticket printed by `tillmesh invite`.
+    pub ticket: String,
+    /// This till's short name, used in receipt numbers (like T02).
+    #[arg(long = "till", value_name = "NAME")]
+    pub till: String,
+    /// UDP address to use while joining.
+    #[arg(long, default_value = "0.0.0.0:0")]
+    pub bind: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Address to listen on (plain HTTP), like 0.0.0.0:3340.
+    #[arg(long, default_value = "0.0.0.0:3340")]
+    pub bind: std::net::SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RelaysCmd {
+    /// Add a relay URL, like http://10.0.0.2:3340.
+    Add {
+        /// The URL.
+        url: String,
+    },
+    /// Remove a relay URL.
+    Remove {
+        /// The URL.
+        url: String,
+    },
+    /// List the relays.
+    List(JsonFlag),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +161,9 @@ pub struct InitArgs {
     /// This till's role: till, manager or back-office.
     #[arg(long, default_value = "back-office")]
     pub role: String,
+    /// A relay URL for the store (repeat for several).
+    #[arg(long = "relay", value_name = "URL")]
+    pub relays: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

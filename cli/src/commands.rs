@@ -42,11 +42,25 @@ impl Ctx {
         Ok(Self { home, opts })
     }
 
-    fn key_path(&self) -> PathBuf {
+    pub fn key_path(&self) -> PathBuf {
         self.home.join("till.key")
     }
-    fn store_path(&self) -> PathBuf {
+    pub fn admin_key_path(&self) -> PathBuf {
+        self.home.join("admin.key")
+    }
+    pub fn store_path(&self) -> PathBuf {
         self.home.join("store.redb")
+    }
+
+    /// This till's key.
+    pub fn key(&self) -> Result<TillKey> {
+        TillKey::load(&self.key_path())
+            .with_context(|| format!("cannot read this till's key in {}", self.home.display()))
+    }
+
+    /// The store's admin key, on the admin till.
+    pub fn admin_key(&self) -> Option<TillKey> {
+        TillKey::load(&self.admin_key_path()).ok()
     }
 
     pub fn open(&self) -> Result<Store> {
@@ -56,9 +70,7 @@ impl Ctx {
                 tillmesh_store::OpenStoreError::NotFound(self.home.display().to_string()).into(),
             );
         }
-        let key = TillKey::load(&self.key_path())
-            .with_context(|| format!("cannot read this till's key in {}", self.home.display()))?;
-        Ok(Store::open(&store_path, key, self.opts.clone())?)
+        Ok(Store::open(&store_path, self.key()?, self.opts.clone())?)
     }
 }
 
@@ -71,7 +83,7 @@ fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-fn create_home(home: &Path) -> Result<()> {
+pub fn create_home(home: &Path) -> Result<()> {
     std::fs::create_dir_all(home)
         .with_context(|| format!("cannot create the till home {}", home.display()))?;
     #[cfg(unix)]
@@ -100,12 +112,30 @@ pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
         role,
         founder: true,
     };
-    // The store first: if it fails, no orphan key is left behind to block a retry.
-    let store = Store::create(&ctx.store_path(), key.clone(), new, ctx.opts.clone())?;
-    if let Err(e) = key.save(&ctx.key_path()) {
+    let admin = TillKey::generate();
+    // The store first: if anything fails, nothing is left behind to block a retry.
+    let mut store = Store::create(&ctx.store_path(), key.clone(), new, ctx.opts.clone())?;
+    let finish = |store: &mut Store| -> Result<()> {
+        store.set_admin_key(admin.till_id())?;
+        store.certify(
+            &admin,
+            key.till_id(),
+            &store.till_name().clone(),
+            store.role(),
+        )?;
+        if !a.relays.is_empty() {
+            store.set_relays(&a.relays)?;
+        }
+        key.save(&ctx.key_path())?;
+        admin.save(&ctx.admin_key_path())?;
+        Ok(())
+    };
+    if let Err(e) = finish(&mut store) {
         drop(store);
-        let _ = std::fs::remove_file(ctx.store_path());
-        return Err(e).context("cannot write the till key; nothing was created");
+        for p in [ctx.store_path(), ctx.key_path(), ctx.admin_key_path()] {
+            let _ = std::fs::remove_file(p);
+        }
+        return Err(e).context("cannot finish creating the store; nothing was kept");
     }
     writeln!(
         out,
@@ -829,8 +859,90 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Conflicts(a) => conflicts(store, a, out),
         Command::Audit(a) => audit(store, a, out),
         Command::Info(f) => info(store, home, f.json, out),
-        Command::Init(_) | Command::Demo(_) => {
+        Command::Revoke { till } => revoke(store, home, till, out),
+        Command::Relays(c) => relays(store, c, out),
+        Command::Status(a) => {
+            let report = crate::status::collect(store, None, 0)?;
+            crate::status::render(&report, a.json, out)
+        }
+        Command::Invite(_) => Err(rejected(
+            "inviting needs the daemon running on the admin till (tillmesh run), so the new till can reach it",
+        )),
+        Command::Stop => Err(anyhow::Error::new(
+            tillmesh_store::OpenStoreError::NotFound("no daemon is running for this till".into()),
+        )),
+        Command::Init(_)
+        | Command::Demo(_)
+        | Command::Run(_)
+        | Command::Join(_)
+        | Command::Relay(_) => {
             bail!("this command does not work on an open store")
         }
     }
+}
+
+fn revoke(store: &mut Store, home: &Path, till: &str, out: &mut dyn Write) -> Result<()> {
+    let admin = TillKey::load(&home.join("admin.key")).map_err(|_| {
+        rejected("only the admin till (the one that ran `tillmesh init`) can revoke")
+    })?;
+    let id = find_till(store, till)?;
+    if id == store.till_id() {
+        return Err(rejected("a till cannot revoke itself"));
+    }
+    store
+        .revoke(&admin, id)
+        .map_err(|e| rejected(e.to_string()))?;
+    writeln!(
+        out,
+        "Revoked till {till} ({}); every member refuses it once this change reaches them.",
+        id.fmt_short()
+    )?;
+    Ok(())
+}
+
+fn relays(store: &mut Store, cmd: &RelaysCmd, out: &mut dyn Write) -> Result<()> {
+    let mut list = store.relays()?;
+    match cmd {
+        RelaysCmd::List(f) => {
+            if f.json {
+                return print_json(out, &list);
+            }
+            if list.is_empty() {
+                writeln!(out, "No relays: tills sync over direct connections only.")?;
+            }
+            for r in &list {
+                writeln!(out, "{r}")?;
+            }
+            return Ok(());
+        }
+        RelaysCmd::Add { url } => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(rejected("a relay URL starts with http:// or https://"));
+            }
+            url.parse::<iroh::RelayUrl>()
+                .map_err(|e| rejected(format!("{url:?} is not a URL: {e}")))?;
+            if list.contains(url) {
+                return Err(rejected(format!("{url} is already in the list")));
+            }
+            list.push(url.clone());
+        }
+        RelaysCmd::Remove { url } => {
+            if !list.contains(url) {
+                return Err(rejected(format!("{url} is not in the list")));
+            }
+            list.retain(|r| r != url);
+        }
+    }
+    store.set_relays(&list)?;
+    writeln!(
+        out,
+        "Relays: {}",
+        if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(" ")
+        }
+    )?;
+    writeln!(out, "Tills use the new list when their daemon restarts.")?;
+    Ok(())
 }

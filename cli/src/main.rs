@@ -5,27 +5,58 @@
 //! listed in [`exit`] and docs/OPERATIONS.md.
 
 mod args;
+mod client;
 mod commands;
+mod daemon;
 mod demo;
+mod enrol;
 mod exit;
 mod output;
+mod status;
 
 use clap::Parser;
 
 use crate::args::{Cli, Command};
 use crate::commands::Ctx;
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
     let ctx = Ctx::new(&cli)?;
     let mut out = std::io::stdout().lock();
     match &cli.command {
-        Command::Init(a) => commands::init(&ctx, a, &mut out),
-        Command::Demo(a) => demo::run(a),
-        other => {
+        Command::Init(a) => commands::init(&ctx, a, &mut out)?,
+        Command::Demo(a) => demo::run(a)?,
+        Command::Run(a) => daemon::run(&ctx, a)?,
+        Command::Join(a) => enrol::join(&ctx, a, &mut out)?,
+        Command::Relay(a) => enrol::relay(a)?,
+        other => loop {
+            // While the daemon holds the store, the command runs in the daemon.
+            if let Some(api) = client::discover(&ctx.home) {
+                match client::exec(&api, &raw)? {
+                    Some(reply) => {
+                        use std::io::Write;
+                        out.write_all(reply.stdout.as_bytes())?;
+                        eprint!("{}", reply.stderr);
+                        return Ok(reply.code);
+                    }
+                    // Nobody answers: the daemon died without cleaning up.
+                    None => {
+                        let _ = std::fs::remove_file(client::api_file(&ctx.home));
+                    }
+                }
+            }
             let mut store = ctx.open()?;
-            commands::dispatch(&mut store, &ctx.home, other, &mut out)
-        }
+            commands::dispatch(&mut store, &ctx.home, other, &mut out)?;
+            match other {
+                Command::Status(a) if a.watch.is_some() => {
+                    drop(store);
+                    std::thread::sleep(std::time::Duration::from_secs(a.watch.unwrap_or(2).max(1)));
+                    println!();
+                }
+                _ => break,
+            }
+        },
     }
+    Ok(0)
 }
 
 fn main() {
@@ -36,9 +67,14 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    let raw: Vec<String> = std::env::args().skip(1).collect();
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("error: {e:#}");
-        std::process::exit(exit::code(&e));
+    match run(cli, raw) {
+        Ok(0) => {}
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(exit::code(&e));
+        }
     }
 }

@@ -164,11 +164,16 @@ impl EndpointHooks for Gate {
     }
 }
 
+/// Milliseconds, to the microsecond.
+fn ms(d: Duration) -> f64 {
+    (d.as_micros() as f64 / 1000.0 * 1000.0).round() / 1000.0
+}
+
 /// The path a connection uses now: (`direct`|`relay`, rtt).
 pub fn path_of(conn: &Connection) -> (String, Option<f64>) {
     match conn.paths().iter().find(|p| p.is_selected()) {
-        Some(p) if p.is_relay() => ("relay".into(), Some(p.rtt().as_secs_f64() * 1e3)),
-        Some(p) => ("direct".into(), Some(p.rtt().as_secs_f64() * 1e3)),
+        Some(p) if p.is_relay() => ("relay".into(), Some(ms(p.rtt()))),
+        Some(p) => ("direct".into(), Some(ms(p.rtt()))),
         None => ("offline".into(), None),
     }
 }
@@ -455,6 +460,14 @@ impl Node {
         PeerAddr {
             ip: a.ip_addrs().copied().collect(),
             relay: a.relay_urls().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    /// Tell the node how to reach `till` (from a ticket, say) until the membership
+    /// document says more.
+    pub fn add_addr(&self, till: &TillId, addr: &PeerAddr) {
+        if let Some(a) = addr.endpoint_addr(till) {
+            self.lookup.add_endpoint_info(a);
         }
     }
 

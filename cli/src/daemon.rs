@@ -1,0 +1,293 @@
+//! `tillmesh run`: the till's daemon. It holds the store, runs the mesh node and
+//! serves the local HTTP API (127.0.0.1, bearer token in `api.json`, mode 0600)
+//! through which every other command runs while the daemon is up. SIGINT or
+//! SIGTERM (or `tillmesh stop`) shut it down cleanly: the API stops taking
+//! requests, the node closes its connections, the store thread finishes its last
+//! transaction and closes the file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use clap::Parser;
+use tillmesh_mesh::{Node, NodeConfig, StoreHandle, Ticket};
+use tillmesh_store::{StoreId, TillKey};
+use tokio::sync::Notify;
+
+use crate::args::{Cli, Command, ConflictsArgs, RunArgs, StockArgs};
+use crate::client::{ApiInfo, ExecReply, ExecRequest, api_file};
+use crate::commands::{self, Ctx};
+use crate::{exit, status};
+
+struct Shared {
+    store: StoreHandle,
+    node: Arc<Node>,
+    home: PathBuf,
+    token: String,
+    key: TillKey,
+    admin: Option<TillKey>,
+    store_id: StoreId,
+    online_window_ms: u64,
+    stop: Arc<Notify>,
+}
+
+/// Whether a command changes data, so peers should hear of it at once.
+fn mutates(cmd: &Command) -> bool {
+    match cmd {
+        Command::Product(c) => !matches!(
+            c,
+            crate::args::ProductCmd::List(_) | crate::args::ProductCmd::Show { .. }
+        ),
+        Command::Sale(_) | Command::Void(_) | Command::Refund(_) | Command::Revoke { .. } => true,
+        Command::Stock(StockArgs { action, .. }) => action.is_some(),
+        Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
+        Command::Relays(c) => !matches!(c, crate::args::RelaysCmd::List(_)),
+        _ => false,
+    }
+}
+
+pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(ctx, a))
+}
+
+fn write_api_file(home: &std::path::Path, info: &ApiInfo) -> Result<()> {
+    let path = api_file(home);
+    let tmp = home.join("api.json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::io::Write::write_all(&mut f, serde_json::to_string(info)?.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
+    let store = ctx.open()?;
+    let key = ctx.key()?;
+    let admin = ctx.admin_key();
+    let relays = store.relays()?;
+    let store_id = store.store_id();
+    let (handle, thread) = StoreHandle::spawn(store, None);
+    let interval = Duration::from_secs(a.sync_interval.max(1));
+    let node = Node::spawn(
+        handle.clone(),
+        &key,
+        NodeConfig {
+            bind: (!a.relay_only).then_some(a.bind),
+            relays: relays.clone(),
+            sync_interval: interval,
+            fanout: 3,
+            admin: admin.clone(),
+        },
+    )
+    .await
+    .context("cannot start the mesh node")?;
+    let node = Arc::new(node);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("cannot open the local API port")?;
+    let port = listener.local_addr()?.port();
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    write_api_file(
+        &ctx.home,
+        &ApiInfo {
+            version: 1,
+            port,
+            token: token.clone(),
+            pid: std::process::id(),
+        },
+    )?;
+    let stop = Arc::new(Notify::new());
+    let shared = Arc::new(Shared {
+        store: handle.clone(),
+        node: node.clone(),
+        home: ctx.home.clone(),
+        token,
+        key: key.clone(),
+        admin,
+        store_id,
+        // A peer counts as online if a sync succeeded within three intervals.
+        online_window_ms: (interval.as_millis() as u64 * 3).max(30_000),
+        stop: stop.clone(),
+    });
+    let addr = node.addr();
+    println!(
+        "tillmesh: till {} running; local API on 127.0.0.1:{port}; mesh {} {}",
+        key.till_id().fmt_short(),
+        addr.ip
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        relays.join(" ")
+    );
+    let app = Router::new()
+        .route("/v1/exec", post(exec))
+        .with_state(shared.clone());
+    let stop_signal = stop.clone();
+    let shutdown = async move {
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+            _ = stop_signal.notified() => {}
+        }
+    };
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = std::fs::remove_file(api_file(&ctx.home));
+    drop(shared);
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.shutdown().await,
+        Err(_) => tracing::warn!("node still in use at shutdown"),
+    }
+    drop(handle);
+    // The store thread ends once its last handle is gone, after its last commit.
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    println!("tillmesh: stopped cleanly");
+    served.context("the local API failed")
+}
+
+fn reply(code: i32, stdout: String, stderr: String) -> Json<ExecReply> {
+    Json(ExecReply {
+        code,
+        stdout,
+        stderr,
+    })
+}
+
+async fn exec(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Json(req): Json<ExecRequest>,
+) -> Result<Json<ExecReply>, StatusCode> {
+    let authorised = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t == sh.token);
+    if !authorised {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let argv = std::iter::once("tillmesh".to_string()).chain(req.args);
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.render().to_string();
+            return Ok(if e.use_stderr() {
+                reply(2, String::new(), text)
+            } else {
+                reply(0, text, String::new())
+            });
+        }
+    };
+    let done = |r: Result<Vec<u8>>| match r {
+        Ok(out) => reply(0, String::from_utf8_lossy(&out).into_owned(), String::new()),
+        Err(e) => reply(exit::code(&e), String::new(), format!("error: {e:#}\n")),
+    };
+    match cli.command {
+        Command::Status(a) => {
+            let links = sh.node.links();
+            let window = sh.online_window_ms;
+            let report = sh
+                .store
+                .call(move |s| status::collect(s, Some(&links), window))
+                .await
+                .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+            Ok(done(report.and_then(|r| {
+                let mut out = Vec::new();
+                status::render(&r, a.json, &mut out)?;
+                Ok(out)
+            })))
+        }
+        Command::Invite(a) => Ok(done(invite(&sh, a.hours).await)),
+        Command::Stop => {
+            sh.stop.notify_waiters();
+            Ok(reply(0, "Stopping the daemon.\n".into(), String::new()))
+        }
+        Command::Init(_)
+        | Command::Run(_)
+        | Command::Join(_)
+        | Command::Relay(_)
+        | Command::Demo(_) => Ok(reply(
+            exit::REJECTED,
+            String::new(),
+            "error: not while the daemon runs for this till; stop it first (tillmesh stop)\n"
+                .into(),
+        )),
+        other => {
+            let home = sh.home.clone();
+            let changes = mutates(&other);
+            let revoke = matches!(other, Command::Revoke { .. });
+            let result = sh
+                .store
+                .call(move |s| {
+                    let mut out = Vec::new();
+                    commands::dispatch(s, &home, &other, &mut out).map(|_| out)
+                })
+                .await
+                .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+            if changes && result.is_ok() {
+                if revoke {
+                    let _ = sh.node.refresh().await;
+                }
+                sh.node.sync_now();
+            }
+            Ok(done(result))
+        }
+    }
+}
+
+async fn invite(sh: &Shared, hours: u64) -> Result<Vec<u8>> {
+    let admin = sh.admin.clone().ok_or_else(|| {
+        exit::Rejected("only the admin till (the one that ran `tillmesh init`) can invite".into())
+    })?;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64
+        + hours.max(1) * 3_600_000;
+    let adm = admin.clone();
+    let secret = sh
+        .store
+        .call(move |s| s.create_invite(&adm, expires))
+        .await??;
+    let ticket = Ticket {
+        version: 1,
+        store: *sh.store_id.as_bytes(),
+        admin_key: *admin.till_id().as_bytes(),
+        admin_till: *sh.key.till_id().as_bytes(),
+        addr: sh.node.addr(),
+        secret,
+        expires_ms: expires,
+    };
+    Ok(format!("{}\n", ticket.encode()).into_bytes())
+}

@@ -1,0 +1,125 @@
+//! `tillmesh join` and `tillmesh relay`: the commands that run without a store of
+//! their own yet, or without one at all.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tillmesh_mesh::{JoinReply, Node, NodeConfig, StoreHandle, Ticket, endpoint, request_join};
+use tillmesh_store::{NewStore, Role, Store, StoreId, TillId, TillKey, TillName};
+
+use crate::args::{JoinArgs, RelayArgs};
+use crate::commands::{Ctx, create_home};
+use crate::exit::Rejected;
+
+/// No endpoint hooks: a joining till dials out only.
+#[derive(Debug, Clone)]
+struct NoHooks;
+impl iroh::endpoint::EndpointHooks for NoHooks {}
+
+pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()> {
+    let ticket = Ticket::decode(&a.ticket).map_err(|e| Rejected(e.to_string()))?;
+    let name: TillName = a.till.parse().map_err(|e| Rejected(format!("{e}")))?;
+    if ctx.store_path().exists() {
+        return Err(
+            tillmesh_store::OpenStoreError::AlreadyExists(ctx.home.display().to_string()).into(),
+        );
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
+    if now > ticket.expires_ms {
+        bail!(Rejected(
+            "this ticket has expired; ask for a new one (tillmesh invite)".into()
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let key = TillKey::generate();
+        let relays = ticket.addr.relay.clone();
+        let ep = endpoint(&key, Some(a.bind), &relays, None::<NoHooks>).await?;
+        let reply = request_join(&ep, &ticket, name.as_str()).await;
+        ep.close().await;
+        let (store_name, role, relays) = match reply? {
+            JoinReply::Accepted {
+                store_name,
+                role,
+                relays,
+            } => (store_name, role, relays),
+            JoinReply::Refused(why) => bail!(Rejected(format!("the admin till refused: {why}"))),
+        };
+        let role: Role = role.parse().map_err(Rejected)?;
+        create_home(&ctx.home)?;
+        let mut store = Store::create(
+            &ctx.store_path(),
+            key.clone(),
+            NewStore {
+                store_id: StoreId::from_bytes(ticket.store),
+                store_name: store_name.clone(),
+                till_name: name.clone(),
+                role,
+                founder: false,
+            },
+            ctx.opts.clone(),
+        )?;
+        store.set_admin_key(TillId::from_bytes(ticket.admin_key))?;
+        key.save(&ctx.key_path())?;
+        // Fetch the store's documents from the admin till.
+        let (handle, thread) = StoreHandle::spawn(store, None);
+        let node = Node::spawn(
+            handle.clone(),
+            &key,
+            NodeConfig {
+                bind: Some(a.bind),
+                relays: relays.clone(),
+                sync_interval: Duration::from_secs(3600),
+                fanout: 0,
+                admin: None,
+            },
+        )
+        .await?;
+        let admin_till = TillId::from_bytes(ticket.admin_till);
+        node.add_addr(&admin_till, &ticket.addr);
+        let synced = node.sync_with(admin_till).await;
+        node.shutdown().await;
+        drop(handle);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let report = synced.context("joined, but the first sync failed; `tillmesh run` will retry")?;
+        writeln!(
+            out,
+            "Joined store {store_name:?} as till {name} ({role}); received {} changes in {} documents.\nStart syncing with: tillmesh run",
+            report.changes_received, report.docs
+        )?;
+        Ok(())
+    })
+}
+
+pub fn relay(a: &RelayArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let relay = tillmesh_mesh::relay::Relay::spawn(a.bind).await?;
+        println!("{}", relay.url());
+        println!(
+            "tillmesh relay: serving {} (add it to the store with: tillmesh relays add URL)",
+            relay.url()
+        );
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        relay.shutdown().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,231 @@
+//! `tillmesh status`: every till of the mesh at a glance, from this till's view.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+use tillmesh_mesh::PeerLink;
+use tillmesh_store::{MemberStatus, Store, TillId};
+
+use crate::output::{Table, time};
+
+/// Unreplicated changes older than this raise an alert.
+const UNREPLICATED_ALERT_S: u64 = 15 * 60;
+
+/// One till's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct TillRow {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    /// `self`, `member`, `revoked` or `uncertified`.
+    pub membership: String,
+    pub online: bool,
+    /// `self`, `direct`, `relay` or `offline`.
+    pub path: String,
+    pub rtt_ms: Option<f64>,
+    /// Unix ms of the last completed sync with it.
+    pub last_sync: Option<u64>,
+    /// Changes it had that this till lacked, at the last sync.
+    pub lag_changes: Option<u64>,
+    /// Changes only this till holds (own row only).
+    pub unreplicated: Option<u64>,
+    pub unreplicated_oldest_s: Option<u64>,
+    pub clock_skew_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub store: String,
+    pub store_name: String,
+    #[serde(rename = "self")]
+    pub me: SelfInfo,
+    pub tills: Vec<TillRow>,
+    pub alerts: Vec<String>,
+}
+
+/// This till.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelfInfo {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub daemon: bool,
+    pub version: String,
+    pub relays: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Build the report. `links` is the daemon's view of its peers (None without one).
+pub fn collect(
+    store: &mut Store,
+    links: Option<&HashMap<TillId, PeerLink>>,
+    online_window_ms: u64,
+) -> Result<StatusReport> {
+    let me = store.till_id();
+    let tills = store.tills()?;
+    let peers: Vec<TillId> = tills.iter().map(|t| t.id).filter(|t| *t != me).collect();
+    let (unrepl, oldest) = store.unreplicated(&peers)?;
+    let now = now_ms();
+    let mut rows = Vec::new();
+    let mut alerts = Vec::new();
+    for t in &tills {
+        let status = store.member_status(&t.id)?;
+        let membership = if t.id == me {
+            "self"
+        } else {
+            match status {
+                MemberStatus::Member(_) => "member",
+                MemberStatus::Revoked(_) => "revoked",
+                _ => "uncertified",
+            }
+        };
+        let link = links.and_then(|l| l.get(&t.id));
+        let online = t.id == me
+            || link.is_some_and(|l| {
+                l.path != "offline"
+                    && l.last_sync
+                        .is_some_and(|s| now.saturating_sub(s) < online_window_ms)
+            });
+        let mut row = TillRow {
+            id: t.id.to_string(),
+            name: t.name.clone(),
+            role: t.role.to_string(),
+            membership: membership.into(),
+            online,
+            path: if t.id == me {
+                "self".into()
+            } else {
+                link.map(|l| l.path.clone())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "offline".into())
+            },
+            rtt_ms: link.and_then(|l| l.rtt_ms),
+            last_sync: link.and_then(|l| l.last_sync),
+            lag_changes: link.and_then(|l| l.last_received).map(|n| n as u64),
+            unreplicated: None,
+            unreplicated_oldest_s: None,
+            clock_skew_ms: link.and_then(|l| l.clock_skew_ms),
+            last_error: link.and_then(|l| l.last_error.clone()),
+        };
+        if t.id == me {
+            row.unreplicated = Some(unrepl);
+            row.unreplicated_oldest_s = oldest.map(|o| now.saturating_sub(o) / 1000);
+            if let Some(age) = row.unreplicated_oldest_s {
+                if unrepl > 0 && age > UNREPLICATED_ALERT_S {
+                    alerts.push(format!(
+                        "{unrepl} changes exist only on this till, the oldest {} min old: a dead disk would lose them",
+                        age / 60
+                    ));
+                }
+            }
+        } else if membership == "member" && links.is_some() && !row.online {
+            alerts.push(format!("till {} is offline", t.name));
+        }
+        if let Some(skew) = row.clock_skew_ms {
+            if skew.abs() > 60_000 {
+                alerts.push(format!("till {}'s clock is {} s off", t.name, skew / 1000));
+            }
+        }
+        rows.push(row);
+    }
+    if links.is_none() {
+        alerts.push(
+            "the daemon is not running: this till is not syncing (start it with `tillmesh run`)"
+                .into(),
+        );
+    }
+    let pending = store.pending_conflicts()?.len();
+    if pending > 0 {
+        alerts.push(format!(
+            "{pending} conflicts wait for review (`tillmesh conflicts`)"
+        ));
+    }
+    Ok(StatusReport {
+        store: store.store_id().to_string(),
+        store_name: store.store_name().to_string(),
+        me: SelfInfo {
+            id: me.to_string(),
+            name: store.till_name().to_string(),
+            role: store.role().to_string(),
+            daemon: links.is_some(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            relays: store.relays()?,
+        },
+        tills: rows,
+        alerts,
+    })
+}
+
+/// Print the report.
+pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(r)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Store {} ({})   this till: {}   daemon: {}",
+        r.store_name,
+        &r.store[..8],
+        r.me.name,
+        if r.me.daemon { "running" } else { "stopped" }
+    )?;
+    let mut t = Table::new(&[
+        "TILL",
+        "ID",
+        "ROLE",
+        "STATE",
+        "PATH",
+        ">RTT",
+        "LAST SYNC",
+        ">LAG",
+        ">UNREPLICATED",
+        ">SKEW",
+    ]);
+    for row in &r.tills {
+        let state = match (row.membership.as_str(), row.online) {
+            ("self", _) => "self".to_string(),
+            ("member", true) => "online".into(),
+            ("member", false) => "offline".into(),
+            (m, _) => m.to_string(),
+        };
+        t.row(vec![
+            row.name.clone(),
+            row.id[..10].to_string(),
+            row.role.clone(),
+            state,
+            row.path.clone(),
+            row.rtt_ms
+                .map(|r| format!("{r:.1}ms"))
+                .unwrap_or_else(|| "-".into()),
+            row.last_sync.map(time).unwrap_or_else(|| "-".into()),
+            row.lag_changes
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            match (row.unreplicated, row.unreplicated_oldest_s) {
+                (Some(0), _) => "0".into(),
+                (Some(n), Some(age)) => format!("{n} ({age}s)"),
+                (Some(n), None) => n.to_string(),
+                (None, _) => "-".into(),
+            },
+            row.clock_skew_ms
+                .map(|s| format!("{s}ms"))
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    write!(out, "{}", t.render())?;
+    for a in &r.alerts {
+        writeln!(out, "! {a}")?;
+    }
+    Ok(())
+}
