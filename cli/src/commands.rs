@@ -298,7 +298,7 @@ pub fn product(store: &mut Store, cmd: &ProductCmd, out: &mut dyn Write) -> Resu
             write!(out, "{}", t.render())?;
         }
         ProductCmd::Show { code, json } => {
-            let p = find_product(&store, code)?;
+            let p = find_product(store, code)?;
             if *json {
                 return print_json(out, &p);
             }
@@ -535,11 +535,7 @@ fn parse_day(s: &str) -> Result<Day> {
 
 pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()> {
     let day = a.day.as_deref().map(parse_day).transpose()?;
-    let till = a
-        .till
-        .as_deref()
-        .map(|t| find_till(&store, t))
-        .transpose()?;
+    let till = a.till.as_deref().map(|t| find_till(store, t)).transpose()?;
     let records = store.sales(day, till)?;
     if a.json {
         let list: Vec<SaleJson<'_>> = records
@@ -603,17 +599,17 @@ pub fn stock(store: &mut Store, a: &StockArgs, out: &mut dyn Write) -> Result<()
         let (sku, entry) = match action {
             StockCmd::Receive { sku, qty } => {
                 let sku = parse_sku(sku)?;
-                let q = stock_qty(&store, &sku, qty)?;
+                let q = stock_qty(store, &sku, qty)?;
                 (sku.clone(), store.receive_stock(&sku, q)?)
             }
             StockCmd::Adjust { sku, delta, reason } => {
                 let sku = parse_sku(sku)?;
-                let q = stock_qty(&store, &sku, delta)?;
+                let q = stock_qty(store, &sku, delta)?;
                 (sku.clone(), store.adjust_stock(&sku, q, reason)?)
             }
             StockCmd::Count { sku, qty } => {
                 let sku = parse_sku(sku)?;
-                let q = stock_qty(&store, &sku, qty)?;
+                let q = stock_qty(store, &sku, qty)?;
                 (sku.clone(), store.count_stock(&sku, q)?)
             }
         };
@@ -633,7 +629,7 @@ pub fn stock(store: &mut Store, a: &StockArgs, out: &mut dyn Write) -> Result<()
     let mut rows = Vec::new();
     match &a.sku {
         Some(s) => {
-            let p = find_product(&store, s)?;
+            let p = find_product(store, s)?;
             let l = store.stock(&p.sku)?;
             rows.push((p, l));
         }
@@ -818,7 +814,7 @@ pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()
         return Ok(());
     }
     let till = match &a.till {
-        Some(t) => find_till(&store, t)?,
+        Some(t) => find_till(store, t)?,
         None => store.till_id(),
     };
     let entries = store

@@ -103,8 +103,9 @@ pub fn relay(a: &RelayArgs) -> Result<()> {
         .context("cannot start the async runtime")?;
     rt.block_on(async {
         let relay = tillmesh_mesh::relay::Relay::spawn(a.bind).await?;
+        // The URL alone on stdout, for scripts; the rest on stderr.
         println!("{}", relay.url());
-        println!(
+        eprintln!(
             "tillmesh relay: serving {} (add it to the store with: tillmesh relays add URL)",
             relay.url()
         );

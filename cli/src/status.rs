@@ -120,21 +120,22 @@ pub fn collect(
         if t.id == me {
             row.unreplicated = Some(unrepl);
             row.unreplicated_oldest_s = oldest.map(|o| now.saturating_sub(o) / 1000);
-            if let Some(age) = row.unreplicated_oldest_s {
-                if unrepl > 0 && age > UNREPLICATED_ALERT_S {
-                    alerts.push(format!(
-                        "{unrepl} changes exist only on this till, the oldest {} min old: a dead disk would lose them",
-                        age / 60
-                    ));
-                }
+            if let Some(age) = row.unreplicated_oldest_s
+                && unrepl > 0
+                && age > UNREPLICATED_ALERT_S
+            {
+                alerts.push(format!(
+                    "{unrepl} changes exist only on this till, the oldest {} min old: a dead disk would lose them",
+                    age / 60
+                ));
             }
         } else if membership == "member" && links.is_some() && !row.online {
             alerts.push(format!("till {} is offline", t.name));
         }
-        if let Some(skew) = row.clock_skew_ms {
-            if skew.abs() > 60_000 {
-                alerts.push(format!("till {}'s clock is {} s off", t.name, skew / 1000));
-            }
+        if let Some(skew) = row.clock_skew_ms
+            && skew.abs() > 60_000
+        {
+            alerts.push(format!("till {}'s clock is {} s off", t.name, skew / 1000));
         }
         rows.push(row);
     }

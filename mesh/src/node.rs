@@ -36,6 +36,12 @@ use crate::join::{JOIN_ALPN, JoinProto};
 use crate::session::{SessionReport, run_session};
 use crate::wire::SYNC_ALPN;
 
+/// How long to try reaching a peer before giving up until the next round.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A whole session, however large the catch-up, ends within this.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// QUIC close code for a refused peer.
 pub const NOT_A_MEMBER: u32 = 403;
 
@@ -166,7 +172,7 @@ impl EndpointHooks for Gate {
 
 /// Milliseconds, to the microsecond.
 fn ms(d: Duration) -> f64 {
-    (d.as_micros() as f64 / 1000.0 * 1000.0).round() / 1000.0
+    d.as_micros() as f64 / 1000.0
 }
 
 /// The path a connection uses now: (`direct`|`relay`, rtt).
@@ -321,6 +327,7 @@ pub struct Node {
     lookup: MemoryLookup,
     members: Arc<RwLock<HashSet<EndpointId>>>,
     links: Links,
+    relays: Vec<String>,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
@@ -380,6 +387,7 @@ impl Node {
             lookup,
             members,
             links,
+            relays: config.relays.clone(),
             wake,
             stop,
             tasks: Vec::new(),
@@ -438,6 +446,7 @@ impl Node {
             lookup: self.lookup.clone(),
             members: self.members.clone(),
             links: self.links.clone(),
+            relays: self.relays.clone(),
         }
     }
 
@@ -448,19 +457,12 @@ impl Node {
 
     /// Publish this till's current addresses in the membership document.
     pub async fn publish_address(&self) -> Result<(), NodeError> {
-        let addr = self.addr();
-        let value = serde_json::to_value(&addr).map_err(|e| NodeError::Config(e.to_string()))?;
-        self.store.call(move |s| s.publish_address(value)).await??;
-        Ok(())
+        self.sync_context().publish_address().await
     }
 
     /// This till's current addresses.
     pub fn addr(&self) -> PeerAddr {
-        let a = self.endpoint.addr();
-        PeerAddr {
-            ip: a.ip_addrs().copied().collect(),
-            relay: a.relay_urls().map(|u| u.to_string()).collect(),
-        }
+        self.sync_context().addr()
     }
 
     /// Tell the node how to reach `till` (from a ticket, say) until the membership
@@ -514,9 +516,37 @@ struct SyncContext {
     lookup: MemoryLookup,
     members: Arc<RwLock<HashSet<EndpointId>>>,
     links: Links,
+    relays: Vec<String>,
 }
 
 impl SyncContext {
+    /// This till's addresses: its direct sockets, and its relays (the configured
+    /// ones too, so peers can use them before this till's relay link is up).
+    fn addr(&self) -> PeerAddr {
+        let a = self.endpoint.addr();
+        let mut relay: Vec<String> = a.relay_urls().map(|u| u.to_string()).collect();
+        for r in &self.relays {
+            let known = r
+                .parse::<RelayUrl>()
+                .is_ok_and(|u| relay.contains(&u.to_string()));
+            if !known {
+                relay.push(r.clone());
+            }
+        }
+        PeerAddr {
+            ip: a.ip_addrs().copied().collect(),
+            relay,
+        }
+    }
+
+    /// Publish the addresses when they changed.
+    async fn publish_address(&self) -> Result<(), NodeError> {
+        let value =
+            serde_json::to_value(self.addr()).map_err(|e| NodeError::Config(e.to_string()))?;
+        self.store.call(move |s| s.publish_address(value)).await??;
+        Ok(())
+    }
+
     async fn refresh(&self) -> Result<(), NodeError> {
         let tills = self
             .store
@@ -555,6 +585,7 @@ impl SyncContext {
     }
 
     async fn round(&self, fanout: usize) -> Result<(), NodeError> {
+        self.publish_address().await?;
         self.refresh().await?;
         let mut peers: Vec<EndpointId> = self
             .members
@@ -563,10 +594,19 @@ impl SyncContext {
             .unwrap_or_default();
         peers.shuffle(&mut rand::rng());
         peers.truncate(fanout);
-        let mut changed = false;
+        // Peers are synced at once: one that is down must not hold up the others.
+        let mut sessions = tokio::task::JoinSet::new();
         for peer in peers {
-            let till = TillId::from_bytes(*peer.as_bytes());
-            match self.sync_with(till).await {
+            let ctx = self.clone();
+            sessions.spawn(async move {
+                let till = TillId::from_bytes(*peer.as_bytes());
+                (till, ctx.sync_with(till).await)
+            });
+        }
+        let mut changed = false;
+        while let Some(done) = sessions.join_next().await {
+            let Ok((till, result)) = done else { continue };
+            match result {
                 Ok(r) => {
                     changed |= r.changes_received > 0;
                     tracing::debug!(peer = %till.fmt_short(), docs = r.docs, received = r.changes_received, "synced");
@@ -588,22 +628,18 @@ impl SyncContext {
         };
         let eid =
             EndpointId::from_bytes(peer.as_bytes()).map_err(|e| unreachable(e.to_string()))?;
-        let conn = match tokio::time::timeout(
-            Duration::from_secs(15),
-            self.endpoint.connect(eid, SYNC_ALPN),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                self.mark_offline(peer, &e.to_string());
-                return Err(unreachable(e.to_string()));
-            }
-            Err(_) => {
-                self.mark_offline(peer, "timed out");
-                return Err(unreachable("timed out".into()));
-            }
-        };
+        let conn =
+            match tokio::time::timeout(DIAL_TIMEOUT, self.endpoint.connect(eid, SYNC_ALPN)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    self.mark_offline(peer, &e.to_string());
+                    return Err(unreachable(e.to_string()));
+                }
+                Err(_) => {
+                    self.mark_offline(peer, "timed out");
+                    return Err(unreachable("timed out".into()));
+                }
+            };
         let (send, recv) = match conn.open_bi().await {
             Ok(s) => s,
             Err(e) => {
@@ -611,7 +647,17 @@ impl SyncContext {
                 return Err(unreachable(e.to_string()));
             }
         };
-        let result = run_session(&self.store, self.store_id, peer, recv, send).await;
+        let result = match tokio::time::timeout(
+            SESSION_TIMEOUT,
+            run_session(&self.store, self.store_id, peer, recv, send),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(crate::SessionError::Protocol(
+                "the session took too long".into(),
+            )),
+        };
         record(&self.links, peer, &conn, &result);
         conn.close(VarInt::from_u32(0), b"done");
         Ok(result?)

@@ -15,6 +15,17 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::actor::{StoreClosed, StoreHandle};
 use crate::wire::{Frame, PROTOCOL_VERSION, WireError, read_frame, write_frame};
 
+/// A peer silent for this long has gone away.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Read a frame, giving up on a silent peer.
+async fn read_timed<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Frame, usize), SessionError> {
+    tokio::time::timeout(READ_TIMEOUT, read_frame(r))
+        .await
+        .map_err(|_| SessionError::Protocol("the peer went silent".into()))?
+        .map_err(SessionError::from)
+}
+
 /// Rounds after which a session gives up: Automerge needs a handful.
 const MAX_ROUNDS: usize = 64;
 /// Documents handled per call to the store thread, so sales are not held up.
@@ -77,7 +88,7 @@ async fn expect_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     report: &mut SessionReport,
 ) -> Result<Frame, SessionError> {
-    let (f, n) = read_frame(r).await?;
+    let (f, n) = read_timed(r).await?;
     report.bytes_received += n;
     Ok(f)
 }
@@ -256,7 +267,7 @@ where
             let mut incoming = Vec::new();
             let mut bytes = 0;
             loop {
-                let (f, n) = read_frame(&mut recv).await?;
+                let (f, n) = read_timed(&mut recv).await?;
                 bytes += n;
                 match f {
                     Frame::Sync { doc, msg } => {
@@ -334,15 +345,15 @@ where
     report.bytes_sent += write_frame(&mut send, &Frame::Bye).await?;
     send.flush().await.map_err(WireError::from)?;
     // The peer's Bye; a peer that hangs up right after its own Bye is fine too.
-    match read_frame(&mut recv).await {
-        Ok((Frame::Bye, n)) => report.bytes_received += n,
-        Ok((other, _)) => {
+    match tokio::time::timeout(READ_TIMEOUT, read_frame(&mut recv)).await {
+        Ok(Ok((Frame::Bye, n))) => report.bytes_received += n,
+        Ok(Ok((other, _))) => {
             return Err(SessionError::Protocol(format!(
                 "expected Bye, got {other:?}"
             )));
         }
-        Err(WireError::Io(_)) => {}
-        Err(e) => return Err(e.into()),
+        Ok(Err(WireError::Io(_))) | Err(_) => {}
+        Ok(Err(e)) => return Err(e.into()),
     }
     Ok(report)
 }

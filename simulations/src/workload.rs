@@ -89,7 +89,11 @@ pub fn day_of_sales(
             total_cents: lines.iter().map(|l| l.amount_cents).sum(),
             tax_cents: lines.iter().map(|l| l.tax_cents).sum(),
             lines,
-            tender: if i % 3 == 0 { Tender::Cash } else { Tender::Card },
+            tender: if i % 3 == 0 {
+                Tender::Cash
+            } else {
+                Tender::Card
+            },
             hlc,
         };
         let json = serde_json::to_string(&entry).expect("entry serialises");

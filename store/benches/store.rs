@@ -86,7 +86,9 @@ fn benches(c: &mut Criterion) {
     });
     let sku: Sku = "SKU0042".parse().expect("sku");
     let digits = format!("400{:09}", 42);
-    let barcode: Barcode = format!("{digits}{}", ean_check(&digits)).parse().expect("barcode");
+    let barcode: Barcode = format!("{digits}{}", ean_check(&digits))
+        .parse()
+        .expect("barcode");
     c.bench_function("product_by_sku", |b| {
         b.iter(|| black_box(store.product(&sku).expect("lookup")))
     });

@@ -347,3 +347,22 @@ impl Store {
         w.commit().map(|_| ())
     }
 }
+
+impl Store {
+    /// The store's relay URLs (configuration shared by every till).
+    pub fn relays(&self) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .config_value("relays")?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default())
+    }
+
+    /// Replace the store's relay list; audited.
+    pub fn set_relays(&mut self, relays: &[String]) -> Result<(), StorageError> {
+        let hlc = self.tick();
+        let mut w = self.writer()?;
+        w.put_fields(DocId::Config, hlc, &[("relays".to_string(), json!(relays))])?;
+        w.audit("config", "relays", json!({ "value": relays }))?;
+        w.commit().map(|_| ())
+    }
+}

@@ -88,8 +88,46 @@ pub(crate) fn record_heads(
     Ok(())
 }
 
-/// Decode the chunks of a sync message into changes: single changes, or a whole
-/// document the peer sends when this till has none of it.
+/// Automerge's storage chunk magic bytes.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+/// Chunk type of a whole document.
+const CHUNK_DOCUMENT: u8 = 0;
+
+/// Split bytes holding one or more concatenated Automerge storage chunks (magic,
+/// checksum, type, LEB128 length, body) into (type, chunk) pairs.
+fn split_chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 9 || bytes[..4] != CHUNK_MAGIC {
+            return Err("not an Automerge chunk".into());
+        }
+        let kind = bytes[8];
+        let (mut len, mut shift, mut i) = (0u64, 0u32, 9usize);
+        loop {
+            let b = *bytes.get(i).ok_or("truncated chunk header")?;
+            if shift > 56 {
+                return Err("chunk length out of range".into());
+            }
+            len |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| i.checked_add(l))
+            .filter(|e| *e <= bytes.len())
+            .ok_or("truncated chunk")?;
+        out.push((kind, &bytes[..end]));
+        bytes = &bytes[end..];
+    }
+    Ok(out)
+}
+
+/// Decode the chunks of a sync message into changes: each chunk holds one or more
+/// changes, or a whole document the peer sends when this till has none of it.
 fn message_changes(doc: &DocId, msg: &sync::Message) -> Result<Vec<Change>, ApplyError> {
     let mut out = Vec::new();
     for (index, chunk) in msg.changes.iter().enumerate() {
@@ -98,12 +136,13 @@ fn message_changes(doc: &DocId, msg: &sync::Message) -> Result<Vec<Change>, Appl
             index,
             reason,
         };
-        match Change::from_bytes(chunk.to_vec()) {
-            Ok(c) => out.push(c),
-            Err(change_err) => {
-                let whole = Automerge::load(chunk)
-                    .map_err(|e| malformed(format!("{change_err}; as a document: {e}")))?;
+        for (kind, part) in split_chunks(chunk).map_err(malformed)? {
+            if kind == CHUNK_DOCUMENT {
+                let whole =
+                    Automerge::load(part).map_err(|e| malformed(format!("document: {e}")))?;
                 out.extend(whole.get_changes(&[]));
+            } else {
+                out.push(Change::from_bytes(part.to_vec()).map_err(|e| malformed(e.to_string()))?);
             }
         }
     }

@@ -149,6 +149,46 @@ fn buckets_find_the_differences_and_sync_levels_the_tills() {
 }
 
 #[test]
+fn several_changes_to_a_document_both_have_travel_in_one_message() {
+    let id = StoreId::random();
+    let mut a = till(id, "A", true);
+    let mut b = till(id, "B", false);
+    a.add_product(NewProduct {
+        sku: "TEA".parse().expect("sku"),
+        name: "Tea".into(),
+        barcodes: vec![],
+        price_cents: 200,
+        unit: Unit::Each,
+        tax_class: "standard".into(),
+        category: String::new(),
+    })
+    .expect("product");
+    let docs = differing(&a, &b);
+    run_sync(&mut a, &mut b, &docs, None);
+    // Both now hold the catalog; A edits it several times, B once.
+    let tea = "TEA".parse().expect("sku");
+    for cents in [210, 220, 230] {
+        a.set_price(&tea, cents).expect("price");
+    }
+    b.edit_product(
+        &tea,
+        tillmesh_store::ProductEdit {
+            category: Some("drinks".into()),
+            ..Default::default()
+        },
+    )
+    .expect("edit");
+    let docs = differing(&a, &b);
+    assert!(docs.contains(&DocId::Catalog));
+    run_sync(&mut a, &mut b, &docs, None);
+    assert!(differing(&a, &b).is_empty());
+    for s in [&a, &b] {
+        let p = s.product(&tea).expect("lookup").expect("product");
+        assert_eq!((p.price_cents, p.category.as_str()), (230, "drinks"));
+    }
+}
+
+#[test]
 fn an_interrupted_catch_up_resumes_instead_of_restarting() {
     let id = StoreId::random();
     let mut a = till(id, "A", true);

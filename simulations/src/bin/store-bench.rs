@@ -123,7 +123,9 @@ fn latency(a: &Args, rng: &mut impl Rng) -> Result<()> {
 }
 
 fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
-    let dir = a.dir.join(format!("big-{}x{}x{}", a.tills, a.days, a.per_day));
+    let dir = a
+        .dir
+        .join(format!("big-{}x{}x{}", a.tills, a.days, a.per_day));
     let path = dir.join("store.redb");
     let key_path = dir.join("till.key");
     let total_sales = (a.tills * a.days * a.per_day) as u64;
@@ -191,8 +193,14 @@ fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
     println!("| measure | value |");
     println!("|---|---|");
     println!("| open the store | {} |", ms(open));
-    println!("| product by barcode (mean of {n}) | {:.1} µs |", by_barcode.as_secs_f64() * 1e6);
-    println!("| stock on hand of a SKU (mean of {n}) | {:.1} µs |", stock.as_secs_f64() * 1e6);
+    println!(
+        "| product by barcode (mean of {n}) | {:.1} µs |",
+        by_barcode.as_secs_f64() * 1e6
+    );
+    println!(
+        "| stock on hand of a SKU (mean of {n}) | {:.1} µs |",
+        stock.as_secs_f64() * 1e6
+    );
     println!(
         "| sales totals of one day, all {} tills | {} |",
         day_totals.len(),

@@ -69,3 +69,95 @@ impl Till {
         serde_json::from_str(&self.ok(&a)).expect("valid JSON")
     }
 }
+
+/// A running `tillmesh run` (or `tillmesh relay`) child process, stopped on drop.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub home: Option<PathBuf>,
+}
+
+impl Till {
+    /// Start this till's daemon on loopback and wait until its API is up.
+    pub fn start(&self, extra: &[&str]) -> Daemon {
+        let _ = std::fs::remove_file(self.home.join("api.json"));
+        let mut args = vec!["run", "--bind", "127.0.0.1:0", "--sync-interval", "1"];
+        args.extend_from_slice(extra);
+        let log = std::fs::File::create(self.home.join("daemon.log")).expect("log file");
+        let mut cmd = self.cmd(&args);
+        // TILLMESH_TEST_DAEMON_LOG sets the daemons' log filter (see daemon.log in each home).
+        if let Ok(filter) = std::env::var("TILLMESH_TEST_DAEMON_LOG") {
+            cmd.env("TILLMESH_LOG", filter);
+        }
+        let child = cmd
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        let d = Daemon {
+            child,
+            home: Some(self.home.clone()),
+        };
+        wait_for(&format!("{} daemon to start", self.home.display()), || {
+            self.home.join("api.json").exists()
+        });
+        d
+    }
+}
+
+impl Daemon {
+    /// Stop cleanly with `tillmesh stop`, then wait for the process.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(home) = self.home.take() {
+            let _ = Command::new(bin())
+                .args(["stop"])
+                .env("TILLMESH_HOME", &home)
+                .output();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Wait until `cond` holds, polling; panics after 30 s (a hang, not a timing test).
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..600 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Start `tillmesh relay` on loopback; returns the process and its URL.
+pub fn start_relay() -> (Daemon, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(bin())
+        .args(["relay", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn relay");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("relay URL");
+    (Daemon { child, home: None }, line.trim().to_string())
+}

@@ -1,0 +1,137 @@
+//! Three tills as real `tillmesh run` processes on loopback with the store's own
+//! `tillmesh relay`: enrolment with one-time tickets, sales spreading to every
+//! till, a concurrent price edit ending with one price and one logged conflict, a
+//! till catching up after being stopped, and a relay-only till syncing through the
+//! relay.
+
+mod common;
+
+use common::{Till, start_relay, wait_for};
+
+fn receipts(t: &Till) -> Vec<String> {
+    t.json(&["sales"])
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["receipt"].as_str().expect("receipt").to_string())
+        .collect()
+}
+
+fn price(t: &Till) -> i64 {
+    t.json(&["product", "show", "TEA"])["price_cents"]
+        .as_i64()
+        .expect("price")
+}
+
+#[test]
+fn three_tills_and_a_relay() {
+    let mut dir = tempfile::tempdir().expect("tempdir");
+    // TILLMESH_TEST_KEEP=1 keeps the till homes (and daemon logs) for a look.
+    dir.disable_cleanup(std::env::var_os("TILLMESH_TEST_KEEP").is_some());
+    println!("till homes under {}", dir.path().display());
+    let (_relay, relay_url) = start_relay();
+    assert!(relay_url.starts_with("http://127.0.0.1:"), "{relay_url}");
+
+    let a = Till::new(dir.path(), "a");
+    a.ok(&[
+        "init",
+        "--store",
+        "Mesh Shop",
+        "--till",
+        "A",
+        "--relay",
+        &relay_url,
+    ]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    let da = a.start(&[]);
+
+    let b = Till::new(dir.path(), "b");
+    let c = Till::new(dir.path(), "c");
+    for (till, name) in [(&b, "B"), (&c, "C")] {
+        let ticket = a.ok(&["invite"]);
+        let joined = till.ok(&[
+            "join",
+            ticket.trim(),
+            "--till",
+            name,
+            "--bind",
+            "127.0.0.1:0",
+        ]);
+        assert!(joined.contains("Joined"), "{joined}");
+        // A ticket works once.
+        let again = Till::new(dir.path(), &format!("{name}-again"));
+        let out = again.run(&[
+            "join",
+            ticket.trim(),
+            "--till",
+            "X",
+            "--bind",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(out.status.code(), Some(3), "a used ticket is refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("already used"));
+    }
+    let db = b.start(&[]);
+    let dc = c.start(&[]);
+
+    // A sale on B appears on A and C.
+    let sale = b.json(&["sale", "--line", "TEA", "--tender", "cash"]);
+    let r = sale["receipt"].as_str().expect("receipt").to_string();
+    for t in [&a, &c] {
+        wait_for("the sale to reach every till", || receipts(t).contains(&r));
+    }
+
+    // Concurrent price edits on A and C (both daemons stopped, so neither sees the
+    // other's) end with one price everywhere and a logged conflict.
+    da.stop();
+    dc.stop();
+    a.ok(&["product", "set-price", "TEA", "2.10"]);
+    c.ok(&["product", "set-price", "TEA", "2.50"]);
+    // Meanwhile B keeps selling: C will have to catch up on these.
+    for _ in 0..5 {
+        b.ok(&["sale", "--line", "TEA", "--tender", "card"]);
+    }
+    let da = a.start(&[]);
+    let dc = c.start(&[]);
+    wait_for("one price everywhere", || {
+        let (pa, pb, pc) = (price(&a), price(&b), price(&c));
+        pa == pb && pb == pc
+    });
+    assert!([210, 250].contains(&price(&a)));
+    wait_for("the conflict to be logged on A and C", || {
+        [&a, &c].iter().all(|t| {
+            t.json(&["conflicts", "--all"])
+                .as_array()
+                .is_some_and(|l| l.len() == 1 && l[0]["key"] == "TEA/price_cents")
+        })
+    });
+    wait_for("C to catch up on B's sales", || receipts(&c).len() == 6);
+
+    // Status on A: every till online, over a direct path.
+    wait_for("A to see B and C online", || {
+        let s = a.json(&["status"]);
+        s["tills"].as_array().is_some_and(|t| {
+            t.len() == 3
+                && t.iter()
+                    .filter(|x| x["name"] != "A")
+                    .all(|x| x["online"] == true && x["path"] == "direct")
+        })
+    });
+
+    // C restarted relay-only: it still syncs, and its status shows the relay path.
+    dc.stop();
+    let _dc = c.start(&["--relay-only"]);
+    let sale = a.json(&["sale", "--line", "TEA", "--tender", "card"]);
+    let r = sale["receipt"].as_str().expect("receipt").to_string();
+    wait_for("a sale to reach the relay-only till", || {
+        receipts(&c).contains(&r)
+    });
+    wait_for("C's status to show the relay path", || {
+        let s = c.json(&["status"]);
+        s["tills"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|x| x["name"] == "A" && x["path"] == "relay"))
+    });
+    drop(db);
+    drop(da);
+}
