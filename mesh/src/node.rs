@@ -3,7 +3,7 @@
 //! The node owns the till's iroh endpoint (its key is the till key; no n0 relays,
 //! DNS or pkarr: relays come from the store's configuration, peer addresses from
 //! the membership document and tickets). Every incoming connection passes
-//! [`Gate`] right after the TLS handshake: a peer that is not a certified,
+//! the gate right after the TLS handshake: a peer that is not a certified,
 //! unrevoked member is refused before any data moves, and the refusal is audited.
 //! Only the join protocol is open to strangers, and it admits nobody without a
 //! valid one-time invitation.
