@@ -103,6 +103,8 @@ pub(crate) struct JoinProto {
     pub store: StoreHandle,
     pub admin: TillKey,
     pub relays: Vec<String>,
+    /// Wakes anti-entropy, so the other tills learn of a new member at once.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn now_ms() -> u64 {
@@ -163,11 +165,14 @@ impl ProtocolHandler for JoinProto {
         let reply = match reply {
             JoinReply::Accepted {
                 store_name, role, ..
-            } => JoinReply::Accepted {
-                store_name,
-                role,
-                relays: self.relays.clone(),
-            },
+            } => {
+                self.wake.notify_one();
+                JoinReply::Accepted {
+                    store_name,
+                    role,
+                    relays: self.relays.clone(),
+                }
+            }
             refused => refused,
         };
         let _ = write_msg(&mut send, &reply).await;

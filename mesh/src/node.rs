@@ -356,6 +356,7 @@ impl Node {
             .map_err(|e| NodeError::Bind(e.to_string()))?
             .add(lookup.clone());
         let links: Links = Arc::default();
+        let wake = Arc::new(Notify::new());
         let mut router = Router::builder(endpoint.clone()).accept(
             SYNC_ALPN,
             SyncProto {
@@ -372,11 +373,11 @@ impl Node {
                     store: store.clone(),
                     admin: admin.clone(),
                     relays: config.relays.clone(),
+                    wake: wake.clone(),
                 },
             );
         }
         let router = router.spawn();
-        let wake = Arc::new(Notify::new());
         let stop = Arc::new(Notify::new());
         let mut node = Node {
             endpoint,
