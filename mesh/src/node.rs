@@ -319,15 +319,8 @@ pub enum NodeError {
 /// A till on the mesh.
 #[derive(Debug)]
 pub struct Node {
-    endpoint: Endpoint,
+    ctx: SyncContext,
     router: Router,
-    store: StoreHandle,
-    store_id: StoreId,
-    till: TillId,
-    lookup: MemoryLookup,
-    members: Arc<RwLock<HashSet<EndpointId>>>,
-    links: Links,
-    relays: Vec<String>,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
@@ -380,15 +373,17 @@ impl Node {
         let router = router.spawn();
         let stop = Arc::new(Notify::new());
         let mut node = Node {
-            endpoint,
+            ctx: SyncContext {
+                endpoint,
+                store,
+                store_id,
+                till,
+                lookup,
+                members,
+                links,
+                relays: config.relays.clone(),
+            },
             router,
-            store,
-            store_id,
-            till,
-            lookup,
-            members,
-            links,
-            relays: config.relays.clone(),
             wake,
             stop,
             tasks: Vec::new(),
@@ -397,7 +392,7 @@ impl Node {
         node.publish_address().await?;
 
         // Audit refusals, once per peer and ALPN per hour.
-        let store = node.store.clone();
+        let store = node.ctx.store.clone();
         node.tasks.push(tokio::spawn(async move {
             let mut seen: HashMap<(EndpointId, String), u64> = HashMap::new();
             while let Some((peer, alpn)) = refused_rx.recv().await {
@@ -439,16 +434,7 @@ impl Node {
     }
 
     fn sync_context(&self) -> SyncContext {
-        SyncContext {
-            endpoint: self.endpoint.clone(),
-            store: self.store.clone(),
-            store_id: self.store_id,
-            till: self.till,
-            lookup: self.lookup.clone(),
-            members: self.members.clone(),
-            links: self.links.clone(),
-            relays: self.relays.clone(),
-        }
+        self.ctx.clone()
     }
 
     /// Reload members and their addresses from the membership document.
@@ -470,18 +456,18 @@ impl Node {
     /// document says more.
     pub fn add_addr(&self, till: &TillId, addr: &PeerAddr) {
         if let Some(a) = addr.endpoint_addr(till) {
-            self.lookup.add_endpoint_info(a);
+            self.ctx.lookup.add_endpoint_info(a);
         }
     }
 
     /// The endpoint (for tests and diagnostics).
     pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+        &self.ctx.endpoint
     }
 
     /// What this till knows of its peers' connections.
     pub fn links(&self) -> HashMap<TillId, PeerLink> {
-        self.links.lock().map(|l| l.clone()).unwrap_or_default()
+        self.ctx.links.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Sync with `peer` now.
@@ -503,7 +489,7 @@ impl Node {
         if let Err(e) = self.router.shutdown().await {
             tracing::warn!(error = %e, "router shutdown");
         }
-        self.endpoint.close().await;
+        self.ctx.endpoint.close().await;
     }
 }
 

@@ -10,8 +10,7 @@ use tillmesh_mesh::{
     run_session, wire,
 };
 use tillmesh_store::{
-    LineRequest, NewProduct, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender,
-    TillKey, Unit,
+    NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender, TillKey, test_utils,
 };
 
 fn loopback() -> Option<SocketAddr> {
@@ -29,15 +28,7 @@ fn config(admin: Option<TillKey>) -> NodeConfig {
 }
 
 fn sale() -> SaleRequest {
-    SaleRequest {
-        lines: vec![LineRequest {
-            code: "TEA".into(),
-            qty: Some(1),
-            grams: None,
-            discount_cents: 0,
-        }],
-        tender: Tender::Card,
-    }
+    test_utils::sale("TEA", 1, Tender::Card)
 }
 
 /// The founding till: store, admin key, a product, its node.
@@ -67,15 +58,7 @@ async fn founder() -> (Node, StoreHandle, TillKey, TillKey, StoreId) {
         )
         .expect("certify self");
     store
-        .add_product(NewProduct {
-            sku: "TEA".parse().expect("sku"),
-            name: "Tea".into(),
-            barcodes: vec![],
-            price_cents: 200,
-            unit: Unit::Each,
-            tax_class: "standard".into(),
-            category: String::new(),
-        })
+        .add_product(test_utils::product("TEA", 200))
         .expect("product");
     let (handle, _t) = StoreHandle::spawn(store, None);
     let node = Node::spawn(handle.clone(), &key, config(Some(admin.clone())))

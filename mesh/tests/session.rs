@@ -3,25 +3,11 @@
 //! belongs to another store gets an error while nothing of the till changes.
 
 use tillmesh_mesh::{StoreHandle, run_session, wire};
-use tillmesh_store::{
-    LineRequest, NewProduct, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender,
-    TillKey, Unit,
-};
+use tillmesh_store::{Role, Store, StoreId, StoreOptions, Tender, TillKey, test_utils};
 use tokio::io::AsyncWriteExt;
 
 fn till(id: StoreId, name: &str, founder: bool) -> Store {
-    Store::create_in_memory(
-        TillKey::generate(),
-        NewStore {
-            store_id: id,
-            store_name: "Mesh Shop".into(),
-            till_name: name.parse().expect("name"),
-            role: Role::Manager,
-            founder,
-        },
-        StoreOptions::default(),
-    )
-    .expect("store")
+    test_utils::till(id, name, Role::Manager, founder, StoreOptions::default())
 }
 
 async fn session(
@@ -47,27 +33,11 @@ async fn two_tills_converge_and_the_next_session_is_small() {
     let mut a = till(id, "A", true);
     let b = till(id, "B", false);
     let (ia, ib) = (a.till_id(), b.till_id());
-    a.add_product(NewProduct {
-        sku: "TEA".parse().expect("sku"),
-        name: "Tea".into(),
-        barcodes: vec![],
-        price_cents: 200,
-        unit: Unit::Each,
-        tax_class: "standard".into(),
-        category: String::new(),
-    })
-    .expect("product");
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
     for _ in 0..50 {
-        a.record_sale(SaleRequest {
-            lines: vec![LineRequest {
-                code: "TEA".into(),
-                qty: Some(1),
-                grams: None,
-                discount_cents: 0,
-            }],
-            tender: Tender::Card,
-        })
-        .expect("sale");
+        a.record_sale(test_utils::sale("TEA", 1, Tender::Card))
+            .expect("sale");
     }
     let (ha, _ta) = StoreHandle::spawn(a, None);
     let (hb, _tb) = StoreHandle::spawn(b, None);

@@ -5,20 +5,9 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ROOT};
 use rand::Rng;
 use tillmesh_store::{
-    Day, ENTRY_VERSION, EntryKind, Hlc, Line, NewProduct, Receipt, SaleEntry, Sku, Store, Tender,
-    TillId, TillName, Unit,
+    Barcode, Day, ENTRY_VERSION, EntryKind, Hlc, Line, NewProduct, Receipt, SaleEntry, Sku, Store,
+    Tender, TillId, TillName, Unit,
 };
-
-/// The EAN-13 check digit of 12 digits.
-pub fn ean_check(digits: &str) -> u32 {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| u32::from(b - b'0') * if i % 2 == 0 { 3 } else { 1 })
-        .sum();
-    (10 - sum % 10) % 10
-}
 
 /// The SKU of product `i` in [`add_products`].
 pub fn sku(i: usize) -> Sku {
@@ -27,8 +16,9 @@ pub fn sku(i: usize) -> Sku {
 
 /// The barcode of product `i` in [`add_products`].
 pub fn barcode(i: usize) -> String {
-    let digits = format!("200{i:09}");
-    format!("{digits}{}", ean_check(&digits))
+    Barcode::with_check_digit(&format!("200{i:09}"))
+        .expect("12 digits")
+        .to_string()
 }
 
 /// Add `n` products sold each, with one barcode each.

@@ -363,6 +363,15 @@ impl Barcode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The EAN-13 whose first 12 digits are `first12`, with its check digit added.
+    pub fn with_check_digit(first12: &str) -> Result<Self, ParseIdError> {
+        if first12.len() != 12 || !first12.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ParseIdError::new("barcode", first12, "expected 12 digits"));
+        }
+        let digits: Vec<u8> = first12.bytes().map(|b| b - b'0').collect();
+        Ok(Barcode(format!("{first12}{}", gs1_check_digit(&digits))))
+    }
+
     /// Whether `s` has the shape of a barcode (12 or 13 digits), valid or not.
     pub fn looks_like(s: &str) -> bool {
         matches!(s.len(), 12 | 13) && s.bytes().all(|b| b.is_ascii_digit())
@@ -531,6 +540,9 @@ mod tests {
         assert_eq!(upc.as_str(), "0036000291452");
         assert!("03600029145".parse::<Barcode>().is_err());
         assert!("40063813339x1".parse::<Barcode>().is_err());
+        let made = Barcode::with_check_digit("400638133393").expect("12 digits");
+        assert_eq!(made.as_str(), "4006381333931");
+        assert!(Barcode::with_check_digit("40063813339").is_err());
     }
 
     #[test]

@@ -63,6 +63,8 @@ mod stock;
 mod store;
 mod sync;
 mod tables;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 mod views;
 mod writer;
 

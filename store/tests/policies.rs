@@ -5,28 +5,18 @@
 //! still orders a stock count after the sales it has received.
 
 use tillmesh_store::{
-    ConflictStatus, DocId, LineRequest, ManualClock, NewProduct, NewStore, Policy, Role,
-    SaleRequest, Sku, Store, StoreId, StoreOptions, Tender, TillKey, Unit,
+    ConflictStatus, DocId, ManualClock, Policy, Role, Sku, Store, StoreId, StoreOptions, Tender,
+    test_utils,
 };
 
 const T0: u64 = 1_790_000_000_000;
 
 fn till(store_id: StoreId, name: &str, role: Role, founder: bool, clock: &ManualClock) -> Store {
-    Store::create_in_memory(
-        TillKey::generate(),
-        NewStore {
-            store_id,
-            store_name: "Policy Shop".into(),
-            till_name: name.parse().expect("name"),
-            role,
-            founder,
-        },
-        StoreOptions {
-            clock: std::sync::Arc::new(clock.clone()),
-            ..StoreOptions::default()
-        },
-    )
-    .expect("store")
+    let opts = StoreOptions {
+        clock: std::sync::Arc::new(clock.clone()),
+        ..StoreOptions::default()
+    };
+    test_utils::till(store_id, name, role, founder, opts)
 }
 
 /// Give `to` every change `from` has that `to` lacks.
@@ -48,16 +38,8 @@ fn pair(role_b: Role) -> (Store, Store, ManualClock, ManualClock) {
     let cb = ManualClock::new(T0);
     let mut a = till(id, "A", Role::BackOffice, true, &ca);
     let mut b = till(id, "B", role_b, false, &cb);
-    a.add_product(NewProduct {
-        sku: "TEA".parse().expect("sku"),
-        name: "Tea".into(),
-        barcodes: vec![],
-        price_cents: 200,
-        unit: Unit::Each,
-        tax_class: "standard".into(),
-        category: String::new(),
-    })
-    .expect("product");
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
     sync(&mut a, &mut b);
     sync(&mut b, &mut a);
     (a, b, ca, cb)
@@ -163,29 +145,13 @@ fn a_slow_clock_still_counts_after_the_sales_it_has_seen() {
     let mut a = till(id, "A", Role::BackOffice, true, &ca);
     let mut b = till(id, "B", Role::Manager, false, &cb);
     let tea: Sku = "TEA".parse().expect("sku");
-    a.add_product(NewProduct {
-        sku: tea.clone(),
-        name: "Tea".into(),
-        barcodes: vec![],
-        price_cents: 200,
-        unit: Unit::Each,
-        tax_class: "standard".into(),
-        category: String::new(),
-    })
-    .expect("product");
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
     a.receive_stock(&tea, 10).expect("receive");
     for _ in 0..3 {
         ca.advance(1_000);
-        a.record_sale(SaleRequest {
-            lines: vec![LineRequest {
-                code: "TEA".into(),
-                qty: Some(1),
-                grams: None,
-                discount_cents: 0,
-            }],
-            tender: Tender::Cash,
-        })
-        .expect("sale");
+        a.record_sale(test_utils::sale("TEA", 1, Tender::Cash))
+            .expect("sale");
     }
     sync(&mut a, &mut b);
     assert_eq!(b.stock(&tea).expect("stock").on_hand, 7);
@@ -200,16 +166,8 @@ fn a_slow_clock_still_counts_after_the_sales_it_has_seen() {
     assert_eq!(b.stock(&tea).expect("stock").on_hand, 6);
     // A sale on A after the count moves both tills the same way.
     ca.advance(1_000);
-    a.record_sale(SaleRequest {
-        lines: vec![LineRequest {
-            code: "TEA".into(),
-            qty: Some(2),
-            grams: None,
-            discount_cents: 0,
-        }],
-        tender: Tender::Card,
-    })
-    .expect("sale");
+    a.record_sale(test_utils::sale("TEA", 2, Tender::Card))
+        .expect("sale");
     sync(&mut a, &mut b);
     assert_eq!(a.stock(&tea).expect("a").on_hand, 4);
     assert_eq!(b.stock(&tea).expect("b").on_hand, 4);

@@ -6,37 +6,17 @@
 use std::collections::BTreeSet;
 
 use tillmesh_store::{
-    DocId, LineRequest, NewProduct, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions,
-    SyncState, Tender, TillKey, Unit,
+    DocId, Role, Store, StoreId, StoreOptions, SyncState, Tender, TillKey, test_utils,
 };
 
 fn till(id: StoreId, name: &str, founder: bool) -> Store {
-    Store::create_in_memory(
-        TillKey::generate(),
-        NewStore {
-            store_id: id,
-            store_name: "Sync Shop".into(),
-            till_name: name.parse().expect("name"),
-            role: Role::Manager,
-            founder,
-        },
-        StoreOptions::default(),
-    )
-    .expect("store")
+    test_utils::till(id, name, Role::Manager, founder, StoreOptions::default())
 }
 
 fn sell(s: &mut Store, n: usize) {
     for _ in 0..n {
-        s.record_sale(SaleRequest {
-            lines: vec![LineRequest {
-                code: "TEA".into(),
-                qty: Some(1),
-                grams: None,
-                discount_cents: 0,
-            }],
-            tender: Tender::Cash,
-        })
-        .expect("sale");
+        s.record_sale(test_utils::sale("TEA", 1, Tender::Cash))
+            .expect("sale");
     }
 }
 
@@ -111,16 +91,8 @@ fn buckets_find_the_differences_and_sync_levels_the_tills() {
     let id = StoreId::random();
     let mut a = till(id, "A", true);
     let mut b = till(id, "B", false);
-    a.add_product(NewProduct {
-        sku: "TEA".parse().expect("sku"),
-        name: "Tea".into(),
-        barcodes: vec![],
-        price_cents: 200,
-        unit: Unit::Each,
-        tax_class: "standard".into(),
-        category: String::new(),
-    })
-    .expect("product");
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
     let first = differing(&a, &b);
     assert!(first.contains(&DocId::Catalog) && first.contains(&DocId::Config));
     run_sync(&mut a, &mut b, &first, None);
@@ -153,16 +125,8 @@ fn several_changes_to_a_document_both_have_travel_in_one_message() {
     let id = StoreId::random();
     let mut a = till(id, "A", true);
     let mut b = till(id, "B", false);
-    a.add_product(NewProduct {
-        sku: "TEA".parse().expect("sku"),
-        name: "Tea".into(),
-        barcodes: vec![],
-        price_cents: 200,
-        unit: Unit::Each,
-        tax_class: "standard".into(),
-        category: String::new(),
-    })
-    .expect("product");
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
     let docs = differing(&a, &b);
     run_sync(&mut a, &mut b, &docs, None);
     // Both now hold the catalog; A edits it several times, B once.
@@ -193,16 +157,8 @@ fn an_interrupted_catch_up_resumes_instead_of_restarting() {
     let id = StoreId::random();
     let mut a = till(id, "A", true);
     let mut b = till(id, "B", false);
-    a.add_product(NewProduct {
-        sku: "TEA".parse().expect("sku"),
-        name: "Tea".into(),
-        barcodes: vec![],
-        price_cents: 200,
-        unit: Unit::Each,
-        tax_class: "standard".into(),
-        category: String::new(),
-    })
-    .expect("product");
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
     let docs = differing(&a, &b);
     run_sync(&mut a, &mut b, &docs, None);
     sell(&mut a, 40);
@@ -243,16 +199,8 @@ fn a_sync_message_cannot_write_another_tills_sales() {
     let mut a = till(id, "A", true);
     let mut b = till(id, "B", false);
     let c = TillKey::generate().till_id();
-    a.add_product(NewProduct {
-        sku: "TEA".parse().expect("sku"),
-        name: "Tea".into(),
-        barcodes: vec![],
-        price_cents: 200,
-        unit: Unit::Each,
-        tax_class: "standard".into(),
-        category: String::new(),
-    })
-    .expect("product");
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
     sell(&mut a, 1);
     let sales_doc = a
         .doc_ids()
