@@ -56,4 +56,19 @@ fn exit_codes_and_messages() {
     assert_eq!(out.status.code(), Some(3));
     let out = tillmesh(&home, &["product", "set-price", "NOPE", "1.00"]);
     assert_eq!(out.status.code(), Some(4));
+
+    // Garbage tickets are refused with a clear message, and nothing is created.
+    let joiner = dir.path().join("joiner");
+    for ticket in ["hello", "tillmesh1zz", "tillmesh10102"] {
+        let out = tillmesh(&joiner, &["join", ticket, "--till", "T2"]);
+        assert_eq!(out.status.code(), Some(3), "ticket {ticket:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not a tillmesh ticket"));
+        assert!(!joiner.exists(), "nothing created for ticket {ticket:?}");
+    }
+    // No daemon runs: stop says so, invite explains what it needs.
+    let out = tillmesh(&home, &["stop"]);
+    assert_eq!(out.status.code(), Some(4));
+    let out = tillmesh(&home, &["invite"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tillmesh run"));
 }
