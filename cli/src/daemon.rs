@@ -85,7 +85,8 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let admin = ctx.admin_key();
     let relays = store.relays()?;
     let store_id = store.store_id();
-    let (handle, thread) = StoreHandle::spawn(store, None);
+    let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (handle, thread) = StoreHandle::spawn(store, Some(outbox_tx));
     let interval = Duration::from_secs(a.sync_interval.max(1));
     let node = Node::spawn(
         handle.clone(),
@@ -97,6 +98,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
             fanout: 3,
             admin: admin.clone(),
         },
+        Some(outbox_rx),
     )
     .await
     .context("cannot start the mesh node")?;

@@ -78,6 +78,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
                 fanout: 0,
                 admin: None,
             },
+            None,
         )
         .await?;
         let admin_till = TillId::from_bytes(ticket.admin_till);

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod actor;
+pub mod gossip;
 pub mod join;
 pub mod node;
 pub mod relay;
@@ -17,5 +18,5 @@ pub mod wire;
 
 pub use actor::{Outbox, StoreClosed, StoreHandle};
 pub use join::{JOIN_ALPN, JoinReply, Ticket, request_join};
-pub use node::{Node, NodeConfig, NodeError, PeerAddr, PeerLink, endpoint};
+pub use node::{Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink, endpoint};
 pub use session::{SessionError, SessionReport, run_session};

@@ -117,6 +117,9 @@ pub struct PeerLink {
     pub last_error: Option<String>,
 }
 
+/// Local changes leaving the store thread, for gossip.
+pub type OutboxReceiver = mpsc::UnboundedReceiver<(tillmesh_store::DocId, Vec<u8>)>;
+
 /// Links by till.
 pub type Links = Arc<Mutex<HashMap<TillId, PeerLink>>>;
 
@@ -332,6 +335,7 @@ impl Node {
         store: StoreHandle,
         key: &TillKey,
         config: NodeConfig,
+        outbox: Option<OutboxReceiver>,
     ) -> Result<Node, NodeError> {
         let store_id = store.call(|s| s.store_id()).await?;
         let till = key.till_id();
@@ -370,7 +374,10 @@ impl Node {
                 },
             );
         }
-        let router = router.spawn();
+        let gossip = iroh_gossip::Gossip::builder()
+            .max_message_size(crate::gossip::MAX_GOSSIP_CHANGE + 1024)
+            .spawn(endpoint.clone());
+        let router = router.accept(iroh_gossip::ALPN, gossip.clone()).spawn();
         let stop = Arc::new(Notify::new());
         let mut node = Node {
             ctx: SyncContext {
@@ -410,6 +417,57 @@ impl Node {
             }
         }));
 
+        // Gossip: local changes out, peers' changes in.
+        let members_now: Vec<EndpointId> = node
+            .ctx
+            .members
+            .read()
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default();
+        let (sender, mut receiver) = gossip
+            .subscribe(crate::gossip::topic(&store_id), members_now)
+            .await
+            .map_err(|e| NodeError::Bind(format!("gossip: {e}")))?
+            .split();
+        let store = node.ctx.store.clone();
+        node.tasks.push(tokio::spawn(async move {
+            use n0_future::StreamExt;
+            while let Some(event) = receiver.next().await {
+                let msg = match event {
+                    Ok(iroh_gossip::api::Event::Received(msg)) => msg,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "gossip stopped");
+                        break;
+                    }
+                };
+                let from = msg.delivered_from.fmt_short().to_string();
+                let Some((doc, change)) = crate::gossip::decode(&msg.content) else {
+                    tracing::warn!(from = %from, "ignoring an unreadable gossip message");
+                    continue;
+                };
+                match store.call(move |s| s.apply_changes(&doc, &[change])).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(from = %from, error = %e, "refused a gossiped change")
+                    }
+                    Err(_) => break,
+                }
+            }
+        }));
+        if let Some(mut outbox) = outbox {
+            let sender = sender.clone();
+            node.tasks.push(tokio::spawn(async move {
+                while let Some((doc, change)) = outbox.recv().await {
+                    if let Some(bytes) = crate::gossip::encode(&doc, change)
+                        && let Err(e) = sender.broadcast(bytes.into()).await
+                    {
+                        tracing::debug!(error = %e, "gossip broadcast failed; anti-entropy will carry it");
+                    }
+                }
+            }));
+        }
+
         // Anti-entropy.
         let ctx = node.sync_context();
         let interval = config.sync_interval;
@@ -422,6 +480,15 @@ impl Node {
                 first = false;
                 if let Err(e) = ctx.round(if all { usize::MAX } else { fanout }).await {
                     tracing::warn!(error = %e, "anti-entropy round failed");
+                }
+                // Members that joined since are gossip neighbours too.
+                let members: Vec<EndpointId> = ctx
+                    .members
+                    .read()
+                    .map(|m| m.iter().copied().collect())
+                    .unwrap_or_default();
+                if !members.is_empty() {
+                    let _ = sender.join_peers(members).await;
                 }
                 tokio::select! {
                     _ = stop.notified() => break,

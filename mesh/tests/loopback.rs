@@ -60,8 +60,9 @@ async fn founder() -> (Node, StoreHandle, TillKey, TillKey, StoreId) {
     store
         .add_product(test_utils::product("TEA", 200))
         .expect("product");
-    let (handle, _t) = StoreHandle::spawn(store, None);
-    let node = Node::spawn(handle.clone(), &key, config(Some(admin.clone())))
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (handle, _t) = StoreHandle::spawn(store, Some(tx));
+    let node = Node::spawn(handle.clone(), &key, config(Some(admin.clone())), Some(rx))
         .await
         .expect("node");
     (node, handle, key, admin, id)
@@ -125,8 +126,9 @@ async fn join(ticket: &Ticket, name: &str) -> Result<(Node, StoreHandle, TillKey
         .expect("admin key");
     // Until the first sync, the admin till is known from the ticket alone.
     let admin_till = tillmesh_store::TillId::from_bytes(ticket.admin_till);
-    let (handle, _t) = StoreHandle::spawn(store, None);
-    let node = Node::spawn(handle.clone(), &key, config(None))
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (handle, _t) = StoreHandle::spawn(store, Some(tx));
+    let node = Node::spawn(handle.clone(), &key, config(None), Some(rx))
         .await
         .expect("node");
     node.endpoint().address_lookup().expect("lookup").add({
@@ -271,4 +273,37 @@ async fn join_sync_and_refusals_over_real_endpoints() {
     b.shutdown().await;
     a.shutdown().await;
     let _ = PeerAddr::default();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_spreads_a_sale_without_a_sync_session() {
+    let (a, ha, ka, admin, id) = founder().await;
+    let t = ticket(&a, &ha, &admin, id, &ka).await;
+    let (b, hb, _kb) = join(&t, "B").await.expect("join");
+    // From here on nobody runs a sync session: the anti-entropy interval is an
+    // hour and nothing wakes it. Only gossip can carry the sale.
+    let receipt = hb
+        .call(|s| s.record_sale(sale()))
+        .await
+        .expect("call")
+        .expect("sale")
+        .receipt
+        .to_string();
+    let mut arrived = false;
+    for _ in 0..200 {
+        let have = ha
+            .call(|s| s.sales(None, None))
+            .await
+            .expect("call")
+            .expect("sales");
+        if have.iter().any(|r| r.entry.receipt.to_string() == receipt) {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(arrived, "the sale reached A by gossip");
+    // And the link table shows no session after the join's.
+    b.shutdown().await;
+    a.shutdown().await;
 }
