@@ -300,7 +300,7 @@ async fn gossip_spreads_a_sale_without_a_sync_session() {
             arrived = true;
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(arrived, "the sale reached A by gossip");
     // And the link table shows no session after the join's.
