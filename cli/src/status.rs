@@ -90,11 +90,10 @@ pub fn collect(
             }
         };
         let link = links.and_then(|l| l.get(&t.id));
+        let recent = |t: Option<u64>| t.is_some_and(|t| now.saturating_sub(t) < online_window_ms);
         let online = t.id == me
             || link.is_some_and(|l| {
-                l.path != "offline"
-                    && l.last_sync
-                        .is_some_and(|s| now.saturating_sub(s) < online_window_ms)
+                (l.path != "offline" && recent(l.last_sync)) || recent(l.last_heartbeat)
             });
         let mut row = TillRow {
             id: t.id.to_string(),
@@ -112,8 +111,11 @@ pub fn collect(
             rtt_ms: link.and_then(|l| l.rtt_ms),
             last_sync: link.and_then(|l| l.last_sync),
             lag_changes: link.and_then(|l| l.last_received).map(|n| n as u64),
-            unreplicated: None,
-            unreplicated_oldest_s: None,
+            // Other tills' figures come from their signed heartbeats.
+            unreplicated: link.and_then(|l| l.unreplicated),
+            unreplicated_oldest_s: link
+                .and_then(|l| l.unreplicated_oldest_ms)
+                .map(|o| now.saturating_sub(o) / 1000),
             clock_skew_ms: link.and_then(|l| l.clock_skew_ms),
             last_error: link.and_then(|l| l.last_error.clone()),
         };

@@ -6,7 +6,7 @@
 //! pass the same membership gate as every other protocol.
 
 use serde::{Deserialize, Serialize};
-use tillmesh_store::{DocId, StoreId};
+use tillmesh_store::{DocId, StoreId, TillId, TillKey};
 
 /// Changes larger than this are left to anti-entropy.
 pub const MAX_GOSSIP_CHANGE: usize = 32 * 1024;
@@ -21,6 +21,57 @@ pub enum GossipMsg {
         /// The raw Automerge change.
         change: Vec<u8>,
     },
+    /// A till's periodic status, signed by the till: others may relay it.
+    Heartbeat {
+        /// The encoded [`Heartbeat`].
+        body: Vec<u8>,
+        /// The till's ed25519 signature of `body`.
+        sig: Vec<u8>,
+    },
+}
+
+/// What a till says of itself every few seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The till.
+    pub till: [u8; 32],
+    /// Its wall clock, unix ms.
+    pub wall_ms: u64,
+    /// Its changes no other till is known to hold.
+    pub unreplicated: u64,
+    /// When the oldest of them was made, unix ms.
+    pub unreplicated_oldest_ms: Option<u64>,
+    /// Its tillmesh version.
+    pub version: String,
+}
+
+/// Encode and sign a heartbeat.
+pub fn encode_heartbeat(key: &TillKey, hb: &Heartbeat) -> Option<Vec<u8>> {
+    let body = postcard::to_stdvec(hb).ok()?;
+    let sig = key.sign(&body).to_vec();
+    postcard::to_stdvec(&GossipMsg::Heartbeat { body, sig }).ok()
+}
+
+/// A gossip message, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A change to merge.
+    Change(DocId, Vec<u8>),
+    /// A heartbeat whose signature verified.
+    Heartbeat(Heartbeat),
+}
+
+/// Decode a gossip message; heartbeats must carry their till's valid signature.
+pub fn decode_checked(bytes: &[u8]) -> Option<Incoming> {
+    match postcard::from_bytes::<GossipMsg>(bytes).ok()? {
+        GossipMsg::Change { doc, change } => Some(Incoming::Change(doc.parse().ok()?, change)),
+        GossipMsg::Heartbeat { body, sig } => {
+            let hb: Heartbeat = postcard::from_bytes(&body).ok()?;
+            let sig: [u8; 64] = sig.try_into().ok()?;
+            tillmesh_store::verify(&TillId::from_bytes(hb.till), &body, &sig)
+                .then_some(Incoming::Heartbeat(hb))
+        }
+    }
 }
 
 /// The gossip topic of a store.
@@ -42,9 +93,28 @@ pub fn encode(doc: &DocId, change: Vec<u8>) -> Option<Vec<u8>> {
     .ok()
 }
 
-/// Decode a gossip message.
-pub fn decode(bytes: &[u8]) -> Option<(DocId, Vec<u8>)> {
-    match postcard::from_bytes::<GossipMsg>(bytes).ok()? {
-        GossipMsg::Change { doc, change } => Some((doc.parse().ok()?, change)),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_must_be_signed_by_their_till() {
+        let key = TillKey::generate();
+        let hb = Heartbeat {
+            till: *key.till_id().as_bytes(),
+            wall_ms: 1,
+            unreplicated: 3,
+            unreplicated_oldest_ms: Some(1),
+            version: "x".into(),
+        };
+        let bytes = encode_heartbeat(&key, &hb).expect("encode");
+        assert_eq!(
+            decode_checked(&bytes),
+            Some(Incoming::Heartbeat(hb.clone()))
+        );
+        // Signed by someone else in the name of `key`'s till: dropped.
+        let forged = encode_heartbeat(&TillKey::generate(), &hb).expect("encode");
+        assert_eq!(decode_checked(&forged), None);
+        assert_eq!(decode_checked(b"garbage"), None);
     }
 }

@@ -115,6 +115,12 @@ pub struct PeerLink {
     pub clock_skew_ms: Option<i64>,
     /// Why the last attempt failed, if it did.
     pub last_error: Option<String>,
+    /// When its last heartbeat arrived (unix ms).
+    pub last_heartbeat: Option<u64>,
+    /// Its changes no other till holds, by its last heartbeat.
+    pub unreplicated: Option<u64>,
+    /// When the oldest of them was made (unix ms), by its last heartbeat.
+    pub unreplicated_oldest_ms: Option<u64>,
 }
 
 /// Local changes leaving the store thread, for gossip.
@@ -430,6 +436,7 @@ impl Node {
             .map_err(|e| NodeError::Bind(format!("gossip: {e}")))?
             .split();
         let store = node.ctx.store.clone();
+        let links = node.ctx.links.clone();
         node.tasks.push(tokio::spawn(async move {
             use n0_future::StreamExt;
             while let Some(event) = receiver.next().await {
@@ -442,9 +449,24 @@ impl Node {
                     }
                 };
                 let from = msg.delivered_from.fmt_short().to_string();
-                let Some((doc, change)) = crate::gossip::decode(&msg.content) else {
-                    tracing::warn!(from = %from, "ignoring an unreadable gossip message");
-                    continue;
+                let (doc, change) = match crate::gossip::decode_checked(&msg.content) {
+                    Some(crate::gossip::Incoming::Change(doc, change)) => (doc, change),
+                    Some(crate::gossip::Incoming::Heartbeat(hb)) => {
+                        let till = TillId::from_bytes(hb.till);
+                        if let Ok(mut l) = links.lock() {
+                            let link = l.entry(till).or_default();
+                            let now = now_ms();
+                            link.last_heartbeat = Some(now);
+                            link.unreplicated = Some(hb.unreplicated);
+                            link.unreplicated_oldest_ms = hb.unreplicated_oldest_ms;
+                            link.clock_skew_ms = Some(hb.wall_ms as i64 - now as i64);
+                        }
+                        continue;
+                    }
+                    None => {
+                        tracing::warn!(from = %from, "ignoring an unreadable or unsigned gossip message");
+                        continue;
+                    }
                 };
                 match store.call(move |s| s.apply_changes(&doc, &[change])).await {
                     Ok(Ok(_)) => {}
@@ -467,6 +489,43 @@ impl Node {
                 }
             }));
         }
+
+        // Heartbeats: this till's own figures, signed, every few seconds.
+        let hb_ctx = node.sync_context();
+        let hb_sender = sender.clone();
+        let hb_key = key.clone();
+        let every = config
+            .sync_interval
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        node.tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let peers: Vec<TillId> = hb_ctx
+                    .members
+                    .read()
+                    .map(|m| {
+                        m.iter()
+                            .map(|e| TillId::from_bytes(*e.as_bytes()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let Ok(Ok((unreplicated, oldest))) =
+                    hb_ctx.store.call(move |s| s.unreplicated(&peers)).await
+                else {
+                    continue;
+                };
+                let hb = crate::gossip::Heartbeat {
+                    till: *hb_ctx.till.as_bytes(),
+                    wall_ms: now_ms(),
+                    unreplicated,
+                    unreplicated_oldest_ms: oldest,
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                };
+                if let Some(bytes) = crate::gossip::encode_heartbeat(&hb_key, &hb) {
+                    let _ = hb_sender.broadcast(bytes.into()).await;
+                }
+            }
+        }));
 
         // Anti-entropy.
         let ctx = node.sync_context();
