@@ -443,9 +443,10 @@ impl Node {
                 let msg = match event {
                     Ok(iroh_gossip::api::Event::Received(msg)) => msg,
                     Ok(_) => continue,
+                    // A hiccup of one neighbour is not the end of gossip.
                     Err(e) => {
-                        tracing::warn!(error = %e, "gossip stopped");
-                        break;
+                        tracing::warn!(error = %e, "gossip receive error");
+                        continue;
                     }
                 };
                 let from = msg.delivered_from.fmt_short().to_string();

@@ -414,6 +414,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether this till holds the entry with receipt `r`.
+    pub fn has_receipt(&self, r: &Receipt) -> Result<bool, StorageError> {
+        Ok(self.receipt_info(r)?.is_some_and(|i| i.doc.is_some()))
+    }
+
     /// Totals of one till's sales of one day.
     pub fn totals(&self, day: Day, till: TillId) -> Result<Totals, StorageError> {
         let txn = self.db.begin_read()?;

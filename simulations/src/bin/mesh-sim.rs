@@ -1,0 +1,220 @@
+//! A store of many tills on one machine: real iroh endpoints on loopback, gossip
+//! and anti-entropy as in the daemon. Measures how long a sale takes to reach every
+//! till (p50/p99) and how many bytes the mesh sends per sale.
+//!
+//! ```text
+//! cargo run --release -p tillmesh-sim --bin mesh-sim -- [--tills 100] [--sales 100] [--gap-ms 100]
+//! ```
+//! Bytes per sale count everything the endpoints send while the sales are made
+//! (gossip, heartbeats, anti-entropy), divided by the number of sales.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
+use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
+use tillmesh_store::{
+    NewStore, Receipt, Role, Store, StoreId, StoreOptions, Tender, TillKey, test_utils,
+};
+
+struct Args {
+    tills: usize,
+    sales: usize,
+    gap_ms: u64,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        tills: 100,
+        sales: 100,
+        gap_ms: 100,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--tills" => a.tills = v.parse()?,
+            "--sales" => a.sales = v.parse()?,
+            "--gap-ms" => a.gap_ms = v.parse()?,
+            _ => anyhow::bail!("unknown flag {flag}"),
+        }
+    }
+    Ok(a)
+}
+
+fn sent_bytes(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .map(|n| {
+            let m = &n.endpoint().metrics().socket;
+            m.send_ipv4.get() + m.send_ipv6.get() + m.send_relay.get()
+        })
+        .sum()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let a = parse_args()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let store_id = StoreId::random();
+    let admin = TillKey::generate();
+    let keys: Vec<TillKey> = (0..a.tills).map(|_| TillKey::generate()).collect();
+
+    // The founder certifies every till; every till starts from its documents.
+    let mut founder = Store::create_in_memory(
+        keys[0].clone(),
+        NewStore {
+            store_id,
+            store_name: "Sim".into(),
+            till_name: "T000".parse()?,
+            role: Role::BackOffice,
+            founder: true,
+        },
+        StoreOptions::default(),
+    )?;
+    founder.set_admin_key(admin.till_id())?;
+    founder.add_product(test_utils::product("TEA", 200))?;
+    for (i, k) in keys.iter().enumerate() {
+        let role = if i == 0 { Role::BackOffice } else { Role::Till };
+        founder.certify(&admin, k.till_id(), &format!("T{i:03}").parse()?, role)?;
+    }
+    let mut seed = Vec::new();
+    for doc in founder.doc_ids()? {
+        seed.push((doc, founder.changes_since(&doc, &[])?));
+    }
+    let mut stores = vec![founder];
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        let mut s = Store::create_in_memory(
+            k.clone(),
+            NewStore {
+                store_id,
+                store_name: "Sim".into(),
+                till_name: format!("T{i:03}").parse()?,
+                role: Role::Till,
+                founder: false,
+            },
+            StoreOptions::default(),
+        )?;
+        s.set_admin_key(admin.till_id())?;
+        for (doc, changes) in &seed {
+            s.apply_changes(doc, changes)?;
+        }
+        stores.push(s);
+    }
+
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    let mut nodes = Vec::new();
+    for (s, k) in stores.into_iter().zip(&keys) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (h, _thread) = StoreHandle::spawn(s, Some(tx));
+        let node = Node::spawn(
+            h.clone(),
+            k,
+            NodeConfig {
+                bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                relays: vec![],
+                sync_interval: Duration::from_secs(60),
+                fanout: 3,
+                admin: None,
+            },
+            Some(rx),
+        )
+        .await?;
+        handles.push(h);
+        nodes.push(node);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, m) in nodes.iter().enumerate() {
+            if i != j {
+                n.add_addr(&keys[j].till_id(), &m.addr());
+            }
+        }
+    }
+    for n in &nodes {
+        n.sync_now();
+    }
+    // Let anti-entropy run once and the gossip swarm form.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    eprintln!("{} tills up in {:.1?}", a.tills, start.elapsed());
+
+    let bytes_before = sent_bytes(&nodes);
+    let mut everywhere = Vec::new();
+    let mut arrivals = Vec::new();
+    for _ in 0..a.sales {
+        let till = rng.random_range(0..a.tills);
+        let t0 = Instant::now();
+        let entry = handles[till]
+            .call(|s| s.record_sale(test_utils::sale("TEA", 1, Tender::Card)))
+            .await??;
+        let receipt: Receipt = entry.receipt.clone();
+        let mut missing: Vec<usize> = (0..a.tills).filter(|i| *i != till).collect();
+        while !missing.is_empty() {
+            let mut still = Vec::new();
+            for i in missing {
+                let r = receipt.clone();
+                if handles[i].call(move |s| s.has_receipt(&r)).await?? {
+                    arrivals.push(t0.elapsed());
+                } else {
+                    still.push(i);
+                }
+            }
+            missing = still;
+            if t0.elapsed() > Duration::from_secs(120) {
+                anyhow::bail!(
+                    "sale {receipt} from T{till:03} did not reach {:?} in 120 s",
+                    missing
+                        .iter()
+                        .map(|i| format!("T{i:03}"))
+                        .collect::<Vec<_>>()
+                );
+            }
+            if !missing.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        everywhere.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(a.gap_ms)).await;
+    }
+    let bytes = sent_bytes(&nodes) - bytes_before;
+    everywhere.sort();
+    arrivals.sort();
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+    println!("## {} tills on loopback, {} sales\n", a.tills, a.sales);
+    println!("| measure | p50 | p99 | max |");
+    println!("|---|---|---|---|");
+    println!(
+        "| sale on one till -> on every till | {} | {} | {} |",
+        ms(pct(&everywhere, 0.5)),
+        ms(pct(&everywhere, 0.99)),
+        ms(*everywhere.last().unwrap_or(&Duration::ZERO))
+    );
+    println!(
+        "| sale on one till -> on another till | {} | {} | {} |",
+        ms(pct(&arrivals, 0.5)),
+        ms(pct(&arrivals, 0.99)),
+        ms(*arrivals.last().unwrap_or(&Duration::ZERO))
+    );
+    println!(
+        "\nBytes sent by all tills while the sales were made: {} ({} per sale, {} per sale per till).",
+        bytes,
+        bytes / a.sales as u64,
+        bytes / (a.sales * a.tills) as u64
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+    Ok(())
+}
