@@ -442,6 +442,14 @@ impl Node {
             while let Some(event) = receiver.next().await {
                 let msg = match event {
                     Ok(iroh_gossip::api::Event::Received(msg)) => msg,
+                    Ok(iroh_gossip::api::Event::NeighborUp(n)) => {
+                        tracing::debug!(peer = %n.fmt_short(), "gossip neighbour up");
+                        continue;
+                    }
+                    Ok(iroh_gossip::api::Event::NeighborDown(n)) => {
+                        tracing::debug!(peer = %n.fmt_short(), "gossip neighbour down");
+                        continue;
+                    }
                     Ok(_) => continue,
                     // A hiccup of one neighbour is not the end of gossip.
                     Err(e) => {
