@@ -44,6 +44,18 @@ fn differing(a: &Store, b: &Store) -> BTreeSet<DocId> {
     docs
 }
 
+/// Two tills of one store, level after a first sync of A's catalog.
+fn synced_pair() -> (Store, Store) {
+    let id = StoreId::random();
+    let mut a = till(id, "A", true);
+    let mut b = till(id, "B", false);
+    a.add_product(test_utils::product("TEA", 200))
+        .expect("product");
+    let docs = differing(&a, &b);
+    run_sync(&mut a, &mut b, &docs, None);
+    (a, b)
+}
+
 /// Run the sync protocol on `docs` for at most `rounds` rounds (None: to the end).
 /// Returns the number of messages exchanged.
 fn run_sync(a: &mut Store, b: &mut Store, docs: &BTreeSet<DocId>, rounds: Option<usize>) -> usize {
@@ -122,13 +134,7 @@ fn buckets_find_the_differences_and_sync_levels_the_tills() {
 
 #[test]
 fn several_changes_to_a_document_both_have_travel_in_one_message() {
-    let id = StoreId::random();
-    let mut a = till(id, "A", true);
-    let mut b = till(id, "B", false);
-    a.add_product(test_utils::product("TEA", 200))
-        .expect("product");
-    let docs = differing(&a, &b);
-    run_sync(&mut a, &mut b, &docs, None);
+    let (mut a, mut b) = synced_pair();
     // Both now hold the catalog; A edits it several times, B once.
     let tea = "TEA".parse().expect("sku");
     for cents in [210, 220, 230] {
@@ -154,13 +160,7 @@ fn several_changes_to_a_document_both_have_travel_in_one_message() {
 
 #[test]
 fn an_interrupted_catch_up_resumes_instead_of_restarting() {
-    let id = StoreId::random();
-    let mut a = till(id, "A", true);
-    let mut b = till(id, "B", false);
-    a.add_product(test_utils::product("TEA", 200))
-        .expect("product");
-    let docs = differing(&a, &b);
-    run_sync(&mut a, &mut b, &docs, None);
+    let (mut a, mut b) = synced_pair();
     sell(&mut a, 40);
     let docs = differing(&a, &b);
     // Two rounds: heads and bloom filters, then the changes; the session ends
