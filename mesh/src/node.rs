@@ -13,12 +13,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use iroh::address_lookup::memory::MemoryLookup;
 use iroh::endpoint::{
-    AfterHandshakeOutcome, Connection, EndpointHooks, PortmapperConfig, Side, VarInt, presets,
+    AfterHandshakeOutcome, Connection, EndpointHooks, PortmapperConfig, Side, VarInt,
+    WeakConnectionHandle, presets,
 };
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{
@@ -41,6 +43,12 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A whole session, however large the catch-up, ends within this.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How many random members a till asks to take it into the gossip swarm.
+const GOSSIP_BOOTSTRAP: usize = 3;
+
+/// Below this many gossip neighbours a till asks again at each anti-entropy round.
+const GOSSIP_MIN_NEIGHBOURS: usize = 2;
 
 /// QUIC close code for a refused peer.
 pub const NOT_A_MEMBER: u32 = 403;
@@ -143,7 +151,11 @@ struct Gate {
     members: Arc<RwLock<HashSet<EndpointId>>>,
     store: StoreHandle,
     refused: mpsc::UnboundedSender<(EndpointId, String)>,
+    conns: Conns,
 }
+
+/// Every open connection per peer, so a revocation can cut them all.
+type Conns = Arc<Mutex<HashMap<EndpointId, Vec<WeakConnectionHandle>>>>;
 
 /// Whether `till` is a certified, unrevoked member, by the store.
 async fn is_member(store: &StoreHandle, till: TillId) -> bool {
@@ -155,10 +167,31 @@ async fn is_member(store: &StoreHandle, till: TillId) -> bool {
 
 impl EndpointHooks for Gate {
     async fn after_handshake<'a>(&'a self, conn: &'a Connection) -> AfterHandshakeOutcome {
-        if conn.side() != Side::Server || conn.alpn() == JOIN_ALPN {
+        if conn.alpn() == JOIN_ALPN {
             return AfterHandshakeOutcome::Accept;
         }
         let remote = conn.remote_id();
+        let accept = || {
+            if let Ok(mut c) = self.conns.lock() {
+                let list = c.entry(remote).or_default();
+                list.retain(|w| w.upgrade().is_some());
+                list.push(conn.weak_handle());
+            }
+            AfterHandshakeOutcome::Accept
+        };
+        // A till dials sync sessions to peers it chose, unless they are revoked (a
+        // joining till dials its admin till before it knows the membership);
+        // gossip it dials only to members.
+        if conn.side() != Side::Server && conn.alpn() != iroh_gossip::ALPN {
+            let till = TillId::from_bytes(*remote.as_bytes());
+            let revoked = matches!(
+                self.store.call(move |s| s.member_status(&till)).await,
+                Ok(Ok(MemberStatus::Revoked(_)))
+            );
+            if !revoked {
+                return accept();
+            }
+        }
         let cached = self
             .members
             .read()
@@ -168,7 +201,7 @@ impl EndpointHooks for Gate {
             if let Ok(mut m) = self.members.write() {
                 m.insert(remote);
             }
-            return AfterHandshakeOutcome::Accept;
+            return accept();
         }
         let alpn = String::from_utf8_lossy(conn.alpn()).into_owned();
         let _ = self.refused.send((remote, alpn));
@@ -329,6 +362,7 @@ pub enum NodeError {
 #[derive(Debug)]
 pub struct Node {
     ctx: SyncContext,
+    neighbours: Arc<AtomicUsize>,
     router: Router,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
@@ -347,10 +381,12 @@ impl Node {
         let till = key.till_id();
         let members: Arc<RwLock<HashSet<EndpointId>>> = Arc::default();
         let (refused_tx, mut refused_rx) = mpsc::unbounded_channel();
+        let conns: Conns = Arc::default();
         let gate = Gate {
             members: members.clone(),
             store: store.clone(),
             refused: refused_tx,
+            conns: conns.clone(),
         };
         let endpoint = endpoint(key, config.bind, &config.relays, Some(gate)).await?;
         let lookup = MemoryLookup::new();
@@ -385,7 +421,9 @@ impl Node {
             .spawn(endpoint.clone());
         let router = router.accept(iroh_gossip::ALPN, gossip.clone()).spawn();
         let stop = Arc::new(Notify::new());
+        let (joined, mut joined_rx) = mpsc::unbounded_channel();
         let mut node = Node {
+            neighbours: Arc::default(),
             ctx: SyncContext {
                 endpoint,
                 store,
@@ -395,6 +433,8 @@ impl Node {
                 members,
                 links,
                 relays: config.relays.clone(),
+                joined,
+                conns,
             },
             router,
             wake,
@@ -423,20 +463,28 @@ impl Node {
             }
         }));
 
-        // Gossip: local changes out, peers' changes in.
-        let members_now: Vec<EndpointId> = node
-            .ctx
-            .members
-            .read()
-            .map(|m| m.iter().copied().collect())
-            .unwrap_or_default();
+        // Gossip: local changes out, peers' changes in. A till bootstraps into the
+        // swarm through a few random members; the swarm introduces the rest.
+        while joined_rx.try_recv().is_ok() {}
         let (sender, mut receiver) = gossip
-            .subscribe(crate::gossip::topic(&store_id), members_now)
+            .subscribe(
+                crate::gossip::topic(&store_id),
+                node.ctx.random_members(GOSSIP_BOOTSTRAP),
+            )
             .await
             .map_err(|e| NodeError::Bind(format!("gossip: {e}")))?
             .split();
+        // Newly certified members (a till that just joined) are introduced at once.
+        let join_sender = sender.clone();
+        node.tasks.push(tokio::spawn(async move {
+            while let Some(added) = joined_rx.recv().await {
+                let _ = join_sender.join_peers(added).await;
+            }
+        }));
+        let neighbours = node.neighbours.clone();
         let store = node.ctx.store.clone();
         let links = node.ctx.links.clone();
+        let seen = neighbours.clone();
         node.tasks.push(tokio::spawn(async move {
             use n0_future::StreamExt;
             while let Some(event) = receiver.next().await {
@@ -444,10 +492,12 @@ impl Node {
                     Ok(iroh_gossip::api::Event::Received(msg)) => msg,
                     Ok(iroh_gossip::api::Event::NeighborUp(n)) => {
                         tracing::debug!(peer = %n.fmt_short(), "gossip neighbour up");
+                        seen.store(receiver.neighbors().count(), Ordering::Relaxed);
                         continue;
                     }
                     Ok(iroh_gossip::api::Event::NeighborDown(n)) => {
                         tracing::debug!(peer = %n.fmt_short(), "gossip neighbour down");
+                        seen.store(receiver.neighbors().count(), Ordering::Relaxed);
                         continue;
                     }
                     Ok(_) => continue,
@@ -488,8 +538,17 @@ impl Node {
         }));
         if let Some(mut outbox) = outbox {
             let sender = sender.clone();
+            let (neighbours, wake) = (neighbours.clone(), node.wake.clone());
+            let members = node.ctx.members.clone();
             node.tasks.push(tokio::spawn(async move {
                 while let Some((doc, change)) = outbox.recv().await {
+                    // With no gossip neighbour the change would go nowhere: a sync
+                    // round carries it instead.
+                    if neighbours.load(Ordering::Relaxed) == 0
+                        && members.read().is_ok_and(|m| !m.is_empty())
+                    {
+                        wake.notify_one();
+                    }
                     if let Some(bytes) = crate::gossip::encode(&doc, change)
                         && let Err(e) = sender.broadcast(bytes.into()).await
                     {
@@ -549,14 +608,13 @@ impl Node {
                 if let Err(e) = ctx.round(if all { usize::MAX } else { fanout }).await {
                     tracing::warn!(error = %e, "anti-entropy round failed");
                 }
-                // Members that joined since are gossip neighbours too.
-                let members: Vec<EndpointId> = ctx
-                    .members
-                    .read()
-                    .map(|m| m.iter().copied().collect())
-                    .unwrap_or_default();
-                if !members.is_empty() {
-                    let _ = sender.join_peers(members).await;
+                // A till that lost its gossip neighbours (a network cut, peers
+                // restarted) asks a few random members to take it back.
+                let known = ctx.members.read().map(|m| m.len()).unwrap_or(0);
+                if neighbours.load(Ordering::Relaxed) < GOSSIP_MIN_NEIGHBOURS.min(known) {
+                    let _ = sender
+                        .join_peers(ctx.random_members(GOSSIP_BOOTSTRAP))
+                        .await;
                 }
                 tokio::select! {
                     _ = stop.notified() => break,
@@ -600,6 +658,11 @@ impl Node {
         &self.ctx.endpoint
     }
 
+    /// How many gossip neighbours this till has now.
+    pub fn gossip_neighbours(&self) -> usize {
+        self.neighbours.load(Ordering::Relaxed)
+    }
+
     /// What this till knows of its peers' connections.
     pub fn links(&self) -> HashMap<TillId, PeerLink> {
         self.ctx.links.lock().map(|l| l.clone()).unwrap_or_default()
@@ -639,9 +702,24 @@ struct SyncContext {
     members: Arc<RwLock<HashSet<EndpointId>>>,
     links: Links,
     relays: Vec<String>,
+    /// Members certified since the last refresh, for gossip to join.
+    joined: mpsc::UnboundedSender<Vec<EndpointId>>,
+    conns: Conns,
 }
 
 impl SyncContext {
+    /// Up to `n` members, chosen at random.
+    fn random_members(&self, n: usize) -> Vec<EndpointId> {
+        let mut all: Vec<EndpointId> = self
+            .members
+            .read()
+            .map(|m| m.iter().copied().collect())
+            .unwrap_or_default();
+        all.shuffle(&mut rand::rng());
+        all.truncate(n);
+        all
+    }
+
     /// This till's addresses: its direct sockets, and its relays (the configured
     /// ones too, so peers can use them before this till's relay link is up).
     fn addr(&self) -> PeerAddr {
@@ -700,8 +778,35 @@ impl SyncContext {
                 self.lookup.remove_endpoint_info(eid);
             }
         }
-        if let Ok(mut m) = self.members.write() {
-            *m = set;
+        let (added, removed): (Vec<EndpointId>, Vec<EndpointId>) = match self.members.write() {
+            Ok(mut m) => {
+                let added = set.difference(&m).copied().collect();
+                let removed = m.difference(&set).copied().collect();
+                *m = set;
+                (added, removed)
+            }
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        if !added.is_empty() {
+            let _ = self.joined.send(added);
+        }
+        // A revoked till loses every connection it has, gossip included: the
+        // gate refuses it when it dials again.
+        for peer in removed {
+            let cut = self
+                .conns
+                .lock()
+                .map(|mut c| c.remove(&peer).unwrap_or_default())
+                .unwrap_or_default();
+            for conn in cut.iter().filter_map(|w| w.upgrade()) {
+                conn.close(
+                    VarInt::from_u32(NOT_A_MEMBER),
+                    b"not a member of this store",
+                );
+            }
+            if !cut.is_empty() {
+                tracing::info!(peer = %peer.fmt_short(), "closed the connections of a till that is no longer a member");
+            }
         }
         Ok(())
     }
