@@ -1,9 +1,25 @@
 //! Where a store's data rests outside its tills.
 //!
-//! This crate will own the snapshot and bundle format (age-encrypted,
-//! zstd-compressed, signed by the creating till), the sinks that hold them
-//! (folders, USB sticks, Google Drive), retention, verify and restore. It reads
-//! and writes documents through [`tillmesh_store::Store`].
-//!
-//! Nothing is implemented here yet; see docs/ARCHITECTURE.md for the plan.
+//! Snapshots (every document) and bundles (the changes a sink lacks) are
+//! zstd-compressed, encrypted with age to the store's backup key and signed by
+//! the till that made them ([`format`]). They rest on [`sink`]s: folders, USB
+//! sticks, SD cards, mounted shares. [`archive`] backs up, lists, verifies,
+//! imports, carries changes by USB stick and restores to a point in time;
+//! [`keys`] makes the store's backup keys and the passphrase-protected recovery
+//! file; [`retention`] plans which snapshots a sink keeps; [`device`] finds
+//! removable devices (USB sticks, SD cards).
 #![deny(missing_docs)]
+
+pub mod archive;
+pub mod device;
+pub mod format;
+pub mod keys;
+pub mod retention;
+pub mod sink;
+
+pub use archive::{
+    BackupError, BackupReport, Imported, Listed, Pick, RestoreReport, RestoreSpec, UsbReport,
+    Verified, backup, import, list, restore, usb_sync, verify,
+};
+pub use format::{FormatError, Kind};
+pub use sink::{FolderSink, Sink, SinkError};

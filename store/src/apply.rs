@@ -47,6 +47,19 @@ impl Store {
         self.merge(doc, parsed)
     }
 
+    /// Merge a whole saved document (as [`Store::save_doc`] gives it), checked
+    /// like [`Store::apply_changes`]: a snapshot restores through the same path.
+    pub fn apply_saved(&mut self, doc: &DocId, saved: &[u8]) -> Result<ApplyReport, ApplyError> {
+        let loaded = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
+            doc: doc.to_string(),
+            index: 0,
+            reason: e.to_string(),
+        })?;
+        let parsed = loaded.get_changes(&[]);
+        check_owner(doc, &parsed)?;
+        self.merge(doc, parsed)
+    }
+
     /// Merge checked changes through the write path.
     pub(crate) fn merge(
         &mut self,

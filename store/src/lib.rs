@@ -78,7 +78,7 @@ pub use error::{
 pub use hlc::{Clock, Hlc, HlcState, ManualClock, SystemClock};
 pub use ids::{Barcode, Day, DocId, Month, ParseIdError, Receipt, Sku, StoreId, TillId, TillName};
 pub use keys::{KeyFileError, TillKey, verify};
-pub use membership::{MemberStatus, MembershipError};
+pub use membership::{MemberStatus, MembershipError, StoreSecret};
 pub use model::{
     Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, Line, Policy, Product,
     RefundLine, Role, SaleEntry, StockEntry, StockKind, StockLevel, Tender, TillInfo, Totals, Unit,

@@ -285,3 +285,61 @@ impl Store {
         Ok(())
     }
 }
+
+/// One of the store's backup identities as this till holds it: an age X25519
+/// secret key and its id. Kept in the till's local store file, never synced as
+/// plain text; handed to a new till at enrolment over its authenticated
+/// connection. Its `Debug` form hides the secret.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreSecret {
+    /// Short id of the key (named in every file encrypted to it).
+    pub key_id: String,
+    /// When the key was made.
+    pub created_ms: u64,
+    /// The age secret key (`AGE-SECRET-KEY-1…`).
+    pub identity: String,
+}
+
+impl std::fmt::Debug for StoreSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSecret")
+            .field("key_id", &self.key_id)
+            .field("created_ms", &self.created_ms)
+            .field("identity", &"<secret>")
+            .finish()
+    }
+}
+
+impl Store {
+    /// The store's backup identities this till holds, oldest first.
+    pub fn store_secrets(&self) -> Result<Vec<StoreSecret>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::META)?;
+        match t.get(meta::STORE_SECRETS)? {
+            Some(v) => serde_json::from_slice(v.value()).map_err(|e| StorageError::Damaged {
+                doc: "store secrets".into(),
+                reason: e.to_string(),
+            }),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Keep `secret` (idempotent by key id), durable before returning.
+    pub fn add_store_secret(&mut self, secret: StoreSecret) -> Result<(), StorageError> {
+        let mut all = self.store_secrets()?;
+        if all.iter().any(|s| s.key_id == secret.key_id) {
+            return Ok(());
+        }
+        all.push(secret);
+        all.sort_by_key(|s| s.created_ms);
+        let bytes = serde_json::to_vec(&all).map_err(|e| StorageError::Damaged {
+            doc: "store secrets".into(),
+            reason: e.to_string(),
+        })?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(tables::META)?
+            .insert(meta::STORE_SECRETS, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+}

@@ -433,6 +433,23 @@ impl Store {
             .collect())
     }
 
+    /// Whether document `id` already holds every change named in `heads`.
+    pub fn holds(&mut self, id: &DocId, heads: &[ChangeHash]) -> Result<bool, StorageError> {
+        let doc = self.doc(id)?;
+        Ok(heads.iter().all(|h| doc.get_change_by_hash(h).is_some()))
+    }
+
+    /// This till's key (signs what leaves the till: backups, bundles).
+    pub fn till_key(&self) -> &TillKey {
+        &self.key
+    }
+
+    /// Document `id` saved whole (Automerge's compressed form), with its heads.
+    pub fn save_doc(&mut self, id: &DocId) -> Result<(Vec<u8>, Vec<ChangeHash>), StorageError> {
+        let doc = self.doc(id)?;
+        Ok((doc.save(), doc.get_heads()))
+    }
+
     /// Compact document `id`: save it whole and drop the changes the save holds.
     /// A crash at any point leaves either the old or the new form, both complete.
     pub fn compact(&mut self, id: &DocId) -> Result<(), StorageError> {

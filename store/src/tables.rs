@@ -55,6 +55,7 @@ pub(crate) mod meta {
     pub const NEXT_RECEIPT: &str = "next_receipt";
     pub const AUDIT_HEAD: &str = "audit_head";
     pub const ADMIN_KEY: &str = "admin_key";
+    pub const STORE_SECRETS: &str = "store_secrets";
 }
 
 /// Bookkeeping of one document's storage.

@@ -1,0 +1,629 @@
+//! Backup, list, verify, import, USB carry and point-in-time restore.
+//!
+//! Layout on a sink, shared by every till of a store:
+//! `<store>/snapshots/<created>-<till>-<nonce>.tms`,
+//! `<store>/bundles/<till>/<created>-<nonce>.tmb` and `<store>/index/<till>.tmi`
+//! (what the sink held when that till last wrote there: heads per document).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use tillmesh_store::{
+    ChangeHash, DocId, MemberStatus, NewStore, Role, Store, StoreId, StoreOptions, StoreSecret,
+    TillId, TillKey, TillName,
+};
+
+use crate::format::{self, Form, FormatError, Header, Kind, Writer};
+use crate::keys;
+use crate::sink::{Sink, SinkError};
+
+/// Heads per document (by id text).
+pub type Heads = BTreeMap<String, Vec<[u8; 32]>>;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn hashes(heads: &[[u8; 32]]) -> Vec<ChangeHash> {
+    heads.iter().map(|h| ChangeHash(*h)).collect()
+}
+
+fn raw(heads: &[ChangeHash]) -> Vec<[u8; 32]> {
+    heads.iter().map(|h| h.0).collect()
+}
+
+/// The object name of a new file.
+fn object_name(store: StoreId, kind: Kind, till: &TillId, created_ms: u64) -> String {
+    let nonce: u32 = rand::random();
+    match kind {
+        Kind::Snapshot => format!(
+            "{store}/snapshots/{created_ms:013}-{}-{nonce:08x}.tms",
+            till.fmt_short()
+        ),
+        Kind::Bundle => format!("{store}/bundles/{till}/{created_ms:013}-{nonce:08x}.tmb"),
+        Kind::Index => format!("{store}/index/{till}.tmi"),
+    }
+}
+
+fn current_key(store: &Store) -> Result<StoreSecret, BackupError> {
+    let secrets = store.store_secrets()?;
+    keys::current(&secrets).cloned().ok_or(BackupError::NoKey)
+}
+
+fn is_member(store: &Store, till: &TillId) -> bool {
+    matches!(store.member_status(till), Ok(MemberStatus::Member(_)))
+}
+
+/// A snapshot of every document of `store`.
+pub fn make_snapshot(store: &mut Store, created_ms: u64) -> Result<(Vec<u8>, usize), BackupError> {
+    let key = current_key(store)?;
+    let mut w = Writer::new(Kind::Snapshot, store.store_id(), store.store_name());
+    for id in store.doc_ids()? {
+        let (saved, heads) = store.save_doc(&id)?;
+        w.add(&id.to_string(), raw(&heads), Form::Saved, saved);
+    }
+    let docs = w.len();
+    Ok((w.finish(store.till_key(), &key, created_ms)?, docs))
+}
+
+/// A bundle of the changes of `store` not covered by `since`, or `None` when
+/// there are none. Also gives how many documents and changes it holds.
+pub fn make_bundle(
+    store: &mut Store,
+    since: &Heads,
+    created_ms: u64,
+) -> Result<Option<(Vec<u8>, usize, usize)>, BackupError> {
+    let key = current_key(store)?;
+    let mut w = Writer::new(Kind::Bundle, store.store_id(), store.store_name());
+    let mut count = 0;
+    for id in store.doc_ids()? {
+        let have = since
+            .get(&id.to_string())
+            .map(|h| hashes(h))
+            .unwrap_or_default();
+        let changes = store.changes_since(&id, &have)?;
+        if changes.is_empty() {
+            continue;
+        }
+        count += changes.len();
+        let heads = store.heads(&id)?;
+        let record =
+            postcard::to_stdvec(&changes).map_err(|e| FormatError::Encode(e.to_string()))?;
+        w.add(&id.to_string(), raw(&heads), Form::Changes, record);
+    }
+    if w.is_empty() {
+        return Ok(None);
+    }
+    let docs = w.len();
+    Ok(Some((
+        w.finish(store.till_key(), &key, created_ms)?,
+        docs,
+        count,
+    )))
+}
+
+fn make_index(store: &mut Store, created_ms: u64) -> Result<Vec<u8>, BackupError> {
+    let key = current_key(store)?;
+    let mut w = Writer::new(Kind::Index, store.store_id(), store.store_name());
+    for id in store.doc_ids()? {
+        let heads = store.heads(&id)?;
+        w.add(&id.to_string(), raw(&heads), Form::Heads, Vec::new());
+    }
+    Ok(w.finish(store.till_key(), &key, created_ms)?)
+}
+
+/// What the sink holds, by the index files of every till that wrote there.
+/// Unreadable index files are skipped: the next bundle is then only larger.
+pub fn sink_heads(store: &Store, sink: &dyn Sink) -> Result<Heads, BackupError> {
+    let secrets = store.store_secrets()?;
+    let mut out = Heads::new();
+    for obj in sink.list(&format!("{}/index/", store.store_id()))? {
+        let bytes = sink.get(&obj.name)?;
+        match format::open(&bytes, store.store_id(), &secrets, |t| is_member(store, t)) {
+            Ok((_, c)) => {
+                for e in c.manifest.entries {
+                    let slot = out.entry(e.doc).or_default();
+                    for h in e.heads {
+                        if !slot.contains(&h) {
+                            slot.push(h);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(file = obj.name, error = %e, "skipping an unreadable sink index")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What one backup wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupReport {
+    /// The object written (`None`: nothing new to write).
+    pub name: Option<String>,
+    /// Snapshot or bundle.
+    pub kind: Kind,
+    /// Its size.
+    pub bytes: u64,
+    /// Documents in it.
+    pub docs: usize,
+    /// Changes in it (bundles).
+    pub changes: usize,
+}
+
+/// Write a snapshot (or, for [`Kind::Bundle`], the changes the sink lacks) of
+/// `store` to `sink`, then this till's index there.
+pub fn backup(store: &mut Store, sink: &dyn Sink, kind: Kind) -> Result<BackupReport, BackupError> {
+    let created = now_ms();
+    let (file, docs, changes) = match kind {
+        Kind::Snapshot => {
+            let (f, docs) = make_snapshot(store, created)?;
+            (Some(f), docs, 0)
+        }
+        Kind::Bundle | Kind::Index => {
+            let since = sink_heads(store, sink)?;
+            match make_bundle(store, &since, created)? {
+                Some((f, d, n)) => (Some(f), d, n),
+                None => (None, 0, 0),
+            }
+        }
+    };
+    let kind = if kind == Kind::Snapshot {
+        Kind::Snapshot
+    } else {
+        Kind::Bundle
+    };
+    let mut report = BackupReport {
+        name: None,
+        kind,
+        bytes: 0,
+        docs,
+        changes,
+    };
+    if let Some(file) = file {
+        let name = object_name(store.store_id(), kind, &store.till_id(), created);
+        sink.put(&name, &file)?;
+        report.bytes = file.len() as u64;
+        report.name = Some(name);
+    }
+    let index = make_index(store, created)?;
+    sink.put(
+        &object_name(store.store_id(), Kind::Index, &store.till_id(), created),
+        &index,
+    )?;
+    Ok(report)
+}
+
+/// One file on a sink, as `backup list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// The object name.
+    pub name: String,
+    /// Snapshot or bundle.
+    pub kind: Option<Kind>,
+    /// Creating till.
+    pub creator: Option<String>,
+    /// When it was made.
+    pub created_ms: Option<u64>,
+    /// Key it is encrypted to.
+    pub key_id: Option<String>,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// What is wrong with its header, if anything (`verify` checks the rest).
+    pub problem: Option<String>,
+}
+
+/// The snapshots and bundles of `store_id` on `sink`, oldest first, from their
+/// headers.
+pub fn list(sink: &dyn Sink, store_id: StoreId) -> Result<Vec<Listed>, BackupError> {
+    let mut out = Vec::new();
+    for obj in sink.list(&format!("{store_id}/"))? {
+        if obj.name.ends_with(".tmi") {
+            continue;
+        }
+        let bytes = sink.get(&obj.name)?;
+        let mut l = Listed {
+            name: obj.name,
+            kind: None,
+            creator: None,
+            created_ms: None,
+            key_id: None,
+            bytes: obj.size,
+            problem: None,
+        };
+        match Header::decode(&bytes) {
+            Ok(h) => {
+                l.kind = Some(h.kind);
+                l.creator = Some(h.creator.fmt_short());
+                l.created_ms = Some(h.created_ms);
+                l.key_id = Some(h.key_id_hex());
+                if h.store != store_id {
+                    l.problem = Some(FormatError::OtherStore(h.store).to_string());
+                }
+            }
+            Err(e) => l.problem = Some(e.to_string()),
+        }
+        out.push(l);
+    }
+    out.sort_by_key(|l| (l.created_ms.unwrap_or(0), l.name.clone()));
+    Ok(out)
+}
+
+/// The verdict on one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    /// The object name.
+    pub name: String,
+    /// Documents inside (when intact).
+    pub docs: usize,
+    /// `None` when intact, else what is wrong.
+    pub error: Option<String>,
+}
+
+/// Decrypt every file (or only `name`) and check every hash and signature.
+pub fn verify(
+    store: &Store,
+    sink: &dyn Sink,
+    name: Option<&str>,
+) -> Result<Vec<Verified>, BackupError> {
+    let secrets = store.store_secrets()?;
+    let mut out = Vec::new();
+    for l in list(sink, store.store_id())? {
+        if name.is_some_and(|n| !l.name.ends_with(n)) {
+            continue;
+        }
+        let bytes = sink.get(&l.name)?;
+        let v = match format::open(&bytes, store.store_id(), &secrets, |t| is_member(store, t)) {
+            Ok((_, c)) => Verified {
+                name: l.name,
+                docs: c.records.len(),
+                error: None,
+            },
+            Err(e) => Verified {
+                name: l.name,
+                docs: 0,
+                error: Some(e.to_string()),
+            },
+        };
+        out.push(v);
+    }
+    if let Some(n) = name
+        && out.is_empty()
+    {
+        return Err(BackupError::NoSuchBackup(n.to_string()));
+    }
+    Ok(out)
+}
+
+/// What an import merged.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Imported {
+    /// Documents that gained something.
+    pub docs: usize,
+    /// Changes new to this till.
+    pub changes: usize,
+}
+
+/// Decode every record of `c` before anything is merged.
+fn decode_records(c: &format::Contents) -> Result<Vec<(DocId, Record)>, BackupError> {
+    let mut out = Vec::with_capacity(c.records.len());
+    for (e, r) in c.manifest.entries.iter().zip(&c.records) {
+        let id: DocId = e
+            .doc
+            .parse()
+            .map_err(|_| FormatError::Damaged(format!("unknown document {}", e.doc)))?;
+        let rec = match e.form {
+            Form::Saved => Record::Saved(r.clone()),
+            Form::Changes => Record::Changes(
+                postcard::from_bytes(r)
+                    .map_err(|err| FormatError::Damaged(format!("{}: {err}", e.doc)))?,
+            ),
+            Form::Heads => continue,
+        };
+        out.push((id, rec));
+    }
+    Ok(out)
+}
+
+enum Record {
+    Saved(Vec<u8>),
+    Changes(Vec<Vec<u8>>),
+}
+
+/// Merge an opened file into `store`, skipping documents it already holds.
+fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupError> {
+    let records = decode_records(c)?;
+    let mut done = Imported::default();
+    for ((id, rec), e) in records
+        .into_iter()
+        .zip(c.manifest.entries.iter().filter(|e| e.form != Form::Heads))
+    {
+        if store.holds(&id, &hashes(&e.heads))? {
+            continue;
+        }
+        let r = match rec {
+            Record::Saved(bytes) => store.apply_saved(&id, &bytes)?,
+            Record::Changes(changes) => store.apply_changes(&id, &changes)?,
+        };
+        if r.new_changes > 0 {
+            done.docs += 1;
+            done.changes += r.new_changes;
+        }
+    }
+    Ok(done)
+}
+
+/// Check, decrypt and merge one file into `store`. A file not signed by a
+/// member is refused before anything of it is read.
+pub fn import(store: &mut Store, bytes: &[u8]) -> Result<Imported, BackupError> {
+    let secrets = store.store_secrets()?;
+    let (_, c) = format::open(bytes, store.store_id(), &secrets, |t| is_member(store, t))?;
+    merge(store, &c)
+}
+
+/// What `usb sync` moved.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UsbReport {
+    /// Files read from the stick.
+    pub files_read: usize,
+    /// Changes new to this till.
+    pub imported_changes: usize,
+    /// Files refused, with why.
+    pub refused: Vec<(String, String)>,
+    /// The bundle written to the stick, if anything was new to it.
+    pub exported: Option<String>,
+    /// Changes in it.
+    pub exported_changes: usize,
+}
+
+/// Import what the stick has and this till lacks, then export what the stick
+/// lacks: one command, both ways.
+pub fn usb_sync(store: &mut Store, sink: &dyn Sink) -> Result<UsbReport, BackupError> {
+    let mut report = UsbReport::default();
+    let me = store.till_id();
+    for l in list(sink, store.store_id())? {
+        if l.creator.as_deref() == Some(me.fmt_short().as_str()) {
+            continue;
+        }
+        let bytes = sink.get(&l.name)?;
+        report.files_read += 1;
+        match import(store, &bytes) {
+            Ok(i) => report.imported_changes += i.changes,
+            Err(e) => {
+                tracing::warn!(file = l.name, error = %e, "refused a file on the stick");
+                report.refused.push((l.name, e.to_string()));
+            }
+        }
+    }
+    let b = backup(store, sink, Kind::Bundle)?;
+    report.exported = b.name;
+    report.exported_changes = b.changes;
+    Ok(report)
+}
+
+/// Which snapshot a restore starts from.
+#[derive(Debug, Clone)]
+pub enum Pick {
+    /// The newest intact snapshot.
+    Newest,
+    /// The snapshot whose name ends with this text (no fallback).
+    Named(String),
+    /// The newest intact snapshot at or before this time, with the bundles up to
+    /// it: the state as it was then.
+    At(u64),
+}
+
+/// What a restore needs to know and may use.
+#[derive(Debug)]
+pub struct RestoreSpec<'a> {
+    /// The store.
+    pub store_id: StoreId,
+    /// Its admin public key: the trust root for who may sign backups.
+    pub admin: TillId,
+    /// Store keys to decrypt with.
+    pub secrets: &'a [StoreSecret],
+    /// The new till's home folder (must not hold a till yet).
+    pub home: &'a Path,
+    /// The new till's key.
+    pub key: TillKey,
+    /// The new till's name.
+    pub till_name: TillName,
+    /// The admin key, when at hand: the new till is then certified at once.
+    pub certify_with: Option<&'a TillKey>,
+    /// Which snapshot.
+    pub pick: Pick,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The snapshot restored.
+    pub snapshot: String,
+    /// Bundles applied after it.
+    pub bundles: Vec<String>,
+    /// Files passed over, with why (damaged, forged, after the chosen time).
+    pub skipped: Vec<(String, String)>,
+    /// Documents restored.
+    pub docs: usize,
+}
+
+/// The store file of a till home.
+pub const STORE_FILE: &str = "store.redb";
+
+/// Restore a store from `sink` into a new till home.
+pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, BackupError> {
+    let path = spec.home.join(STORE_FILE);
+    if path.exists() {
+        return Err(BackupError::HomeInUse(spec.home.display().to_string()));
+    }
+    let listed = list(sink, spec.store_id)?;
+    let mut snapshots: Vec<&Listed> = listed
+        .iter()
+        .filter(|l| l.kind == Some(Kind::Snapshot) && l.problem.is_none())
+        .collect();
+    snapshots.reverse();
+    let mut skipped = Vec::new();
+    let mut chosen = None;
+    for l in snapshots {
+        let created = l.created_ms.unwrap_or(0);
+        match &spec.pick {
+            Pick::Named(n) if !l.name.ends_with(n.as_str()) => continue,
+            Pick::At(t) if created > *t => continue,
+            _ => {}
+        }
+        let bytes = sink.get(&l.name)?;
+        // Membership is checked once the snapshot's membership document is in.
+        match format::open(&bytes, spec.store_id, spec.secrets, |_| true) {
+            Ok((h, c)) => {
+                chosen = Some((l.name.clone(), h, c));
+                break;
+            }
+            Err(e) => {
+                if matches!(spec.pick, Pick::Named(_)) {
+                    return Err(BackupError::Damaged {
+                        name: l.name.clone(),
+                        source: e,
+                    });
+                }
+                tracing::warn!(file = l.name, error = %e, "skipping a damaged snapshot");
+                skipped.push((l.name.clone(), e.to_string()));
+            }
+        }
+    }
+    let Some((name, header, contents)) = chosen else {
+        return Err(BackupError::NoSnapshot { skipped });
+    };
+    std::fs::create_dir_all(spec.home).map_err(|e| SinkError::Io {
+        path: spec.home.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let result = restore_into(
+        &path, &spec, &name, &header, &contents, &listed, skipped, sink,
+    );
+    if result.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore_into(
+    path: &Path,
+    spec: &RestoreSpec<'_>,
+    name: &str,
+    header: &Header,
+    contents: &format::Contents,
+    listed: &[Listed],
+    mut skipped: Vec<(String, String)>,
+    sink: &dyn Sink,
+) -> Result<RestoreReport, BackupError> {
+    let mut store = Store::create(
+        path,
+        spec.key.clone(),
+        NewStore {
+            store_id: spec.store_id,
+            store_name: contents.manifest.store_name.clone(),
+            till_name: spec.till_name.clone(),
+            role: Role::Till,
+            founder: false,
+        },
+        StoreOptions::default(),
+    )?;
+    store.set_admin_key(spec.admin)?;
+    for s in spec.secrets {
+        store.add_store_secret(s.clone())?;
+    }
+    merge(&mut store, contents)?;
+    if !is_member(&store, &header.creator) {
+        return Err(BackupError::Damaged {
+            name: name.to_string(),
+            source: FormatError::NotMember(header.creator),
+        });
+    }
+    let mut bundles = Vec::new();
+    for l in listed {
+        let created = l.created_ms.unwrap_or(0);
+        if l.kind != Some(Kind::Bundle) || created <= header.created_ms {
+            continue;
+        }
+        if let Pick::At(t) = spec.pick
+            && created > t
+        {
+            continue;
+        }
+        let bytes = sink.get(&l.name)?;
+        match import(&mut store, &bytes) {
+            Ok(_) => bundles.push(l.name.clone()),
+            Err(e) => {
+                tracing::warn!(file = l.name, error = %e, "skipping a bundle");
+                skipped.push((l.name.clone(), e.to_string()));
+            }
+        }
+    }
+    if let Some(admin) = spec.certify_with {
+        let role = Role::Till;
+        store.certify(admin, spec.key.till_id(), &spec.till_name, role)?;
+    }
+    let docs = store.doc_ids()?.len();
+    Ok(RestoreReport {
+        snapshot: name.to_string(),
+        bundles,
+        skipped,
+        docs,
+    })
+}
+
+/// A backup operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The sink failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// A file could not be made or opened.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A named file could not be opened.
+    #[error("{name}: {source}")]
+    Damaged {
+        /// The object.
+        name: String,
+        /// Why.
+        source: FormatError,
+    },
+    /// This till holds no store key.
+    #[error(
+        "this till holds no store backup key; run `tillmesh keys create` on the admin till, or re-join"
+    )]
+    NoKey,
+    /// No such backup.
+    #[error("no backup named {0} on this sink")]
+    NoSuchBackup(String),
+    /// No usable snapshot.
+    #[error("no intact snapshot to restore from{}", if skipped.is_empty() { String::new() } else { format!(" ({} damaged skipped)", skipped.len()) })]
+    NoSnapshot {
+        /// Files passed over.
+        skipped: Vec<(String, String)>,
+    },
+    /// The target home already holds a till.
+    #[error("{0} already holds a till; restore into a new, empty folder")]
+    HomeInUse(String),
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] tillmesh_store::StorageError),
+    /// Merging failed.
+    #[error(transparent)]
+    Apply(#[from] tillmesh_store::ApplyError),
+    /// Creating the new store failed.
+    #[error(transparent)]
+    Open(#[from] tillmesh_store::OpenStoreError),
+    /// Membership failed.
+    #[error(transparent)]
+    Membership(#[from] tillmesh_store::MembershipError),
+}

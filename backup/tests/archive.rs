@@ -1,0 +1,439 @@
+//! Backups on a real folder: round trip, point-in-time restore, USB carry
+//! between tills that never meet, corruption, forgery and a vanished device.
+
+use std::time::Duration;
+
+use tillmesh_backup::archive::{self, Pick, RestoreSpec};
+use tillmesh_backup::format::{Form, Kind, Writer};
+use tillmesh_backup::{FolderSink, Sink, keys};
+use tillmesh_store::test_utils::{product, sale, till};
+use tillmesh_store::{DocId, Role, Store, StoreId, StoreOptions, Tender, TillKey};
+
+struct Shop {
+    id: StoreId,
+    admin: TillKey,
+    a: Store,
+    b: Store,
+}
+
+/// Every change either till lacks, both ways (the enrolment sync).
+fn sync(x: &mut Store, y: &mut Store) {
+    for _ in 0..2 {
+        copy(x, y);
+        copy(y, x);
+    }
+}
+
+fn copy(from: &mut Store, to: &mut Store) {
+    for id in from.doc_ids().expect("ids") {
+        let have = to.heads(&id).expect("heads");
+        let changes = from.changes_since(&id, &have).expect("changes");
+        to.apply_changes(&id, &changes).expect("apply");
+    }
+}
+
+fn shop() -> Shop {
+    let id = StoreId::random();
+    let admin = TillKey::generate();
+    let mut a = till(id, "A", Role::BackOffice, true, StoreOptions::default());
+    let mut b = till(id, "B", Role::Till, false, StoreOptions::default());
+    for s in [&mut a, &mut b] {
+        s.set_admin_key(admin.till_id()).expect("admin");
+    }
+    let (ta, tb) = (a.till_id(), b.till_id());
+    a.certify(&admin, ta, &"A".parse().expect("n"), Role::BackOffice)
+        .expect("cert a");
+    a.certify(&admin, tb, &"B".parse().expect("n"), Role::Till)
+        .expect("cert b");
+    a.add_product(product("TEA", 250)).expect("product");
+    let secret = keys::generate(1);
+    a.add_store_secret(secret.clone()).expect("secret");
+    b.add_store_secret(secret).expect("secret");
+    sync(&mut a, &mut b);
+    Shop { id, admin, a, b }
+}
+
+fn sell(s: &mut Store, n: usize) {
+    for _ in 0..n {
+        s.record_sale(sale("TEA", 1, Tender::Cash)).expect("sale");
+    }
+}
+
+fn receipts(s: &mut Store) -> Vec<String> {
+    let mut r: Vec<String> = s
+        .sales(None, None)
+        .expect("sales")
+        .into_iter()
+        .map(|r| r.entry.receipt.to_string())
+        .collect();
+    r.sort();
+    r
+}
+
+fn restore(
+    sink: &dyn Sink,
+    shop: &Shop,
+    pick: Pick,
+) -> Result<(Store, archive::RestoreReport, tempfile::TempDir), archive::BackupError> {
+    let home = tempfile::tempdir().expect("home");
+    let secrets = shop.a.store_secrets().expect("secrets");
+    let key = TillKey::generate();
+    let report = archive::restore(
+        sink,
+        RestoreSpec {
+            store_id: shop.id,
+            admin: shop.admin.till_id(),
+            secrets: &secrets,
+            home: home.path(),
+            key: key.clone(),
+            till_name: "R".parse().expect("n"),
+            certify_with: None,
+            pick,
+        },
+    )?;
+    let store = Store::open(
+        &home.path().join(archive::STORE_FILE),
+        key,
+        StoreOptions::default(),
+    )
+    .expect("open restored");
+    Ok((store, report, home))
+}
+
+#[test]
+fn restore_gives_identical_documents_and_views() {
+    let mut shop = shop();
+    sell(&mut shop.a, 20);
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    let r = archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("backup");
+    assert!(r.name.is_some() && r.docs >= 4, "{r:?}");
+
+    // The sink holds only ciphertext: no product name, no store name.
+    for obj in sink.list("").expect("list") {
+        let bytes = sink.get(&obj.name).expect("get");
+        assert!(!bytes.windows(8).any(|w| w == b"Test Sho"), "{}", obj.name);
+    }
+
+    let (mut restored, report, _home) = restore(&sink, &shop, Pick::Newest).expect("restore");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    let mut ids = shop.a.doc_ids().expect("ids");
+    ids.sort_by_key(|d| d.to_string());
+    let mut rids = restored.doc_ids().expect("ids");
+    rids.sort_by_key(|d| d.to_string());
+    assert_eq!(ids, rids);
+    for id in &ids {
+        assert_eq!(
+            shop.a.heads(id).expect("h"),
+            restored.heads(id).expect("h"),
+            "{id}"
+        );
+    }
+    assert_eq!(receipts(&mut shop.a), receipts(&mut restored));
+    assert_eq!(
+        shop.a.stock(&"TEA".parse().expect("sku")).expect("stock"),
+        restored.stock(&"TEA".parse().expect("sku")).expect("stock")
+    );
+    assert_eq!(
+        shop.a.product(&"TEA".parse().expect("sku")).expect("p"),
+        restored.product(&"TEA".parse().expect("sku")).expect("p")
+    );
+
+    // A live till is never overwritten.
+    let secrets = shop.a.store_secrets().expect("secrets");
+    let e = archive::restore(
+        &sink,
+        RestoreSpec {
+            store_id: shop.id,
+            admin: shop.admin.till_id(),
+            secrets: &secrets,
+            home: _home.path(),
+            key: TillKey::generate(),
+            till_name: "R".parse().expect("n"),
+            certify_with: None,
+            pick: Pick::Newest,
+        },
+    )
+    .expect_err("home in use");
+    assert!(e.to_string().contains("already holds a till"), "{e}");
+}
+
+#[test]
+fn point_in_time_restore_returns_the_state_then() {
+    let mut shop = shop();
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    sell(&mut shop.a, 3);
+    archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("snapshot");
+    std::thread::sleep(Duration::from_millis(5));
+    sell(&mut shop.a, 2);
+    let b1 = archive::backup(&mut shop.a, &sink, Kind::Bundle).expect("bundle");
+    assert_eq!(b1.changes, 2, "two sales: {b1:?}");
+    let at_b1 = receipts(&mut shop.a);
+    let listed = archive::list(&sink, shop.id).expect("list");
+    let t1 = listed
+        .iter()
+        .find(|l| Some(&l.name) == b1.name.as_ref())
+        .and_then(|l| l.created_ms)
+        .expect("created");
+    std::thread::sleep(Duration::from_millis(5));
+    sell(&mut shop.a, 4);
+    archive::backup(&mut shop.a, &sink, Kind::Bundle).expect("bundle 2");
+    // Nothing new: no empty bundle.
+    let none = archive::backup(&mut shop.a, &sink, Kind::Bundle).expect("bundle 3");
+    assert!(none.name.is_none(), "{none:?}");
+
+    let (mut then, report, _h) = restore(&sink, &shop, Pick::At(t1)).expect("restore at t1");
+    assert_eq!(report.bundles.len(), 1, "{report:?}");
+    assert_eq!(receipts(&mut then), at_b1);
+    let (mut now, _, _h2) = restore(&sink, &shop, Pick::Newest).expect("restore now");
+    assert_eq!(receipts(&mut now), receipts(&mut shop.a));
+    assert_eq!(receipts(&mut now).len(), 9);
+}
+
+#[test]
+fn usb_carry_converges_tills_that_never_meet() {
+    let mut shop = shop();
+    sell(&mut shop.a, 5);
+    sell(&mut shop.b, 7);
+    shop.b
+        .set_price(&"TEA".parse().expect("sku"), 300)
+        .expect("price");
+    let stick = tempfile::tempdir().expect("stick");
+    let sink = FolderSink::new(stick.path()).expect("sink");
+    let first = archive::usb_sync(&mut shop.a, &sink).expect("a");
+    assert_eq!(first.imported_changes, 0);
+    assert!(first.exported_changes > 0);
+    let second = archive::usb_sync(&mut shop.b, &sink).expect("b");
+    assert!(second.imported_changes > 0 && second.exported_changes > 0);
+    let third = archive::usb_sync(&mut shop.a, &sink).expect("a again");
+    assert!(third.imported_changes > 0, "{third:?}");
+    assert!(
+        third.exported.is_none(),
+        "nothing new for the stick: {third:?}"
+    );
+    assert_eq!(receipts(&mut shop.a), receipts(&mut shop.b));
+    assert_eq!(receipts(&mut shop.a).len(), 12);
+    for id in shop.a.doc_ids().expect("ids") {
+        assert_eq!(
+            shop.a.heads(&id).expect("h"),
+            shop.b.heads(&id).expect("h"),
+            "{id}"
+        );
+    }
+    // Once more on B: nothing moves either way.
+    let idle = archive::usb_sync(&mut shop.b, &sink).expect("idle");
+    assert_eq!(idle.imported_changes, 0);
+    assert!(idle.exported.is_none());
+}
+
+fn flip(sink: &FolderSink, name: &str, at: usize) {
+    let p = sink.root().join(name);
+    let mut bytes = std::fs::read(&p).expect("read");
+    let i = at.min(bytes.len() - 1);
+    bytes[i] ^= 0x40;
+    std::fs::write(&p, bytes).expect("write");
+}
+
+#[test]
+fn damaged_and_foreign_files_get_specific_errors() {
+    let mut shop = shop();
+    sell(&mut shop.a, 4);
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    let good = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("snapshot")
+        .name
+        .expect("name");
+    std::thread::sleep(Duration::from_millis(5));
+    sell(&mut shop.a, 1);
+    let flipped = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("snapshot")
+        .name
+        .expect("name");
+    flip(&sink, &flipped, 300);
+    std::thread::sleep(Duration::from_millis(5));
+    let truncated = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("snapshot")
+        .name
+        .expect("name");
+    let p = sink.root().join(&truncated);
+    let len = std::fs::metadata(&p).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
+
+    // A file of another store, copied into this store's folder.
+    let mut other = shop_other();
+    let odir = tempfile::tempdir().expect("dir");
+    let osink = FolderSink::new(odir.path()).expect("sink");
+    let oname = archive::backup(&mut other, &osink, Kind::Snapshot)
+        .expect("other")
+        .name
+        .expect("name");
+    let foreign = format!("{}/snapshots/0000000000001-foreign.tms", shop.id);
+    sink.put(&foreign, &osink.get(&oname).expect("get"))
+        .expect("put");
+
+    // A file encrypted to a key this till no longer holds (rotated away).
+    let old = keys::generate(0);
+    let mut w = Writer::new(Kind::Snapshot, shop.id, "Test Shop");
+    let (saved, heads) = shop.a.save_doc(&DocId::Catalog).expect("save");
+    w.add(
+        "catalog",
+        heads.iter().map(|h| h.0).collect(),
+        Form::Saved,
+        saved,
+    );
+    let rotated = format!("{}/snapshots/0000000000002-rotated.tms", shop.id);
+    let file = w.finish(shop.a.till_key(), &old, 2).expect("file");
+    sink.put(&rotated, &file).expect("put");
+
+    let verdicts = archive::verify(&shop.a, &sink, None).expect("verify");
+    let error_of = |name: &str| {
+        verdicts
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("{name} listed"))
+            .error
+            .clone()
+    };
+    assert_eq!(error_of(&good), None);
+    assert!(
+        error_of(&flipped).expect("flipped").contains("signature"),
+        "{verdicts:?}"
+    );
+    assert!(
+        error_of(&truncated)
+            .expect("truncated")
+            .contains("truncated"),
+        "{verdicts:?}"
+    );
+    assert!(
+        error_of(&foreign)
+            .expect("foreign")
+            .contains("another store"),
+        "{verdicts:?}"
+    );
+    assert!(
+        error_of(&rotated)
+            .expect("rotated")
+            .contains("does not hold"),
+        "{verdicts:?}"
+    );
+
+    // Restore passes over the damaged newer snapshots to the newest intact one.
+    let (mut restored, report, _h) = restore(&sink, &shop, Pick::Newest).expect("restore");
+    assert_eq!(report.snapshot, good, "{report:?}");
+    assert_eq!(report.skipped.len(), 2, "{report:?}");
+    assert_eq!(receipts(&mut restored).len(), 4);
+    // Asked for a damaged one by name: a specific error, not a silent fallback.
+    let e = restore(&sink, &shop, Pick::Named(flipped.clone())).expect_err("named");
+    assert!(e.to_string().contains("signature"), "{e}");
+}
+
+fn shop_other() -> Store {
+    let mut s = till(
+        StoreId::random(),
+        "X",
+        Role::BackOffice,
+        true,
+        StoreOptions::default(),
+    );
+    let admin = TillKey::generate();
+    s.set_admin_key(admin.till_id()).expect("admin");
+    let me = s.till_id();
+    s.certify(&admin, me, &"X".parse().expect("n"), Role::BackOffice)
+        .expect("cert");
+    s.add_store_secret(keys::generate(1)).expect("secret");
+    s
+}
+
+#[test]
+fn a_bundle_forged_with_the_public_key_is_refused_whole() {
+    let mut shop = shop();
+    sell(&mut shop.a, 2);
+    let stick = tempfile::tempdir().expect("stick");
+    let sink = FolderSink::new(stick.path()).expect("sink");
+    archive::usb_sync(&mut shop.a, &sink).expect("a");
+
+    // The forger knows the store id and its public recipient (both are on any
+    // file's header and in any member's config) and makes a fake sale.
+    let secret = shop.a.store_secrets().expect("secrets")[0].clone();
+    let identity: age::x25519::Identity = secret.identity.parse().expect("id");
+    let recipient = identity.to_public();
+    let mut forger = till(shop.id, "F", Role::Till, true, StoreOptions::default());
+    forger.add_product(product("TEA", 1)).expect("product");
+    sell(&mut forger, 1);
+    let mut w = Writer::new(Kind::Bundle, shop.id, "Test Shop");
+    for id in forger.doc_ids().expect("ids") {
+        let changes = forger.changes_since(&id, &[]).expect("changes");
+        let heads = forger.heads(&id).expect("heads");
+        w.add(
+            &id.to_string(),
+            heads.iter().map(|h| h.0).collect(),
+            Form::Changes,
+            postcard::to_stdvec(&changes).expect("encode"),
+        );
+    }
+    let forged = w
+        .finish_to(forger.till_key(), &recipient, 9_999_999_999_999)
+        .expect("forged file");
+    let name = format!(
+        "{}/bundles/{}/9999999999999-00000000.tmb",
+        shop.id,
+        forger.till_id()
+    );
+    sink.put(&name, &forged).expect("put");
+
+    let before = receipts(&mut shop.b);
+    let report = archive::usb_sync(&mut shop.b, &sink).expect("b");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(report.refused[0].1.contains("not a member"), "{report:?}");
+    assert_eq!(
+        receipts(&mut shop.b).len(),
+        before.len() + 2,
+        "only A's sales"
+    );
+    assert_eq!(
+        shop.b
+            .product(&"TEA".parse().expect("sku"))
+            .expect("p")
+            .expect("tea")
+            .price_cents,
+        250,
+        "the forged price did not land"
+    );
+    // Restore passes over it too.
+    archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("snapshot");
+    let (mut restored, report, _h) = restore(&sink, &shop, Pick::Newest).expect("restore");
+    assert!(report.skipped.iter().any(|(n, _)| n == &name), "{report:?}");
+    assert!(!receipts(&mut restored).iter().any(|r| r.starts_with("F-")));
+}
+
+#[test]
+fn a_removed_device_fails_clearly_and_the_next_backup_succeeds() {
+    let mut shop = shop();
+    sell(&mut shop.a, 2);
+    let parent = tempfile::tempdir().expect("dir");
+    let mount = parent.path().join("stick");
+    std::fs::create_dir(&mount).expect("mkdir");
+    let sink = FolderSink::new(&mount).expect("sink");
+    archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("first");
+    std::fs::remove_dir_all(&mount).expect("unplug");
+    let e = archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect_err("removed");
+    assert!(
+        e.to_string().contains("plugged in") || e.to_string().contains("disappeared"),
+        "{e}"
+    );
+    sell(&mut shop.a, 1);
+    std::fs::create_dir(&mount).expect("plug back");
+    let r = archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("next");
+    assert!(r.name.is_some());
+    let listed = archive::list(&sink, shop.id).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed.iter().all(|l| l.problem.is_none()));
+}
