@@ -2,7 +2,7 @@
 //!
 //! Snapshots (every document) and bundles (the changes a sink lacks) are
 //! zstd-compressed, encrypted with age to the store's backup key and signed by
-//! the till that made them ([`format`]). They rest on [`sink`]s: folders, USB
+//! the till that made them ([`mod@format`]). They rest on [`sink`]s: folders, USB
 //! sticks, SD cards, mounted shares. [`archive`] backs up, lists, verifies,
 //! imports, carries changes by USB stick and restores to a point in time;
 //! [`keys`] makes the store's backup keys and the passphrase-protected recovery

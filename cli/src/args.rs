@@ -76,6 +76,182 @@ pub enum Command {
     Relays(RelaysCmd),
     /// Run a short scripted session in a temporary directory.
     Demo(DemoArgs),
+    /// Back up this till's store to a folder or sink; list and verify backups.
+    Backup(BackupArgs),
+    /// Restore a store from backups into a new, empty till home (`--home NEWDIR`).
+    Restore(RestoreArgs),
+    /// Where backups go: named folders (USB sticks, NAS mounts, local disks).
+    #[command(subcommand)]
+    Sink(SinkCmd),
+    /// USB sticks: find them, and sync tills that never meet through one.
+    #[command(subcommand)]
+    Usb(UsbCmd),
+    /// The passphrase-protected recovery file, for when every till is lost.
+    #[command(subcommand)]
+    Recovery(RecoveryCmd),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub cmd: Option<BackupCmd>,
+    /// A configured sink's name, or a folder (default: every configured sink).
+    #[arg(long, value_name = "SINK|DIR")]
+    pub to: Option<String>,
+    /// Write only the changes the sink lacks (a bundle) instead of a snapshot.
+    #[arg(long)]
+    pub bundle: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// List the snapshots and bundles on a sink.
+    List {
+        /// A configured sink's name, or a folder (default: the first configured sink).
+        #[arg(long, value_name = "SINK|DIR")]
+        from: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt backups and check every signature and hash.
+    Verify {
+        /// A configured sink's name, or a folder (default: the first configured sink).
+        #[arg(long, value_name = "SINK|DIR")]
+        from: Option<String>,
+        /// Only this backup (its name or the end of it).
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The folder holding the backups.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// Restore this snapshot (its name or the end of it).
+    #[arg(long, conflicts_with = "at")]
+    pub snapshot: Option<String>,
+    /// Restore the state as it was at this time (UTC `YYYY-MM-DDTHH:MM[:SS]`, or Unix ms).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The till home whose store keys decrypt the backups (default: `$TILLMESH_HOME`).
+    #[arg(long, value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// The restored till's short name.
+    #[arg(long = "till", value_name = "NAME", default_value = "R01")]
+    pub till: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SinkCmd {
+    /// Add a named sink.
+    Add {
+        /// Its name, like `usb` or `nas`.
+        name: String,
+        /// Its kind: `folder`.
+        kind: String,
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Remove a named sink (its backups stay where they are).
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// List the sinks.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsbCmd {
+    /// List removable devices (USB sticks, SD cards).
+    Detect(JsonFlag),
+    /// Export what the stick lacks and import what this till lacks.
+    Sync {
+        /// The stick's folder.
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecoveryCmd {
+    /// Write the recovery file (admin till). The passphrase comes from
+    /// `$TILLMESH_RECOVERY_PASSPHRASE`.
+    Create {
+        /// Where to write it (keep it off the till: a safe, a password manager).
+        file: PathBuf,
+    },
+    /// Restore the store from backups on a brand-new machine into `--home NEWDIR`.
+    Restore {
+        /// The recovery file.
+        file: PathBuf,
+        /// The folder holding the backups.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The restored till's short name.
+        #[arg(long = "till", value_name = "NAME", default_value = "R01")]
+        till: String,
+    },
+}
+
+impl Command {
+    /// Make relative paths absolute against `cwd`: a command forwarded to the
+    /// daemon runs in the daemon's directory, not the caller's.
+    pub fn absolutize(&mut self, cwd: &std::path::Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        let fix_dest = |d: &mut Option<String>| {
+            if let Some(v) = d
+                && (v.contains('/') || v.starts_with('.'))
+                && std::path::Path::new(v.as_str()).is_relative()
+            {
+                *v = cwd.join(v.as_str()).display().to_string();
+            }
+        };
+        match self {
+            Command::Backup(a) => {
+                fix_dest(&mut a.to);
+                match &mut a.cmd {
+                    Some(BackupCmd::List { from, .. } | BackupCmd::Verify { from, .. }) => {
+                        fix_dest(from)
+                    }
+                    None => {}
+                }
+            }
+            Command::Restore(a) => {
+                fix(&mut a.from);
+                if let Some(k) = &mut a.keys {
+                    fix(k);
+                }
+            }
+            Command::Sink(SinkCmd::Add { path, .. }) => fix(path),
+            Command::Usb(UsbCmd::Sync { dir, .. }) => fix(dir),
+            Command::Recovery(RecoveryCmd::Create { file } | RecoveryCmd::Restore { file, .. }) => {
+                fix(file)
+            }
+            _ => {}
+        }
+        if let Command::Recovery(RecoveryCmd::Restore { from, .. }) = self {
+            fix(from);
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +340,9 @@ pub struct InitArgs {
     /// A relay URL for the store (repeat for several).
     #[arg(long = "relay", value_name = "URL")]
     pub relays: Vec<String>,
+    /// Also write the recovery file here (passphrase from `$TILLMESH_RECOVERY_PASSPHRASE`).
+    #[arg(long, value_name = "FILE")]
+    pub recovery: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -36,6 +36,9 @@ pub struct ExecReply {
 pub struct ExecRequest {
     /// The command line, without the program name.
     pub args: Vec<String>,
+    /// The caller's working directory: relative paths in `args` are relative to it.
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
 }
 
 /// Where the daemon's API file lives.
@@ -59,6 +62,7 @@ pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
     };
     let body = serde_json::to_vec(&ExecRequest {
         args: args.to_vec(),
+        cwd: std::env::current_dir().ok(),
     })?;
     let head = format!(
         "POST /v1/exec HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\

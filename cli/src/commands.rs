@@ -128,11 +128,20 @@ pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
         }
         key.save(&ctx.key_path())?;
         admin.save(&ctx.admin_key_path())?;
+        crate::backups::ensure_keys(store, &ctx.home)?;
+        if let Some(file) = &a.recovery {
+            crate::backups::write_recovery(store, &admin, file)?;
+        }
         Ok(())
     };
     if let Err(e) = finish(&mut store) {
         drop(store);
-        for p in [ctx.store_path(), ctx.key_path(), ctx.admin_key_path()] {
+        for p in [
+            ctx.store_path(),
+            ctx.key_path(),
+            ctx.admin_key_path(),
+            crate::backups::keys_path(&ctx.home),
+        ] {
             let _ = std::fs::remove_file(p);
         }
         return Err(e).context("cannot finish creating the store; nothing was kept");
@@ -857,6 +866,15 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Info(f) => info(store, home, f.json, out),
         Command::Revoke { till } => revoke(store, home, till, out),
         Command::Relays(c) => relays(store, c, out),
+        Command::Backup(a) => crate::backups::backup(store, home, a, out),
+        Command::Sink(c) => crate::backups::sink(home, c, out),
+        Command::Usb(c) => crate::backups::usb(store, home, c, out),
+        Command::Recovery(RecoveryCmd::Create { file }) => {
+            crate::backups::recovery_create(store, home, file, out)
+        }
+        Command::Recovery(_) | Command::Restore(_) => Err(rejected(
+            "restoring writes a new till home: run it with --home NEWDIR, not on a live till",
+        )),
         Command::Status(a) => {
             let report = crate::status::collect(store, None, 0)?;
             crate::status::render(&report, a.json, out)

@@ -47,6 +47,7 @@ fn mutates(cmd: &Command) -> bool {
         Command::Stock(StockArgs { action, .. }) => action.is_some(),
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
         Command::Relays(c) => !matches!(c, crate::args::RelaysCmd::List(_)),
+        Command::Usb(crate::args::UsbCmd::Sync { .. }) => true,
         _ => false,
     }
 }
@@ -201,7 +202,7 @@ async fn exec(
         return Err(StatusCode::UNAUTHORIZED);
     }
     let argv = std::iter::once("tillmesh".to_string()).chain(req.args);
-    let cli = match Cli::try_parse_from(argv) {
+    let mut cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let text = e.render().to_string();
@@ -212,6 +213,9 @@ async fn exec(
             });
         }
     };
+    if let Some(cwd) = &req.cwd {
+        cli.command.absolutize(cwd);
+    }
     let done = |r: Result<Vec<u8>>| match r {
         Ok(out) => reply(0, String::from_utf8_lossy(&out).into_owned(), String::new()),
         Err(e) => reply(exit::code(&e), String::new(), format!("error: {e:#}\n")),

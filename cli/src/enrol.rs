@@ -42,12 +42,18 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
         let ep = endpoint(&key, Some(a.bind), &relays, None::<NoHooks>).await?;
         let reply = request_join(&ep, &ticket, name.as_str()).await;
         ep.close().await;
-        let (store_name, role, relays) = match reply? {
+        let (store_name, role, relays, store_keys) = match reply? {
             JoinReply::Accepted {
                 store_name,
                 role,
                 relays,
-            } => (store_name, role, relays),
+            } => (store_name, role, relays, Vec::new()),
+            JoinReply::AcceptedWithKeys {
+                store_name,
+                role,
+                relays,
+                store_keys,
+            } => (store_name, role, relays, store_keys),
             JoinReply::Refused(why) => bail!(Rejected(format!("the admin till refused: {why}"))),
         };
         let role: Role = role.parse().map_err(Rejected)?;
@@ -65,6 +71,12 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
             ctx.opts.clone(),
         )?;
         store.set_admin_key(TillId::from_bytes(ticket.admin_key))?;
+        for k in store_keys {
+            store.add_store_secret(k)?;
+        }
+        if !store.store_secrets()?.is_empty() {
+            crate::backups::write_keys_file(&store, &ctx.home)?;
+        }
         key.save(&ctx.key_path())?;
         // Fetch the store's documents from the admin till.
         let (handle, thread) = StoreHandle::spawn(store, None);

@@ -1,6 +1,7 @@
 //! Exit codes (0 is success, 2 a usage error from the argument parser): stable, documented in docs/OPERATIONS.md, so scripts can tell a
 //! rejected sale from a broken store.
 
+use tillmesh_backup::{BackupError, SinkError};
 use tillmesh_store::{
     ConflictError, OpenStoreError, ProductError, SaleError, StockError, StorageError,
 };
@@ -36,9 +37,34 @@ fn storage(e: &StorageError) -> i32 {
     }
 }
 
+fn sink(e: &SinkError) -> i32 {
+    match e {
+        SinkError::Full { .. } => DISK_FULL,
+        SinkError::Missing(_) | SinkError::NotFound(_) => NOT_FOUND,
+        SinkError::VerifyFailed(_) => DAMAGED,
+        SinkError::BadName(_) => REJECTED,
+        _ => FAILURE,
+    }
+}
+
 /// The exit code for an error.
 pub fn code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<SinkError>() {
+            return sink(e);
+        }
+        if let Some(e) = cause.downcast_ref::<BackupError>() {
+            return match e {
+                BackupError::Sink(s) => sink(s),
+                BackupError::Format(_)
+                | BackupError::Damaged { .. }
+                | BackupError::NoSnapshot { .. } => DAMAGED,
+                BackupError::HomeInUse(_) | BackupError::NoKey => REJECTED,
+                BackupError::NoSuchBackup(_) => NOT_FOUND,
+                BackupError::Storage(s) => storage(s),
+                _ => FAILURE,
+            };
+        }
         if cause.is::<Rejected>() {
             return REJECTED;
         }

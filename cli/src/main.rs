@@ -5,6 +5,7 @@
 //! listed in [`exit`] and docs/OPERATIONS.md.
 
 mod args;
+mod backups;
 mod client;
 mod commands;
 mod daemon;
@@ -28,6 +29,10 @@ fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
         Command::Run(a) => daemon::run(&ctx, a)?,
         Command::Join(a) => enrol::join(&ctx, a, &mut out)?,
         Command::Relay(a) => enrol::relay(a)?,
+        Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
+        Command::Recovery(c @ args::RecoveryCmd::Restore { .. }) => {
+            backups::recovery(&ctx.home, c, &mut out)?
+        }
         other => loop {
             // While the daemon holds the store, the command runs in the daemon.
             if let Some(api) = client::discover(&ctx.home) {

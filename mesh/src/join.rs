@@ -70,10 +70,14 @@ impl Ticket {
     }
 }
 
+/// The join protocol version this build speaks. Version 2 adds the store's
+/// backup keys to the reply; a version 1 request gets a version 1 reply.
+pub const JOIN_VERSION: u8 = 2;
+
 /// What a joining till asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinRequest {
-    /// Protocol version (1).
+    /// Protocol version (1 or 2).
     pub version: u8,
     /// The ticket's secret.
     pub secret: [u8; 32],
@@ -95,6 +99,17 @@ pub enum JoinReply {
     },
     /// Refused, with the reason.
     Refused(String),
+    /// Welcome, with the store's backup keys (version 2).
+    AcceptedWithKeys {
+        /// The store's display name.
+        store_name: String,
+        /// The role given to the new till.
+        role: String,
+        /// The store's relay URLs.
+        relays: Vec<String>,
+        /// The store's backup keys, oldest first.
+        store_keys: Vec<tillmesh_store::StoreSecret>,
+    },
 }
 
 /// The admin till's side of enrolment.
@@ -127,6 +142,7 @@ impl ProtocolHandler for JoinProto {
             }
         };
         let admin = self.admin.clone();
+        let version = req.version;
         let reply = self
             .store
             .call(move |s| -> JoinReply {
@@ -154,10 +170,19 @@ impl ProtocolHandler for JoinProto {
                 if let Err(e) = s.certify(&admin, joiner, &name, Role::Till) {
                     return JoinReply::Refused(e.to_string());
                 }
-                JoinReply::Accepted {
-                    store_name: s.store_name().to_string(),
-                    role: Role::Till.to_string(),
-                    relays: Vec::new(),
+                if version >= 2 {
+                    JoinReply::AcceptedWithKeys {
+                        store_name: s.store_name().to_string(),
+                        role: Role::Till.to_string(),
+                        relays: Vec::new(),
+                        store_keys: s.store_secrets().unwrap_or_default(),
+                    }
+                } else {
+                    JoinReply::Accepted {
+                        store_name: s.store_name().to_string(),
+                        role: Role::Till.to_string(),
+                        relays: Vec::new(),
+                    }
                 }
             })
             .await
@@ -171,6 +196,20 @@ impl ProtocolHandler for JoinProto {
                     store_name,
                     role,
                     relays: self.relays.clone(),
+                }
+            }
+            JoinReply::AcceptedWithKeys {
+                store_name,
+                role,
+                store_keys,
+                ..
+            } => {
+                self.wake.notify_one();
+                JoinReply::AcceptedWithKeys {
+                    store_name,
+                    role,
+                    relays: self.relays.clone(),
+                    store_keys,
                 }
             }
             refused => refused,
@@ -208,7 +247,7 @@ pub async fn request_join(
     write_msg(
         &mut send,
         &JoinRequest {
-            version: 1,
+            version: JOIN_VERSION,
             secret: ticket.secret,
             name: name.to_string(),
         },

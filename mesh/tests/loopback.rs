@@ -106,7 +106,7 @@ async fn join(ticket: &Ticket, name: &str) -> Result<(Node, StoreHandle, TillKey
         .map_err(|e| e.to_string())?;
     ep.close().await;
     match reply {
-        JoinReply::Accepted { .. } => {}
+        JoinReply::Accepted { .. } | JoinReply::AcceptedWithKeys { .. } => {}
         JoinReply::Refused(why) => return Err(why),
     }
     let mut store = Store::create_in_memory(

@@ -277,6 +277,19 @@ impl Store {
 }
 
 impl Store {
+    /// Audit a backup, restore or USB exchange (`kind`) of `subject`.
+    pub fn record_backup_event(
+        &mut self,
+        kind: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StorageError> {
+        let mut w = self.writer()?;
+        w.audit(kind, subject, detail)?;
+        w.commit()?;
+        Ok(())
+    }
+
     /// Audit a connection refused before any data moved.
     pub fn record_refused(&mut self, peer: &str, reason: &str) -> Result<(), StorageError> {
         let mut w = self.writer()?;

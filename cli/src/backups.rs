@@ -1,0 +1,653 @@
+//! `backup`, `restore`, `sink`, `usb` and `recovery`: the command line over
+//! `tillmesh-backup`.
+//!
+//! The till home holds `store.keys` (mode 0600): the store id, the admin
+//! public key and the store's backup keys, so a restore can run while the
+//! daemon holds the store file. Named sinks live in `sinks.json`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tillmesh_backup::archive::{self, Pick, RestoreSpec};
+use tillmesh_backup::{BackupError, FolderSink, Kind, Sink, device, keys};
+use tillmesh_store::{Store, StoreId, StoreSecret, TillId, TillKey};
+
+use crate::args::{BackupArgs, BackupCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
+use crate::exit::{Damaged, Rejected};
+use crate::output::{Table, time};
+
+/// The keys file of a till home.
+pub fn keys_path(home: &Path) -> PathBuf {
+    home.join("store.keys")
+}
+
+fn sinks_path(home: &Path) -> PathBuf {
+    home.join("sinks.json")
+}
+
+/// What `store.keys` holds.
+#[derive(Serialize, Deserialize)]
+struct KeysFile {
+    version: u16,
+    store_id: String,
+    admin: String,
+    secrets: Vec<StoreSecret>,
+}
+
+/// Make the store's first backup key if it has none, and write `store.keys`.
+pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
+    if store.store_secrets()?.is_empty() {
+        store.add_store_secret(keys::generate(now_ms()))?;
+    }
+    write_keys_file(store, home)
+}
+
+/// Write `store.keys` from the store (mode 0600).
+pub fn write_keys_file(store: &Store, home: &Path) -> Result<()> {
+    let admin = store
+        .admin_key()?
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let file = KeysFile {
+        version: 1,
+        store_id: store.store_id().to_string(),
+        admin,
+        secrets: store.store_secrets()?,
+    };
+    write_secret(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
+}
+
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn read_keys_file(home: &Path) -> Result<KeysFile> {
+    let p = keys_path(home);
+    let bytes = std::fs::read(&p).map_err(|_| {
+        Rejected(format!(
+            "{} has no store keys ({}); run the command on a till of the store, or use `tillmesh recovery restore`",
+            home.display(),
+            p.display()
+        ))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Damaged(format!("{} is damaged: {e}", p.display())).into())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn rejected(msg: impl Into<String>) -> anyhow::Error {
+    Rejected(msg.into()).into()
+}
+
+fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
+    Ok(())
+}
+
+fn load_sinks(home: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    match std::fs::read(sinks_path(home)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| Damaged(format!("{} is damaged: {e}", sinks_path(home).display())).into()),
+        Err(_) => Ok(BTreeMap::new()),
+    }
+}
+
+/// The folder a `SINK|DIR` argument names.
+fn resolve(home: &Path, dest: &str) -> Result<(String, FolderSink)> {
+    let sinks = load_sinks(home)?;
+    let path = sinks
+        .get(dest)
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(dest));
+    Ok((dest.to_string(), FolderSink::new(path)?))
+}
+
+fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderSink)>> {
+    if let Some(d) = dest {
+        return Ok(vec![resolve(home, d)?]);
+    }
+    let sinks = load_sinks(home)?;
+    if sinks.is_empty() {
+        return Err(rejected(
+            "no sink configured; pass --to DIR, or add one with `tillmesh sink add NAME folder PATH`",
+        ));
+    }
+    sinks
+        .into_iter()
+        .map(|(n, p)| Ok((n, FolderSink::new(p)?)))
+        .collect()
+}
+
+/// `tillmesh backup …`.
+pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Write) -> Result<()> {
+    match &a.cmd {
+        Some(BackupCmd::List { from, json }) => {
+            return list(store, home, from.as_deref(), *json, out);
+        }
+        Some(BackupCmd::Verify { from, name, json }) => {
+            return verify(store, home, from.as_deref(), name.as_deref(), *json, out);
+        }
+        None => {}
+    }
+    ensure_keys(store, home)?;
+    let kind = if a.bundle {
+        Kind::Bundle
+    } else {
+        Kind::Snapshot
+    };
+    let mut reports = Vec::new();
+    let mut failed = None;
+    for (name, sink) in default_sinks(home, a.to.as_deref())? {
+        match archive::backup(store, &sink, kind) {
+            Ok(r) => reports.push((name, r)),
+            Err(e) => {
+                failed.get_or_insert_with(|| {
+                    anyhow::Error::new(e).context(format!("backup to {} failed", sink.describe()))
+                });
+            }
+        }
+    }
+    if a.json {
+        let v: Vec<_> = reports
+            .iter()
+            .map(|(n, r)| serde_json::json!({ "sink": n, "name": r.name, "kind": r.kind, "bytes": r.bytes, "docs": r.docs, "changes": r.changes }))
+            .collect();
+        print_json(out, &v)?;
+    } else {
+        for (n, r) in &reports {
+            match &r.name {
+                Some(name) => writeln!(
+                    out,
+                    "Wrote {} {} to {n}: {} bytes, {} documents{}",
+                    r.kind,
+                    name.rsplit('/').next().unwrap_or(name),
+                    r.bytes,
+                    r.docs,
+                    if r.kind == Kind::Bundle {
+                        format!(", {} changes", r.changes)
+                    } else {
+                        String::new()
+                    }
+                )?,
+                None => writeln!(out, "Nothing new for {n}: it already holds every change")?,
+            }
+        }
+    }
+    for (n, r) in &reports {
+        if let Some(name) = &r.name {
+            let _ = store.record_backup_event(
+                "backup",
+                n,
+                serde_json::json!({ "file": name, "bytes": r.bytes, "kind": r.kind }),
+            );
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn first_sink(home: &Path, from: Option<&str>) -> Result<FolderSink> {
+    default_sinks(home, from)?
+        .into_iter()
+        .next()
+        .map(|(_, s)| s)
+        .ok_or_else(|| rejected("no sink"))
+}
+
+fn list(
+    store: &Store,
+    home: &Path,
+    from: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let sink = first_sink(home, from)?;
+    let listed = archive::list(&sink, store.store_id())?;
+    if json {
+        return print_json(out, &listed);
+    }
+    let mut t = Table::new(&["NAME", "KIND", "TILL", "CREATED", "KEY", "BYTES", "PROBLEM"]);
+    for l in &listed {
+        t.row(vec![
+            l.name.rsplit('/').next().unwrap_or(&l.name).to_string(),
+            l.kind.map(|k| k.to_string()).unwrap_or_else(|| "?".into()),
+            l.creator.clone().unwrap_or_default(),
+            l.created_ms.map(time).unwrap_or_default(),
+            l.key_id.clone().unwrap_or_default(),
+            l.bytes.to_string(),
+            l.problem.clone().unwrap_or_default(),
+        ]);
+    }
+    if t.is_empty() {
+        writeln!(out, "No backups of this store on {}", sink.describe())?;
+    } else {
+        write!(out, "{}", t.render())?;
+    }
+    Ok(())
+}
+
+fn verify(
+    store: &Store,
+    home: &Path,
+    from: Option<&str>,
+    name: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let sink = first_sink(home, from)?;
+    let verdicts = archive::verify(store, &sink, name)?;
+    let bad = verdicts.iter().filter(|v| v.error.is_some()).count();
+    if json {
+        print_json(out, &verdicts)?;
+    } else {
+        for v in &verdicts {
+            let short = v.name.rsplit('/').next().unwrap_or(&v.name);
+            match &v.error {
+                None => writeln!(out, "ok       {short} ({} documents)", v.docs)?,
+                Some(e) => writeln!(out, "DAMAGED  {short}: {e}")?,
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(Damaged(format!(
+            "{bad} of {} backups failed verification",
+            verdicts.len()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// `tillmesh sink …`.
+pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
+    let mut sinks = load_sinks(home)?;
+    match c {
+        SinkCmd::Add { name, kind, path } => {
+            if kind != "folder" {
+                return Err(rejected(format!(
+                    "unknown sink kind {kind:?}; this version supports: folder"
+                )));
+            }
+            FolderSink::new(path)?;
+            sinks.insert(name.clone(), path.clone());
+            write_secret(&sinks_path(home), &serde_json::to_vec_pretty(&sinks)?)?;
+            writeln!(out, "Added sink {name}: folder {}", path.display())?;
+        }
+        SinkCmd::Remove { name } => {
+            if sinks.remove(name).is_none() {
+                return Err(anyhow::Error::new(
+                    tillmesh_store::OpenStoreError::NotFound(format!("no sink named {name}")),
+                ));
+            }
+            write_secret(&sinks_path(home), &serde_json::to_vec_pretty(&sinks)?)?;
+            writeln!(out, "Removed sink {name}; its backups stay where they are")?;
+        }
+        SinkCmd::List(f) => {
+            if f.json {
+                let v: Vec<_> = sinks
+                    .iter()
+                    .map(|(n, p)| {
+                        let s = FolderSink::new(p).ok();
+                        serde_json::json!({ "name": n, "kind": "folder", "path": p, "present": s.is_some(), "free_bytes": s.and_then(|s| s.free_space()) })
+                    })
+                    .collect();
+                return print_json(out, &v);
+            }
+            let mut t = Table::new(&["NAME", "KIND", "PATH", "STATE", "FREE"]);
+            for (n, p) in &sinks {
+                let s = FolderSink::new(p).ok();
+                t.row(vec![
+                    n.clone(),
+                    "folder".into(),
+                    p.display().to_string(),
+                    if s.is_some() { "present" } else { "missing" }.into(),
+                    s.and_then(|s| s.free_space())
+                        .map(|f| format!("{} MB", f / 1_000_000))
+                        .unwrap_or_default(),
+                ]);
+            }
+            if t.is_empty() {
+                writeln!(
+                    out,
+                    "No sinks; add one with `tillmesh sink add NAME folder PATH`"
+                )?;
+            } else {
+                write!(out, "{}", t.render())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `tillmesh usb …`.
+pub fn usb(store: &mut Store, home: &Path, c: &UsbCmd, out: &mut dyn Write) -> Result<()> {
+    match c {
+        UsbCmd::Detect(f) => {
+            let devices = device::removable_devices()?;
+            if f.json {
+                return print_json(out, &devices);
+            }
+            let mut t = Table::new(&["MOUNT", "LABEL", "DEVICE", "FS", "SIZE", "MODE"]);
+            for d in &devices {
+                t.row(vec![
+                    d.mount_point.display().to_string(),
+                    d.label.clone().unwrap_or_default(),
+                    d.device.clone(),
+                    d.filesystem.clone(),
+                    d.size_bytes
+                        .map(|s| format!("{} MB", s / 1_000_000))
+                        .unwrap_or_default(),
+                    if d.read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    }
+                    .into(),
+                ]);
+            }
+            if t.is_empty() {
+                writeln!(out, "No removable devices found")?;
+            } else {
+                write!(out, "{}", t.render())?;
+            }
+            Ok(())
+        }
+        UsbCmd::Sync { dir, json } => {
+            ensure_keys(store, home)?;
+            let sink = FolderSink::new(dir)?;
+            let r = archive::usb_sync(store, &sink)?;
+            if r.imported_changes > 0 || r.exported.is_some() {
+                let _ = store.record_backup_event(
+                    "usb-sync",
+                    &dir.display().to_string(),
+                    serde_json::json!({ "imported": r.imported_changes, "exported": r.exported_changes, "refused": r.refused.len() }),
+                );
+            }
+            if *json {
+                return print_json(out, &r);
+            }
+            writeln!(
+                out,
+                "Imported {} changes from {} files on the stick",
+                r.imported_changes, r.files_read
+            )?;
+            match &r.exported {
+                Some(n) => writeln!(
+                    out,
+                    "Exported {} changes to the stick ({})",
+                    r.exported_changes,
+                    n.rsplit('/').next().unwrap_or(n)
+                )?,
+                None => writeln!(
+                    out,
+                    "Exported nothing: the stick already holds every change"
+                )?,
+            }
+            for (n, why) in &r.refused {
+                writeln!(out, "REFUSED  {}: {why}", n.rsplit('/').next().unwrap_or(n))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `tillmesh recovery create` (runs on the store).
+pub fn recovery_create(
+    store: &mut Store,
+    home: &Path,
+    file: &Path,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let admin = TillKey::load(&home.join("admin.key")).map_err(|_| {
+        rejected(
+            "only the admin till (the one that ran `tillmesh init`) can write the recovery file",
+        )
+    })?;
+    ensure_keys(store, home)?;
+    write_recovery(store, &admin, file)?;
+    writeln!(
+        out,
+        "Wrote the recovery file {}; keep it and its passphrase away from the tills",
+        file.display()
+    )?;
+    Ok(())
+}
+
+/// Write the recovery file, the passphrase from `$TILLMESH_RECOVERY_PASSPHRASE`.
+pub fn write_recovery(store: &Store, admin: &TillKey, file: &Path) -> Result<()> {
+    let pass = std::env::var("TILLMESH_RECOVERY_PASSPHRASE").map_err(|_| {
+        rejected("set TILLMESH_RECOVERY_PASSPHRASE to the passphrase for the recovery file")
+    })?;
+    let r = keys::Recovery {
+        version: 1,
+        store_id: store.store_id().to_string(),
+        store_name: store.store_name().to_string(),
+        admin_seed: hex::encode(admin.seed()),
+        secrets: store.store_secrets()?,
+    };
+    let sealed =
+        keys::seal_recovery(&r, &pass, work_factor()).map_err(|e| rejected(e.to_string()))?;
+    write_secret(file, &sealed)
+}
+
+/// age's scrypt work factor (2^N); tests may lower it.
+fn work_factor() -> u8 {
+    std::env::var("TILLMESH_SCRYPT_WORK_FACTOR")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(18)
+}
+
+/// Parse `--at`: Unix milliseconds, or UTC `YYYY-MM-DDTHH:MM[:SS]`.
+pub fn parse_time(s: &str) -> Result<u64> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    let bad = || {
+        rejected(format!(
+            "cannot read the time {s:?}; use YYYY-MM-DDTHH:MM[:SS] (UTC) or Unix milliseconds"
+        ))
+    };
+    let s = s.trim_end_matches('Z');
+    let (date, clock) = s.split_once(['T', ' ']).unwrap_or((s, "00:00"));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    let c: Vec<i64> = clock
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_>>()?;
+    if d.len() != 3 || c.len() < 2 || c.len() > 3 {
+        return Err(bad());
+    }
+    let (y, m, day) = (d[0], d[1], d[2]);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return Err(bad());
+    }
+    // Days from civil (Howard Hinnant).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + c[0] * 3600 + c[1] * 60 + c.get(2).copied().unwrap_or(0);
+    u64::try_from(secs * 1000).map_err(|_| bad())
+}
+
+fn print_restore(
+    r: &archive::RestoreReport,
+    home: &Path,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if json {
+        return print_json(out, r);
+    }
+    writeln!(
+        out,
+        "Restored {} documents from {} and {} bundles into {}",
+        r.docs,
+        r.snapshot.rsplit('/').next().unwrap_or(&r.snapshot),
+        r.bundles.len(),
+        home.display()
+    )?;
+    for (n, why) in &r.skipped {
+        writeln!(out, "skipped  {}: {why}", n.rsplit('/').next().unwrap_or(n))?;
+    }
+    Ok(())
+}
+
+fn new_home(home: &Path) -> Result<()> {
+    if home.join("store.redb").exists() || home.join("till.key").exists() {
+        return Err(rejected(format!(
+            "{} already holds a till; restore into a new, empty folder",
+            home.display()
+        )));
+    }
+    crate::commands::create_home(home)
+}
+
+/// `tillmesh restore --from DIR --home NEWDIR`.
+pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> {
+    let source = a
+        .keys
+        .clone()
+        .or_else(|| std::env::var_os("TILLMESH_HOME").map(PathBuf::from))
+        .filter(|k| k != home)
+        .ok_or_else(|| {
+            rejected("restore needs the store keys of a till: run it with TILLMESH_HOME set to a till of the store, or pass --keys DIR")
+        })?;
+    let kf = read_keys_file(&source)?;
+    let store_id: StoreId = kf
+        .store_id
+        .parse()
+        .map_err(|_| Damaged("store.keys: bad store id".into()))?;
+    let admin: TillId = kf
+        .admin
+        .parse()
+        .map_err(|_| Damaged("store.keys: bad admin key".into()))?;
+    let certify = TillKey::load(&source.join("admin.key")).ok();
+    let pick = match (&a.snapshot, &a.at) {
+        (Some(s), _) => Pick::Named(s.clone()),
+        (None, Some(t)) => Pick::At(parse_time(t)?),
+        (None, None) => Pick::Newest,
+    };
+    new_home(home)?;
+    let key = TillKey::generate();
+    let sink = FolderSink::new(&a.from)?;
+    let report = archive::restore(
+        &sink,
+        RestoreSpec {
+            store_id,
+            admin,
+            secrets: &kf.secrets,
+            home,
+            key: key.clone(),
+            till_name: a.till.parse().map_err(|e| rejected(format!("{e}")))?,
+            certify_with: certify.as_ref(),
+            pick,
+        },
+    )
+    .map_err(restore_error)?;
+    finish_home(home, &key, &kf.secrets, store_id, admin)?;
+    print_restore(&report, home, a.json, out)
+}
+
+fn restore_error(e: BackupError) -> anyhow::Error {
+    match e {
+        BackupError::Damaged { .. } | BackupError::NoSnapshot { .. } => {
+            Damaged(e.to_string()).into()
+        }
+        BackupError::HomeInUse(_) => rejected(e.to_string()),
+        other => other.into(),
+    }
+}
+
+fn finish_home(
+    home: &Path,
+    key: &TillKey,
+    secrets: &[StoreSecret],
+    store_id: StoreId,
+    admin: TillId,
+) -> Result<()> {
+    key.save(&home.join("till.key"))?;
+    let file = KeysFile {
+        version: 1,
+        store_id: store_id.to_string(),
+        admin: admin.to_string(),
+        secrets: secrets.to_vec(),
+    };
+    write_secret(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
+}
+
+/// `tillmesh recovery restore FILE --from DIR --home NEWDIR`.
+pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()> {
+    let RecoveryCmd::Restore { file, from, till } = c else {
+        return Err(rejected("recovery create runs on the admin till's store"));
+    };
+    let pass = std::env::var("TILLMESH_RECOVERY_PASSPHRASE").map_err(|_| {
+        rejected("set TILLMESH_RECOVERY_PASSPHRASE to the recovery file's passphrase")
+    })?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let r = keys::open_recovery(&bytes, &pass).map_err(|e| match e {
+        keys::RecoveryError::WrongPassphrase => rejected(e.to_string()),
+        other => Damaged(other.to_string()).into(),
+    })?;
+    let store_id = r.store().map_err(|e| Damaged(e.to_string()))?;
+    let admin_key = r.admin().map_err(|e| Damaged(e.to_string()))?;
+    new_home(home)?;
+    let key = TillKey::generate();
+    let sink = FolderSink::new(from)?;
+    let report = archive::restore(
+        &sink,
+        RestoreSpec {
+            store_id,
+            admin: admin_key.till_id(),
+            secrets: &r.secrets,
+            home,
+            key: key.clone(),
+            till_name: till.parse().map_err(|e| rejected(format!("{e}")))?,
+            certify_with: Some(&admin_key),
+            pick: Pick::Newest,
+        },
+    )
+    .map_err(restore_error)?;
+    finish_home(home, &key, &r.secrets, store_id, admin_key.till_id())?;
+    admin_key.save(&home.join("admin.key"))?;
+    print_restore(&report, home, false, out)?;
+    writeln!(
+        out,
+        "This till holds the admin key: it can invite the other tills again"
+    )?;
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! Backups through the `tillmesh` binary: a wiped till restored from its
+//! recovery file, USB carry between tills that never meet after joining, and
+//! real device faults (a full tmpfs, a read-only mount).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Till;
+
+fn receipts(t: &Till) -> Vec<String> {
+    let v = t.json(&["sales"]);
+    let mut r: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s["receipt"].as_str().expect("receipt").to_string())
+        .collect();
+    r.sort();
+    r
+}
+
+fn sell(t: &Till, n: usize) {
+    for _ in 0..n {
+        t.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    }
+}
+
+fn founder(root: &Path) -> Till {
+    let a = Till::new(root, "a");
+    a.ok(&["init", "--store", "Corner Shop", "--till", "A"]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.50"]);
+    a
+}
+
+#[test]
+fn a_lost_till_comes_back_from_its_recovery_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    let rec = dir.path().join("recovery.age");
+    let mut init = a.cmd(&[
+        "init",
+        "--store",
+        "Corner Shop",
+        "--till",
+        "A",
+        "--recovery",
+        rec.to_str().expect("path"),
+    ]);
+    init.env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
+        .env("TILLMESH_SCRYPT_WORK_FACTOR", "4");
+    assert!(init.status().expect("init").success());
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.50"]);
+    sell(&a, 3);
+    let nas = dir.path().join("nas");
+    std::fs::create_dir(&nas).expect("nas");
+    a.ok(&["sink", "add", "nas", "folder", nas.to_str().expect("path")]);
+    let out = a.ok(&["backup"]);
+    assert!(out.contains("Wrote snapshot"), "{out}");
+    sell(&a, 2);
+    let out = a.ok(&["backup", "--bundle"]);
+    // Two sales, and the audit entry of the snapshot before.
+    assert!(out.contains("3 changes"), "{out}");
+    let before = receipts(&a);
+    let verified = a.ok(&["backup", "verify"]);
+    assert_eq!(verified.matches("ok ").count(), 2, "{verified}");
+
+    // Every till lost.
+    std::fs::remove_dir_all(&a.home).expect("wipe");
+    let r = Till::new(dir.path(), "r");
+    let wrong = r
+        .cmd(&[
+            "recovery",
+            "restore",
+            rec.to_str().expect("path"),
+            "--from",
+            nas.to_str().expect("path"),
+            "--home",
+            r.home.to_str().expect("path"),
+        ])
+        .env("TILLMESH_RECOVERY_PASSPHRASE", "wrong horse battery")
+        .output()
+        .expect("run");
+    assert_eq!(wrong.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("passphrase"));
+    assert!(!r.home.join("store.redb").exists(), "nothing left behind");
+    let restored = r
+        .cmd(&[
+            "recovery",
+            "restore",
+            rec.to_str().expect("path"),
+            "--from",
+            nas.to_str().expect("path"),
+            "--home",
+            r.home.to_str().expect("path"),
+        ])
+        .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
+        .output()
+        .expect("run");
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(receipts(&r), before);
+    // The restored till sells, and holds the admin key.
+    r.ok(&["sale", "--line", "TEA", "--tender", "card"]);
+    assert!(r.home.join("admin.key").exists());
+    let audit = r.ok(&["audit", "verify"]);
+    assert!(!audit.contains("BROKEN"), "{audit}");
+}
+
+#[test]
+fn restore_at_a_time_and_never_over_a_live_till() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    let stick = dir.path().join("stick");
+    std::fs::create_dir(&stick).expect("stick");
+    let to = stick.to_str().expect("path");
+    sell(&a, 2);
+    a.ok(&["backup", "--to", to]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    sell(&a, 1);
+    a.ok(&["backup", "--to", to, "--bundle"]);
+    let then = receipts(&a);
+    let listed = a.json(&["backup", "list", "--from", to]);
+    let t = listed.as_array().expect("list")[1]["created_ms"]
+        .as_u64()
+        .expect("created");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    sell(&a, 4);
+    a.ok(&["backup", "--to", to, "--bundle"]);
+
+    let r = Till::new(dir.path(), "r");
+    let at = t.to_string();
+    let out = a.ok(&[
+        "restore",
+        "--from",
+        to,
+        "--at",
+        &at,
+        "--home",
+        r.home.to_str().expect("path"),
+    ]);
+    assert!(out.contains("1 bundles"), "{out}");
+    assert_eq!(receipts(&r), then);
+
+    let out = a.run(&[
+        "restore",
+        "--from",
+        to,
+        "--home",
+        r.home.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a live till is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a till"));
+}
+
+#[test]
+fn usb_sync_carries_sales_between_tills_that_never_meet() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    let ticket = a.ok(&["invite"]);
+    b.ok(&[
+        "join",
+        ticket.trim(),
+        "--till",
+        "B",
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    da.stop();
+    assert!(
+        b.home.join("store.keys").exists(),
+        "the join handed over the store keys"
+    );
+
+    // Apart from here on.
+    sell(&a, 3);
+    sell(&b, 4);
+    let stick = dir.path().join("stick");
+    std::fs::create_dir(&stick).expect("stick");
+    let s = stick.to_str().expect("path");
+    let first = a.json(&["usb", "sync", s]);
+    assert!(
+        first["exported_changes"].as_u64().expect("n") > 0,
+        "{first}"
+    );
+    let second = b.json(&["usb", "sync", s]);
+    assert!(
+        second["imported_changes"].as_u64().expect("n") > 0,
+        "{second}"
+    );
+    let third = a.ok(&["usb", "sync", s]);
+    assert!(third.contains("Imported"), "{third}");
+    assert_eq!(receipts(&a), receipts(&b));
+    assert_eq!(receipts(&a).len(), 7);
+    // Only ciphertext on the stick.
+    for entry in walk(&stick) {
+        let bytes = std::fs::read(&entry).expect("read");
+        assert!(
+            !bytes.windows(11).any(|w| w == b"Corner Shop"),
+            "{}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A tmpfs of `size` mounted at `at`; unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root (CI runs as root): mount -t tmpfs failed"
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn remount_ro(&self) {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "remount read-only");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_device_and_a_read_only_one_fail_clearly_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    sell(&a, 2);
+    let mnt = dir.path().join("small");
+    let fs = Tmpfs::mount(&mnt, "48k");
+    let to = mnt.to_str().expect("path");
+    a.ok(&["backup", "--to", to]);
+    let first = a.json(&["backup", "list", "--from", to]);
+    assert_eq!(first.as_array().expect("list").len(), 1);
+
+    // Grow the store until a snapshot no longer fits.
+    let mut failed = None;
+    for _ in 0..40 {
+        sell(&a, 25);
+        let out = a.run(&["backup", "--to", to]);
+        if !out.status.success() {
+            failed = Some(out);
+            break;
+        }
+    }
+    let out = failed.expect("the device filled up");
+    assert_eq!(out.status.code(), Some(7), "disk full exit code");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is full") && err.contains(to), "{err}");
+    assert!(err.contains("needs"), "names the space needed: {err}");
+    // Earlier backups intact, no temporary file left, the till keeps selling.
+    let verified = a.ok(&["backup", "verify", "--from", to]);
+    assert!(!verified.contains("DAMAGED"), "{verified}");
+    assert!(
+        !walk(&mnt)
+            .iter()
+            .any(|p| p.to_string_lossy().contains(".tmp-")),
+        "no temporary file left"
+    );
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+
+    drop(fs);
+    let ro_mnt = dir.path().join("ro");
+    let ro = Tmpfs::mount(&ro_mnt, "4m");
+    ro.remount_ro();
+    let out = a.run(&["backup", "--to", ro_mnt.to_str().expect("path")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") || err.contains("read-only"),
+        "{err}"
+    );
+}
