@@ -13,7 +13,12 @@ fn sample() -> (Vec<u8>, StoreId, Vec<tillmesh_store::StoreSecret>) {
     let key = keys::generate(1);
     let mut w = Writer::new(Kind::Bundle, store, "Corpus Shop");
     w.add("catalog", vec![[1; 32]], Form::Changes, vec![0, 1, 2, 3]);
-    w.add("config", vec![], Form::Saved, b"not really a document".to_vec());
+    w.add(
+        "config",
+        vec![],
+        Form::Saved,
+        b"not really a document".to_vec(),
+    );
     let file = w.finish(&till, &key, 1_700_000_000_000).expect("file");
     (file, store, vec![key])
 }
