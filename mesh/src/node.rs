@@ -27,7 +27,7 @@ use iroh::{
     Endpoint, EndpointAddr, EndpointId, NetReportConfig, RelayConfig, RelayMap, RelayMode,
     RelayUrl, SecretKey,
 };
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
 use tillmesh_store::{MemberStatus, StoreId, TillId, TillKey};
 use tokio::sync::{Notify, mpsc};
@@ -52,6 +52,9 @@ const GOSSIP_MIN_NEIGHBOURS: usize = 2;
 
 /// QUIC close code for a refused peer.
 pub const NOT_A_MEMBER: u32 = 403;
+
+/// QUIC close code for a peer cut off by [`Node::cut_off`].
+const CUT_OFF: u32 = 503;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -149,6 +152,8 @@ fn now_ms() -> u64 {
 #[derive(Debug, Clone)]
 struct Gate {
     members: Arc<RwLock<HashSet<EndpointId>>>,
+    /// Peers this till behaves as if cut off from ([`Node::cut_off`]).
+    cut: Arc<RwLock<HashSet<EndpointId>>>,
     store: StoreHandle,
     refused: mpsc::UnboundedSender<(EndpointId, String)>,
     conns: Conns,
@@ -167,6 +172,12 @@ async fn is_member(store: &StoreHandle, till: TillId) -> bool {
 
 impl EndpointHooks for Gate {
     async fn after_handshake<'a>(&'a self, conn: &'a Connection) -> AfterHandshakeOutcome {
+        if self.cut.read().is_ok_and(|c| c.contains(&conn.remote_id())) {
+            return AfterHandshakeOutcome::Reject {
+                error_code: VarInt::from_u32(CUT_OFF),
+                reason: b"cut off".to_vec(),
+            };
+        }
         if conn.alpn() == JOIN_ALPN {
             return AfterHandshakeOutcome::Accept;
         }
@@ -284,6 +295,144 @@ fn record(
     }
 }
 
+/// Time between checks of the gossip neighbours while a till has enough of them.
+const GOSSIP_CHECK: Duration = Duration::from_secs(2);
+
+/// Longest wait between attempts of a till that reaches no member.
+const GOSSIP_MAX_BACKOFF: Duration = Duration::from_secs(16);
+
+/// Dial `peers` on the gossip ALPN (concurrently, each within [`DIAL_TIMEOUT`]), hand
+/// each connection to gossip, then ask the peers that answered to take this till into
+/// the swarm. Returns how many answered.
+///
+/// iroh-gossip 0.101 dials by itself when asked to join a peer, but once such a dial
+/// fails (no address yet, the peer offline or refusing us) it keeps the peer as
+/// "pending" with a queued message and never dials it again, and a peer whose
+/// connection closed before it became a neighbour keeps a dead sender: every later
+/// message to it is dropped. A till that tried its bootstrap peers before it knew
+/// their addresses was cut off for good. A connection handed over through
+/// `handle_connection` replaces either state, so the node dials itself.
+async fn gossip_join(
+    endpoint: &Endpoint,
+    gossip: &iroh_gossip::Gossip,
+    sender: &iroh_gossip::api::GossipSender,
+    peers: Vec<EndpointId>,
+) -> usize {
+    let mut dials = tokio::task::JoinSet::new();
+    for peer in peers {
+        let endpoint = endpoint.clone();
+        dials.spawn(async move {
+            match tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(peer, iroh_gossip::ALPN))
+                .await
+            {
+                Ok(Ok(conn)) => Some(conn),
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer.fmt_short(), error = %e, "gossip dial failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %peer.fmt_short(), "gossip dial timed out");
+                    None
+                }
+            }
+        });
+    }
+    let mut reached = Vec::new();
+    while let Some(done) = dials.join_next().await {
+        if let Ok(Some(conn)) = done {
+            let peer = conn.remote_id();
+            if gossip.handle_connection(conn).await.is_ok() {
+                reached.push(peer);
+            }
+        }
+    }
+    let n = reached.len();
+    if n > 0 {
+        let _ = sender.join_peers(reached).await;
+    }
+    n
+}
+
+/// Keeps this till in its store's gossip swarm: while it has fewer than
+/// [`GOSSIP_MIN_NEIGHBOURS`] neighbours (at start, after a network cut, when peers
+/// restarted) it asks [`GOSSIP_BOOTSTRAP`] random members to take it in, backing off
+/// while none answers; newly certified members are asked at once.
+///
+/// A swarm split by a network partition stays split once the network heals (every
+/// till still has neighbours on its own side), so a till that has not heard a
+/// member's heartbeat for three heartbeat periods asks that member directly, one
+/// member per three periods: the join links the two sides again.
+async fn keep_in_swarm(
+    ctx: SyncContext,
+    gossip: iroh_gossip::Gossip,
+    sender: iroh_gossip::api::GossipSender,
+    neighbours: Arc<Mutex<Vec<EndpointId>>>,
+    wake: Arc<Notify>,
+    mut joined: mpsc::UnboundedReceiver<Vec<EndpointId>>,
+    heartbeat_every: Duration,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let mut new_members: Vec<EndpointId> = Vec::new();
+    let silence = heartbeat_every * 3;
+    let started = now_ms();
+    let mut last_bridge = std::time::Instant::now();
+    loop {
+        let current: HashSet<EndpointId> = neighbours
+            .lock()
+            .map(|n| n.iter().copied().collect())
+            .unwrap_or_default();
+        let known = ctx.members.read().map(|m| m.len()).unwrap_or(0);
+        let lacking = current.len() < GOSSIP_MIN_NEIGHBOURS.min(known);
+        let mut ask: Vec<EndpointId> = new_members
+            .drain(..)
+            .filter(|p| !current.contains(p))
+            .collect();
+        if lacking {
+            let mut except = current.clone();
+            except.extend(ask.iter().copied());
+            ask.extend(ctx.random_members(GOSSIP_BOOTSTRAP, &except));
+        } else if last_bridge.elapsed() >= silence {
+            last_bridge = std::time::Instant::now();
+            let silent = ctx.silent_members(&current, started, silence);
+            if let Some(peer) = silent.choose(&mut rand::rng()) {
+                tracing::debug!(peer = %peer.fmt_short(), silent = silent.len(), "no heartbeat from a member: asking it to join");
+                ask.push(*peer);
+            }
+        }
+        let mut wait = GOSSIP_CHECK;
+        if !ask.is_empty() {
+            let asked = ask.len();
+            let reached = gossip_join(&ctx.endpoint, &gossip, &sender, ask).await;
+            tracing::debug!(
+                neighbours = current.len(),
+                asked,
+                reached,
+                "asked members to take this till into the gossip swarm"
+            );
+            if lacking {
+                if reached == 0 {
+                    wait = backoff;
+                    backoff = (backoff * 2).min(GOSSIP_MAX_BACKOFF);
+                } else {
+                    // Give the answers a moment to arrive before looking again.
+                    wait = Duration::from_secs(1);
+                    backoff = Duration::from_secs(1);
+                }
+            }
+        } else if !lacking {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            added = joined.recv() => match added {
+                Some(added) => new_members.extend(added),
+                None => break,
+            },
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// Build an endpoint for `key` with no n0 services: relays and direct binding
 /// exactly as configured.
 pub async fn endpoint(
@@ -363,6 +512,9 @@ pub enum NodeError {
 pub struct Node {
     ctx: SyncContext,
     neighbours: Arc<AtomicUsize>,
+    neighbour_ids: Arc<Mutex<Vec<EndpointId>>>,
+    gossip_wake: Arc<Notify>,
+    cut: Arc<RwLock<HashSet<EndpointId>>>,
     router: Router,
     wake: Arc<Notify>,
     stop: Arc<Notify>,
@@ -382,8 +534,10 @@ impl Node {
         let members: Arc<RwLock<HashSet<EndpointId>>> = Arc::default();
         let (refused_tx, mut refused_rx) = mpsc::unbounded_channel();
         let conns: Conns = Arc::default();
+        let cut: Arc<RwLock<HashSet<EndpointId>>> = Arc::default();
         let gate = Gate {
             members: members.clone(),
+            cut: cut.clone(),
             store: store.clone(),
             refused: refused_tx,
             conns: conns.clone(),
@@ -424,6 +578,9 @@ impl Node {
         let (joined, mut joined_rx) = mpsc::unbounded_channel();
         let mut node = Node {
             neighbours: Arc::default(),
+            neighbour_ids: Arc::default(),
+            gossip_wake: Arc::default(),
+            cut,
             ctx: SyncContext {
                 endpoint,
                 store,
@@ -463,44 +620,63 @@ impl Node {
             }
         }));
 
-        // Gossip: local changes out, peers' changes in. A till bootstraps into the
-        // swarm through a few random members; the swarm introduces the rest.
+        // Gossip: local changes out, peers' changes in. The topic is joined with no
+        // bootstrap: the keeper below brings this till into the swarm, dialling the
+        // gossip connections itself (see `gossip_join`).
         while joined_rx.try_recv().is_ok() {}
         let (sender, mut receiver) = gossip
-            .subscribe(
-                crate::gossip::topic(&store_id),
-                node.ctx.random_members(GOSSIP_BOOTSTRAP),
-            )
+            .subscribe(crate::gossip::topic(&store_id), Vec::new())
             .await
             .map_err(|e| NodeError::Bind(format!("gossip: {e}")))?
             .split();
-        // Newly certified members (a till that just joined) are introduced at once.
-        let join_sender = sender.clone();
-        node.tasks.push(tokio::spawn(async move {
-            while let Some(added) = joined_rx.recv().await {
-                let _ = join_sender.join_peers(added).await;
-            }
-        }));
+        let gossip_wake = node.gossip_wake.clone();
+        let heartbeat_every = config
+            .sync_interval
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        {
+            let ctx = node.sync_context();
+            let (gossip, sender) = (gossip.clone(), sender.clone());
+            let (ids, wake) = (node.neighbour_ids.clone(), gossip_wake.clone());
+            node.tasks.push(tokio::spawn(async move {
+                keep_in_swarm(ctx, gossip, sender, ids, wake, joined_rx, heartbeat_every).await;
+            }));
+        }
         let neighbours = node.neighbours.clone();
         let store = node.ctx.store.clone();
         let links = node.ctx.links.clone();
         let seen = neighbours.clone();
+        let seen_ids = node.neighbour_ids.clone();
+        let lag_wake = node.wake.clone();
+        let keeper_wake = gossip_wake.clone();
         node.tasks.push(tokio::spawn(async move {
             use n0_future::StreamExt;
             while let Some(event) = receiver.next().await {
                 let msg = match event {
                     Ok(iroh_gossip::api::Event::Received(msg)) => msg,
-                    Ok(iroh_gossip::api::Event::NeighborUp(n)) => {
-                        tracing::debug!(peer = %n.fmt_short(), "gossip neighbour up");
-                        seen.store(receiver.neighbors().count(), Ordering::Relaxed);
+                    Ok(
+                        ref e @ (iroh_gossip::api::Event::NeighborUp(n)
+                        | iroh_gossip::api::Event::NeighborDown(n)),
+                    ) => {
+                        let up = matches!(e, iroh_gossip::api::Event::NeighborUp(_));
+                        let ids: Vec<EndpointId> = receiver.neighbors().collect();
+                        tracing::debug!(peer = %n.fmt_short(), up, neighbours = ids.len(), "gossip neighbour changed");
+                        // One neighbour short: the keeper finds another at once.
+                        if !up && ids.len() < GOSSIP_MIN_NEIGHBOURS {
+                            keeper_wake.notify_one();
+                        }
+                        seen.store(ids.len(), Ordering::Relaxed);
+                        if let Ok(mut s) = seen_ids.lock() {
+                            *s = ids;
+                        }
                         continue;
                     }
-                    Ok(iroh_gossip::api::Event::NeighborDown(n)) => {
-                        tracing::debug!(peer = %n.fmt_short(), "gossip neighbour down");
-                        seen.store(receiver.neighbors().count(), Ordering::Relaxed);
+                    // This till read too slowly and missed messages: anti-entropy
+                    // brings them.
+                    Ok(iroh_gossip::api::Event::Lagged) => {
+                        tracing::warn!("gossip lagged; a sync round fetches what was missed");
+                        lag_wake.notify_one();
                         continue;
                     }
-                    Ok(_) => continue,
                     // A hiccup of one neighbour is not the end of gossip.
                     Err(e) => {
                         tracing::warn!(error = %e, "gossip receive error");
@@ -562,9 +738,7 @@ impl Node {
         let hb_ctx = node.sync_context();
         let hb_sender = sender.clone();
         let hb_key = key.clone();
-        let every = config
-            .sync_interval
-            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let every = heartbeat_every;
         node.tasks.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -608,13 +782,11 @@ impl Node {
                 if let Err(e) = ctx.round(if all { usize::MAX } else { fanout }).await {
                     tracing::warn!(error = %e, "anti-entropy round failed");
                 }
-                // A till that lost its gossip neighbours (a network cut, peers
-                // restarted) asks a few random members to take it back.
+                // Members and addresses may be new: a till short of gossip
+                // neighbours tries again at once.
                 let known = ctx.members.read().map(|m| m.len()).unwrap_or(0);
                 if neighbours.load(Ordering::Relaxed) < GOSSIP_MIN_NEIGHBOURS.min(known) {
-                    let _ = sender
-                        .join_peers(ctx.random_members(GOSSIP_BOOTSTRAP))
-                        .await;
+                    gossip_wake.notify_one();
                 }
                 tokio::select! {
                     _ = stop.notified() => break,
@@ -663,6 +835,43 @@ impl Node {
         self.neighbours.load(Ordering::Relaxed)
     }
 
+    /// Behave as if the network between this till and `peers` were cut, for tests
+    /// and simulations of partitions: their connections are closed, and refused
+    /// after the handshake both ways until the next call (an empty list heals).
+    #[doc(hidden)]
+    pub fn cut_off(&self, peers: &[TillId]) {
+        let set: HashSet<EndpointId> = peers
+            .iter()
+            .filter_map(|t| EndpointId::from_bytes(t.as_bytes()).ok())
+            .collect();
+        if let Ok(mut c) = self.cut.write() {
+            c.clone_from(&set);
+        }
+        for peer in set {
+            let open = self
+                .ctx
+                .conns
+                .lock()
+                .map(|mut c| c.remove(&peer).unwrap_or_default())
+                .unwrap_or_default();
+            for conn in open.iter().filter_map(|w| w.upgrade()) {
+                conn.close(VarInt::from_u32(CUT_OFF), b"cut off");
+            }
+        }
+    }
+
+    /// This till's gossip neighbours now.
+    pub fn gossip_neighbour_ids(&self) -> Vec<TillId> {
+        self.neighbour_ids
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .map(|e| TillId::from_bytes(*e.as_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// What this till knows of its peers' connections.
     pub fn links(&self) -> HashMap<TillId, PeerLink> {
         self.ctx.links.lock().map(|l| l.clone()).unwrap_or_default()
@@ -708,16 +917,46 @@ struct SyncContext {
 }
 
 impl SyncContext {
-    /// Up to `n` members, chosen at random.
-    fn random_members(&self, n: usize) -> Vec<EndpointId> {
+    /// Up to `n` members not in `except`, chosen at random.
+    fn random_members(&self, n: usize, except: &HashSet<EndpointId>) -> Vec<EndpointId> {
         let mut all: Vec<EndpointId> = self
             .members
             .read()
-            .map(|m| m.iter().copied().collect())
+            .map(|m| m.difference(except).copied().collect())
             .unwrap_or_default();
         all.shuffle(&mut rand::rng());
         all.truncate(n);
         all
+    }
+
+    /// Members, other than `except`, whose last heartbeat (or, for those never
+    /// heard, this node's start at `since` unix ms) is older than `silence`.
+    fn silent_members(
+        &self,
+        except: &HashSet<EndpointId>,
+        since: u64,
+        silence: Duration,
+    ) -> Vec<EndpointId> {
+        let now = now_ms();
+        let limit = silence.as_millis() as u64;
+        let links = self.links.lock().map(|l| l.clone()).unwrap_or_default();
+        self.members
+            .read()
+            .map(|m| {
+                m.iter()
+                    .filter(|e| !except.contains(*e))
+                    .filter(|e| {
+                        let heard = links
+                            .get(&TillId::from_bytes(*e.as_bytes()))
+                            .and_then(|l| l.last_heartbeat)
+                            .unwrap_or(since)
+                            .max(since);
+                        now.saturating_sub(heard) > limit
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// This till's addresses: its direct sockets, and its relays (the configured
