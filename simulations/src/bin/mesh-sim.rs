@@ -288,7 +288,10 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(a.gap_ms)).await;
     }
     let bytes = sent_bytes(&nodes) - bytes_before;
-    eprintln!("gossip swarm at the end: {}", swarm_shape(&nodes, &keys).text);
+    eprintln!(
+        "gossip swarm at the end: {}",
+        swarm_shape(&nodes, &keys).text
+    );
     everywhere.sort();
     arrivals.sort();
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
@@ -330,8 +333,11 @@ async fn main() -> Result<()> {
         bytes / a.sales as u64,
         bytes / (a.sales * a.tills) as u64
     );
+    // All at once: a node closing waits for its peers to acknowledge.
+    let mut closing = tokio::task::JoinSet::new();
     for n in nodes {
-        n.shutdown().await;
+        closing.spawn(n.shutdown());
     }
+    while closing.join_next().await.is_some() {}
     Ok(())
 }

@@ -1,0 +1,233 @@
+//! A till back after a week off: while it was away the other tills of the store
+//! recorded a week of sales; it comes back and catches up through sync sessions
+//! (real iroh endpoints on loopback, the node's own anti-entropy round with up to
+//! `fanout` peers at once). Measures the time until its documents equal the
+//! peers', and the bytes sent.
+//!
+//! ```text
+//! cargo run --release -p tillmesh-sim --bin catchup-sim -- [--tills 100] [--days 7]
+//!     [--sales 350000] [--peers 1] [--products 2000]
+//! ```
+//! `--sales` is spread over the other `--tills - 1` tills and `--days` days, one
+//! document per till and day, each change exactly as that till would have written
+//! it (`workload::day_of_sales`). `--peers` tills hold the whole week and serve the
+//! catch-up; each is filled directly, which takes most of the run's time.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rand::SeedableRng;
+use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
+use tillmesh_sim::workload;
+use tillmesh_store::{Day, DocId, NewStore, Role, Store, StoreId, StoreOptions, TillKey, TillName};
+
+struct Args {
+    tills: usize,
+    days: usize,
+    sales: usize,
+    peers: usize,
+    products: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        tills: 100,
+        days: 7,
+        sales: 350_000,
+        peers: 1,
+        products: 2000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--tills" => a.tills = v.parse()?,
+            "--days" => a.days = v.parse()?,
+            "--sales" => a.sales = v.parse()?,
+            "--peers" => a.peers = v.parse()?,
+            "--products" => a.products = v.parse()?,
+            _ => anyhow::bail!("unknown flag {flag}"),
+        }
+    }
+    anyhow::ensure!(
+        a.tills >= 2 && a.peers >= 1 && a.days >= 1,
+        "need 2 tills, 1 peer, 1 day"
+    );
+    Ok(a)
+}
+
+fn sent(node: &Node) -> u64 {
+    let m = &node.endpoint().metrics().socket;
+    m.send_ipv4.get() + m.send_ipv6.get() + m.send_relay.get()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let a = parse_args()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let store_id = StoreId::random();
+    let admin = TillKey::generate();
+    // Tills 0..peers serve the catch-up; the last one was away.
+    let keys: Vec<TillKey> = (0..=a.peers).map(|_| TillKey::generate()).collect();
+    let away = a.peers;
+    let new = |i: usize| -> Result<NewStore> {
+        Ok(NewStore {
+            store_id,
+            store_name: "Sim".into(),
+            till_name: format!("T{i:03}").parse()?,
+            role: if i == 0 { Role::BackOffice } else { Role::Till },
+            founder: i == 0,
+        })
+    };
+    let mut founder = Store::create_in_memory(keys[0].clone(), new(0)?, StoreOptions::default())?;
+    founder.set_admin_key(admin.till_id())?;
+    workload::add_products(&mut founder, a.products)?;
+    for (i, k) in keys.iter().enumerate() {
+        let role = if i == 0 { Role::BackOffice } else { Role::Till };
+        founder.certify(&admin, k.till_id(), &format!("T{i:03}").parse()?, role)?;
+    }
+    let mut seed = Vec::new();
+    for doc in founder.doc_ids()? {
+        seed.push((doc, founder.changes_since(&doc, &[])?));
+    }
+    let mut stores = vec![founder];
+    for (i, k) in keys.iter().enumerate().skip(1) {
+        let mut s = Store::create_in_memory(k.clone(), new(i)?, StoreOptions::default())?;
+        s.set_admin_key(admin.till_id())?;
+        for (doc, changes) in &seed {
+            s.apply_changes(doc, changes)?;
+        }
+        stores.push(s);
+    }
+
+    // The week the till missed, on every serving peer.
+    let sellers = a.tills - 1;
+    let per_day = a.sales.div_ceil(sellers * a.days);
+    let total = sellers * a.days * per_day;
+    let first_day = Day::from_unix_ms(1_767_225_600_000); // 2026-01-01
+    let start = Instant::now();
+    let mut week_docs = Vec::new();
+    for t in 0..sellers {
+        let till = TillKey::generate().till_id();
+        let name: TillName = format!("S{t:03}").parse()?;
+        for d in 0..a.days {
+            let day = first_day.add_days(d as i64);
+            let changes = workload::day_of_sales(
+                till,
+                &name,
+                day,
+                (d * per_day) as u64 + 1,
+                per_day,
+                a.products,
+                &mut rng,
+            );
+            for s in stores.iter_mut().take(a.peers) {
+                s.apply_changes(&DocId::Sales(till, day), &changes)?;
+            }
+            week_docs.push(DocId::Sales(till, day));
+        }
+        if (t + 1) % 10 == 0 {
+            eprintln!(
+                "generated the week of {} tills in {:.0?}",
+                t + 1,
+                start.elapsed()
+            );
+        }
+    }
+    eprintln!(
+        "generated {total} sales ({sellers} tills x {} days x {per_day}) on {} peer(s) in {:.1?}",
+        a.days,
+        a.peers,
+        start.elapsed()
+    );
+
+    let config = NodeConfig {
+        bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        relays: vec![],
+        sync_interval: Duration::from_secs(3600),
+        fanout: 3,
+        admin: None,
+    };
+    let mut handles = Vec::new();
+    let mut nodes = Vec::new();
+    for (s, k) in stores.into_iter().zip(&keys) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (h, _thread) = StoreHandle::spawn(s, Some(tx));
+        nodes.push(Node::spawn(h.clone(), k, config.clone(), Some(rx)).await?);
+        handles.push(h);
+    }
+    // What the till must end up with: the heads of every document of the week.
+    let week: Vec<DocId> = week_docs.clone();
+    let target = handles[0]
+        .call(move |s| {
+            week.iter()
+                .map(|d| s.heads(d))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await??;
+    let before: Vec<u64> = nodes.iter().map(sent).collect();
+    // The till comes back: it learns where its peers are and runs its round.
+    let t0 = Instant::now();
+    for (i, n) in nodes.iter().enumerate() {
+        for (j, m) in nodes.iter().enumerate() {
+            if i != j {
+                n.add_addr(&keys[j].till_id(), &m.addr());
+            }
+        }
+    }
+    nodes[away].sync_now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let week = week_docs.clone();
+        let have = handles[away]
+            .call(move |s| {
+                week.iter()
+                    .map(|d| s.heads(d))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await??;
+        if have == target {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(1800) {
+            anyhow::bail!("no catch-up in 30 minutes");
+        }
+    }
+    let took = t0.elapsed();
+    let bytes: u64 = nodes.iter().zip(&before).map(|(n, b)| sent(n) - b).sum();
+    println!(
+        "## A till back after {} days away: {total} sales from {sellers} tills\n",
+        a.days
+    );
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| catch-up through sync sessions with {} peer(s) at once | {:.1} s |",
+        a.peers.min(3),
+        took.as_secs_f64()
+    );
+    println!(
+        "| sales per second | {:.0} |",
+        total as f64 / took.as_secs_f64()
+    );
+    println!(
+        "| bytes sent by all endpoints | {} ({} per sale) |",
+        bytes,
+        bytes / total as u64
+    );
+    // All at once: a node closing waits for its peers to acknowledge.
+    let mut closing = tokio::task::JoinSet::new();
+    for n in nodes {
+        closing.spawn(n.shutdown());
+    }
+    while closing.join_next().await.is_some() {}
+    Ok(())
+}
