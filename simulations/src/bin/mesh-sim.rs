@@ -99,6 +99,13 @@ fn swarm_shape(nodes: &[Node], keys: &[TillKey]) -> Shape {
         for &j in l {
             if !lists[j].contains(&i) {
                 one_sided += 1;
+                if std::env::var_os("TILLMESH_LOG").is_some() {
+                    eprintln!(
+                        "one-sided: {} lists {} as a neighbour, not the other way",
+                        keys[i].till_id().fmt_short(),
+                        keys[j].till_id().fmt_short()
+                    );
+                }
             }
             let (a, b) = (root(&mut parent, i), root(&mut parent, j));
             parent[a] = b;
