@@ -50,10 +50,6 @@ const GOSSIP_BOOTSTRAP: usize = 3;
 /// Below this many gossip neighbours a till asks again at each anti-entropy round.
 const GOSSIP_MIN_NEIGHBOURS: usize = 2;
 
-/// Changes made with no gossip neighbour kept to gossip once one is up; older
-/// ones are left to anti-entropy.
-const GOSSIP_HELD: usize = 1024;
-
 /// QUIC close code for a refused peer.
 pub const NOT_A_MEMBER: u32 = 403;
 
@@ -652,8 +648,6 @@ impl Node {
         let seen_ids = node.neighbour_ids.clone();
         let lag_wake = node.wake.clone();
         let keeper_wake = gossip_wake.clone();
-        let resend = Arc::new(Notify::new());
-        let resend_up = resend.clone();
         node.tasks.push(tokio::spawn(async move {
             use n0_future::StreamExt;
             while let Some(event) = receiver.next().await {
@@ -666,19 +660,13 @@ impl Node {
                         let up = matches!(e, iroh_gossip::api::Event::NeighborUp(_));
                         let ids: Vec<EndpointId> = receiver.neighbors().collect();
                         tracing::debug!(peer = %n.fmt_short(), up, neighbours = ids.len(), "gossip neighbour changed");
-                        let first = up && ids.len() == 1;
-                        let short = !up && ids.len() < GOSSIP_MIN_NEIGHBOURS;
+                        // One neighbour short: the keeper finds another at once.
+                        if !up && ids.len() < GOSSIP_MIN_NEIGHBOURS {
+                            keeper_wake.notify_one();
+                        }
                         seen.store(ids.len(), Ordering::Relaxed);
                         if let Ok(mut s) = seen_ids.lock() {
                             *s = ids;
-                        }
-                        // One neighbour short: the keeper finds another at once.
-                        if short {
-                            keeper_wake.notify_one();
-                        }
-                        // The first neighbour: changes made alone go out now.
-                        if first {
-                            resend_up.notify_one();
                         }
                         continue;
                     }
@@ -729,40 +717,18 @@ impl Node {
             let (neighbours, wake) = (neighbours.clone(), node.wake.clone());
             let members = node.ctx.members.clone();
             node.tasks.push(tokio::spawn(async move {
-                // Changes broadcast while this till had no gossip neighbour: PlumTree
-                // sent them nowhere, so they go out again with the first neighbour.
-                let mut held: std::collections::VecDeque<Vec<u8>> = Default::default();
-                loop {
-                    tokio::select! {
-                        next = outbox.recv() => {
-                            let Some((doc, change)) = next else { break };
-                            let Some(bytes) = crate::gossip::encode(&doc, change) else {
-                                continue;
-                            };
-                            // With no gossip neighbour the change would go nowhere: a
-                            // sync round carries it at once, and gossip once a
-                            // neighbour is up.
-                            if neighbours.load(Ordering::Relaxed) == 0
-                                && members.read().is_ok_and(|m| !m.is_empty())
-                            {
-                                wake.notify_one();
-                                held.push_back(bytes.clone());
-                                if held.len() > GOSSIP_HELD {
-                                    held.pop_front();
-                                }
-                            }
-                            if let Err(e) = sender.broadcast(bytes.into()).await {
-                                tracing::debug!(error = %e, "gossip broadcast failed; anti-entropy will carry it");
-                            }
-                        }
-                        _ = resend.notified() => {
-                            if !held.is_empty() {
-                                tracing::debug!(changes = held.len(), "gossiping changes made with no neighbour");
-                            }
-                            for bytes in held.drain(..) {
-                                let _ = sender.broadcast(bytes.into()).await;
-                            }
-                        }
+                while let Some((doc, change)) = outbox.recv().await {
+                    // With no gossip neighbour the change would go nowhere: a sync
+                    // round carries it instead.
+                    if neighbours.load(Ordering::Relaxed) == 0
+                        && members.read().is_ok_and(|m| !m.is_empty())
+                    {
+                        wake.notify_one();
+                    }
+                    if let Some(bytes) = crate::gossip::encode(&doc, change)
+                        && let Err(e) = sender.broadcast(bytes.into()).await
+                    {
+                        tracing::debug!(error = %e, "gossip broadcast failed; anti-entropy will carry it");
                     }
                 }
             }));
