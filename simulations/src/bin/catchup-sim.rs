@@ -158,7 +158,10 @@ async fn main() -> Result<()> {
     };
     let mut handles = Vec::new();
     let mut nodes = Vec::new();
-    for (s, k) in stores.into_iter().zip(&keys) {
+    for (mut s, k) in stores.into_iter().zip(&keys) {
+        // The setup's changes are where they belong already: a daemon's outbox
+        // holds only what the till did since it started.
+        let _ = s.take_outbox();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (h, _thread) = StoreHandle::spawn(s, Some(tx));
         nodes.push(Node::spawn(h.clone(), k, config.clone(), Some(rx)).await?);

@@ -196,7 +196,10 @@ async fn main() -> Result<()> {
     let start = Instant::now();
     let mut handles = Vec::new();
     let mut nodes = Vec::new();
-    for (s, k) in stores.into_iter().zip(&keys) {
+    for (mut s, k) in stores.into_iter().zip(&keys) {
+        // The setup's changes are on every till already: a daemon's outbox holds
+        // only what the till did since it started.
+        let _ = s.take_outbox();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (h, _thread) = StoreHandle::spawn(s, Some(tx));
         let node = Node::spawn(
@@ -241,8 +244,23 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let the joins settle.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Let the start's traffic (joins, every till's first address gossiped once it
+    // has a neighbour) die down: under 2 KB/s per till, or --warmup-s more.
+    let quiet = Instant::now();
+    loop {
+        let b0 = sent_bytes(&nodes);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rate = sent_bytes(&nodes) - b0;
+        if rate < 2_000 * a.tills as u64 || quiet.elapsed() > Duration::from_secs(a.warmup_s) {
+            eprintln!(
+                "start traffic died down after {:.1?} more ({} bytes/s now, {} bytes sent since start)",
+                quiet.elapsed(),
+                rate,
+                sent_bytes(&nodes)
+            );
+            break;
+        }
+    }
     if std::env::var_os("TILLMESH_LOG").is_some() {
         for (i, k) in keys.iter().enumerate() {
             eprintln!("T{i:03} is {}", k.till_id().fmt_short());
