@@ -13,9 +13,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tillmesh_backup::archive::{self, Pick, RestoreSpec};
 use tillmesh_backup::{BackupError, FolderSink, Kind, Sink, device, keys};
-use tillmesh_store::{Store, StoreId, StoreSecret, TillId, TillKey};
+use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
 
 use crate::args::{BackupArgs, BackupCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
+use crate::commands::{print_json, rejected};
 use crate::exit::{Damaged, Rejected};
 use crate::output::{Table, time};
 
@@ -98,15 +99,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn rejected(msg: impl Into<String>) -> anyhow::Error {
-    Rejected(msg.into()).into()
-}
-
-fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
-    writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
-    Ok(())
 }
 
 fn load_sinks(home: &Path) -> Result<BTreeMap<String, PathBuf>> {
@@ -477,30 +469,20 @@ pub fn parse_time(s: &str) -> Result<u64> {
     };
     let s = s.trim_end_matches('Z');
     let (date, clock) = s.split_once(['T', ' ']).unwrap_or((s, "00:00"));
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_>>()?;
-    let c: Vec<i64> = clock
+    let day: Day = date.parse().map_err(|_| bad())?;
+    let c: Vec<u32> = clock
         .split(':')
         .map(|p| p.parse().map_err(|_| bad()))
         .collect::<Result<_>>()?;
-    if d.len() != 3 || c.len() < 2 || c.len() > 3 {
+    let (h, m, sec) = match c[..] {
+        [h, m] => (h, m, 0),
+        [h, m, sec] => (h, m, sec),
+        _ => return Err(bad()),
+    };
+    if h > 23 || m > 59 || sec > 59 {
         return Err(bad());
     }
-    let (y, m, day) = (d[0], d[1], d[2]);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return Err(bad());
-    }
-    // Days from civil (Howard Hinnant).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + c[0] * 3600 + c[1] * 60 + c.get(2).copied().unwrap_or(0);
+    let secs = day.days_since_epoch() * 86_400 + i64::from(h * 3600 + m * 60 + sec);
     u64::try_from(secs * 1000).map_err(|_| bad())
 }
 
@@ -562,25 +544,61 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
         (None, Some(t)) => Pick::At(parse_time(t)?),
         (None, None) => Pick::Newest,
     };
+    let source = Source {
+        store_id,
+        admin,
+        secrets: &kf.secrets,
+        certify_with: certify.as_ref(),
+    };
+    let report = restore_home(home, &a.from, &a.till, &source, pick)?;
+    print_restore(&report, home, a.json, out)
+}
+
+/// What a restore trusts and decrypts with: from a till's `store.keys`, or from
+/// the recovery file.
+struct Source<'a> {
+    store_id: StoreId,
+    admin: TillId,
+    secrets: &'a [StoreSecret],
+    certify_with: Option<&'a TillKey>,
+}
+
+/// Restore from the folder `from` into the new till home `home` (a fresh till
+/// key, and `store.keys`).
+fn restore_home(
+    home: &Path,
+    from: &Path,
+    till: &str,
+    source: &Source<'_>,
+    pick: Pick,
+) -> Result<archive::RestoreReport> {
+    let till_name = till.parse().map_err(|e| rejected(format!("{e}")))?;
     new_home(home)?;
     let key = TillKey::generate();
-    let sink = FolderSink::new(&a.from)?;
+    let sink = FolderSink::new(from)?;
     let report = archive::restore(
         &sink,
         RestoreSpec {
-            store_id,
-            admin,
-            secrets: &kf.secrets,
+            store_id: source.store_id,
+            admin: source.admin,
+            secrets: source.secrets,
             home,
             key: key.clone(),
-            till_name: a.till.parse().map_err(|e| rejected(format!("{e}")))?,
-            certify_with: certify.as_ref(),
+            till_name,
+            certify_with: source.certify_with,
             pick,
         },
     )
     .map_err(restore_error)?;
-    finish_home(home, &key, &kf.secrets, store_id, admin)?;
-    print_restore(&report, home, a.json, out)
+    key.save(&home.join("till.key"))?;
+    let file = KeysFile {
+        version: 1,
+        store_id: source.store_id.to_string(),
+        admin: source.admin.to_string(),
+        secrets: source.secrets.to_vec(),
+    };
+    write_secret(&keys_path(home), &serde_json::to_vec_pretty(&file)?)?;
+    Ok(report)
 }
 
 fn restore_error(e: BackupError) -> anyhow::Error {
@@ -591,23 +609,6 @@ fn restore_error(e: BackupError) -> anyhow::Error {
         BackupError::HomeInUse(_) => rejected(e.to_string()),
         other => other.into(),
     }
-}
-
-fn finish_home(
-    home: &Path,
-    key: &TillKey,
-    secrets: &[StoreSecret],
-    store_id: StoreId,
-    admin: TillId,
-) -> Result<()> {
-    key.save(&home.join("till.key"))?;
-    let file = KeysFile {
-        version: 1,
-        store_id: store_id.to_string(),
-        admin: admin.to_string(),
-        secrets: secrets.to_vec(),
-    };
-    write_secret(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
 }
 
 /// `tillmesh recovery restore FILE --from DIR --home NEWDIR`.
@@ -625,24 +626,13 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
     })?;
     let store_id = r.store().map_err(|e| Damaged(e.to_string()))?;
     let admin_key = r.admin().map_err(|e| Damaged(e.to_string()))?;
-    new_home(home)?;
-    let key = TillKey::generate();
-    let sink = FolderSink::new(from)?;
-    let report = archive::restore(
-        &sink,
-        RestoreSpec {
-            store_id,
-            admin: admin_key.till_id(),
-            secrets: &r.secrets,
-            home,
-            key: key.clone(),
-            till_name: till.parse().map_err(|e| rejected(format!("{e}")))?,
-            certify_with: Some(&admin_key),
-            pick: Pick::Newest,
-        },
-    )
-    .map_err(restore_error)?;
-    finish_home(home, &key, &r.secrets, store_id, admin_key.till_id())?;
+    let source = Source {
+        store_id,
+        admin: admin_key.till_id(),
+        secrets: &r.secrets,
+        certify_with: Some(&admin_key),
+    };
+    let report = restore_home(home, from, till, &source, Pick::Newest)?;
     admin_key.save(&home.join("admin.key"))?;
     print_restore(&report, home, false, out)?;
     writeln!(

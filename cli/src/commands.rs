@@ -74,11 +74,11 @@ impl Ctx {
     }
 }
 
-fn rejected(msg: impl Into<String>) -> anyhow::Error {
+pub(crate) fn rejected(msg: impl Into<String>) -> anyhow::Error {
     Rejected(msg.into()).into()
 }
 
-fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
+pub(crate) fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
