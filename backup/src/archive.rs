@@ -58,6 +58,15 @@ fn is_member(store: &Store, till: &TillId) -> bool {
     matches!(store.member_status(till), Ok(MemberStatus::Member(_)))
 }
 
+/// Open a file of `store` with its keys, trusting only its members' signatures.
+fn open_for(
+    store: &Store,
+    secrets: &[StoreSecret],
+    bytes: &[u8],
+) -> Result<(Header, format::Contents), FormatError> {
+    format::open(bytes, store.store_id(), secrets, |t| is_member(store, t))
+}
+
 /// A snapshot of every document of `store`.
 pub fn make_snapshot(store: &mut Store, created_ms: u64) -> Result<(Vec<u8>, usize), BackupError> {
     let key = current_key(store)?;
@@ -123,7 +132,7 @@ pub fn sink_heads(store: &Store, sink: &dyn Sink) -> Result<Heads, BackupError> 
     let mut out = Heads::new();
     for obj in sink.list(&format!("{}/index/", store.store_id()))? {
         let bytes = sink.get(&obj.name)?;
-        match format::open(&bytes, store.store_id(), &secrets, |t| is_member(store, t)) {
+        match open_for(store, &secrets, &bytes) {
             Ok((_, c)) => {
                 for e in c.manifest.entries {
                     let slot = out.entry(e.doc).or_default();
@@ -161,23 +170,20 @@ pub struct BackupReport {
 /// `store` to `sink`, then this till's index there.
 pub fn backup(store: &mut Store, sink: &dyn Sink, kind: Kind) -> Result<BackupReport, BackupError> {
     let created = now_ms();
-    let (file, docs, changes) = match kind {
-        Kind::Snapshot => {
-            let (f, docs) = make_snapshot(store, created)?;
-            (Some(f), docs, 0)
-        }
-        Kind::Bundle | Kind::Index => {
-            let since = sink_heads(store, sink)?;
-            match make_bundle(store, &since, created)? {
-                Some((f, d, n)) => (Some(f), d, n),
-                None => (None, 0, 0),
-            }
-        }
-    };
     let kind = if kind == Kind::Snapshot {
         Kind::Snapshot
     } else {
         Kind::Bundle
+    };
+    let (file, docs, changes) = if kind == Kind::Snapshot {
+        let (f, docs) = make_snapshot(store, created)?;
+        (Some(f), docs, 0)
+    } else {
+        let since = sink_heads(store, sink)?;
+        match make_bundle(store, &since, created)? {
+            Some((f, d, n)) => (Some(f), d, n),
+            None => (None, 0, 0),
+        }
     };
     let mut report = BackupReport {
         name: None,
@@ -279,7 +285,7 @@ pub fn verify(
             continue;
         }
         let bytes = sink.get(&l.name)?;
-        let v = match format::open(&bytes, store.store_id(), &secrets, |t| is_member(store, t)) {
+        let v = match open_for(store, &secrets, &bytes) {
             Ok((_, c)) => Verified {
                 name: l.name,
                 docs: c.records.len(),
@@ -363,7 +369,7 @@ fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupErro
 /// member is refused before anything of it is read.
 pub fn import(store: &mut Store, bytes: &[u8]) -> Result<Imported, BackupError> {
     let secrets = store.store_secrets()?;
-    let (_, c) = format::open(bytes, store.store_id(), &secrets, |t| is_member(store, t))?;
+    let (_, c) = open_for(store, &secrets, bytes)?;
     merge(store, &c)
 }
 

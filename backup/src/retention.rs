@@ -271,25 +271,12 @@ fn unix_month(ms: u64) -> u64 {
 }
 
 /// The proleptic Gregorian `(year, month, day)` of a day number counted from
-/// 1970-01-01, with months and days from 1 (Howard Hinnant's
-/// `civil_from_days`, for days on or after the epoch).
+/// 1970-01-01, with months and days from 1: the store's own calendar.
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let day =
+        tillmesh_store::Day::from_unix_ms(0).add_days(i64::try_from(days).unwrap_or(i64::MAX));
+    let (year, month, day) = day.ymd();
+    (year.unsigned_abs(), u64::from(month), u64::from(day))
 }
 
 #[cfg(test)]

@@ -58,10 +58,7 @@ impl FolderSink {
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
                 Err(SinkError::PermissionDenied(root.display().to_string()))
             }
-            Err(_) => Err(SinkError::Missing(format!(
-                "{} does not exist (is the device plugged in and mounted?)",
-                root.display()
-            ))),
+            Err(_) => Err(missing(&root)),
         }
     }
 
@@ -115,6 +112,14 @@ impl FolderSink {
     }
 }
 
+/// The folder of a sink is not there: usually an unplugged device.
+fn missing(root: &Path) -> SinkError {
+    SinkError::Missing(format!(
+        "{} does not exist (is the device plugged in and mounted?)",
+        root.display()
+    ))
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -134,10 +139,7 @@ impl Sink for FolderSink {
 
     fn list(&self, prefix: &str) -> Result<Vec<Object>, SinkError> {
         if !self.root.is_dir() {
-            return Err(SinkError::Missing(format!(
-                "{} does not exist (is the device plugged in and mounted?)",
-                self.root.display()
-            )));
+            return Err(missing(&self.root));
         }
         let mut out = Vec::new();
         let mut stack = vec![self.root.clone()];
@@ -186,10 +188,7 @@ impl Sink for FolderSink {
             .ok_or_else(|| SinkError::BadName(name.to_string()))?
             .to_path_buf();
         if !self.root.is_dir() {
-            return Err(SinkError::Missing(format!(
-                "{} does not exist (is the device plugged in and mounted?)",
-                self.root.display()
-            )));
+            return Err(missing(&self.root));
         }
         if let Some(free) = self.free_space()
             && free < bytes.len() as u64
