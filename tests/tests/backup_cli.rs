@@ -69,8 +69,8 @@ fn a_lost_till_comes_back_from_its_recovery_file() {
     // Every till lost.
     std::fs::remove_dir_all(&a.home).expect("wipe");
     let r = Till::new(dir.path(), "r");
-    let wrong = r
-        .cmd(&[
+    let recover = |passphrase: &str| {
+        r.cmd(&[
             "recovery",
             "restore",
             rec.to_str().expect("path"),
@@ -79,25 +79,15 @@ fn a_lost_till_comes_back_from_its_recovery_file() {
             "--home",
             r.home.to_str().expect("path"),
         ])
-        .env("TILLMESH_RECOVERY_PASSPHRASE", "wrong horse battery")
+        .env("TILLMESH_RECOVERY_PASSPHRASE", passphrase)
         .output()
-        .expect("run");
+        .expect("run")
+    };
+    let wrong = recover("wrong horse battery");
     assert_eq!(wrong.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("passphrase"));
     assert!(!r.home.join("store.redb").exists(), "nothing left behind");
-    let restored = r
-        .cmd(&[
-            "recovery",
-            "restore",
-            rec.to_str().expect("path"),
-            "--from",
-            nas.to_str().expect("path"),
-            "--home",
-            r.home.to_str().expect("path"),
-        ])
-        .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
-        .output()
-        .expect("run");
+    let restored = recover("correct horse battery");
     assert!(
         restored.status.success(),
         "{}",
