@@ -16,9 +16,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::SeedableRng;
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
+use tillmesh_sim::report::{bytes_sent, flags};
 use tillmesh_sim::workload;
 use tillmesh_store::{Day, DocId, NewStore, Role, Store, StoreId, StoreOptions, TillKey, TillName};
 
@@ -38,9 +39,7 @@ fn parse_args() -> Result<Args> {
         peers: 1,
         products: 2000,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+    for (flag, v) in flags()? {
         match flag.as_str() {
             "--tills" => a.tills = v.parse()?,
             "--days" => a.days = v.parse()?,
@@ -55,11 +54,6 @@ fn parse_args() -> Result<Args> {
         "need 2 tills, 1 peer, 1 day"
     );
     Ok(a)
-}
-
-fn sent(node: &Node) -> u64 {
-    let m = &node.endpoint().metrics().socket;
-    m.send_ipv4.get() + m.send_ipv6.get() + m.send_relay.get()
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -176,7 +170,7 @@ async fn main() -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .await??;
-    let before: Vec<u64> = nodes.iter().map(sent).collect();
+    let before: Vec<u64> = nodes.iter().map(bytes_sent).collect();
     // The till comes back: it learns where its peers are and runs its round.
     let t0 = Instant::now();
     for (i, n) in nodes.iter().enumerate() {
@@ -205,7 +199,11 @@ async fn main() -> Result<()> {
         }
     }
     let took = t0.elapsed();
-    let bytes: u64 = nodes.iter().zip(&before).map(|(n, b)| sent(n) - b).sum();
+    let bytes: u64 = nodes
+        .iter()
+        .zip(&before)
+        .map(|(n, b)| bytes_sent(n) - b)
+        .sum();
     println!(
         "## A till back after {} days away: {total} sales from {sellers} tills\n",
         a.days

@@ -18,9 +18,10 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
+use tillmesh_sim::report::{bytes_sent, flags, percentile};
 use tillmesh_store::{
     NewStore, Receipt, Role, Store, StoreId, StoreOptions, Tender, TillId, TillKey, test_utils,
 };
@@ -43,9 +44,7 @@ fn parse_args() -> Result<Args> {
         deadline_s: 120,
         warmup_s: 30,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+    for (flag, v) in flags()? {
         match flag.as_str() {
             "--tills" => a.tills = v.parse()?,
             "--sales" => a.sales = v.parse()?,
@@ -60,13 +59,7 @@ fn parse_args() -> Result<Args> {
 }
 
 fn sent_bytes(nodes: &[Node]) -> u64 {
-    nodes
-        .iter()
-        .map(|n| {
-            let m = &n.endpoint().metrics().socket;
-            m.send_ipv4.get() + m.send_ipv6.get() + m.send_relay.get()
-        })
-        .sum()
+    nodes.iter().map(bytes_sent).sum()
 }
 
 /// The gossip swarm now: neighbours per till (min, mean, max), connected
@@ -130,10 +123,6 @@ fn swarm_shape(nodes: &[Node], keys: &[TillKey]) -> Shape {
 struct Shape {
     connected: bool,
     text: String,
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -342,14 +331,14 @@ async fn main() -> Result<()> {
     println!("|---|---|---|---|");
     println!(
         "| sale on one till -> on every till | {} | {} | {} |",
-        ms(pct(&everywhere, 0.5)),
-        ms(pct(&everywhere, 0.99)),
+        ms(percentile(&everywhere, 0.5)),
+        ms(percentile(&everywhere, 0.99)),
         ms(*everywhere.last().unwrap_or(&Duration::ZERO))
     );
     println!(
         "| sale on one till -> on another till | {} | {} | {} |",
-        ms(pct(&arrivals, 0.5)),
-        ms(pct(&arrivals, 0.99)),
+        ms(percentile(&arrivals, 0.5)),
+        ms(percentile(&arrivals, 0.99)),
         ms(*arrivals.last().unwrap_or(&Duration::ZERO))
     );
     println!(

@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::{Rng, SeedableRng};
+use tillmesh_sim::report::{flags, percentile};
 use tillmesh_sim::workload;
 use tillmesh_store::{
     Day, DocId, LineRequest, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender,
@@ -36,9 +37,7 @@ fn parse_args() -> Result<Args> {
         products: 2000,
         dir: PathBuf::from("target/bench-data"),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+    for (flag, v) in flags()? {
         match flag.as_str() {
             "--tills" => a.tills = v.parse()?,
             "--days" => a.days = v.parse()?,
@@ -65,11 +64,6 @@ fn new_store(path: &Path, key: TillKey, name: &str) -> Result<Store> {
         },
         StoreOptions::default(),
     )?)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn ms(d: Duration) -> String {
