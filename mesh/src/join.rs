@@ -143,6 +143,7 @@ impl ProtocolHandler for JoinProto {
         };
         let admin = self.admin.clone();
         let version = req.version;
+        let relays = self.relays.clone();
         let reply = self
             .store
             .call(move |s| -> JoinReply {
@@ -174,46 +175,22 @@ impl ProtocolHandler for JoinProto {
                     JoinReply::AcceptedWithKeys {
                         store_name: s.store_name().to_string(),
                         role: Role::Till.to_string(),
-                        relays: Vec::new(),
+                        relays,
                         store_keys: s.store_secrets().unwrap_or_default(),
                     }
                 } else {
                     JoinReply::Accepted {
                         store_name: s.store_name().to_string(),
                         role: Role::Till.to_string(),
-                        relays: Vec::new(),
+                        relays,
                     }
                 }
             })
             .await
             .unwrap_or_else(|e| JoinReply::Refused(e.to_string()));
-        let reply = match reply {
-            JoinReply::Accepted {
-                store_name, role, ..
-            } => {
-                self.wake.notify_one();
-                JoinReply::Accepted {
-                    store_name,
-                    role,
-                    relays: self.relays.clone(),
-                }
-            }
-            JoinReply::AcceptedWithKeys {
-                store_name,
-                role,
-                store_keys,
-                ..
-            } => {
-                self.wake.notify_one();
-                JoinReply::AcceptedWithKeys {
-                    store_name,
-                    role,
-                    relays: self.relays.clone(),
-                    store_keys,
-                }
-            }
-            refused => refused,
-        };
+        if !matches!(reply, JoinReply::Refused(_)) {
+            self.wake.notify_one();
+        }
         let _ = write_msg(&mut send, &reply).await;
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
