@@ -59,7 +59,7 @@ fn is_member(store: &Store, till: &TillId) -> bool {
 }
 
 /// Open a file of `store` with its keys, trusting only its members' signatures.
-fn open_for(
+pub(crate) fn open_for(
     store: &Store,
     secrets: &[StoreSecret],
     bytes: &[u8],

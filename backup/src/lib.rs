@@ -6,7 +6,9 @@
 //! sticks, SD cards, mounted shares. [`archive`] backs up, lists, verifies,
 //! imports, carries changes by USB stick and restores to a point in time;
 //! [`keys`] makes the store's backup keys and the passphrase-protected recovery
-//! file; [`retention`] plans which snapshots a sink keeps; [`device`] finds
+//! file; [`retention`] plans which snapshots a sink keeps and [`prune`] applies
+//! the plan;
+//! [`schedule`] times the daemon's backups and retries; [`device`] finds
 //! removable devices (USB sticks, SD cards).
 #![deny(missing_docs)]
 
@@ -14,7 +16,9 @@ pub mod archive;
 pub mod device;
 pub mod format;
 pub mod keys;
+pub mod prune;
 pub mod retention;
+pub mod schedule;
 pub mod sink;
 
 pub use archive::{
@@ -22,4 +26,5 @@ pub use archive::{
     Verified, backup, import, list, restore, usb_sync, verify,
 };
 pub use format::{FormatError, Kind};
+pub use prune::{PruneReport, prune};
 pub use sink::{FolderSink, Sink, SinkError};

@@ -437,3 +437,100 @@ fn a_removed_device_fails_clearly_and_the_next_backup_succeeds() {
     assert_eq!(listed.len(), 1);
     assert!(listed.iter().all(|l| l.problem.is_none()));
 }
+
+#[test]
+fn prune_keeps_the_policy_and_never_the_only_copy() {
+    use tillmesh_backup::retention::Policy;
+    let only_newest: Policy = "last=1,daily=0,weekly=0,monthly=0".parse().expect("policy");
+    let mut shop = shop();
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    let pause = || std::thread::sleep(Duration::from_millis(3));
+
+    sell(&mut shop.a, 3);
+    let s1 = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("s1")
+        .name
+        .expect("s1 name");
+    pause();
+    // B sells what A never sees; its bundle is the only copy of those sales.
+    sell(&mut shop.b, 2);
+    let b1 = archive::backup(&mut shop.b, &sink, Kind::Bundle)
+        .expect("b1")
+        .name
+        .expect("b1 name");
+    pause();
+    sell(&mut shop.a, 2);
+    let s2 = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("s2")
+        .name
+        .expect("s2 name");
+    let files = |sink: &FolderSink| -> Vec<String> {
+        archive::list(sink, shop.id)
+            .expect("list")
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
+    };
+    let before = files(&sink);
+
+    let dry = tillmesh_backup::prune(&shop.a, &sink, &only_newest, true).expect("dry run");
+    assert_eq!(dry.deleted, vec![s1.clone()], "{dry:?}");
+    assert_eq!(dry.only_copy, vec![b1.clone()], "{dry:?}");
+    assert_eq!(files(&sink), before, "a dry run deletes nothing");
+
+    let r = tillmesh_backup::prune(&shop.a, &sink, &only_newest, false).expect("prune");
+    assert_eq!(r.deleted, vec![s1.clone()]);
+    assert!(r.freed_bytes > 0);
+    assert_eq!(files(&sink), vec![b1.clone(), s2.clone()]);
+
+    // Once a snapshot holds B's sales too, B's bundle and the older snapshot go.
+    sync(&mut shop.a, &mut shop.b);
+    pause();
+    let s3 = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("s3")
+        .name
+        .expect("s3 name");
+    let r = tillmesh_backup::prune(&shop.a, &sink, &only_newest, false).expect("prune 2");
+    let mut deleted = r.deleted.clone();
+    deleted.sort();
+    let mut want = vec![b1, s2];
+    want.sort();
+    assert_eq!(deleted, want, "{r:?}");
+    assert!(r.only_copy.is_empty(), "{r:?}");
+    assert_eq!(files(&sink), vec![s3.clone()]);
+
+    // Pruning again deletes nothing, and the store restores whole.
+    let again = tillmesh_backup::prune(&shop.a, &sink, &only_newest, false).expect("prune 3");
+    assert!(again.deleted.is_empty(), "{again:?}");
+    let (mut restored, _, _home) = restore(&sink, &shop, Pick::Newest).expect("restore");
+    assert_eq!(receipts(&mut restored), receipts(&mut shop.a));
+    assert_eq!(receipts(&mut restored).len(), 7);
+}
+
+#[test]
+fn prune_leaves_damaged_files_alone() {
+    use tillmesh_backup::retention::Policy;
+    let only_newest: Policy = "last=1,daily=0,weekly=0,monthly=0".parse().expect("policy");
+    let mut shop = shop();
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    sell(&mut shop.a, 2);
+    let old = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("old")
+        .name
+        .expect("name");
+    std::thread::sleep(Duration::from_millis(3));
+    let new = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("new")
+        .name
+        .expect("name");
+    // The newest is damaged: it is left alone, and the older intact one becomes
+    // the reference, so it is kept too.
+    flip(&sink, &new, 200);
+    let r = tillmesh_backup::prune(&shop.a, &sink, &only_newest, false).expect("prune");
+    assert!(r.deleted.is_empty(), "{r:?}");
+    assert!(r.unreadable.iter().any(|(n, _)| *n == new), "{r:?}");
+    assert!(r.kept.contains(&old), "{r:?}");
+    assert_eq!(archive::list(&sink, shop.id).expect("list").len(), 2);
+}

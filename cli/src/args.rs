@@ -129,6 +129,33 @@ pub enum BackupCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Delete what a sink's retention policy lets go (never the only copy of anything).
+    Prune {
+        /// A configured sink's name, or a folder (default: every configured sink).
+        #[arg(long, value_name = "SINK|DIR")]
+        from: Option<String>,
+        /// The policy, e.g. `last=7,daily=7,weekly=4,monthly=12` (default: the sink's own).
+        #[arg(long, value_name = "POLICY")]
+        keep: Option<String>,
+        /// Only show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or set how often the daemon backs up to every sink (store-wide).
+    Schedule {
+        /// Time between scheduled backups, like `1h`, `15m` or `90s`.
+        #[arg(long, value_name = "DURATION")]
+        every: Option<String>,
+        /// Time between snapshots; the backups in between are bundles.
+        #[arg(long, value_name = "DURATION")]
+        snapshot_every: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +190,13 @@ pub enum SinkCmd {
         kind: String,
         /// The folder.
         path: PathBuf,
+        /// Retention: which snapshots to keep (`last=N,daily=N,weekly=N,monthly=N`).
+        #[arg(
+            long,
+            value_name = "POLICY",
+            default_value = "last=7,daily=7,weekly=4,monthly=12"
+        )]
+        keep: String,
     },
     /// Remove a named sink (its backups stay where they are).
     Remove {
@@ -229,10 +263,12 @@ impl Command {
             Command::Backup(a) => {
                 fix_dest(&mut a.to);
                 match &mut a.cmd {
-                    Some(BackupCmd::List { from, .. } | BackupCmd::Verify { from, .. }) => {
-                        fix_dest(from)
-                    }
-                    None => {}
+                    Some(
+                        BackupCmd::List { from, .. }
+                        | BackupCmd::Verify { from, .. }
+                        | BackupCmd::Prune { from, .. },
+                    ) => fix_dest(from),
+                    Some(BackupCmd::Schedule { .. }) | None => {}
                 }
             }
             Command::Restore(a) => {

@@ -8,11 +8,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tillmesh_backup::archive::{self, Pick, RestoreSpec};
-use tillmesh_backup::{BackupError, FolderSink, Kind, Sink, device, keys};
+use tillmesh_backup::retention::Policy;
+use tillmesh_backup::schedule::{Backoff, SinkSchedule};
+use tillmesh_backup::{BackupError, BackupReport, FolderSink, Kind, Sink, device, keys};
 use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
 
 use crate::args::{BackupArgs, BackupCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
@@ -101,25 +104,84 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn load_sinks(home: &Path) -> Result<BTreeMap<String, PathBuf>> {
-    match std::fs::read(sinks_path(home)) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| Damaged(format!("{} is damaged: {e}", sinks_path(home).display())).into()),
-        Err(_) => Ok(BTreeMap::new()),
+/// A configured sink.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SinkSpec {
+    /// `folder`.
+    pub kind: String,
+    /// The folder.
+    pub path: PathBuf,
+    /// Its retention policy, compact form.
+    pub keep: String,
+}
+
+impl SinkSpec {
+    fn folder(path: PathBuf) -> SinkSpec {
+        SinkSpec {
+            kind: "folder".into(),
+            path,
+            keep: Policy::default().to_string(),
+        }
+    }
+
+    /// The retention policy (the default when the stored one is unreadable).
+    pub fn policy(&self) -> Policy {
+        self.keep.parse().unwrap_or_default()
     }
 }
 
-/// The folder a `SINK|DIR` argument names.
-fn resolve(home: &Path, dest: &str) -> Result<(String, FolderSink)> {
-    let sinks = load_sinks(home)?;
-    let path = sinks
-        .get(dest)
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from(dest));
-    Ok((dest.to_string(), FolderSink::new(path)?))
+/// `sinks.json`, version 2. Version 1 was a bare map of name to folder.
+#[derive(Serialize, Deserialize)]
+struct SinksFile {
+    version: u16,
+    sinks: BTreeMap<String, SinkSpec>,
 }
 
-fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderSink)>> {
+/// The configured sinks, by name.
+pub fn load_sinks(home: &Path) -> Result<BTreeMap<String, SinkSpec>> {
+    let path = sinks_path(home);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(BTreeMap::new());
+    };
+    let damaged = |e: serde_json::Error| Damaged(format!("{} is damaged: {e}", path.display()));
+    if let Ok(v1) = serde_json::from_slice::<BTreeMap<String, PathBuf>>(&bytes) {
+        return Ok(v1
+            .into_iter()
+            .map(|(n, p)| (n, SinkSpec::folder(p)))
+            .collect());
+    }
+    let file: SinksFile = serde_json::from_slice(&bytes).map_err(damaged)?;
+    if file.version != 2 {
+        return Err(Damaged(format!(
+            "{} is version {}; this tillmesh reads versions 1 and 2",
+            path.display(),
+            file.version
+        ))
+        .into());
+    }
+    Ok(file.sinks)
+}
+
+fn save_sinks(home: &Path, sinks: BTreeMap<String, SinkSpec>) -> Result<()> {
+    let file = SinksFile { version: 2, sinks };
+    write_secret(&sinks_path(home), &serde_json::to_vec_pretty(&file)?)
+}
+
+/// The folder a `SINK|DIR` argument names, with its retention policy.
+fn resolve(home: &Path, dest: &str) -> Result<(String, FolderSink, Policy)> {
+    let sinks = load_sinks(home)?;
+    let spec = sinks
+        .get(dest)
+        .cloned()
+        .unwrap_or_else(|| SinkSpec::folder(PathBuf::from(dest)));
+    Ok((
+        dest.to_string(),
+        FolderSink::new(&spec.path)?,
+        spec.policy(),
+    ))
+}
+
+fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderSink, Policy)>> {
     if let Some(d) = dest {
         return Ok(vec![resolve(home, d)?]);
     }
@@ -131,7 +193,7 @@ fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderS
     }
     sinks
         .into_iter()
-        .map(|(n, p)| Ok((n, FolderSink::new(p)?)))
+        .map(|(n, s)| Ok((n, FolderSink::new(&s.path)?, s.policy())))
         .collect()
 }
 
@@ -144,6 +206,35 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
         Some(BackupCmd::Verify { from, name, json }) => {
             return verify(store, home, from.as_deref(), name.as_deref(), *json, out);
         }
+        Some(BackupCmd::Prune {
+            from,
+            keep,
+            dry_run,
+            json,
+        }) => {
+            return prune(
+                store,
+                home,
+                from.as_deref(),
+                keep.as_deref(),
+                *dry_run,
+                *json,
+                out,
+            );
+        }
+        Some(BackupCmd::Schedule {
+            every,
+            snapshot_every,
+            json,
+        }) => {
+            return schedule(
+                store,
+                every.as_deref(),
+                snapshot_every.as_deref(),
+                *json,
+                out,
+            );
+        }
         None => {}
     }
     ensure_keys(store, home)?;
@@ -154,7 +245,7 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
     };
     let mut reports = Vec::new();
     let mut failed = None;
-    for (name, sink) in default_sinks(home, a.to.as_deref())? {
+    for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
         match archive::backup(store, &sink, kind) {
             Ok(r) => reports.push((name, r)),
             Err(e) => {
@@ -191,13 +282,7 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
         }
     }
     for (n, r) in &reports {
-        if let Some(name) = &r.name {
-            let _ = store.record_backup_event(
-                "backup",
-                n,
-                serde_json::json!({ "file": name, "bytes": r.bytes, "kind": r.kind }),
-            );
-        }
+        record_backup(store, n, r);
     }
     match failed {
         Some(e) => Err(e),
@@ -209,7 +294,7 @@ fn first_sink(home: &Path, from: Option<&str>) -> Result<FolderSink> {
     default_sinks(home, from)?
         .into_iter()
         .next()
-        .map(|(_, s)| s)
+        .map(|(_, s, _)| s)
         .ok_or_else(|| rejected("no sink"))
 }
 
@@ -277,20 +362,242 @@ fn verify(
     Ok(())
 }
 
+/// Audit a backup that wrote a file.
+fn record_backup(store: &mut Store, sink: &str, r: &BackupReport) {
+    if let Some(name) = &r.name {
+        let _ = store.record_backup_event(
+            "backup",
+            sink,
+            serde_json::json!({ "file": name, "bytes": r.bytes, "kind": r.kind }),
+        );
+    }
+}
+
+fn prune(
+    store: &Store,
+    home: &Path,
+    from: Option<&str>,
+    keep: Option<&str>,
+    dry_run: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let given: Option<Policy> = keep
+        .map(|k| k.parse().map_err(|e| rejected(format!("{e}"))))
+        .transpose()?;
+    let mut reports = Vec::new();
+    for (name, sink, policy) in default_sinks(home, from)? {
+        let policy = given.unwrap_or(policy);
+        let r = tillmesh_backup::prune(store, &sink, &policy, dry_run)
+            .with_context(|| format!("pruning {} failed", sink.describe()))?;
+        reports.push((name, policy, r));
+    }
+    if json {
+        let v: Vec<_> = reports
+            .iter()
+            .map(|(n, p, r)| serde_json::json!({ "sink": n, "keep": p.to_string(), "report": r }))
+            .collect();
+        return print_json(out, &v);
+    }
+    let short = |n: &str| n.rsplit('/').next().unwrap_or(n).to_string();
+    for (n, p, r) in &reports {
+        writeln!(
+            out,
+            "{n} ({p}): {} {} files ({} bytes), kept {}",
+            if dry_run { "would delete" } else { "deleted" },
+            r.deleted.len(),
+            r.freed_bytes,
+            r.kept.len()
+        )?;
+        for d in &r.deleted {
+            writeln!(out, "  delete  {}", short(d))?;
+        }
+        for d in &r.only_copy {
+            writeln!(
+                out,
+                "  kept    {}: holds data no newer snapshot has",
+                short(d)
+            )?;
+        }
+        for (d, why) in &r.unreadable {
+            writeln!(out, "  left    {}: {why}", short(d))?;
+        }
+    }
+    Ok(())
+}
+
+/// Read a duration: `90s`, `15m`, `1h`, `2d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 && mult > 0 => Ok(n * mult),
+        _ => Err(rejected(format!(
+            "cannot read the duration {s:?}; write e.g. 90s, 15m, 1h or 1d"
+        ))),
+    }
+}
+
+fn schedule(
+    store: &mut Store,
+    every: Option<&str>,
+    snapshot_every: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if let Some(e) = every {
+        store.set_config_value(tillmesh_store::BACKUP_INTERVAL, parse_duration(e)?.into())?;
+    }
+    if let Some(e) = snapshot_every {
+        store.set_config_value(tillmesh_store::SNAPSHOT_INTERVAL, parse_duration(e)?.into())?;
+    }
+    let (every, snap) = store.backup_schedule()?;
+    if json {
+        return print_json(
+            out,
+            &serde_json::json!({ "interval_s": every, "snapshot_interval_s": snap }),
+        );
+    }
+    writeln!(
+        out,
+        "While the daemon runs, every till backs up to each of its sinks every {every} s: a snapshot every {snap} s, bundles in between"
+    )?;
+    Ok(())
+}
+
+/// The daemon's record of its scheduled backups, in `backup-state.json`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ScheduleState {
+    /// Format version (1).
+    pub version: u16,
+    /// Per sink name.
+    pub sinks: BTreeMap<String, SinkSchedule>,
+}
+
+fn state_path(home: &Path) -> PathBuf {
+    home.join("backup-state.json")
+}
+
+/// The last saved schedule state (empty when there is none or it is unreadable:
+/// every sink is then due at once, which is safe).
+pub fn load_schedule(home: &Path) -> ScheduleState {
+    std::fs::read(state_path(home))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ScheduleState>(&b).ok())
+        .filter(|s| s.version == 1)
+        .unwrap_or_else(|| ScheduleState {
+            version: 1,
+            ..ScheduleState::default()
+        })
+}
+
+fn save_schedule(home: &Path, state: &ScheduleState) -> Result<()> {
+    write_secret(&state_path(home), &serde_json::to_vec_pretty(state)?)
+}
+
+/// One pass of the daemon's scheduler over the configured sinks: back up to
+/// each sink that is due (snapshot or bundle, then retention), and record the
+/// outcome. Gives when the next attempt is due (unix ms).
+pub fn scheduled_round(store: &mut Store, home: &Path, state: &mut ScheduleState) -> Result<u64> {
+    let sinks = load_sinks(home)?;
+    state.sinks.retain(|n, _| sinks.contains_key(n));
+    let (every, snap) = store.backup_schedule()?;
+    let (every, snap) = (Duration::from_secs(every), Duration::from_secs(snap));
+    let backoff = Backoff::default();
+    if !sinks.is_empty() {
+        ensure_keys(store, home)?;
+    }
+    for (name, spec) in &sinks {
+        let st = state.sinks.entry(name.clone()).or_default();
+        let now = now_ms();
+        if !st.due(now) {
+            continue;
+        }
+        let kind = st.kind(now, snap);
+        let attempt = FolderSink::new(&spec.path)
+            .map_err(BackupError::from)
+            .and_then(|sink| {
+                let r = archive::backup(store, &sink, kind)?;
+                record_backup(store, name, &r);
+                if kind == Kind::Snapshot
+                    && let Err(e) = tillmesh_backup::prune(store, &sink, &spec.policy(), false)
+                {
+                    tracing::warn!(sink = name, error = %e, "retention failed");
+                }
+                Ok(r)
+            });
+        match attempt {
+            Ok(r) => {
+                tracing::info!(sink = name, kind = %kind, bytes = r.bytes, "scheduled backup done");
+                st.succeeded(kind, r.bytes, now_ms(), every);
+            }
+            Err(e) => {
+                let msg = format!("{} ({})", e, spec.path.display());
+                let wait = st.failed(msg.clone(), now_ms(), &backoff, rand::random());
+                if st.alert() {
+                    tracing::error!(
+                        sink = name,
+                        failures = st.failures,
+                        error = msg,
+                        "scheduled backups keep failing; retry in {wait:?}"
+                    );
+                } else {
+                    tracing::warn!(
+                        sink = name,
+                        error = msg,
+                        "scheduled backup failed; retry in {wait:?}"
+                    );
+                }
+            }
+        }
+    }
+    save_schedule(home, state)?;
+    Ok(state
+        .sinks
+        .values()
+        .map(|s| s.next_ms)
+        .min()
+        .unwrap_or(now_ms() + every.as_millis() as u64))
+}
+
 /// `tillmesh sink …`.
 pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
     let mut sinks = load_sinks(home)?;
     match c {
-        SinkCmd::Add { name, kind, path } => {
+        SinkCmd::Add {
+            name,
+            kind,
+            path,
+            keep,
+        } => {
             if kind != "folder" {
                 return Err(rejected(format!(
                     "unknown sink kind {kind:?}; this version supports: folder"
                 )));
             }
+            let policy: Policy = keep.parse().map_err(|e| rejected(format!("{e}")))?;
             FolderSink::new(path)?;
-            sinks.insert(name.clone(), path.clone());
-            write_secret(&sinks_path(home), &serde_json::to_vec_pretty(&sinks)?)?;
-            writeln!(out, "Added sink {name}: folder {}", path.display())?;
+            sinks.insert(
+                name.clone(),
+                SinkSpec {
+                    kind: kind.clone(),
+                    path: path.clone(),
+                    keep: policy.to_string(),
+                },
+            );
+            save_sinks(home, sinks)?;
+            writeln!(
+                out,
+                "Added sink {name}: folder {} (keeps {policy})",
+                path.display()
+            )?;
         }
         SinkCmd::Remove { name } => {
             if sinks.remove(name).is_none() {
@@ -298,31 +605,32 @@ pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
                     tillmesh_store::OpenStoreError::NotFound(format!("no sink named {name}")),
                 ));
             }
-            write_secret(&sinks_path(home), &serde_json::to_vec_pretty(&sinks)?)?;
+            save_sinks(home, sinks)?;
             writeln!(out, "Removed sink {name}; its backups stay where they are")?;
         }
         SinkCmd::List(f) => {
             if f.json {
                 let v: Vec<_> = sinks
                     .iter()
-                    .map(|(n, p)| {
-                        let s = FolderSink::new(p).ok();
-                        serde_json::json!({ "name": n, "kind": "folder", "path": p, "present": s.is_some(), "free_bytes": s.and_then(|s| s.free_space()) })
+                    .map(|(n, spec)| {
+                        let s = FolderSink::new(&spec.path).ok();
+                        serde_json::json!({ "name": n, "kind": spec.kind, "path": spec.path, "keep": spec.keep, "present": s.is_some(), "free_bytes": s.and_then(|s| s.free_space()) })
                     })
                     .collect();
                 return print_json(out, &v);
             }
-            let mut t = Table::new(&["NAME", "KIND", "PATH", "STATE", "FREE"]);
-            for (n, p) in &sinks {
-                let s = FolderSink::new(p).ok();
+            let mut t = Table::new(&["NAME", "KIND", "PATH", "STATE", "FREE", "KEEP"]);
+            for (n, spec) in &sinks {
+                let s = FolderSink::new(&spec.path).ok();
                 t.row(vec![
                     n.clone(),
-                    "folder".into(),
-                    p.display().to_string(),
+                    spec.kind.clone(),
+                    spec.path.display().to_string(),
                     if s.is_some() { "present" } else { "missing" }.into(),
                     s.and_then(|s| s.free_space())
                         .map(|f| format!("{} MB", f / 1_000_000))
                         .unwrap_or_default(),
+                    spec.keep.clone(),
                 ]);
             }
             if t.is_empty() {

@@ -876,7 +876,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
             "restoring writes a new till home: run it with --home NEWDIR, not on a live till",
         )),
         Command::Status(a) => {
-            let report = crate::status::collect(store, None, 0)?;
+            let report = crate::status::collect(store, home, None, 0)?;
             crate::status::render(&report, a.json, out)
         }
         Command::Invite(_) => Err(rejected(

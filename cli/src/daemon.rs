@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use crate::args::{Cli, Command, ConflictsArgs, RunArgs, StockArgs};
 use crate::client::{ApiInfo, ExecReply, ExecRequest, api_file};
 use crate::commands::{self, Ctx};
-use crate::{exit, status};
+use crate::{backups, exit, status};
 
 struct Shared {
     store: StoreHandle,
@@ -48,6 +48,15 @@ fn mutates(cmd: &Command) -> bool {
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
         Command::Relays(c) => !matches!(c, crate::args::RelaysCmd::List(_)),
         Command::Usb(crate::args::UsbCmd::Sync { .. }) => true,
+        Command::Backup(crate::args::BackupArgs {
+            cmd:
+                Some(crate::args::BackupCmd::Schedule {
+                    every,
+                    snapshot_every,
+                    ..
+                }),
+            ..
+        }) => every.is_some() || snapshot_every.is_some(),
         _ => false,
     }
 }
@@ -142,6 +151,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
             .join(" "),
         relays.join(" ")
     );
+    let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.clone()));
     let app = Router::new()
         .route("/v1/exec", post(exec))
         .with_state(shared.clone());
@@ -168,6 +178,8 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = std::fs::remove_file(api_file(&ctx.home));
+    scheduler.abort();
+    let _ = scheduler.await;
     drop(shared);
     match Arc::try_unwrap(node) {
         Ok(node) => node.shutdown().await,
@@ -178,6 +190,39 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     println!("tillmesh: stopped cleanly");
     served.context("the local API failed")
+}
+
+/// Scheduled backups to every configured sink (see `backups::scheduled_round`).
+/// The sink list is read again at least every 30 s, so `sink add` takes effect
+/// without a restart.
+async fn backup_scheduler(store: StoreHandle, home: PathBuf) {
+    let mut state = backups::load_schedule(&home);
+    loop {
+        let h = home.clone();
+        let round = store
+            .call(move |s| {
+                let next = backups::scheduled_round(s, &h, &mut state);
+                (state, next)
+            })
+            .await;
+        let next = match round {
+            Ok((st, next)) => {
+                state = st;
+                next.unwrap_or_else(|e| {
+                    tracing::warn!(error = %format!("{e:#}"), "scheduled backups");
+                    u64::MAX
+                })
+            }
+            Err(_) => return,
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let wait = Duration::from_millis(next.saturating_sub(now))
+            .clamp(Duration::from_millis(200), Duration::from_secs(30));
+        tokio::time::sleep(wait).await;
+    }
 }
 
 fn reply(code: i32, stdout: String, stderr: String) -> Json<ExecReply> {
@@ -224,9 +269,10 @@ async fn exec(
         Command::Status(a) => {
             let links = sh.node.links();
             let window = sh.online_window_ms;
+            let home = sh.home.clone();
             let report = sh
                 .store
-                .call(move |s| status::collect(s, Some(&links), window))
+                .call(move |s| status::collect(s, &home, Some(&links), window))
                 .await
                 .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
             Ok(done(report.and_then(|r| {

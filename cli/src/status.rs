@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
+use tillmesh_backup::{FolderSink, Sink};
 use tillmesh_mesh::PeerLink;
 use tillmesh_store::{MemberStatus, Store, TillId};
 
@@ -44,7 +46,26 @@ pub struct StatusReport {
     #[serde(rename = "self")]
     pub me: SelfInfo,
     pub tills: Vec<TillRow>,
+    pub sinks: Vec<SinkRow>,
     pub alerts: Vec<String>,
+}
+
+/// One configured sink of this till, with its scheduled backups.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkRow {
+    pub name: String,
+    pub path: String,
+    /// The folder is there (a USB stick plugged in, a share mounted).
+    pub present: bool,
+    pub free_bytes: Option<u64>,
+    /// Unix ms of the last successful scheduled backup.
+    pub last_backup: Option<u64>,
+    pub last_bytes: Option<u64>,
+    /// Failed scheduled backups in a row.
+    pub failures: u32,
+    pub last_error: Option<String>,
+    /// Unix ms of the next attempt.
+    pub next_backup: Option<u64>,
 }
 
 /// This till.
@@ -68,6 +89,7 @@ fn now_ms() -> u64 {
 /// Build the report. `links` is the daemon's view of its peers (None without one).
 pub fn collect(
     store: &mut Store,
+    home: &Path,
     links: Option<&HashMap<TillId, PeerLink>>,
     online_window_ms: u64,
 ) -> Result<StatusReport> {
@@ -147,6 +169,30 @@ pub fn collect(
                 .into(),
         );
     }
+    let schedule = crate::backups::load_schedule(home);
+    let mut sinks = Vec::new();
+    for (name, spec) in crate::backups::load_sinks(home)? {
+        let folder = FolderSink::new(&spec.path).ok();
+        let st = schedule.sinks.get(&name).cloned().unwrap_or_default();
+        if st.alert() {
+            alerts.push(format!(
+                "backups to sink {name} failed {} times in a row: {}",
+                st.failures,
+                st.last_error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        sinks.push(SinkRow {
+            name,
+            path: spec.path.display().to_string(),
+            present: folder.is_some(),
+            free_bytes: folder.and_then(|f| f.free_space()),
+            last_backup: st.last_ok_ms,
+            last_bytes: st.last_bytes,
+            failures: st.failures,
+            last_error: st.last_error,
+            next_backup: (st.next_ms > 0).then_some(st.next_ms),
+        });
+    }
     let pending = store.pending_conflicts()?.len();
     if pending > 0 {
         alerts.push(format!(
@@ -165,6 +211,7 @@ pub fn collect(
             relays: store.relays()?,
         },
         tills: rows,
+        sinks,
         alerts,
     })
 }
@@ -227,6 +274,36 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
         ]);
     }
     write!(out, "{}", t.render())?;
+    if !r.sinks.is_empty() {
+        let mut t = Table::new(&[
+            "SINK",
+            "PATH",
+            "STATE",
+            "LAST BACKUP",
+            ">SIZE",
+            "NEXT",
+            "ERROR",
+        ]);
+        for s in &r.sinks {
+            t.row(vec![
+                s.name.clone(),
+                s.path.clone(),
+                match (s.present, s.failures) {
+                    (false, _) => "missing".into(),
+                    (true, 0) => "ok".into(),
+                    (true, n) => format!("failing ({n})"),
+                },
+                s.last_backup.map(time).unwrap_or_else(|| "-".into()),
+                s.last_bytes
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s.next_backup.map(time).unwrap_or_else(|| "-".into()),
+                s.last_error.clone().unwrap_or_default(),
+            ]);
+        }
+        writeln!(out)?;
+        write!(out, "{}", t.render())?;
+    }
     for a in &r.alerts {
         writeln!(out, "! {a}")?;
     }

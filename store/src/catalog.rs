@@ -348,6 +348,11 @@ impl Store {
     }
 }
 
+/// Configuration key: seconds between the daemon's scheduled backups.
+pub const BACKUP_INTERVAL: &str = "backup/interval_s";
+/// Configuration key: seconds between scheduled snapshots.
+pub const SNAPSHOT_INTERVAL: &str = "backup/snapshot_interval_s";
+
 impl Store {
     /// The store's relay URLs (configuration shared by every till).
     pub fn relays(&self) -> Result<Vec<String>, StorageError> {
@@ -359,10 +364,35 @@ impl Store {
 
     /// Replace the store's relay list; audited.
     pub fn set_relays(&mut self, relays: &[String]) -> Result<(), StorageError> {
+        self.set_config_value("relays", json!(relays))
+    }
+
+    /// Set a configuration value shared by every till; audited.
+    pub fn set_config_value(
+        &mut self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<(), StorageError> {
         let hlc = self.tick();
         let mut w = self.writer()?;
-        w.put_fields(DocId::Config, hlc, &[("relays".to_string(), json!(relays))])?;
-        w.audit("config", "relays", json!({ "value": relays }))?;
+        w.put_fields(DocId::Config, hlc, &[(key.to_string(), value.clone())])?;
+        w.audit("config", key, json!({ "value": value }))?;
         w.commit().map(|_| ())
+    }
+
+    /// The backup schedule: seconds between scheduled backups, and between
+    /// snapshots (the backups in between are bundles). Defaults: 1 hour, 1 day.
+    pub fn backup_schedule(&self) -> Result<(u64, u64), StorageError> {
+        let get = |k: &str, d: u64| -> Result<u64, StorageError> {
+            Ok(self
+                .config_value(k)?
+                .and_then(|v| v.as_u64())
+                .filter(|v| *v > 0)
+                .unwrap_or(d))
+        };
+        Ok((
+            get(BACKUP_INTERVAL, 3_600)?,
+            get(SNAPSHOT_INTERVAL, 86_400)?,
+        ))
     }
 }

@@ -300,3 +300,128 @@ fn a_full_device_and_a_read_only_one_fail_clearly_and_lose_nothing() {
         "{err}"
     );
 }
+
+fn backups_of(t: &Till, dir: &Path) -> Vec<serde_json::Value> {
+    t.json(&["backup", "list", "--from", dir.to_str().expect("utf-8")])
+        .as_array()
+        .expect("array")
+        .clone()
+}
+
+fn count(list: &[serde_json::Value], kind: &str) -> usize {
+    list.iter().filter(|b| b["kind"] == kind).count()
+}
+
+fn sink_status(t: &Till) -> serde_json::Value {
+    t.json(&["status"])["sinks"][0].clone()
+}
+
+#[test]
+fn the_daemon_backs_up_on_schedule_and_queues_while_the_stick_is_out() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    let stick = dir.path().join("stick");
+    let unplugged = dir.path().join("stick-out");
+    std::fs::create_dir(&stick).expect("stick");
+    a.ok(&[
+        "backup",
+        "schedule",
+        "--every",
+        "1s",
+        "--snapshot-every",
+        "1h",
+    ]);
+    a.ok(&[
+        "sink",
+        "add",
+        "usb",
+        "folder",
+        stick.to_str().expect("utf-8"),
+        "--keep",
+        "last=2,daily=0,weekly=0,monthly=0",
+    ]);
+    sell(&a, 2);
+    let daemon = a.start(&[]);
+
+    // The first round writes a snapshot; the next ones bundle new sales.
+    common::wait_for("a scheduled snapshot", || {
+        count(&backups_of(&a, &stick), "snapshot") == 1
+    });
+    sell(&a, 2);
+    common::wait_for("a scheduled bundle", || {
+        count(&backups_of(&a, &stick), "bundle") >= 1
+    });
+    let s = sink_status(&a);
+    assert_eq!(s["failures"], 0, "{s}");
+    assert!(s["last_backup"].as_u64().is_some(), "{s}");
+
+    // The stick is pulled: the till keeps selling, backups fail, back off and
+    // are flagged to the operator.
+    std::fs::rename(&stick, &unplugged).expect("unplug");
+    sell(&a, 1);
+    common::wait_for("three failed attempts", || {
+        sink_status(&a)["failures"].as_u64().unwrap_or(0) >= 3
+    });
+    let st = a.json(&["status"]);
+    let s = &st["sinks"][0];
+    assert_eq!(s["present"], false, "{s}");
+    assert!(
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stick")),
+        "the error names the folder: {s}"
+    );
+    assert!(
+        st["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.contains("sink usb"))),
+        "{st}"
+    );
+    let failed_at = s["failures"].as_u64().expect("failures");
+
+    // Plugged back in: the queued backup goes out on the next retry.
+    std::fs::rename(&unplugged, &stick).expect("plug in");
+    common::wait_for("the queued backup", || sink_status(&a)["failures"] == 0);
+    assert!(failed_at >= 3);
+    daemon.stop();
+
+    let fresh = Till::new(dir.path(), "fresh");
+    let out = a.ok(&[
+        "restore",
+        "--from",
+        stick.to_str().expect("utf-8"),
+        "--home",
+        fresh.home.to_str().expect("utf-8"),
+    ]);
+    assert!(out.contains("Restored"), "{out}");
+    assert_eq!(receipts(&fresh), receipts(&a));
+    assert_eq!(receipts(&a).len(), 5);
+
+    // Retention: three snapshots, the sink keeps two; what goes is held by the newest.
+    a.ok(&["backup", "--to", "usb"]);
+    a.ok(&["backup", "--to", "usb"]);
+    assert_eq!(count(&backups_of(&a, &stick), "snapshot"), 3);
+    let dry = a.ok(&["backup", "prune", "--dry-run"]);
+    assert!(dry.contains("would delete"), "{dry}");
+    assert_eq!(count(&backups_of(&a, &stick), "snapshot"), 3);
+    let out = a.ok(&["backup", "prune"]);
+    assert!(out.contains("deleted"), "{out}");
+    let left = backups_of(&a, &stick);
+    assert_eq!(count(&left, "snapshot"), 2, "{left:?}");
+    assert_eq!(
+        count(&left, "bundle"),
+        0,
+        "bundles older than the kept snapshots go: {left:?}"
+    );
+    let again = Till::new(dir.path(), "again");
+    a.ok(&[
+        "restore",
+        "--from",
+        stick.to_str().expect("utf-8"),
+        "--home",
+        again.home.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(receipts(&again), receipts(&a));
+}
