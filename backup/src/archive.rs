@@ -346,6 +346,7 @@ enum Record {
 fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupError> {
     let records = decode_records(c)?;
     let mut done = Imported::default();
+    let mut saved: Vec<(DocId, Vec<u8>)> = Vec::new();
     for ((id, rec), e) in records
         .into_iter()
         .zip(c.manifest.entries.iter().filter(|e| e.form != Form::Heads))
@@ -353,16 +354,45 @@ fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupErro
         if store.holds(&id, &hashes(&e.heads))? {
             continue;
         }
-        let r = match rec {
-            Record::Saved(bytes) => store.apply_saved(&id, &bytes)?,
-            Record::Changes(changes) => store.apply_changes(&id, &changes)?,
-        };
-        if r.new_changes > 0 {
-            done.docs += 1;
-            done.changes += r.new_changes;
+        match rec {
+            Record::Saved(bytes) => {
+                saved.push((id, bytes));
+                if saved.len() == SAVED_BATCH {
+                    merge_saved(store, &mut saved, &mut done)?;
+                }
+            }
+            Record::Changes(changes) => {
+                let r = store.apply_changes(&id, &changes)?;
+                if r.new_changes > 0 {
+                    done.docs += 1;
+                    done.changes += r.new_changes;
+                }
+            }
         }
     }
+    merge_saved(store, &mut saved, &mut done)?;
     Ok(done)
+}
+
+/// Whole documents merged per durable write during a restore or import.
+const SAVED_BATCH: usize = 64;
+
+fn merge_saved(
+    store: &mut Store,
+    batch: &mut Vec<(DocId, Vec<u8>)>,
+    done: &mut Imported,
+) -> Result<(), BackupError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let docs: Vec<(DocId, &[u8])> = batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    let r = store.apply_saved_many(&docs)?;
+    if r.new_changes > 0 {
+        done.docs += docs.len();
+        done.changes += r.new_changes;
+    }
+    batch.clear();
+    Ok(())
 }
 
 /// Check, decrypt and merge one file into `store`. A file not signed by a

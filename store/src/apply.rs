@@ -9,7 +9,7 @@ use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 use crate::error::{ApplyError, StorageError};
 use crate::ids::DocId;
 use crate::store::Store;
-use crate::sync::check_owner;
+use crate::sync::{check_owner, check_writers};
 use crate::tables;
 
 /// What merging a batch of changes did.
@@ -50,14 +50,61 @@ impl Store {
     /// Merge a whole saved document (as [`Store::save_doc`] gives it), checked
     /// like [`Store::apply_changes`]: a snapshot restores through the same path.
     pub fn apply_saved(&mut self, doc: &DocId, saved: &[u8]) -> Result<ApplyReport, ApplyError> {
-        let loaded = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
-            doc: doc.to_string(),
-            index: 0,
-            reason: e.to_string(),
-        })?;
-        let parsed = loaded.get_changes(&[]);
-        check_owner(doc, &parsed)?;
-        self.merge(doc, parsed)
+        self.apply_saved_many(&[(*doc, saved)])
+    }
+
+    /// Merge whole saved documents in one durable write, each checked like
+    /// [`Store::apply_changes`] and all checked before anything is kept. A
+    /// document this till does not hold yet is kept in its saved form as it
+    /// came (its views derived from all of it), without replaying its changes
+    /// one by one: that is what makes restoring a snapshot fast.
+    pub fn apply_saved_many(&mut self, docs: &[(DocId, &[u8])]) -> Result<ApplyReport, ApplyError> {
+        let mut loaded = Vec::with_capacity(docs.len());
+        for (id, saved) in docs {
+            let doc = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
+                doc: id.to_string(),
+                index: 0,
+                reason: e.to_string(),
+            })?;
+            let meta = doc.get_changes_meta(&[]);
+            check_writers(id, meta.iter().map(|m| m.actor.as_ref()))?;
+            let count = meta.len();
+            drop(meta);
+            loaded.push((*id, doc, *saved, count));
+        }
+        let mut w = self.writer()?;
+        let mut new_changes = 0;
+        for (id, doc, saved, count) in loaded {
+            if w.s.holds_any(&id)? {
+                let changes = doc.get_changes(&[]);
+                new_changes += w.apply_remote(id, changes)?;
+            } else if count > 0 {
+                w.adopt(id, doc, saved.to_vec());
+                new_changes += count;
+            }
+        }
+        if new_changes == 0 {
+            return Ok(ApplyReport::default());
+        }
+        let conflicts = w.commit()?;
+        Ok(ApplyReport {
+            new_changes,
+            conflicts,
+        })
+    }
+
+    /// Whether this till holds anything of document `id` (changes waiting for
+    /// their dependencies included).
+    fn holds_any(&self, id: &DocId) -> Result<bool, StorageError> {
+        // The cache may hold an empty document for a mere lookup.
+        if self.docs.get(id).is_some_and(|d| !d.get_heads().is_empty()) {
+            return Ok(true);
+        }
+        let txn = self.db.begin_read()?;
+        Ok(txn
+            .open_table(tables::DOCS)?
+            .get(id.to_string().as_str())?
+            .is_some())
     }
 
     /// Merge checked changes through the write path.

@@ -151,12 +151,20 @@ fn message_changes(doc: &DocId, msg: &sync::Message) -> Result<Vec<Change>, Appl
 
 /// Refuse changes to a single-writer document that its owner did not write.
 pub(crate) fn check_owner(doc: &DocId, changes: &[Change]) -> Result<(), ApplyError> {
+    check_writers(doc, changes.iter().map(|c| c.actor_id()))
+}
+
+/// Like [`check_owner`], over the actors that wrote a document's changes.
+pub(crate) fn check_writers<'a>(
+    doc: &DocId,
+    actors: impl IntoIterator<Item = &'a automerge::ActorId>,
+) -> Result<(), ApplyError> {
     let Some(owner) = doc.owner() else {
         return Ok(());
     };
-    for change in changes {
-        if actor_till(change.actor_id()) != Some(owner) {
-            let writer = actor_till(change.actor_id())
+    for actor in actors {
+        if actor_till(actor) != Some(owner) {
+            let writer = actor_till(actor)
                 .map(|t| t.fmt_short())
                 .unwrap_or_else(|| "an unknown writer".into());
             tracing::warn!(doc = %doc, writer, "refused change to a document of another till");

@@ -101,7 +101,26 @@ pub(crate) fn read_entry<T: for<'de> Deserialize<'de>>(
         },
         _ => return None,
     };
-    match serde_json::from_str::<serde_json::Value>(&text) {
+    parse_entry(&text, id, key)
+}
+
+/// Every entry of a single-writer document, read in one pass.
+fn all_entries<T: for<'de> Deserialize<'de>>(
+    doc: &automerge::Automerge,
+    id: &DocId,
+) -> Vec<(String, T)> {
+    doc.map_range(ROOT, ..)
+        .filter_map(|item| match &item.value {
+            automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(t)) => {
+                parse_entry(t, id, &item.key).map(|e| (item.key.to_string(), e))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn parse_entry<T: for<'de> Deserialize<'de>>(text: &str, id: &DocId, key: &str) -> Option<T> {
+    match serde_json::from_str::<serde_json::Value>(text) {
         Ok(v) if v.get("v").and_then(|v| v.as_u64()).unwrap_or(0) > u64::from(ENTRY_VERSION) => {
             tracing::warn!(doc = %id, key, "entry written by a newer tillmesh; not counted");
             None
@@ -142,10 +161,9 @@ impl Writer<'_> {
         }
         match id {
             DocId::Sales(till, day) => {
-                for (key, e) in self.new_entries::<SaleEntry>(&id, &keys)? {
-                    self.seen.push(e.hlc);
-                    self.apply_sale_entry(&id, till, day, &key, &e)?;
-                }
+                let entries = self.new_entries::<SaleEntry>(&id, &keys)?;
+                self.seen.extend(entries.iter().map(|(_, e)| e.hlc));
+                self.apply_sale_entries(&id, till, day, &entries)?;
             }
             DocId::Stock(till, _) => {
                 for (key, e) in self.new_entries::<StockEntry>(&id, &keys)? {
@@ -172,6 +190,10 @@ impl Writer<'_> {
             .docs
             .get(id)
             .ok_or_else(|| damaged(id, "document vanished from the cache"))?;
+        if self.before.get(id).is_some_and(|b| b.is_empty()) {
+            // All of the document is new (a restore, a first sync): one pass.
+            return Ok(all_entries(doc, id));
+        }
         let mut out = Vec::new();
         for (key, is_new) in keys {
             if !is_new {
@@ -185,14 +207,19 @@ impl Writer<'_> {
         Ok(out)
     }
 
-    fn apply_sale_entry(
+    /// Fold new entries of one till's day of sales into the views: the day's
+    /// totals and the stock states are read and written once for the batch
+    /// (a sale never moves a stocktake, so the order within it does not matter).
+    fn apply_sale_entries(
         &mut self,
         id: &DocId,
         till: TillId,
         day: Day,
-        key: &str,
-        e: &SaleEntry,
+        entries: &[(String, SaleEntry)],
     ) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let txn = self.txn();
         {
             let mut totals = txn.open_table(tables::V_TOTALS)?;
@@ -202,52 +229,47 @@ impl Writer<'_> {
                 Some(v) => read_json("v_totals", v.value())?,
                 None => Totals::default(),
             };
-            t.add(e);
+            for (_, e) in entries {
+                t.add(e);
+            }
             totals.insert((day_s.as_str(), till_s.as_str()), json(&t)?.as_slice())?;
         }
         {
             let mut receipts = txn.open_table(tables::V_RECEIPTS)?;
-            let own = e.receipt.to_string();
-            let mut info: ReceiptInfo = match receipts.get(own.as_str())? {
-                Some(v) => read_json("v_receipts", v.value())?,
-                None => ReceiptInfo::default(),
-            };
-            info.doc = Some(id.to_string());
-            info.kind = Some(e.kind);
-            receipts.insert(own.as_str(), json(&info)?.as_slice())?;
-            if let Some(target) = &e.refers_to {
-                let target = target.to_string();
-                let mut t: ReceiptInfo = match receipts.get(target.as_str())? {
-                    Some(v) => read_json("v_receipts", v.value())?,
-                    None => ReceiptInfo::default(),
-                };
-                match e.kind {
-                    EntryKind::Void => {
-                        // Deterministic if two tills void the same sale: the smaller receipt.
-                        if t.voided_by.as_ref().is_none_or(|v| own < *v) {
-                            t.voided_by = Some(own.clone());
-                        }
-                    }
-                    EntryKind::Refund => {
-                        if let Err(pos) = t.refunds.binary_search(&own) {
-                            t.refunds.insert(pos, own.clone());
-                            for l in &e.lines {
-                                *t.refunded.entry(l.sku.to_string()).or_default() += l.base_qty();
-                            }
-                        }
-                    }
-                    EntryKind::Sale => {}
-                }
-                receipts.insert(target.as_str(), json(&t)?.as_slice())?;
+            for (_, e) in entries {
+                record_receipt(&mut receipts, id, e)?;
             }
         }
-        for (i, line) in e.lines.iter().enumerate() {
-            let delta = match e.kind {
-                EntryKind::Sale => -line.base_qty(),
-                EntryKind::Void | EntryKind::Refund => line.base_qty(),
-            };
-            let order = order_key(e.hlc, &till, &format!("{key}#{i}"));
-            apply_move(txn, line.sku.as_str(), &order, delta)?;
+        let mut states: std::collections::HashMap<&str, StockState> =
+            std::collections::HashMap::new();
+        {
+            let mut moves = txn.open_table(tables::V_MOVES)?;
+            for (key, e) in entries {
+                for (i, line) in e.lines.iter().enumerate() {
+                    let delta = match e.kind {
+                        EntryKind::Sale => -line.base_qty(),
+                        EntryKind::Void | EntryKind::Refund => line.base_qty(),
+                    };
+                    let sku = line.sku.as_str();
+                    let state = match states.entry(sku) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(stock_state(txn, sku)?)
+                        }
+                    };
+                    let order = order_key(e.hlc, &till, &format!("{key}#{i}"));
+                    if counted_after(state, &order) {
+                        // A later stocktake already accounts for this movement.
+                        continue;
+                    }
+                    moves.insert(move_key(sku, &order).as_slice(), delta)?;
+                    state.on_hand += delta;
+                }
+            }
+        }
+        let mut stock = txn.open_table(tables::V_STOCK)?;
+        for (sku, state) in states {
+            stock.insert(sku, json(&state)?.as_slice())?;
         }
         Ok(())
     }
@@ -526,6 +548,48 @@ impl Writer<'_> {
         }
         Ok(())
     }
+}
+
+/// Record sale, void or refund `e` of document `id` in the receipts view.
+fn record_receipt(
+    receipts: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    id: &DocId,
+    e: &SaleEntry,
+) -> Result<(), StorageError> {
+    let own = e.receipt.to_string();
+    let mut info: ReceiptInfo = match receipts.get(own.as_str())? {
+        Some(v) => read_json("v_receipts", v.value())?,
+        None => ReceiptInfo::default(),
+    };
+    info.doc = Some(id.to_string());
+    info.kind = Some(e.kind);
+    receipts.insert(own.as_str(), json(&info)?.as_slice())?;
+    if let Some(target) = &e.refers_to {
+        let target = target.to_string();
+        let mut t: ReceiptInfo = match receipts.get(target.as_str())? {
+            Some(v) => read_json("v_receipts", v.value())?,
+            None => ReceiptInfo::default(),
+        };
+        match e.kind {
+            EntryKind::Void => {
+                // Deterministic if two tills void the same sale: the smaller receipt.
+                if t.voided_by.as_ref().is_none_or(|v| own < *v) {
+                    t.voided_by = Some(own.clone());
+                }
+            }
+            EntryKind::Refund => {
+                if let Err(pos) = t.refunds.binary_search(&own) {
+                    t.refunds.insert(pos, own.clone());
+                    for l in &e.lines {
+                        *t.refunded.entry(l.sku.to_string()).or_default() += l.base_qty();
+                    }
+                }
+            }
+            EntryKind::Sale => {}
+        }
+        receipts.insert(target.as_str(), json(&t)?.as_slice())?;
+    }
+    Ok(())
 }
 
 fn stock_state(txn: &WriteTransaction, sku: &str) -> Result<StockState, StorageError> {

@@ -28,10 +28,12 @@ pub(crate) struct Writer<'s> {
     pub(crate) s: &'s mut Store,
     txn: Option<WriteTransaction>,
     touched: Vec<DocId>,
-    before: HashMap<DocId, Vec<ChangeHash>>,
+    pub(crate) before: HashMap<DocId, Vec<ChangeHash>>,
     incoming: HashMap<DocId, Vec<Change>>,
     /// Documents whose views are re-derived from scratch; nothing of them is stored.
     rederived: HashSet<DocId>,
+    /// Documents new to this till, kept in the saved form they came in.
+    adopted: HashMap<DocId, Vec<u8>>,
     pub(crate) next_receipt: u64,
     pub(crate) audit_head: AuditHead,
     /// Remote timestamps seen in this write, observed by the clock at commit.
@@ -76,6 +78,7 @@ impl<'s> Writer<'s> {
             before: HashMap::new(),
             incoming: HashMap::new(),
             rederived: HashSet::new(),
+            adopted: HashMap::new(),
             seen: Vec::new(),
             conflicts_logged: 0,
             committed: false,
@@ -189,6 +192,18 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
+    /// Take in a whole document this till does not hold yet, as `saved`
+    /// (its [`automerge::Automerge::save`] form, already checked); its views
+    /// are derived from all of it at commit.
+    pub(crate) fn adopt(&mut self, id: DocId, mut doc: automerge::Automerge, saved: Vec<u8>) {
+        // This till's own edits to it carry this till's actor, as after a load.
+        doc.set_actor(self.s.actor.clone());
+        self.s.docs.insert(id, doc);
+        self.before.insert(id, Vec::new());
+        self.touched.push(id);
+        self.adopted.insert(id, saved);
+    }
+
     /// Derive the views from everything touched, persist the changes, commit.
     /// Returns how many conflicts the write logged.
     pub(crate) fn commit(mut self) -> Result<usize, StorageError> {
@@ -205,8 +220,23 @@ impl<'s> Writer<'s> {
             let txn = self.txn.as_ref().expect("transaction present until commit");
             let mut docs = txn.open_table(tables::DOCS)?;
             let mut rows = txn.open_table(tables::DOC_CHANGES)?;
+            let mut saved_docs = txn.open_table(tables::DOC_SAVED)?;
             for id in &self.touched {
                 if self.rederived.contains(id) {
+                    continue;
+                }
+                if let Some(saved) = self.adopted.get(id) {
+                    let doc = self
+                        .s
+                        .docs
+                        .get(id)
+                        .ok_or_else(|| damaged(id, "document vanished from the cache"))?;
+                    let key = id.to_string();
+                    saved_docs.insert(key.as_str(), saved.as_slice())?;
+                    let state =
+                        serde_json::to_vec(&DocState::default()).map_err(|e| damaged(id, e))?;
+                    docs.insert(key.as_str(), state.as_slice())?;
+                    crate::sync::record_heads(txn, id, &doc.get_heads())?;
                     continue;
                 }
                 let doc = self
