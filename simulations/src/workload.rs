@@ -5,8 +5,8 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ROOT};
 use rand::Rng;
 use tillmesh_store::{
-    Barcode, Day, ENTRY_VERSION, EntryKind, Hlc, Line, NewProduct, Receipt, SaleEntry, Sku, Store,
-    Tender, TillId, TillName, Unit,
+    Barcode, Day, DocId, ENTRY_VERSION, EntryKind, Hlc, Line, NewProduct, NewStore, Receipt, Role,
+    SaleEntry, Sku, Store, StoreId, StoreOptions, Tender, TillId, TillKey, TillName, Unit,
 };
 
 /// The SKU of product `i` in [`add_products`].
@@ -97,4 +97,90 @@ pub fn day_of_sales(
         .into_iter()
         .map(|c| c.raw_bytes().to_vec())
         .collect()
+}
+
+/// A store holding `tills` tills' `days` days of `per_day` sales each, as one
+/// back-office till would hold it after syncing them all; built once in a
+/// folder and reused by the benchmarks.
+#[derive(Debug, Clone, Copy)]
+pub struct BigStore {
+    /// Tills that sold.
+    pub tills: usize,
+    /// Days of sales per till.
+    pub days: usize,
+    /// Sales per till and day.
+    pub per_day: usize,
+    /// Products in the catalog.
+    pub products: usize,
+}
+
+impl BigStore {
+    /// The first day of sales (2026-01-01).
+    pub fn first_day() -> Day {
+        Day::from_unix_ms(1_767_225_600_000)
+    }
+
+    /// Sales in all.
+    pub fn sales(&self) -> u64 {
+        (self.tills * self.days * self.per_day) as u64
+    }
+
+    /// Build the store in `dir` unless a complete one is there (marked by a
+    /// `complete` file); gives the store file and the key of the till holding it.
+    pub fn build(
+        &self,
+        dir: &std::path::Path,
+        rng: &mut impl Rng,
+    ) -> anyhow::Result<(std::path::PathBuf, TillKey)> {
+        let path = dir.join("store.redb");
+        let key_path = dir.join("till.key");
+        if dir.join("complete").exists() {
+            return Ok((path, TillKey::load(&key_path)?));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let key = TillKey::generate();
+        key.save(&key_path)?;
+        let mut store = Store::create(
+            &path,
+            key.clone(),
+            NewStore {
+                store_id: StoreId::random(),
+                store_name: "Bench".into(),
+                till_name: "B0".parse()?,
+                role: Role::BackOffice,
+                founder: true,
+            },
+            StoreOptions::default(),
+        )?;
+        add_products(&mut store, self.products)?;
+        let start = std::time::Instant::now();
+        for t in 0..self.tills {
+            let till = TillKey::generate().till_id();
+            let name: TillName = format!("T{t:03}").parse()?;
+            for d in 0..self.days {
+                let day = Self::first_day().add_days(d as i64);
+                let changes = day_of_sales(
+                    till,
+                    &name,
+                    day,
+                    (d * self.per_day) as u64 + 1,
+                    self.per_day,
+                    self.products,
+                    rng,
+                );
+                store.apply_changes(&DocId::Sales(till, day), &changes)?;
+            }
+            if (t + 1) % 10 == 0 {
+                eprintln!("generated {} tills in {:.0?}", t + 1, start.elapsed());
+            }
+        }
+        eprintln!(
+            "generated {} sales in {:.1?}",
+            self.sales(),
+            start.elapsed()
+        );
+        std::fs::write(dir.join("complete"), b"")?;
+        Ok((path, key))
+    }
 }

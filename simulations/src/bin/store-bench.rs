@@ -15,8 +15,7 @@ use rand::{Rng, SeedableRng};
 use tillmesh_sim::report::{flags, percentile};
 use tillmesh_sim::workload;
 use tillmesh_store::{
-    Day, DocId, LineRequest, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender,
-    TillKey, TillName,
+    LineRequest, NewStore, Role, SaleRequest, Store, StoreId, StoreOptions, Tender, TillKey,
 };
 
 struct Args {
@@ -120,43 +119,16 @@ fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
     let dir = a
         .dir
         .join(format!("big-{}x{}x{}", a.tills, a.days, a.per_day));
-    let path = dir.join("store.redb");
-    let key_path = dir.join("till.key");
-    let total_sales = (a.tills * a.days * a.per_day) as u64;
-    let first_day = Day::from_unix_ms(1_767_225_600_000); // 2026-01-01
-    if !dir.join("complete").exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let key = TillKey::generate();
-        key.save(&key_path)?;
-        let mut store = new_store(&path, key, "B0")?;
-        workload::add_products(&mut store, a.products)?;
-        let start = Instant::now();
-        for t in 0..a.tills {
-            let till = TillKey::generate().till_id();
-            let name: TillName = format!("T{t:03}").parse()?;
-            for d in 0..a.days {
-                let day = first_day.add_days(d as i64);
-                let changes = workload::day_of_sales(
-                    till,
-                    &name,
-                    day,
-                    (d * a.per_day) as u64 + 1,
-                    a.per_day,
-                    a.products,
-                    rng,
-                );
-                store.apply_changes(&DocId::Sales(till, day), &changes)?;
-            }
-            if (t + 1) % 10 == 0 {
-                eprintln!("generated {} tills in {:.0?}", t + 1, start.elapsed());
-            }
-        }
-        eprintln!("generated {total_sales} sales in {:.1?}", start.elapsed());
-        std::fs::write(dir.join("complete"), b"")?;
-    }
+    let big = workload::BigStore {
+        tills: a.tills,
+        days: a.days,
+        per_day: a.per_day,
+        products: a.products,
+    };
+    let (path, key) = big.build(&dir, rng)?;
+    let total_sales = big.sales();
+    let first_day = workload::BigStore::first_day();
     let size = std::fs::metadata(&path)?.len();
-    let key = TillKey::load(&key_path)?;
     let t = Instant::now();
     let mut store = Store::open(&path, key, StoreOptions::default())?;
     let open = t.elapsed();

@@ -1,0 +1,195 @@
+//! Backup benchmarks: a snapshot of a store of a hundred tills' month of sales
+//! (time, size, compression), a restore of it into a new till home, and the
+//! bundle of one till's day of sales.
+//!
+//! ```text
+//! cargo run --release -p tillmesh-sim --bin backup-bench -- [--tills 100] [--days 30]
+//!     [--per-day 500] [--dir target/bench-data]
+//! ```
+//! The store is built once under `--dir` (shared with `store-bench`) and copied
+//! before each run, so the benchmark never changes it. Prints a Markdown report;
+//! docs/PERFORMANCE.md holds the numbers of record.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use rand::SeedableRng;
+use tillmesh_backup::archive::{self, Pick, RestoreSpec};
+use tillmesh_backup::{FolderSink, Kind, Sink, format, keys};
+use tillmesh_sim::report::flags;
+use tillmesh_sim::workload::{self, BigStore};
+use tillmesh_store::{DocId, Role, Store, StoreOptions, TillKey, TillName};
+
+struct Args {
+    big: BigStore,
+    dir: PathBuf,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        big: BigStore {
+            tills: 100,
+            days: 30,
+            per_day: 500,
+            products: 2000,
+        },
+        dir: PathBuf::from("target/bench-data"),
+    };
+    for (flag, v) in flags()? {
+        match flag.as_str() {
+            "--tills" => a.big.tills = v.parse()?,
+            "--days" => a.big.days = v.parse()?,
+            "--per-day" => a.big.per_day = v.parse()?,
+            "--products" => a.big.products = v.parse()?,
+            "--dir" => a.dir = v.into(),
+            _ => anyhow::bail!("unknown flag {flag}"),
+        }
+    }
+    Ok(a)
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1_048_576.0)
+}
+
+/// Peak resident memory of this process so far (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn main() -> Result<()> {
+    let a = parse_args()?;
+    let b = a.big;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let source = a
+        .dir
+        .join(format!("big-{}x{}x{}", b.tills, b.days, b.per_day));
+    let (path, key) = b.build(&source, &mut rng)?;
+
+    let work = a.dir.join("backup-bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("sink"))?;
+    let copy = work.join("store.redb");
+    std::fs::copy(&path, &copy)?;
+    let mut store = Store::open(&copy, key.clone(), StoreOptions::default())?;
+    // The till making backups is a certified member holding the store's key.
+    let admin = TillKey::generate();
+    store.set_admin_key(admin.till_id())?;
+    let me = store.till_id();
+    store.certify(&admin, me, &"B0".parse()?, Role::BackOffice)?;
+    store.add_store_secret(keys::generate(1))?;
+    let secrets = store.store_secrets()?;
+    let sink = FolderSink::new(work.join("sink"))?;
+
+    let t = Instant::now();
+    let snap = archive::backup(&mut store, &sink, Kind::Snapshot)?;
+    let snapshot_time = t.elapsed();
+    eprintln!("snapshot written in {snapshot_time:.1?}");
+    let name = snap.name.clone().expect("a snapshot is written");
+    let bytes = sink.get(&name)?;
+    let t = Instant::now();
+    let (_, contents) = format::open(&bytes, store.store_id(), &secrets, |_| true)?;
+    let open_time = t.elapsed();
+    let payload: u64 = contents.records.iter().map(|r| r.len() as u64).sum();
+    drop(contents);
+    let store_file = std::fs::metadata(&copy)?.len();
+
+    // One till's next day of sales, then the bundle the sink lacks.
+    let till = TillKey::generate().till_id();
+    let tname: TillName = "T999".parse()?;
+    let day = BigStore::first_day().add_days(b.days as i64);
+    let changes = workload::day_of_sales(till, &tname, day, 1, b.per_day, b.products, &mut rng);
+    let raw_changes: u64 = changes.iter().map(|c| c.len() as u64).sum();
+    store.apply_changes(&DocId::Sales(till, day), &changes)?;
+    let t = Instant::now();
+    let bundle = archive::backup(&mut store, &sink, Kind::Bundle)?;
+    let bundle_time = t.elapsed();
+    let store_id = store.store_id();
+    let docs = store.doc_ids()?.len();
+    drop(store);
+
+    let home = work.join("restored");
+    let t = Instant::now();
+    let restored = archive::restore(
+        &sink,
+        RestoreSpec {
+            store_id,
+            admin: admin.till_id(),
+            secrets: &secrets,
+            home: &home,
+            key: TillKey::generate(),
+            till_name: "R1".parse()?,
+            certify_with: Some(&admin),
+            pick: Pick::Newest,
+        },
+    )?;
+    let restore_time = t.elapsed();
+    eprintln!("restored in {restore_time:.1?}");
+    // The restored till adds its own audit document.
+    assert!(restored.docs >= docs, "the restore holds every document");
+    assert_eq!(restored.bundles.len(), 1, "the day's bundle is applied");
+
+    println!(
+        "## Backup of a store of {} tills x {} days x {} sales ({} sales, {} documents)\n",
+        b.tills,
+        b.days,
+        b.per_day,
+        b.sales(),
+        snap.docs
+    );
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| store file (redb) | {} |", mib(store_file));
+    println!(
+        "| snapshot: time to write (save, compress, encrypt, sign, fsync, read back) | {} |",
+        secs(snapshot_time)
+    );
+    println!(
+        "| snapshot: file size | {} ({} bytes per sale) |",
+        mib(snap.bytes),
+        snap.bytes / b.sales()
+    );
+    println!(
+        "| snapshot: Automerge saved documents inside (before zstd) | {} |",
+        mib(payload)
+    );
+    println!(
+        "| compression ratio (documents / file) | {:.2} |",
+        payload as f64 / snap.bytes as f64
+    );
+    println!(
+        "| compression ratio (store file / snapshot) | {:.1} |",
+        store_file as f64 / snap.bytes as f64
+    );
+    println!(
+        "| snapshot: decrypt, verify and decompress | {} |",
+        secs(open_time)
+    );
+    println!(
+        "| restore into a new till home (snapshot + 1 bundle, every document through the store's merge path) | {} |",
+        secs(restore_time)
+    );
+    println!(
+        "| bundle of one till's day ({} sales, {} changes): bytes per sale | {} ({} bytes; raw changes {} bytes per sale) |",
+        b.per_day,
+        bundle.changes,
+        bundle.bytes / b.per_day as u64,
+        bundle.bytes,
+        raw_changes / b.per_day as u64
+    );
+    println!("| bundle: time to write | {} |", secs(bundle_time));
+    if let Some(rss) = peak_rss() {
+        println!("| peak resident memory of the whole run | {} |", mib(rss));
+    }
+    println!();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
