@@ -99,6 +99,13 @@ pub fn make_bundle(
             continue;
         }
         count += changes.len();
+        if have.is_empty() {
+            // The sink lacks the whole document: its saved form is about half
+            // the size of its changes one by one.
+            let (saved, heads) = store.save_doc(&id)?;
+            w.add(&id.to_string(), raw(&heads), Form::Saved, saved);
+            continue;
+        }
         let heads = store.heads(&id)?;
         let record =
             postcard::to_stdvec(&changes).map_err(|e| FormatError::Encode(e.to_string()))?;
@@ -375,7 +382,7 @@ fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupErro
 }
 
 /// Whole documents merged per durable write during a restore or import.
-const SAVED_BATCH: usize = 64;
+const SAVED_BATCH: usize = 512;
 
 fn merge_saved(
     store: &mut Store,
@@ -533,7 +540,18 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
         }
     }
     let Some((name, header, contents)) = chosen else {
-        return Err(BackupError::NoSnapshot { skipped });
+        return Err(BackupError::NoSnapshot {
+            at: match spec.pick {
+                Pick::At(t) => Some(t),
+                _ => None,
+            },
+            oldest_ms: listed
+                .iter()
+                .filter(|l| l.kind == Some(Kind::Snapshot))
+                .filter_map(|l| l.created_ms)
+                .min(),
+            skipped,
+        });
     };
     std::fs::create_dir_all(spec.home).map_err(|e| SinkError::Io {
         path: spec.home.display().to_string(),
@@ -635,15 +653,19 @@ pub enum BackupError {
     },
     /// This till holds no store key.
     #[error(
-        "this till holds no store backup key; run `tillmesh keys create` on the admin till, or re-join"
+        "this till holds no store backup key (a till gets it at `init` or `join`); re-join the store"
     )]
     NoKey,
     /// No such backup.
     #[error("no backup named {0} on this sink")]
     NoSuchBackup(String),
     /// No usable snapshot.
-    #[error("no intact snapshot to restore from{}", if skipped.is_empty() { String::new() } else { format!(" ({} damaged skipped)", skipped.len()) })]
+    #[error("{}", no_snapshot(*at, *oldest_ms, skipped))]
     NoSnapshot {
+        /// The time asked for, if any.
+        at: Option<u64>,
+        /// When the oldest snapshot on the sink was made, if there is one.
+        oldest_ms: Option<u64>,
         /// Files passed over.
         skipped: Vec<(String, String)>,
     },
@@ -662,4 +684,32 @@ pub enum BackupError {
     /// Membership failed.
     #[error(transparent)]
     Membership(#[from] tillmesh_store::MembershipError),
+}
+
+/// A time as UTC text, `2026-11-24T18:00:00Z`.
+fn utc(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        tillmesh_store::Day::from_unix_ms(ms),
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+fn no_snapshot(at: Option<u64>, oldest_ms: Option<u64>, skipped: &[(String, String)]) -> String {
+    let mut m = match (at, oldest_ms) {
+        (Some(t), Some(o)) if o > t => format!(
+            "no snapshot at or before {}; the oldest on this sink is from {}",
+            utc(t),
+            utc(o)
+        ),
+        (_, None) if skipped.is_empty() => "this sink holds no snapshot of the store".to_string(),
+        _ => "no intact snapshot to restore from".to_string(),
+    };
+    if !skipped.is_empty() {
+        m.push_str(&format!(" ({} damaged skipped)", skipped.len()));
+    }
+    m
 }

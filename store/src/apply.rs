@@ -59,18 +59,26 @@ impl Store {
     /// came (its views derived from all of it), without replaying its changes
     /// one by one: that is what makes restoring a snapshot fast.
     pub fn apply_saved_many(&mut self, docs: &[(DocId, &[u8])]) -> Result<ApplyReport, ApplyError> {
+        // Decoding and checking is the costly part and needs no store: spread
+        // it over the cores.
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        let chunk = docs.len().div_ceil(workers).max(1);
+        let parts: Vec<Result<Vec<Loaded<'_>>, ApplyError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = docs
+                .chunks(chunk)
+                .map(|c| scope.spawn(move || c.iter().map(load_checked).collect()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
         let mut loaded = Vec::with_capacity(docs.len());
-        for (id, saved) in docs {
-            let doc = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
-                doc: id.to_string(),
-                index: 0,
-                reason: e.to_string(),
-            })?;
-            let meta = doc.get_changes_meta(&[]);
-            check_writers(id, meta.iter().map(|m| m.actor.as_ref()))?;
-            let count = meta.len();
-            drop(meta);
-            loaded.push((*id, doc, *saved, count));
+        for part in parts {
+            loaded.extend(part?);
         }
         let mut w = self.writer()?;
         let mut new_changes = 0;
@@ -203,4 +211,21 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// A saved document decoded and checked: its id, the document, its saved
+/// bytes and how many changes it holds.
+type Loaded<'a> = (DocId, automerge::Automerge, &'a [u8], usize);
+
+fn load_checked<'a>((id, saved): &(DocId, &'a [u8])) -> Result<Loaded<'a>, ApplyError> {
+    let doc = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
+        doc: id.to_string(),
+        index: 0,
+        reason: e.to_string(),
+    })?;
+    let meta = doc.get_changes_meta(&[]);
+    check_writers(id, meta.iter().map(|m| m.actor.as_ref()))?;
+    let count = meta.len();
+    drop(meta);
+    Ok((*id, doc, saved, count))
 }
