@@ -881,7 +881,23 @@ fn restore_home(
     pick: Pick,
 ) -> Result<archive::RestoreReport> {
     let till_name = till.parse().map_err(|e| rejected(format!("{e}")))?;
+    let existed = home.exists();
     new_home(home)?;
+    let result = restore_new_home(home, from, till_name, source, pick);
+    if result.is_err() && !existed {
+        // Leave nothing behind that looks like a till home.
+        let _ = std::fs::remove_dir_all(home);
+    }
+    result
+}
+
+fn restore_new_home(
+    home: &Path,
+    from: &Path,
+    till_name: tillmesh_store::TillName,
+    source: &Source<'_>,
+    pick: Pick,
+) -> Result<archive::RestoreReport> {
     let key = TillKey::generate();
     let sink = FolderSink::new(from)?;
     let report = archive::restore(
@@ -911,6 +927,7 @@ fn restore_home(
 
 fn restore_error(e: BackupError) -> anyhow::Error {
     match e {
+        BackupError::NoSnapshot { ref skipped, .. } if skipped.is_empty() => e.into(),
         BackupError::Damaged { .. } | BackupError::NoSnapshot { .. } => {
             Damaged(e.to_string()).into()
         }

@@ -56,6 +56,7 @@ pub fn code(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<BackupError>() {
             return match e {
                 BackupError::Sink(s) => sink(s),
+                BackupError::NoSnapshot { skipped, .. } if skipped.is_empty() => NOT_FOUND,
                 BackupError::Format(_)
                 | BackupError::Damaged { .. }
                 | BackupError::NoSnapshot { .. } => DAMAGED,

@@ -149,6 +149,28 @@ fn restore_at_a_time_and_never_over_a_live_till() {
         "a live till is never overwritten"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a till"));
+
+    // A time before every snapshot: named as such, and no half-made home left.
+    let early = Till::new(dir.path(), "early");
+    let out = a.run(&[
+        "restore",
+        "--from",
+        to,
+        "--at",
+        "2020-01-01T00:00",
+        "--home",
+        early.home.to_str().expect("path"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("no snapshot at or before 2020-01-01T00:00:00Z"),
+        "{err}"
+    );
+    assert!(
+        !early.home.exists(),
+        "a failed restore leaves no home behind"
+    );
 }
 
 #[test]
