@@ -112,6 +112,21 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let bundle = archive::backup(&mut store, &sink, Kind::Bundle)?;
     let bundle_time = t.elapsed();
+    // The next hour: 50 more sales on a day the sink already holds part of.
+    let more = 50;
+    let next_hour = workload::day_of_sales(
+        till,
+        &tname,
+        day.add_days(1),
+        b.per_day as u64 + 1,
+        more,
+        b.products,
+        &mut rng,
+    );
+    store.apply_changes(&DocId::Sales(till, day.add_days(1)), &next_hour[..more / 2])?;
+    archive::backup(&mut store, &sink, Kind::Bundle)?;
+    store.apply_changes(&DocId::Sales(till, day.add_days(1)), &next_hour[more / 2..])?;
+    let partial = archive::backup(&mut store, &sink, Kind::Bundle)?;
     let store_id = store.store_id();
     let docs = store.doc_ids()?.len();
     drop(store);
@@ -135,7 +150,7 @@ fn main() -> Result<()> {
     eprintln!("restored in {restore_time:.1?}");
     // The restored till adds its own audit document.
     assert!(restored.docs >= docs, "the restore holds every document");
-    assert_eq!(restored.bundles.len(), 1, "the day's bundle is applied");
+    assert_eq!(restored.bundles.len(), 3, "the bundles are applied");
 
     println!(
         "## Backup of a store of {} tills x {} days x {} sales ({} sales, {} documents)\n",
@@ -186,6 +201,12 @@ fn main() -> Result<()> {
         raw_changes / b.per_day as u64
     );
     println!("| bundle: time to write | {} |", secs(bundle_time));
+    println!(
+        "| bundle of {} sales added to a day the sink already holds part of: bytes per sale | {} ({} bytes) |",
+        more - more / 2,
+        partial.bytes / (more - more / 2) as u64,
+        partial.bytes
+    );
     if let Some(rss) = peak_rss() {
         println!("| peak resident memory of the whole run | {} |", mib(rss));
     }
