@@ -6,7 +6,7 @@
 //! sticks, SD cards, mounted shares. [`archive`] backs up, lists, verifies,
 //! imports, carries changes by USB stick and restores to a point in time;
 //! [`keys`] makes the store's backup keys and the passphrase-protected recovery
-//! file; [`retention`] plans which snapshots a sink keeps and [`prune`] applies
+//! file; [`retention`] plans which snapshots a sink keeps and [`mod@prune`] applies
 //! the plan;
 //! [`schedule`] times the daemon's backups and retries; [`device`] finds
 //! removable devices (USB sticks, SD cards).
