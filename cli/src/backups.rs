@@ -97,7 +97,7 @@ fn read_keys_file(home: &Path) -> Result<KeysFile> {
         .map_err(|e| Damaged(format!("{} is damaged: {e}", p.display())).into())
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -511,14 +511,16 @@ pub fn scheduled_round(store: &mut Store, home: &Path, state: &mut ScheduleState
     let (every, snap) = store.backup_schedule()?;
     let (every, snap) = (Duration::from_secs(every), Duration::from_secs(snap));
     let backoff = Backoff::default();
-    if !sinks.is_empty() {
-        ensure_keys(store, home)?;
-    }
+    let mut keys_checked = false;
     for (name, spec) in &sinks {
         let st = state.sinks.entry(name.clone()).or_default();
         let now = now_ms();
         if !st.due(now) {
             continue;
+        }
+        if !keys_checked {
+            ensure_keys(store, home)?;
+            keys_checked = true;
         }
         let kind = st.kind(now, snap);
         let attempt = FolderSink::new(&spec.path)

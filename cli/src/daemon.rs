@@ -215,11 +215,7 @@ async fn backup_scheduler(store: StoreHandle, home: PathBuf) {
             }
             Err(_) => return,
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let wait = Duration::from_millis(next.saturating_sub(now))
+        let wait = Duration::from_millis(next.saturating_sub(backups::now_ms()))
             .clamp(Duration::from_millis(200), Duration::from_secs(30));
         tokio::time::sleep(wait).await;
     }

@@ -10,6 +10,7 @@ use tillmesh_backup::{FolderSink, Sink};
 use tillmesh_mesh::PeerLink;
 use tillmesh_store::{MemberStatus, Store, TillId};
 
+use crate::backups::now_ms;
 use crate::output::{Table, time};
 
 /// Unreplicated changes older than this raise an alert.
@@ -77,13 +78,6 @@ pub struct SelfInfo {
     pub daemon: bool,
     pub version: String,
     pub relays: Vec<String>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Build the report. `links` is the daemon's view of its peers (None without one).

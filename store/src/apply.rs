@@ -91,14 +91,7 @@ impl Store {
                 new_changes += count;
             }
         }
-        if new_changes == 0 {
-            return Ok(ApplyReport::default());
-        }
-        let conflicts = w.commit()?;
-        Ok(ApplyReport {
-            new_changes,
-            conflicts,
-        })
+        w.commit_new(new_changes)
     }
 
     /// Whether this till holds anything of document `id` (changes waiting for
@@ -123,14 +116,7 @@ impl Store {
     ) -> Result<ApplyReport, ApplyError> {
         let mut w = self.writer()?;
         let new_changes = w.apply_remote(*doc, changes)?;
-        if new_changes == 0 {
-            return Ok(ApplyReport::default());
-        }
-        let conflicts = w.commit()?;
-        Ok(ApplyReport {
-            new_changes,
-            conflicts,
-        })
+        w.commit_new(new_changes)
     }
 
     /// Drop every view and derive it again from the documents. The conflict log
@@ -228,4 +214,19 @@ fn load_checked<'a>((id, saved): &(DocId, &'a [u8])) -> Result<Loaded<'a>, Apply
     let count = meta.len();
     drop(meta);
     Ok((*id, doc, saved, count))
+}
+
+impl crate::writer::Writer<'_> {
+    /// Commit a merge that brought `new_changes` changes; one that brought none
+    /// writes nothing.
+    fn commit_new(self, new_changes: usize) -> Result<ApplyReport, ApplyError> {
+        if new_changes == 0 {
+            return Ok(ApplyReport::default());
+        }
+        let conflicts = self.commit()?;
+        Ok(ApplyReport {
+            new_changes,
+            conflicts,
+        })
+    }
 }
