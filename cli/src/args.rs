@@ -334,17 +334,28 @@ pub struct JoinArgs {
 
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// Address to listen on (plain HTTP), like 0.0.0.0:3340.
+    /// Address to listen on: relay over HTTP (TCP) and address discovery over QUIC
+    /// (UDP), both on this port.
     #[arg(long, default_value = "0.0.0.0:3340")]
     pub bind: std::net::SocketAddr,
+    /// Relay only, without QUIC address discovery (tills behind NATs then stay on
+    /// the relay).
+    #[arg(long)]
+    pub no_discovery: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RelaysCmd {
-    /// Add a relay URL, like http://10.0.0.2:3340.
+    /// Add a relay URL, like http://10.0.0.2:3340 (or set the certificate of one
+    /// already listed).
     Add {
         /// The URL.
         url: String,
+        /// The relay's certificate fingerprint, as `tillmesh relay` prints it:
+        /// tills then also learn their public address from this relay, so tills
+        /// behind NATs can connect directly.
+        #[arg(long, value_name = "FINGERPRINT")]
+        cert: Option<String>,
     },
     /// Remove a relay URL.
     Remove {

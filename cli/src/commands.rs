@@ -916,6 +916,7 @@ fn revoke(store: &mut Store, home: &Path, till: &str, out: &mut dyn Write) -> Re
 
 fn relays(store: &mut Store, cmd: &RelaysCmd, out: &mut dyn Write) -> Result<()> {
     let mut list = store.relays()?;
+    let mut certs = store.relay_certs()?;
     match cmd {
         RelaysCmd::List(f) => {
             if f.json {
@@ -925,26 +926,54 @@ fn relays(store: &mut Store, cmd: &RelaysCmd, out: &mut dyn Write) -> Result<()>
                 writeln!(out, "No relays: tills sync over direct connections only.")?;
             }
             for r in &list {
-                writeln!(out, "{r}")?;
+                match certs.get(r) {
+                    Some(fp) => writeln!(out, "{r}  address discovery, certificate {fp}")?,
+                    None => writeln!(out, "{r}")?,
+                }
             }
             return Ok(());
         }
-        RelaysCmd::Add { url } => {
+        RelaysCmd::Add { url, cert } => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(rejected("a relay URL starts with http:// or https://"));
             }
             url.parse::<iroh::RelayUrl>()
                 .map_err(|e| rejected(format!("{url:?} is not a URL: {e}")))?;
-            if list.contains(url) {
-                return Err(rejected(format!("{url} is already in the list")));
+            let fp = match cert {
+                Some(fp) if !tillmesh_mesh::relay::is_fingerprint(fp.trim()) => {
+                    return Err(rejected(format!(
+                        "{fp:?} is not a relay certificate fingerprint (64 hex digits, as `tillmesh relay` prints it)"
+                    )));
+                }
+                Some(fp) => Some(fp.trim().to_ascii_lowercase()),
+                None => None,
+            };
+            match (list.contains(url), fp) {
+                (true, None) => return Err(rejected(format!("{url} is already in the list"))),
+                (true, Some(fp)) if certs.get(url) == Some(&fp) => {
+                    return Err(rejected(format!(
+                        "{url} is already in the list with that certificate"
+                    )));
+                }
+                (listed, fp) => {
+                    if !listed {
+                        list.push(url.clone());
+                    }
+                    if let Some(fp) = fp {
+                        certs.insert(url.clone(), fp);
+                        store.set_relay_certs(&certs)?;
+                    }
+                }
             }
-            list.push(url.clone());
         }
         RelaysCmd::Remove { url } => {
             if !list.contains(url) {
                 return Err(rejected(format!("{url} is not in the list")));
             }
             list.retain(|r| r != url);
+            if certs.remove(url).is_some() {
+                store.set_relay_certs(&certs)?;
+            }
         }
     }
     store.set_relays(&list)?;
@@ -957,6 +986,18 @@ fn relays(store: &mut Store, cmd: &RelaysCmd, out: &mut dyn Write) -> Result<()>
             list.join(" ")
         }
     )?;
+    let discovery: Vec<&str> = list
+        .iter()
+        .filter(|r| certs.contains_key(*r))
+        .map(String::as_str)
+        .collect();
+    if !discovery.is_empty() {
+        writeln!(
+            out,
+            "Tills learn their public address from: {}",
+            discovery.join(" ")
+        )?;
+    }
     writeln!(out, "Tills use the new list when their daemon restarts.")?;
     Ok(())
 }

@@ -94,6 +94,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let key = ctx.key()?;
     let admin = ctx.admin_key();
     let relays = store.relays()?;
+    let relay_certs = store.relay_certs()?;
     let store_id = store.store_id();
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
     let (handle, thread) = StoreHandle::spawn(store, Some(outbox_tx));
@@ -104,6 +105,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         NodeConfig {
             bind: (!a.relay_only).then_some(a.bind),
             relays: relays.clone(),
+            relay_certs,
             sync_interval: interval,
             fanout: 3,
             admin: admin.clone(),

@@ -92,25 +92,29 @@ impl Demo {
         Ok(())
     }
 
-    fn start_relay(&mut self) -> Result<String> {
+    /// Start the store's relay; its URL and certificate fingerprint.
+    fn start_relay(&mut self) -> Result<(String, String)> {
         println!("[relay] $ tillmesh relay --bind 127.0.0.1:0   (in the background)");
         let mut child = Command::new(&self.exe)
-            .args(["relay", "--bind", "127.0.0.1:0"])
+            .args(["relay", "--bind", "127.0.0.1:0", "--home"])
+            .arg(self.home("relay"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start the relay")?;
-        let mut line = String::new();
+        let (mut url, mut cert) = (String::new(), String::new());
         if let Some(out) = child.stdout.take() {
-            BufReader::new(out).read_line(&mut line)?;
+            let mut out = BufReader::new(out);
+            out.read_line(&mut url)?;
+            out.read_line(&mut cert)?;
         }
         self.children.push(("relay".into(), child, None));
-        let url = line.trim().to_string();
-        if url.is_empty() {
+        let (url, cert) = (url.trim().to_string(), cert.trim().to_string());
+        if url.is_empty() || cert.is_empty() {
             bail!("the relay did not start");
         }
-        println!("relay listening at {url}\n");
-        Ok(url)
+        println!("relay listening at {url}, certificate fingerprint {cert}\n");
+        Ok((url, cert))
     }
 
     /// Stop every child: daemons with `tillmesh stop`, the relay with SIGTERM.
@@ -199,7 +203,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
 }
 
 fn tour(demo: &mut Demo) -> Result<()> {
-    let relay = demo.start_relay()?;
+    let (relay, relay_cert) = demo.start_relay()?;
     println!("--- The back office creates the store, its catalog and stock ---\n");
     demo.step(
         "T1",
@@ -213,6 +217,9 @@ fn tour(demo: &mut Demo) -> Result<()> {
             &relay,
         ],
     )?;
+    // With the relay's certificate, tills also learn their public address from
+    // it, so tills behind NATs can connect directly.
+    demo.step("T1", &["relays", "add", &relay, "--cert", &relay_cert])?;
     demo.step(
         "T1",
         &[

@@ -39,7 +39,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
     rt.block_on(async {
         let key = TillKey::generate();
         let relays = ticket.addr.relay.clone();
-        let ep = endpoint(&key, Some(a.bind), &relays, None::<NoHooks>).await?;
+        let ep = endpoint(&key, Some(a.bind), &relays, &Default::default(), None::<NoHooks>).await?;
         let reply = request_join(&ep, &ticket, name.as_str()).await;
         ep.close().await;
         let (store_name, role, relays, store_keys) = match reply? {
@@ -86,6 +86,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
             NodeConfig {
                 bind: Some(a.bind),
                 relays: relays.clone(),
+                relay_certs: Default::default(),
                 sync_interval: Duration::from_secs(3600),
                 fanout: 0,
                 admin: None,
@@ -109,19 +110,40 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
     })
 }
 
-pub fn relay(a: &RelayArgs) -> Result<()> {
+pub fn relay(home: &std::path::Path, a: &RelayArgs) -> Result<()> {
+    use tillmesh_mesh::relay::{Relay, RelayIdentity};
+    let dir = home.join("relay");
+    let identity = if a.no_discovery {
+        None
+    } else {
+        Some(RelayIdentity::load_or_create(&dir)?)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let relay = tillmesh_mesh::relay::Relay::spawn(a.bind).await?;
-        // The URL alone on stdout, for scripts; the rest on stderr.
+        let relay = Relay::spawn(a.bind, identity.as_ref()).await?;
+        // The URL and then the certificate fingerprint alone on stdout, for
+        // scripts; the rest on stderr.
         println!("{}", relay.url());
-        eprintln!(
-            "tillmesh relay: serving {} (add it to the store with: tillmesh relays add URL)",
-            relay.url()
-        );
+        match relay.fingerprint() {
+            Some(fp) => {
+                println!("{fp}");
+                eprintln!(
+                    "tillmesh relay: serving {url} (relay over TCP, address discovery over UDP, same port)\n\
+                     certificate fingerprint {fp} (kept in {dir})\n\
+                     add it to the store with: tillmesh relays add {url} --cert {fp}\n\
+                     (with this machine's address in place of an unspecified one)",
+                    url = relay.url(),
+                    dir = dir.display(),
+                );
+            }
+            None => eprintln!(
+                "tillmesh relay: serving {} without address discovery (add it with: tillmesh relays add URL)",
+                relay.url()
+            ),
+        }
         #[cfg(unix)]
         {
             let mut term =

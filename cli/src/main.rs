@@ -28,7 +28,7 @@ fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
         Command::Demo(a) => demo::run(a)?,
         Command::Run(a) => daemon::run(&ctx, a)?,
         Command::Join(a) => enrol::join(&ctx, a, &mut out)?,
-        Command::Relay(a) => enrol::relay(a)?,
+        Command::Relay(a) => enrol::relay(&ctx.home, a)?,
         Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
         Command::Recovery(c @ args::RecoveryCmd::Restore { .. }) => {
             backups::recovery(&ctx.home, c, &mut out)?

@@ -11,7 +11,7 @@
 //! Anti-entropy runs a sync session with a few random members every interval, and
 //! with every member at start and whenever asked ([`Node::sync_now`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,6 +27,7 @@ use iroh::{
     Endpoint, EndpointAddr, EndpointId, NetReportConfig, RelayConfig, RelayMap, RelayMode,
     RelayUrl, SecretKey,
 };
+use iroh_relay::RelayQuicConfig;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
 use tillmesh_store::{MemberStatus, StoreId, TillId, TillKey};
@@ -63,6 +64,10 @@ pub struct NodeConfig {
     pub bind: Option<SocketAddr>,
     /// Relay URLs (the store's own relay, say `http://10.0.0.2:3340`).
     pub relays: Vec<String>,
+    /// Certificate fingerprints of relays that serve QUIC address discovery, by
+    /// URL (see [`crate::relay`]): with one, the till learns its public address
+    /// from that relay and can go direct from behind a NAT.
+    pub relay_certs: BTreeMap<String, String>,
     /// Time between anti-entropy rounds.
     pub sync_interval: Duration,
     /// Peers per anti-entropy round.
@@ -76,6 +81,7 @@ impl Default for NodeConfig {
         Self {
             bind: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
             relays: Vec::new(),
+            relay_certs: BTreeMap::new(),
             sync_interval: Duration::from_secs(300),
             fanout: 3,
             admin: None,
@@ -434,11 +440,14 @@ async fn keep_in_swarm(
 }
 
 /// Build an endpoint for `key` with no n0 services: relays and direct binding
-/// exactly as configured.
+/// exactly as configured. A relay with a certificate fingerprint in `relay_certs`
+/// is also asked for this till's public address (QUIC address discovery, on the
+/// relay's port number over UDP), trusting that certificate only.
 pub async fn endpoint(
     key: &TillKey,
     bind: Option<SocketAddr>,
     relays: &[String],
+    relay_certs: &BTreeMap<String, String>,
     hooks: Option<impl EndpointHooks + 'static>,
 ) -> Result<Endpoint, NodeError> {
     let mut builder = Endpoint::builder(presets::Minimal)
@@ -459,7 +468,21 @@ pub async fn endpoint(
             let url: RelayUrl = r
                 .parse()
                 .map_err(|e| NodeError::Config(format!("relay URL {r:?}: {e}")))?;
-            configs.push(RelayConfig::new(url, None));
+            let qad = relay_certs.get(r).map(|_| {
+                RelayQuicConfig::new(
+                    url.port_or_known_default()
+                        .unwrap_or(crate::relay::DEFAULT_PORT),
+                )
+            });
+            configs.push(RelayConfig::new(url, qad));
+        }
+        let pins: HashSet<String> = relays
+            .iter()
+            .filter_map(|r| relay_certs.get(r))
+            .map(|fp| fp.to_ascii_lowercase())
+            .collect();
+        if !pins.is_empty() {
+            builder = builder.ca_tls_config(crate::relay::pinned_trust(pins));
         }
         let map = RelayMap::from_iter(configs);
         // The captive-portal probe would go to port 80 of the relay host.
@@ -542,7 +565,14 @@ impl Node {
             refused: refused_tx,
             conns: conns.clone(),
         };
-        let endpoint = endpoint(key, config.bind, &config.relays, Some(gate)).await?;
+        let endpoint = endpoint(
+            key,
+            config.bind,
+            &config.relays,
+            &config.relay_certs,
+            Some(gate),
+        )
+        .await?;
         let lookup = MemoryLookup::new();
         endpoint
             .address_lookup()

@@ -54,6 +54,7 @@ async fn two_members() -> Vec<(Node, StoreHandle, TillKey)> {
             NodeConfig {
                 bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 relays: vec![],
+                relay_certs: Default::default(),
                 // No anti-entropy round after the one at start.
                 sync_interval: Duration::from_secs(3600),
                 fanout: 3,

@@ -21,6 +21,7 @@ fn config(admin: Option<TillKey>) -> NodeConfig {
     NodeConfig {
         bind: loopback(),
         relays: vec![],
+        relay_certs: Default::default(),
         sync_interval: Duration::from_secs(3600),
         fanout: 3,
         admin,
@@ -98,7 +99,7 @@ async fn ticket(
 /// A new till redeems `ticket` and fetches the store, as `tillmesh join` does.
 async fn join(ticket: &Ticket, name: &str) -> Result<(Node, StoreHandle, TillKey), String> {
     let key = TillKey::generate();
-    let ep = endpoint(&key, loopback(), &[], None::<NoHooks>)
+    let ep = endpoint(&key, loopback(), &[], &Default::default(), None::<NoHooks>)
         .await
         .expect("endpoint");
     let reply = request_join(&ep, ticket, name)
@@ -206,9 +207,15 @@ async fn join_sync_and_refusals_over_real_endpoints() {
 
     // A stranger with A's address gets nothing: refused at the handshake.
     let stranger = TillKey::generate();
-    let ep = endpoint(&stranger, loopback(), &[], None::<NoHooks>)
-        .await
-        .expect("endpoint");
+    let ep = endpoint(
+        &stranger,
+        loopback(),
+        &[],
+        &Default::default(),
+        None::<NoHooks>,
+    )
+    .await
+    .expect("endpoint");
     let addr = a.addr().endpoint_addr(&ka.till_id()).expect("addr");
     let refused = async {
         let conn = ep

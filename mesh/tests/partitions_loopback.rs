@@ -81,6 +81,7 @@ async fn store_of_tills() -> Vec<Till> {
             NodeConfig {
                 bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 relays: vec![],
+                relay_certs: Default::default(),
                 sync_interval: Duration::from_secs(2),
                 fanout: 3,
                 admin: None,

@@ -1,6 +1,8 @@
 //! The multi-writer documents: the product catalog, the store configuration and
 //! the till list, and the queries over their views.
 
+use std::collections::BTreeMap;
+
 use redb::{ReadableDatabase, ReadableTable};
 use serde_json::json;
 
@@ -365,6 +367,23 @@ impl Store {
     /// Replace the store's relay list; audited.
     pub fn set_relays(&mut self, relays: &[String]) -> Result<(), StorageError> {
         self.set_config_value("relays", json!(relays))
+    }
+
+    /// Certificate fingerprints of the store's relays that serve QUIC address
+    /// discovery, by relay URL (configuration shared by every till).
+    pub fn relay_certs(&self) -> Result<BTreeMap<String, String>, StorageError> {
+        Ok(self
+            .config_value("relay_certs")?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default())
+    }
+
+    /// Replace the relay certificate fingerprints; audited.
+    pub fn set_relay_certs(
+        &mut self,
+        certs: &BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        self.set_config_value("relay_certs", json!(certs))
     }
 
     /// Set a configuration value shared by every till; audited.

@@ -29,7 +29,7 @@ fn three_tills_and_a_relay() {
     // TILLMESH_TEST_KEEP=1 keeps the till homes (and daemon logs) for a look.
     dir.disable_cleanup(std::env::var_os("TILLMESH_TEST_KEEP").is_some());
     println!("till homes under {}", dir.path().display());
-    let (_relay, relay_url) = start_relay();
+    let (_relay, relay_url, relay_cert) = start_relay(&dir.path().join("relay"));
     assert!(relay_url.starts_with("http://127.0.0.1:"), "{relay_url}");
 
     let a = Till::new(dir.path(), "a");
@@ -42,6 +42,19 @@ fn three_tills_and_a_relay() {
         "--relay",
         &relay_url,
     ]);
+    // The relay's certificate: the tills also learn their address from it. A
+    // malformed fingerprint is refused and changes nothing.
+    let bad = a.run(&["relays", "add", &relay_url, "--cert", "not-hex"]);
+    assert_eq!(bad.status.code(), Some(3), "{bad:?}");
+    assert!(!a.ok(&["relays", "list"]).contains("certificate"));
+    a.ok(&["relays", "add", &relay_url, "--cert", &relay_cert]);
+    let listed = a.ok(&["relays", "list"]);
+    assert!(
+        listed.contains(&format!(
+            "{relay_url}  address discovery, certificate {relay_cert}"
+        )),
+        "{listed}"
+    );
     a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
     let da = a.start(&[]);
 

@@ -146,6 +146,7 @@ async fn main() -> Result<()> {
     let config = NodeConfig {
         bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         relays: vec![],
+        relay_certs: Default::default(),
         sync_interval: Duration::from_secs(3600),
         fanout: 3,
         admin: None,

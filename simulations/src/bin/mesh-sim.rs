@@ -197,6 +197,7 @@ async fn main() -> Result<()> {
             NodeConfig {
                 bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 relays: vec![],
+                relay_certs: Default::default(),
                 sync_interval: Duration::from_secs(a.sync_s),
                 fanout: 3,
                 admin: None,

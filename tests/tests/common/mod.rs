@@ -145,19 +145,27 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("gave up waiting for {what}");
 }
 
-/// Start `tillmesh relay` on loopback; returns the process and its URL.
-pub fn start_relay() -> (Daemon, String) {
+/// Start `tillmesh relay` on loopback with its identity under `home`; returns the
+/// process, its URL and its certificate fingerprint.
+pub fn start_relay(home: &Path) -> (Daemon, String, String) {
     use std::io::BufRead;
     let mut child = Command::new(bin())
-        .args(["relay", "--bind", "127.0.0.1:0"])
+        .args(["relay", "--bind", "127.0.0.1:0", "--home"])
+        .arg(home)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn relay");
     let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    std::io::BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("relay URL");
-    (Daemon { child, home: None }, line.trim().to_string())
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = lines.next().expect("relay URL").expect("relay URL");
+    let cert = lines
+        .next()
+        .expect("relay fingerprint")
+        .expect("relay fingerprint");
+    (
+        Daemon { child, home: None },
+        url.trim().to_string(),
+        cert.trim().to_string(),
+    )
 }
