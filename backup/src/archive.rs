@@ -67,69 +67,152 @@ pub(crate) fn open_for(
     format::open(bytes, store.store_id(), secrets, |t| is_member(store, t))
 }
 
-/// A snapshot of every document of `store`.
-pub fn make_snapshot(store: &mut Store, created_ms: u64) -> Result<(Vec<u8>, usize), BackupError> {
-    let key = current_key(store)?;
-    let mut w = Writer::new(Kind::Snapshot, store.store_id(), store.store_name());
-    for id in store.doc_ids()? {
-        let (saved, heads) = store.save_doc(&id)?;
-        w.add(&id.to_string(), raw(&heads), Form::Saved, saved);
-    }
-    let docs = w.len();
-    Ok((w.finish(store.till_key(), &key, created_ms)?, docs))
-}
+/// Documents a [`Pending`] backup takes from the store per step by default: small
+/// enough that a sale waits at most a few milliseconds behind a step.
+pub const STEP_DOCS: usize = 32;
 
-/// A bundle of the changes of `store` not covered by `since`, or `None` when
-/// there are none. Also gives how many documents and changes it holds.
-pub fn make_bundle(
-    store: &mut Store,
-    since: &Heads,
+/// A backup in the making. [`Pending::step`] takes a few documents at a time
+/// from the store, so a till's store is free for sales between steps;
+/// [`Pending::write`] compresses, encrypts and writes the file and this till's
+/// index without the store. [`backup`] runs all of it in one go.
+///
+/// The index written at the end names, for each document, the heads this backup
+/// read (or, for a document with nothing new for a bundle, the heads the store had
+/// when that was checked), never later ones: a sale made while the backup is in
+/// the making is left to the next one.
+pub struct Pending {
+    kind: Kind,
     created_ms: u64,
-) -> Result<Option<(Vec<u8>, usize, usize)>, BackupError> {
-    let key = current_key(store)?;
-    let mut w = Writer::new(Kind::Bundle, store.store_id(), store.store_name());
-    let mut count = 0;
-    for id in store.doc_ids()? {
-        let have = since
-            .get(&id.to_string())
-            .map(|h| hashes(h))
-            .unwrap_or_default();
-        let changes = store.changes_since(&id, &have)?;
-        if changes.is_empty() {
-            continue;
-        }
-        count += changes.len();
-        if have.is_empty() {
-            // The sink lacks the whole document: its saved form is about half
-            // the size of its changes one by one.
-            let (saved, heads) = store.save_doc(&id)?;
-            w.add(&id.to_string(), raw(&heads), Form::Saved, saved);
-            continue;
-        }
-        let heads = store.heads(&id)?;
-        let record =
-            postcard::to_stdvec(&changes).map_err(|e| FormatError::Encode(e.to_string()))?;
-        w.add(&id.to_string(), raw(&heads), Form::Changes, record);
-    }
-    if w.is_empty() {
-        return Ok(None);
-    }
-    let docs = w.len();
-    Ok(Some((
-        w.finish(store.till_key(), &key, created_ms)?,
-        docs,
-        count,
-    )))
+    store: StoreId,
+    store_name: String,
+    till: TillKey,
+    key: StoreSecret,
+    writer: Writer,
+    since: Heads,
+    todo: Vec<DocId>,
+    index: Vec<(String, Vec<[u8; 32]>)>,
+    changes: usize,
 }
 
-fn make_index(store: &mut Store, created_ms: u64) -> Result<Vec<u8>, BackupError> {
-    let key = current_key(store)?;
-    let mut w = Writer::new(Kind::Index, store.store_id(), store.store_name());
-    for id in store.doc_ids()? {
-        let heads = store.heads(&id)?;
-        w.add(&id.to_string(), raw(&heads), Form::Heads, Vec::new());
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("kind", &self.kind)
+            .field("created_ms", &self.created_ms)
+            .field("docs_left", &self.todo.len())
+            .field("docs_written", &self.writer.len())
+            .finish_non_exhaustive()
     }
-    Ok(w.finish(store.till_key(), &key, created_ms)?)
+}
+
+impl Pending {
+    /// Start a snapshot of `store` (or, for [`Kind::Bundle`], a bundle of what
+    /// `sink` lacks, by its index files) to be written to `sink`.
+    pub fn start(store: &Store, sink: &dyn Sink, kind: Kind) -> Result<Pending, BackupError> {
+        let kind = if kind == Kind::Snapshot {
+            Kind::Snapshot
+        } else {
+            Kind::Bundle
+        };
+        let since = if kind == Kind::Bundle {
+            sink_heads(store, sink)?
+        } else {
+            Heads::new()
+        };
+        let mut todo = store.doc_ids()?;
+        todo.reverse();
+        Ok(Pending {
+            kind,
+            created_ms: now_ms(),
+            store: store.store_id(),
+            store_name: store.store_name().to_string(),
+            till: store.till_key().clone(),
+            key: current_key(store)?,
+            writer: Writer::new(kind, store.store_id(), store.store_name()),
+            since,
+            index: Vec::with_capacity(todo.len()),
+            todo,
+            changes: 0,
+        })
+    }
+
+    /// Take up to `max_docs` more documents from `store`; true when every
+    /// document has been taken.
+    pub fn step(&mut self, store: &mut Store, max_docs: usize) -> Result<bool, BackupError> {
+        for _ in 0..max_docs.max(1) {
+            let Some(id) = self.todo.pop() else { break };
+            let name = id.to_string();
+            let have = self.since.get(&name).map(|h| hashes(h)).unwrap_or_default();
+            if self.kind == Kind::Snapshot || have.is_empty() {
+                // A snapshot, or a document the sink lacks entirely: its saved
+                // form is about half the size of its changes one by one.
+                let changes = if self.kind == Kind::Bundle {
+                    store.changes_since(&id, &[])?.len()
+                } else {
+                    0
+                };
+                if self.kind == Kind::Bundle && changes == 0 {
+                    continue;
+                }
+                self.changes += changes;
+                let (saved, heads) = store.save_doc(&id)?;
+                self.index.push((name.clone(), raw(&heads)));
+                self.writer.add(&name, raw(&heads), Form::Saved, saved);
+                continue;
+            }
+            let changes = store.changes_since(&id, &have)?;
+            let heads = raw(&store.heads(&id)?);
+            self.index.push((name.clone(), heads.clone()));
+            if changes.is_empty() {
+                continue;
+            }
+            self.changes += changes.len();
+            let record =
+                postcard::to_stdvec(&changes).map_err(|e| FormatError::Encode(e.to_string()))?;
+            self.writer.add(&name, heads, Form::Changes, record);
+        }
+        Ok(self.todo.is_empty())
+    }
+
+    /// Compress, encrypt and sign what was taken, write it to `sink` (nothing for
+    /// a bundle with no changes), then this till's index there. Needs no store.
+    pub fn write(self, sink: &dyn Sink) -> Result<BackupReport, BackupError> {
+        let Pending {
+            kind,
+            created_ms,
+            store,
+            store_name,
+            till,
+            key,
+            writer,
+            index,
+            changes,
+            ..
+        } = self;
+        let mut report = BackupReport {
+            name: None,
+            kind,
+            bytes: 0,
+            docs: writer.len(),
+            changes,
+        };
+        if !writer.is_empty() {
+            let file = writer.finish(&till, &key, created_ms)?;
+            let name = object_name(store, kind, &till.till_id(), created_ms);
+            sink.put(&name, &file)?;
+            report.bytes = file.len() as u64;
+            report.name = Some(name);
+        }
+        let mut w = Writer::new(Kind::Index, store, &store_name);
+        for (doc, heads) in index {
+            w.add(&doc, heads, Form::Heads, Vec::new());
+        }
+        sink.put(
+            &object_name(store, Kind::Index, &till.till_id(), created_ms),
+            &w.finish(&till, &key, created_ms)?,
+        )?;
+        Ok(report)
+    }
 }
 
 /// What the sink holds, by the index files of every till that wrote there.
@@ -174,43 +257,12 @@ pub struct BackupReport {
 }
 
 /// Write a snapshot (or, for [`Kind::Bundle`], the changes the sink lacks) of
-/// `store` to `sink`, then this till's index there.
+/// `store` to `sink`, then this till's index there, holding the store throughout
+/// (see [`Pending`] to let it go between steps).
 pub fn backup(store: &mut Store, sink: &dyn Sink, kind: Kind) -> Result<BackupReport, BackupError> {
-    let created = now_ms();
-    let kind = if kind == Kind::Snapshot {
-        Kind::Snapshot
-    } else {
-        Kind::Bundle
-    };
-    let (file, docs, changes) = if kind == Kind::Snapshot {
-        let (f, docs) = make_snapshot(store, created)?;
-        (Some(f), docs, 0)
-    } else {
-        let since = sink_heads(store, sink)?;
-        match make_bundle(store, &since, created)? {
-            Some((f, d, n)) => (Some(f), d, n),
-            None => (None, 0, 0),
-        }
-    };
-    let mut report = BackupReport {
-        name: None,
-        kind,
-        bytes: 0,
-        docs,
-        changes,
-    };
-    if let Some(file) = file {
-        let name = object_name(store.store_id(), kind, &store.till_id(), created);
-        sink.put(&name, &file)?;
-        report.bytes = file.len() as u64;
-        report.name = Some(name);
-    }
-    let index = make_index(store, created)?;
-    sink.put(
-        &object_name(store.store_id(), Kind::Index, &store.till_id(), created),
-        &index,
-    )?;
-    Ok(report)
+    let mut pending = Pending::start(store, sink, kind)?;
+    while !pending.step(store, usize::MAX)? {}
+    pending.write(sink)
 }
 
 /// One file on a sink, as `backup list` shows it.

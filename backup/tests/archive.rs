@@ -191,6 +191,41 @@ fn point_in_time_restore_returns_the_state_then() {
     assert_eq!(receipts(&mut now).len(), 9);
 }
 
+/// A backup taken a few documents at a time, with sales between the steps and
+/// before the write: the index claims only what the file holds, so the next
+/// bundle carries the rest and a restore has every sale.
+#[test]
+fn sales_made_while_a_backup_is_in_the_making_go_in_the_next_one() {
+    for kind in [Kind::Snapshot, Kind::Bundle] {
+        let mut shop = shop();
+        let dir = tempfile::tempdir().expect("dir");
+        let sink = FolderSink::new(dir.path()).expect("sink");
+        if kind == Kind::Bundle {
+            archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("first snapshot");
+        }
+        sell(&mut shop.a, 3);
+        let mut pending = archive::Pending::start(&shop.a, &sink, kind).expect("start");
+        let mut steps = 0;
+        while !pending.step(&mut shop.a, 1).expect("step") {
+            sell(&mut shop.a, 1);
+            steps += 1;
+        }
+        assert!(steps >= 2, "one document per step: {steps} steps");
+        sell(&mut shop.a, 2);
+        let first = pending.write(&sink).expect("write");
+        assert!(first.name.is_some(), "{first:?}");
+        let next = archive::backup(&mut shop.a, &sink, Kind::Bundle).expect("next bundle");
+        assert!(
+            next.changes >= 2,
+            "the sales made after the last step are in the next bundle: {next:?}"
+        );
+        let all = receipts(&mut shop.a);
+        assert_eq!(all.len(), 5 + steps, "{kind}");
+        let (mut back, _, _h) = restore(&sink, &shop, Pick::Newest).expect("restore");
+        assert_eq!(receipts(&mut back), all, "{kind}: every sale is restored");
+    }
+}
+
 #[test]
 fn usb_carry_converges_tills_that_never_meet() {
     let mut shop = shop();

@@ -16,6 +16,7 @@ use tillmesh_backup::archive::{self, Pick, RestoreSpec};
 use tillmesh_backup::retention::Policy;
 use tillmesh_backup::schedule::{Backoff, SinkSchedule};
 use tillmesh_backup::{BackupError, BackupReport, FolderSink, Kind, Sink, device, keys};
+use tillmesh_mesh::StoreHandle;
 use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
 
 use crate::args::{BackupArgs, BackupCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
@@ -504,11 +505,18 @@ fn save_schedule(home: &Path, state: &ScheduleState) -> Result<()> {
 
 /// One pass of the daemon's scheduler over the configured sinks: back up to
 /// each sink that is due (snapshot or bundle, then retention), and record the
-/// outcome. Gives when the next attempt is due (unix ms).
-pub fn scheduled_round(store: &mut Store, home: &Path, state: &mut ScheduleState) -> Result<u64> {
+/// outcome. Gives when the next attempt is due (unix ms). The documents are taken
+/// from the store a few at a time ([`archive::Pending`]) and the file is
+/// compressed, encrypted and written off the store's thread, so sales go on while
+/// a backup is made. An error means the store has closed.
+pub async fn scheduled_round(
+    store: &StoreHandle,
+    home: &Path,
+    state: &mut ScheduleState,
+) -> Result<u64> {
     let sinks = load_sinks(home)?;
     state.sinks.retain(|n, _| sinks.contains_key(n));
-    let (every, snap) = store.backup_schedule()?;
+    let (every, snap) = store.call(|s| s.backup_schedule()).await??;
     let (every, snap) = (Duration::from_secs(every), Duration::from_secs(snap));
     let backoff = Backoff::default();
     let mut keys_checked = false;
@@ -519,22 +527,15 @@ pub fn scheduled_round(store: &mut Store, home: &Path, state: &mut ScheduleState
             continue;
         }
         if !keys_checked {
-            ensure_keys(store, home)?;
+            let h = home.to_path_buf();
+            store.call(move |s| ensure_keys(s, &h)).await??;
             keys_checked = true;
         }
         let kind = st.kind(now, snap);
-        let attempt = FolderSink::new(&spec.path)
-            .map_err(BackupError::from)
-            .and_then(|sink| {
-                let r = archive::backup(store, &sink, kind)?;
-                record_backup(store, name, &r);
-                if kind == Kind::Snapshot
-                    && let Err(e) = tillmesh_backup::prune(store, &sink, &spec.policy(), false)
-                {
-                    tracing::warn!(sink = name, error = %e, "retention failed");
-                }
-                Ok(r)
-            });
+        let attempt = match FolderSink::new(&spec.path) {
+            Ok(sink) => scheduled_backup(store, name, sink, kind, spec.policy()).await?,
+            Err(e) => Err(BackupError::from(e)),
+        };
         match attempt {
             Ok(r) => {
                 tracing::info!(sink = name, kind = %kind, bytes = r.bytes, "scheduled backup done");
@@ -567,6 +568,56 @@ pub fn scheduled_round(store: &mut Store, home: &Path, state: &mut ScheduleState
         .map(|s| s.next_ms)
         .min()
         .unwrap_or(now_ms() + every.as_millis() as u64))
+}
+
+/// One scheduled backup to `sink`, then retention after a snapshot. The outer
+/// error means the store has closed; the inner one is the backup's.
+async fn scheduled_backup(
+    store: &StoreHandle,
+    name: &str,
+    sink: FolderSink,
+    kind: Kind,
+    policy: Policy,
+) -> Result<Result<BackupReport, BackupError>> {
+    let s2 = sink.clone();
+    let mut pending = match store
+        .call(move |s| archive::Pending::start(s, &s2, kind))
+        .await?
+    {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
+    loop {
+        let (p, done) = store
+            .call(move |s| {
+                let done = pending.step(s, archive::STEP_DOCS);
+                (pending, done)
+            })
+            .await?;
+        pending = p;
+        match done {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let s2 = sink.clone();
+    let report = match tokio::task::spawn_blocking(move || pending.write(&s2)).await? {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (name, r) = (name.to_string(), report.clone());
+    store
+        .call(move |s| {
+            record_backup(s, &name, &r);
+            if kind == Kind::Snapshot
+                && let Err(e) = tillmesh_backup::prune(s, &sink, &policy, false)
+            {
+                tracing::warn!(sink = name, error = %e, "retention failed");
+            }
+        })
+        .await?;
+    Ok(Ok(report))
 }
 
 /// `tillmesh sink …`.

@@ -200,22 +200,13 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
 async fn backup_scheduler(store: StoreHandle, home: PathBuf) {
     let mut state = backups::load_schedule(&home);
     loop {
-        let h = home.clone();
-        let round = store
-            .call(move |s| {
-                let next = backups::scheduled_round(s, &h, &mut state);
-                (state, next)
-            })
-            .await;
-        let next = match round {
-            Ok((st, next)) => {
-                state = st;
-                next.unwrap_or_else(|e| {
-                    tracing::warn!(error = %format!("{e:#}"), "scheduled backups");
-                    u64::MAX
-                })
+        let next = match backups::scheduled_round(&store, &home, &mut state).await {
+            Ok(next) => next,
+            Err(e) if e.is::<tillmesh_mesh::StoreClosed>() => return,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "scheduled backups");
+                u64::MAX
             }
-            Err(_) => return,
         };
         let wait = Duration::from_millis(next.saturating_sub(backups::now_ms()))
             .clamp(Duration::from_millis(200), Duration::from_secs(30));

@@ -1,6 +1,7 @@
 //! Backup benchmarks: a snapshot of a store of a hundred tills' month of sales
 //! (time, size, compression), a restore of it into a new till home, and the
-//! bundle of one till's day of sales.
+//! bundle of one till's day of sales; each made as the daemon makes it, a few
+//! documents per hold of the store, with the longest hold measured.
 //!
 //! ```text
 //! cargo run --release -p tillmesh-sim --bin backup-bench -- [--tills 100] [--days 30]
@@ -65,6 +66,48 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// A backup made as the daemon makes it: [`archive::STEP_DOCS`] documents per
+/// hold of the store, then the write off the store.
+struct Staged {
+    report: tillmesh_backup::BackupReport,
+    total: std::time::Duration,
+    held: std::time::Duration,
+    longest_hold: std::time::Duration,
+    write: std::time::Duration,
+}
+
+fn staged(store: &mut Store, sink: &FolderSink, kind: Kind) -> Result<Staged> {
+    let start = Instant::now();
+    let t = Instant::now();
+    let mut pending = archive::Pending::start(store, sink, kind)?;
+    let mut held = t.elapsed();
+    let mut longest_hold = held;
+    loop {
+        let t = Instant::now();
+        let done = pending.step(store, archive::STEP_DOCS)?;
+        let d = t.elapsed();
+        held += d;
+        longest_hold = longest_hold.max(d);
+        if done {
+            break;
+        }
+    }
+    let t = Instant::now();
+    let report = pending.write(sink)?;
+    let write = t.elapsed();
+    Ok(Staged {
+        report,
+        total: start.elapsed(),
+        held,
+        longest_hold,
+        write,
+    })
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
 fn main() -> Result<()> {
     let a = parse_args()?;
     let b = a.big;
@@ -89,9 +132,9 @@ fn main() -> Result<()> {
     let secrets = store.store_secrets()?;
     let sink = FolderSink::new(work.join("sink"))?;
 
-    let t = Instant::now();
-    let snap = archive::backup(&mut store, &sink, Kind::Snapshot)?;
-    let snapshot_time = t.elapsed();
+    let staged_snap = staged(&mut store, &sink, Kind::Snapshot)?;
+    let snapshot_time = staged_snap.total;
+    let snap = staged_snap.report.clone();
     eprintln!("snapshot written in {snapshot_time:.1?}");
     let name = snap.name.clone().expect("a snapshot is written");
     let bytes = sink.get(&name)?;
@@ -109,9 +152,9 @@ fn main() -> Result<()> {
     let changes = workload::day_of_sales(till, &tname, day, 1, b.per_day, b.products, &mut rng);
     let raw_changes: u64 = changes.iter().map(|c| c.len() as u64).sum();
     store.apply_changes(&DocId::Sales(till, day), &changes)?;
-    let t = Instant::now();
-    let bundle = archive::backup(&mut store, &sink, Kind::Bundle)?;
-    let bundle_time = t.elapsed();
+    let staged_bundle = staged(&mut store, &sink, Kind::Bundle)?;
+    let bundle_time = staged_bundle.total;
+    let bundle = staged_bundle.report.clone();
     // The next hour: 50 more sales on a day the sink already holds part of.
     let more = 50;
     let next_hour = workload::day_of_sales(
@@ -201,6 +244,15 @@ fn main() -> Result<()> {
         raw_changes / b.per_day as u64
     );
     println!("| bundle: time to write | {} |", secs(bundle_time));
+    for (what, st) in [("snapshot", &staged_snap), ("bundle", &staged_bundle)] {
+        println!(
+            "| {what}: store held {} in all, at most {} at a time ({} documents per step); compress, encrypt, write off the store {} |",
+            secs(st.held),
+            ms(st.longest_hold),
+            archive::STEP_DOCS,
+            secs(st.write)
+        );
+    }
     println!(
         "| bundle of {} sales added to a day the sink already holds part of: bytes per sale | {} ({} bytes) |",
         more - more / 2,
