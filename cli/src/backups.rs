@@ -42,9 +42,17 @@ struct KeysFile {
     secrets: Vec<StoreSecret>,
 }
 
-/// Make the store's first backup key if it has none, and write `store.keys`.
+/// On the admin till, make the store's first backup key if it has none; then
+/// write `store.keys`. Any other till without a key is refused: a key it made
+/// up would encrypt backups that no other till and no recovery file could read.
 pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
     if store.store_secrets()?.is_empty() {
+        if !home.join(crate::commands::ADMIN_KEY_FILE).exists() {
+            return Err(rejected(
+                "this till holds none of the store's backup keys, so nothing it wrote could be read back elsewhere; \
+                 back up from the admin till, or enrol this till again (tillmesh join) with a ticket from the admin till, which hands the keys over",
+            ));
+        }
         store.add_store_secret(keys::generate(now_ms()))?;
     }
     write_keys_file(store, home)
@@ -1018,4 +1026,47 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
         "This till holds the admin key: it can invite the other tills again"
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tillmesh_store::{NewStore, Role, StoreOptions};
+
+    use super::*;
+
+    fn store(dir: &Path) -> Store {
+        Store::create(
+            &dir.join("store.redb"),
+            TillKey::generate(),
+            NewStore {
+                store_id: StoreId::random(),
+                store_name: "Keys".into(),
+                till_name: "T1".parse().expect("name"),
+                role: Role::Till,
+                founder: false,
+            },
+            StoreOptions::default(),
+        )
+        .expect("store")
+    }
+
+    #[test]
+    fn only_the_admin_till_makes_the_first_backup_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = store(dir.path());
+        let e = ensure_keys(&mut s, dir.path()).expect_err("not the admin till");
+        assert!(e.is::<Rejected>(), "{e:#}");
+        assert!(s.store_secrets().expect("secrets").is_empty());
+        assert!(!keys_path(dir.path()).exists());
+
+        TillKey::generate()
+            .save(&dir.path().join(crate::commands::ADMIN_KEY_FILE))
+            .expect("admin key");
+        ensure_keys(&mut s, dir.path()).expect("the admin till makes one");
+        let made = s.store_secrets().expect("secrets");
+        assert_eq!(made.len(), 1);
+        ensure_keys(&mut s, dir.path()).expect("again");
+        assert_eq!(s.store_secrets().expect("secrets"), made, "made once");
+        assert!(keys_path(dir.path()).exists());
+    }
 }

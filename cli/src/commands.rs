@@ -24,6 +24,9 @@ pub struct Ctx {
     pub opts: StoreOptions,
 }
 
+/// The admin key's file in a till home (on the admin till only).
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
 impl Ctx {
     pub fn new(cli: &Cli) -> Result<Self> {
         let home = match &cli.home {
@@ -46,7 +49,7 @@ impl Ctx {
         self.home.join("till.key")
     }
     pub fn admin_key_path(&self) -> PathBuf {
-        self.home.join("admin.key")
+        self.home.join(ADMIN_KEY_FILE)
     }
     pub fn store_path(&self) -> PathBuf {
         self.home.join("store.redb")
