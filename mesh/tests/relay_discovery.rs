@@ -33,6 +33,21 @@ async fn report_until(
     }
 }
 
+/// A till endpoint on loopback with `url` as its relay, pinning `pinned`'s
+/// certificate for it.
+async fn pinned_endpoint(url: &str, pinned: &RelayIdentity) -> iroh::Endpoint {
+    let pins = BTreeMap::from([(url.to_string(), pinned.fingerprint())]);
+    endpoint(
+        &TillKey::generate(),
+        Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        &[url.to_string()],
+        &pins,
+        None::<NoHooks>,
+    )
+    .await
+    .expect("endpoint")
+}
+
 #[tokio::test]
 async fn a_till_learns_its_address_only_from_the_relay_it_pinned() {
     let identity = RelayIdentity::generate().expect("identity");
@@ -40,20 +55,10 @@ async fn a_till_learns_its_address_only_from_the_relay_it_pinned() {
         .await
         .expect("relay");
     let url = relay.url().to_string();
-    let bind = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
 
     // Pinned: the relay tells the till the address its packets come from, which on
     // loopback is the till's own socket.
-    let pins = BTreeMap::from([(url.clone(), identity.fingerprint())]);
-    let ep = endpoint(
-        &TillKey::generate(),
-        bind,
-        std::slice::from_ref(&url),
-        &pins,
-        None::<NoHooks>,
-    )
-    .await
-    .expect("endpoint");
+    let ep = pinned_endpoint(&url, &identity).await;
     let report = report_until(&ep, Duration::from_secs(20), |r| r.global_v4.is_some())
         .await
         .expect("a net report");
@@ -72,16 +77,7 @@ async fn a_till_learns_its_address_only_from_the_relay_it_pinned() {
     // Pinned to some other certificate: the answer is refused; the relay itself
     // is still used.
     let other = RelayIdentity::generate().expect("identity");
-    let pins = BTreeMap::from([(url.clone(), other.fingerprint())]);
-    let ep = endpoint(
-        &TillKey::generate(),
-        bind,
-        std::slice::from_ref(&url),
-        &pins,
-        None::<NoHooks>,
-    )
-    .await
-    .expect("endpoint");
+    let ep = pinned_endpoint(&url, &other).await;
     tokio::time::timeout(Duration::from_secs(20), ep.online())
         .await
         .expect("the till still reaches the relay");

@@ -27,6 +27,16 @@ fn logs() {
         .try_init();
 }
 
+/// Two tills in a new temporary directory, started on `dev_a` and `dev_b` with
+/// the store's relay as their only relay, its certificate pinned.
+async fn start_two(net: &Net, dev_a: &Device, dev_b: &Device) -> (tempfile::TempDir, Till, Till) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let [a, b] = two_tills(dir.path());
+    let a = a.start(dev_a, &net.relay_url, Some(&net.relay_cert)).await;
+    let b = b.start(dev_b, &net.relay_url, Some(&net.relay_cert)).await;
+    (dir, a, b)
+}
+
 /// Wait until a sale made on `from` is held by `to`.
 async fn arrives(from: &Till, to: &Till, limit: Duration) -> Duration {
     let receipt = from.sell().await;
@@ -109,14 +119,7 @@ async fn tills_start_relayed_then_go_direct_and_sync() {
     logs();
     let net = lab_with_relay().await;
     let s = sites(&net, false).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let [a, b] = two_tills(dir.path());
-    let a = a
-        .start(&s.dev_a, &net.relay_url, Some(&net.relay_cert))
-        .await;
-    let b = b
-        .start(&s.dev_b, &net.relay_url, Some(&net.relay_cert))
-        .await;
+    let (_dir, a, b) = start_two(&net, &s.dev_a, &s.dev_b).await;
 
     // Neither node knows where the other is yet: this is the first connection
     // between the two endpoints, and it knows only B's relay.
@@ -183,14 +186,7 @@ async fn with_udp_blocked_tills_stay_relayed_and_sync() {
         "B reaches the relay over TCP"
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let [a, b] = two_tills(dir.path());
-    let a = a
-        .start(&s.dev_a, &net.relay_url, Some(&net.relay_cert))
-        .await;
-    let b = b
-        .start(&s.dev_b, &net.relay_url, Some(&net.relay_cert))
-        .await;
+    let (_dir, a, b) = start_two(&net, &s.dev_a, &s.dev_b).await;
     // Without the block this goes direct in well under a second (test 1).
     let watch = a.watch_path(&b, Duration::from_secs(10), false).await;
     println!("A->B path with UDP blocked: {watch:?}");
@@ -277,14 +273,7 @@ async fn with_loss_and_latency_on_a_link_tills_converge() {
         "every round trip crosses the 100 ms delay twice"
     );
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let [a, b] = two_tills(dir.path());
-    let a = a
-        .start(&s.dev_a, &net.relay_url, Some(&net.relay_cert))
-        .await;
-    let b = b
-        .start(&s.dev_b, &net.relay_url, Some(&net.relay_cert))
-        .await;
+    let (_dir, a, b) = start_two(&net, &s.dev_a, &s.dev_b).await;
     a.learn_relay_addr_of(&b);
     b.learn_relay_addr_of(&a);
     a.node.sync_now();
@@ -355,14 +344,7 @@ async fn tills_behind_two_moderate_nats_go_direct() {
                 .expect("till"),
         );
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let [a, b] = two_tills(dir.path());
-    let a = a
-        .start(&devs[0], &net.relay_url, Some(&net.relay_cert))
-        .await;
-    let b = b
-        .start(&devs[1], &net.relay_url, Some(&net.relay_cert))
-        .await;
+    let (_dir, a, b) = start_two(&net, &devs[0], &devs[1]).await;
     let watch = a.watch_path(&b, Duration::from_secs(15), true).await;
     println!("A->B path: {watch:?}");
     assert_eq!(watch.first, "relay", "the connection starts relayed");
