@@ -67,12 +67,13 @@ pub(crate) fn open_for(
     format::open(bytes, store.store_id(), secrets, |t| is_member(store, t))
 }
 
-/// Documents a [`Pending`] backup takes from the store per step by default: small
-/// enough that a sale waits at most a few milliseconds behind a step.
-pub const STEP_DOCS: usize = 32;
+/// How long a [`Pending`] backup's step holds the store by default: it takes
+/// documents until this is spent (at least one), so a sale made meanwhile waits
+/// about this long at most.
+pub const STEP_TIME: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// A backup in the making. [`Pending::step`] takes a few documents at a time
-/// from the store, so a till's store is free for sales between steps;
+/// A backup in the making. [`Pending::step`] takes documents from the store for a
+/// short while at a time, so a till's store is free for sales between steps;
 /// [`Pending::write`] compresses, encrypts and writes the file and this till's
 /// index without the store. [`backup`] runs all of it in one go.
 ///
@@ -136,11 +137,21 @@ impl Pending {
         })
     }
 
-    /// Take up to `max_docs` more documents from `store`; true when every
-    /// document has been taken.
-    pub fn step(&mut self, store: &mut Store, max_docs: usize) -> Result<bool, BackupError> {
-        for _ in 0..max_docs.max(1) {
-            let Some(id) = self.todo.pop() else { break };
+    /// Take more documents from `store` until `budget` is spent (at least one);
+    /// true when every document has been taken.
+    pub fn step(
+        &mut self,
+        store: &mut Store,
+        budget: std::time::Duration,
+    ) -> Result<bool, BackupError> {
+        let start = std::time::Instant::now();
+        let mut taken = 0;
+        while let Some(id) = self.todo.pop() {
+            if taken > 0 && start.elapsed() > budget {
+                self.todo.push(id);
+                break;
+            }
+            taken += 1;
             let name = id.to_string();
             let have = self.since.get(&name).map(|h| hashes(h)).unwrap_or_default();
             if self.kind == Kind::Snapshot || have.is_empty() {
@@ -261,7 +272,7 @@ pub struct BackupReport {
 /// (see [`Pending`] to let it go between steps).
 pub fn backup(store: &mut Store, sink: &dyn Sink, kind: Kind) -> Result<BackupReport, BackupError> {
     let mut pending = Pending::start(store, sink, kind)?;
-    while !pending.step(store, usize::MAX)? {}
+    while !pending.step(store, std::time::Duration::MAX)? {}
     pending.write(sink)
 }
 

@@ -514,7 +514,7 @@ fn save_schedule(home: &Path, state: &ScheduleState) -> Result<()> {
 /// One pass of the daemon's scheduler over the configured sinks: back up to
 /// each sink that is due (snapshot or bundle, then retention), and record the
 /// outcome. Gives when the next attempt is due (unix ms). The documents are taken
-/// from the store a few at a time ([`archive::Pending`]) and the file is
+/// from the store 50 ms at a time ([`archive::Pending`]) and the file is
 /// compressed, encrypted and written off the store's thread, so sales go on while
 /// a backup is made. An error means the store has closed.
 pub async fn scheduled_round(
@@ -598,7 +598,7 @@ async fn scheduled_backup(
     loop {
         let (p, done) = store
             .call(move |s| {
-                let done = pending.step(s, archive::STEP_DOCS);
+                let done = pending.step(s, archive::STEP_TIME);
                 (pending, done)
             })
             .await?;

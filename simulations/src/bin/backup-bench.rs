@@ -1,7 +1,7 @@
 //! Backup benchmarks: a snapshot of a store of a hundred tills' month of sales
 //! (time, size, compression), a restore of it into a new till home, and the
-//! bundle of one till's day of sales; each made as the daemon makes it, a few
-//! documents per hold of the store, with the longest hold measured.
+//! bundle of one till's day of sales; each made as the daemon makes it, 50 ms
+//! per hold of the store, with the longest hold measured.
 //!
 //! ```text
 //! cargo run --release -p tillmesh-sim --bin backup-bench -- [--tills 100] [--days 30]
@@ -66,8 +66,8 @@ fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// A backup made as the daemon makes it: [`archive::STEP_DOCS`] documents per
-/// hold of the store, then the write off the store.
+/// A backup made as the daemon makes it: the store held [`archive::STEP_TIME`]
+/// at a time, then the write off the store.
 struct Staged {
     report: tillmesh_backup::BackupReport,
     total: std::time::Duration,
@@ -84,7 +84,7 @@ fn staged(store: &mut Store, sink: &FolderSink, kind: Kind) -> Result<Staged> {
     let mut longest_hold = held;
     loop {
         let t = Instant::now();
-        let done = pending.step(store, archive::STEP_DOCS)?;
+        let done = pending.step(store, archive::STEP_TIME)?;
         let d = t.elapsed();
         held += d;
         longest_hold = longest_hold.max(d);
@@ -246,10 +246,10 @@ fn main() -> Result<()> {
     println!("| bundle: time to write | {} |", secs(bundle_time));
     for (what, st) in [("snapshot", &staged_snap), ("bundle", &staged_bundle)] {
         println!(
-            "| {what}: store held {} in all, at most {} at a time ({} documents per step); compress, encrypt, write off the store {} |",
+            "| {what}: store held {} in all, at most {} at a time (steps of {}); compress, encrypt, write off the store {} |",
             secs(st.held),
             ms(st.longest_hold),
-            archive::STEP_DOCS,
+            ms(archive::STEP_TIME),
             secs(st.write)
         );
     }
