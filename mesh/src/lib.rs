@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod gossip;
 pub mod join;
+pub mod keys;
 pub mod node;
 pub mod relay;
 pub mod session;

@@ -600,6 +600,15 @@ impl Node {
                 },
             );
         }
+        if config.admin.is_some() {
+            // The admin till holds the backup keys and hands them to members.
+            router = router.accept(
+                crate::keys::KEYS_ALPN,
+                crate::keys::KeysProto {
+                    store: store.clone(),
+                },
+            );
+        }
         let gossip = iroh_gossip::Gossip::builder()
             .max_message_size(crate::gossip::MAX_GOSSIP_CHANGE + 1024)
             .spawn(endpoint.clone());
@@ -910,6 +919,29 @@ impl Node {
     /// Sync with `peer` now.
     pub async fn sync_with(&self, peer: TillId) -> Result<SessionReport, NodeError> {
         self.sync_context().sync_with(peer).await
+    }
+
+    /// Fetch the store's backup keys from `holder` (the till the configuration
+    /// names, normally the admin till) and keep those this till lacks; gives how
+    /// many were new.
+    pub async fn fetch_keys(&self, holder: TillId) -> Result<usize, NodeError> {
+        let keys = crate::keys::fetch(&self.ctx.endpoint, holder).await?;
+        let added = self
+            .ctx
+            .store
+            .call(move |s| -> Result<usize, tillmesh_store::StorageError> {
+                let have = s.store_secrets()?;
+                let mut added = 0;
+                for k in keys {
+                    if !have.iter().any(|h| h.key_id == k.key_id) {
+                        s.add_store_secret(k)?;
+                        added += 1;
+                    }
+                }
+                Ok(added)
+            })
+            .await??;
+        Ok(added)
     }
 
     /// Run an anti-entropy round with every member now, in the background.

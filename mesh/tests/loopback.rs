@@ -263,6 +263,30 @@ async fn join_sync_and_refusals_over_real_endpoints() {
         "refusal audited"
     );
 
+    // A new backup key on A (a rotation): B fetches it from A, once.
+    let key = |id: &str, at: u64| tillmesh_store::StoreSecret {
+        key_id: id.into(),
+        created_ms: at,
+        identity: format!("secret of {id}"),
+    };
+    let k2 = key("k2", 2);
+    ha.call(move |s| s.add_store_secret(k2))
+        .await
+        .expect("call")
+        .expect("rotate");
+    assert_eq!(b.fetch_keys(ka.till_id()).await.expect("fetch"), 1);
+    assert_eq!(b.fetch_keys(ka.till_id()).await.expect("again"), 0);
+    let held = |h: StoreHandle| async move {
+        h.call(|s| s.store_secrets())
+            .await
+            .expect("call")
+            .expect("secrets")
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect::<Vec<_>>()
+    };
+    assert!(held(hb.clone()).await.contains(&"k2".to_string()));
+
     // Revoke B: once A knows, B gets nothing more.
     let adm = admin.clone();
     let kbid = kb.till_id();
@@ -283,6 +307,14 @@ async fn join_sync_and_refusals_over_real_endpoints() {
     // Give gossip time to deliver, had the revoked till kept its connections.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sales(&hb).await, before, "no data reached the revoked till");
+    // The key made at the revocation is not handed to the revoked till.
+    let k3 = key("k3", 3);
+    ha.call(move |s| s.add_store_secret(k3))
+        .await
+        .expect("call")
+        .expect("rotate on revoke");
+    assert!(b.fetch_keys(ka.till_id()).await.is_err(), "keys refused");
+    assert!(!held(hb.clone()).await.contains(&"k3".to_string()));
 
     b.shutdown().await;
     a.shutdown().await;

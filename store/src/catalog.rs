@@ -7,7 +7,7 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde_json::json;
 
 use crate::error::{ProductError, StorageError};
-use crate::ids::{Barcode, DocId, Sku};
+use crate::ids::{Barcode, DocId, Sku, TillId};
 use crate::model::{Policy, Product, TillInfo, Unit};
 use crate::store::Store;
 use crate::tables;
@@ -352,6 +352,8 @@ impl Store {
 
 /// Configuration key: seconds between the daemon's scheduled backups.
 pub const BACKUP_INTERVAL: &str = "backup/interval_s";
+/// Configuration key: the current backup key's id and the till holding it.
+const BACKUP_KEY: &str = "backup/key";
 /// Configuration key: seconds between scheduled snapshots.
 pub const SNAPSHOT_INTERVAL: &str = "backup/snapshot_interval_s";
 
@@ -384,6 +386,34 @@ impl Store {
         certs: &BTreeMap<String, String>,
     ) -> Result<(), StorageError> {
         self.set_config_value("relay_certs", json!(certs))
+    }
+
+    /// The store's current backup key as announced to every till: its id and
+    /// the till that holds it (the admin till, which hands it to members over
+    /// the mesh).
+    pub fn announced_backup_key(&self) -> Result<Option<(String, TillId)>, StorageError> {
+        let Some(v) = self.config_value(BACKUP_KEY)? else {
+            return Ok(None);
+        };
+        let id = v.get("id").and_then(|x| x.as_str());
+        let holder = v
+            .get("holder")
+            .and_then(|x| x.as_str())
+            .and_then(|h| h.parse::<TillId>().ok());
+        Ok(id.zip(holder).map(|(id, h)| (id.to_string(), h)))
+    }
+
+    /// Announce `key_id` as the store's current backup key, held by `holder`;
+    /// audited.
+    pub fn announce_backup_key(
+        &mut self,
+        key_id: &str,
+        holder: TillId,
+    ) -> Result<(), StorageError> {
+        self.set_config_value(
+            BACKUP_KEY,
+            json!({ "id": key_id, "holder": holder.to_string() }),
+        )
     }
 
     /// Set a configuration value shared by every till; audited.

@@ -1,0 +1,111 @@
+//! `tillmesh/keys/1`: a member fetches the store's backup keys from the till that
+//! holds them (the admin till), after a key rotation.
+//!
+//! Backup keys never travel in a synced document. The admin till announces the
+//! current key's id in the configuration (`backup/key`); a till that lacks it asks
+//! the holder over this protocol. The holder's endpoint hook has already refused
+//! anyone who is not a certified, unrevoked member before the request is read, and
+//! the holder checks membership once more before answering, so a revoked till never
+//! receives a key made after its revocation.
+
+use std::time::Duration;
+
+use iroh::EndpointId;
+use iroh::endpoint::{Connection, VarInt};
+use iroh::protocol::{AcceptError, ProtocolHandler};
+use serde::{Deserialize, Serialize};
+use tillmesh_store::{MemberStatus, StoreSecret, TillId};
+
+use crate::actor::StoreHandle;
+use crate::wire::{read_msg, write_msg};
+
+/// The ALPN of key fetching.
+pub const KEYS_ALPN: &[u8] = b"tillmesh/keys/1";
+
+/// What a till asks (version 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeysRequest {
+    /// Protocol version (1).
+    pub version: u8,
+}
+
+/// What the holder answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum KeysReply {
+    /// Every backup key of the store, oldest first.
+    Keys(Vec<StoreSecret>),
+    /// Refused, with the reason.
+    Refused(String),
+}
+
+/// The holder's side.
+#[derive(Debug, Clone)]
+pub(crate) struct KeysProto {
+    pub store: StoreHandle,
+}
+
+impl ProtocolHandler for KeysProto {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let peer = TillId::from_bytes(*conn.remote_id().as_bytes());
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        if let Err(e) = read_msg::<_, KeysRequest>(&mut recv).await {
+            tracing::warn!(peer = %peer.fmt_short(), error = %e, "unreadable keys request");
+            conn.close(VarInt::from_u32(400), b"bad request");
+            return Ok(());
+        }
+        let reply = self
+            .store
+            .call(move |s| match s.member_status(&peer) {
+                Ok(MemberStatus::Member(_)) => match s.store_secrets() {
+                    Ok(keys) => KeysReply::Keys(keys),
+                    Err(e) => KeysReply::Refused(e.to_string()),
+                },
+                Ok(_) => {
+                    let _ = s.record_refused(&peer.to_string(), "keys: not a member");
+                    KeysReply::Refused("not a member of this store".into())
+                }
+                Err(e) => KeysReply::Refused(e.to_string()),
+            })
+            .await
+            .unwrap_or_else(|e| KeysReply::Refused(e.to_string()));
+        if let KeysReply::Keys(k) = &reply {
+            tracing::info!(peer = %peer.fmt_short(), keys = k.len(), "handed the backup keys to a member");
+        }
+        let _ = write_msg(&mut send, &reply).await;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        Ok(())
+    }
+}
+
+/// Ask `holder` for the store's backup keys.
+pub(crate) async fn fetch(
+    endpoint: &iroh::Endpoint,
+    holder: TillId,
+) -> Result<Vec<StoreSecret>, crate::NodeError> {
+    let unreachable = |reason: String| crate::NodeError::Unreachable {
+        peer: holder.fmt_short(),
+        reason,
+    };
+    let eid = EndpointId::from_bytes(holder.as_bytes()).map_err(|e| unreachable(e.to_string()))?;
+    let conn = tokio::time::timeout(Duration::from_secs(20), endpoint.connect(eid, KEYS_ALPN))
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    write_msg(&mut send, &KeysRequest { version: 1 })
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = send.finish();
+    let (reply, _) = read_msg::<_, KeysReply>(&mut recv)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    conn.close(VarInt::from_u32(0), b"done");
+    match reply {
+        KeysReply::Keys(keys) => Ok(keys),
+        KeysReply::Refused(why) => Err(unreachable(format!("refused: {why}"))),
+    }
+}
