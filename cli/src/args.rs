@@ -74,6 +74,9 @@ pub enum Command {
     /// The store's relay list, shared by every till.
     #[command(subcommand)]
     Relays(RelaysCmd),
+    /// The store's backup keys: list them, or make a new one (admin till).
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Run a short scripted session in a temporary directory.
     Demo(DemoArgs),
     /// Back up this till's store to a folder or sink; list and verify backups.
@@ -342,6 +345,16 @@ pub struct RelayArgs {
     /// the relay).
     #[arg(long)]
     pub no_discovery: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// List the backup keys this till holds (ids only, never the secrets).
+    List(JsonFlag),
+    /// Make a new backup key (admin till): new backups are encrypted to it,
+    /// members fetch it from this till over the mesh, older keys stay to read
+    /// older backups. Also done on `revoke` and every 30 days by the daemon.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,7 +19,7 @@ use tillmesh_backup::{BackupError, BackupReport, FolderSink, Kind, Sink, device,
 use tillmesh_mesh::StoreHandle;
 use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
 
-use crate::args::{BackupArgs, BackupCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
+use crate::args::{BackupArgs, BackupCmd, KeysCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
 use crate::commands::{print_json, rejected};
 use crate::exit::{Damaged, Rejected};
 use crate::output::{Table, time};
@@ -56,6 +56,95 @@ pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
         store.add_store_secret(keys::generate(now_ms()))?;
     }
     write_keys_file(store, home)
+}
+
+/// How old the newest backup key may get before the admin till's daemon makes a
+/// new one.
+pub const KEY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Make a new backup key on the admin till, announce it to the tills (they fetch
+/// it from this till) and write `store.keys`.
+pub fn rotate_keys(store: &mut Store, home: &Path) -> Result<StoreSecret> {
+    if !home.join(crate::commands::ADMIN_KEY_FILE).exists() {
+        return Err(rejected(
+            "only the admin till (the one that ran `tillmesh init`) makes backup keys",
+        ));
+    }
+    let key = keys::generate(now_ms());
+    store.add_store_secret(key.clone())?;
+    store.announce_backup_key(&key.key_id, store.till_id())?;
+    write_keys_file(store, home)?;
+    tracing::info!(key = key.key_id, "new backup key");
+    Ok(key)
+}
+
+/// On the admin till, a new backup key when the newest is older than
+/// [`KEY_MAX_AGE`]; elsewhere nothing.
+pub fn rotate_if_due(store: &mut Store, home: &Path) -> Result<Option<StoreSecret>> {
+    if !home.join(crate::commands::ADMIN_KEY_FILE).exists() {
+        return Ok(None);
+    }
+    let newest = store.store_secrets()?.iter().map(|k| k.created_ms).max();
+    match newest {
+        Some(t) if now_ms().saturating_sub(t) < KEY_MAX_AGE.as_millis() as u64 => Ok(None),
+        _ => rotate_keys(store, home).map(Some),
+    }
+}
+
+/// `tillmesh keys …`.
+pub fn keys_cmd(store: &mut Store, home: &Path, c: &KeysCmd, out: &mut dyn Write) -> Result<()> {
+    match c {
+        KeysCmd::Rotate => {
+            let key = rotate_keys(store, home)?;
+            writeln!(
+                out,
+                "New backup key {}: backups from now on are encrypted to it; the other tills fetch it from this one (their daemons, within a minute of hearing of it). Older keys are kept to read older backups. Make a new recovery file (tillmesh recovery create FILE): an older one cannot read backups encrypted to this key.",
+                key.key_id
+            )?;
+        }
+        KeysCmd::List(f) => {
+            let held = store.store_secrets()?;
+            let current = keys::current(&held).map(|k| k.key_id.clone());
+            let announced = store.announced_backup_key()?.map(|(id, _)| id);
+            let rows: Vec<_> = held
+                .iter()
+                .map(|k| {
+                    serde_json::json!({
+                        "key_id": k.key_id,
+                        "created_ms": k.created_ms,
+                        "current": Some(&k.key_id) == current.as_ref(),
+                    })
+                })
+                .collect();
+            if f.json {
+                return print_json(
+                    out,
+                    &serde_json::json!({ "keys": rows, "announced": announced }),
+                );
+            }
+            let mut t = Table::new(&["KEY", "MADE", "CURRENT"]);
+            for k in &held {
+                t.row(vec![
+                    k.key_id.clone(),
+                    time(k.created_ms),
+                    if Some(&k.key_id) == current.as_ref() {
+                        "yes"
+                    } else {
+                        ""
+                    }
+                    .to_string(),
+                ]);
+            }
+            write!(out, "{}", t.render())?;
+            if let Some(a) = announced.filter(|a| !held.iter().any(|k| &k.key_id == a)) {
+                writeln!(
+                    out,
+                    "The store's current key {a} is not on this till yet; the daemon fetches it from the admin till."
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Write `store.keys` from the store (mode 0600).
@@ -1068,5 +1157,31 @@ mod tests {
         ensure_keys(&mut s, dir.path()).expect("again");
         assert_eq!(s.store_secrets().expect("secrets"), made, "made once");
         assert!(keys_path(dir.path()).exists());
+    }
+
+    #[test]
+    fn the_admin_till_rotates_a_key_thirty_days_old_and_announces_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = store(dir.path());
+        let old = keys::generate(now_ms() - KEY_MAX_AGE.as_millis() as u64 - 1000);
+        s.add_store_secret(old.clone()).expect("old key");
+        assert!(
+            rotate_if_due(&mut s, dir.path())
+                .expect("not admin")
+                .is_none()
+        );
+        TillKey::generate()
+            .save(&dir.path().join(crate::commands::ADMIN_KEY_FILE))
+            .expect("admin key");
+        let new = rotate_if_due(&mut s, dir.path())
+            .expect("rotate")
+            .expect("due");
+        assert_ne!(new.key_id, old.key_id);
+        assert_eq!(
+            s.announced_backup_key().expect("announced"),
+            Some((new.key_id.clone(), s.till_id()))
+        );
+        assert_eq!(keys::current(&s.store_secrets().expect("keys")), Some(&new));
+        assert!(rotate_if_due(&mut s, dir.path()).expect("fresh").is_none());
     }
 }

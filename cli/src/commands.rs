@@ -869,6 +869,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Info(f) => info(store, home, f.json, out),
         Command::Revoke { till } => revoke(store, home, till, out),
         Command::Relays(c) => relays(store, c, out),
+        Command::Keys(c) => crate::backups::keys_cmd(store, home, c, out),
         Command::Backup(a) => crate::backups::backup(store, home, a, out),
         Command::Sink(c) => crate::backups::sink(home, c, out),
         Command::Usb(c) => crate::backups::usb(store, home, c, out),
@@ -913,6 +914,13 @@ fn revoke(store: &mut Store, home: &Path, till: &str, out: &mut dyn Write) -> Re
         out,
         "Revoked till {till} ({}); every member refuses it once this change reaches them.",
         id.fmt_short()
+    )?;
+    // The revoked till holds the backup keys so far: new backups go to a new one.
+    let key = crate::backups::rotate_keys(store, home)?;
+    writeln!(
+        out,
+        "New backup key {}: backups from now on are encrypted to it; the other tills fetch it from this one. Make a new recovery file (tillmesh recovery create FILE).",
+        key.key_id
     )?;
     Ok(())
 }

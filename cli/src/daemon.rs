@@ -47,6 +47,7 @@ fn mutates(cmd: &Command) -> bool {
         Command::Stock(StockArgs { action, .. }) => action.is_some(),
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
         Command::Relays(c) => !matches!(c, crate::args::RelaysCmd::List(_)),
+        Command::Keys(c) => matches!(c, crate::args::KeysCmd::Rotate),
         Command::Usb(crate::args::UsbCmd::Sync { .. }) => true,
         Command::Backup(crate::args::BackupArgs {
             cmd:
@@ -154,6 +155,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         relays.join(" ")
     );
     let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.clone()));
+    let keeper = tokio::spawn(key_keeper(handle.clone(), node.clone(), ctx.home.clone()));
     let app = Router::new()
         .route("/v1/exec", post(exec))
         .with_state(shared.clone());
@@ -180,8 +182,10 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = std::fs::remove_file(api_file(&ctx.home));
-    scheduler.abort();
-    let _ = scheduler.await;
+    for task in [scheduler, keeper] {
+        task.abort();
+        let _ = task.await;
+    }
     drop(shared);
     match Arc::try_unwrap(node) {
         Ok(node) => node.shutdown().await,
@@ -192,6 +196,55 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     println!("tillmesh: stopped cleanly");
     served.context("the local API failed")
+}
+
+/// How often the daemon checks the store's backup keys.
+const KEY_CHECK: Duration = Duration::from_secs(10);
+
+/// The store's backup keys: on the admin till, a new one when the newest is 30
+/// days old; on every till, the store's announced current key fetched from the
+/// till holding it, when this till lacks it.
+async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
+    loop {
+        let h = home.clone();
+        let wanted = store
+            .call(move |s| -> Result<Option<tillmesh_store::TillId>> {
+                backups::rotate_if_due(s, &h)?;
+                let held = s.store_secrets()?;
+                Ok(match s.announced_backup_key()? {
+                    Some((id, holder))
+                        if holder != s.till_id() && !held.iter().any(|k| k.key_id == id) =>
+                    {
+                        Some(holder)
+                    }
+                    _ => None,
+                })
+            })
+            .await;
+        let holder = match wanted {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "backup keys");
+                None
+            }
+            Err(_) => return,
+        };
+        if let Some(holder) = holder {
+            match node.fetch_keys(holder).await {
+                Ok(n) => {
+                    tracing::info!(new = n, from = %holder.fmt_short(), "fetched the store's backup keys");
+                    let h = home.clone();
+                    if let Ok(Err(e)) = store.call(move |s| backups::write_keys_file(s, &h)).await {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot write store.keys");
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(from = %holder.fmt_short(), error = %e, "cannot fetch the store's backup keys yet")
+                }
+            }
+        }
+        tokio::time::sleep(KEY_CHECK).await;
+    }
 }
 
 /// Scheduled backups to every configured sink (see `backups::scheduled_round`).

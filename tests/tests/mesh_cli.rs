@@ -146,6 +146,46 @@ fn three_tills_and_a_relay() {
             .as_array()
             .is_some_and(|t| t.iter().any(|x| x["name"] == "A" && x["path"] == "relay"))
     });
+
+    // A new backup key on the admin till reaches B and C (C over the relay); then
+    // B is revoked, which makes another key that B never gets.
+    let keys = |t: &Till| -> Vec<String> {
+        t.json(&["keys", "list"])["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["key_id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    let refused = b.run(&["keys", "rotate"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "only the admin till rotates"
+    );
+    let before = keys(&a);
+    let rotated = a.ok(&["keys", "rotate"]);
+    let k2 = keys(&a)
+        .into_iter()
+        .find(|k| !before.contains(k))
+        .expect("a new key on A");
+    assert!(rotated.contains(&k2), "{rotated}");
+    for t in [&b, &c] {
+        wait_for("the new backup key to reach the till", || {
+            keys(t).contains(&k2)
+        });
+    }
+    let revoked = a.ok(&["revoke", "B"]);
+    let k3 = keys(&a)
+        .into_iter()
+        .find(|k| !before.contains(k) && *k != k2)
+        .expect("a key made at the revocation");
+    assert!(revoked.contains(&k3), "{revoked}");
+    wait_for("the revocation's key to reach C", || keys(&c).contains(&k3));
+    assert!(
+        !keys(&b).contains(&k3),
+        "the revoked till never gets the new key"
+    );
     drop(db);
     drop(da);
 }
