@@ -17,7 +17,7 @@ use tillmesh_store::{Role, StoreId, TillId, TillKey, TillName};
 
 use crate::actor::StoreHandle;
 use crate::node::PeerAddr;
-use crate::wire::{read_msg, write_msg};
+use crate::wire::{read_msg, request, write_msg};
 
 /// The ALPN of enrolment.
 pub const JOIN_ALPN: &[u8] = b"tillmesh/join/1";
@@ -213,16 +213,11 @@ pub async fn request_join(
         .addr
         .endpoint_addr(&admin)
         .ok_or_else(|| unreachable("the ticket's address is invalid".into()))?;
-    let conn = tokio::time::timeout(Duration::from_secs(20), endpoint.connect(addr, JOIN_ALPN))
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    write_msg(
-        &mut send,
+    request(
+        endpoint,
+        addr,
+        JOIN_ALPN,
+        &admin,
         &JoinRequest {
             version: JOIN_VERSION,
             secret: ticket.secret,
@@ -230,13 +225,6 @@ pub async fn request_join(
         },
     )
     .await
-    .map_err(|e| unreachable(e.to_string()))?;
-    let _ = send.finish();
-    let (reply, _) = read_msg::<_, JoinReply>(&mut recv)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    conn.close(VarInt::from_u32(0), b"done");
-    Ok(reply)
 }
 
 /// The store id a ticket is for.

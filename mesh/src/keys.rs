@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tillmesh_store::{MemberStatus, StoreSecret, TillId};
 
 use crate::actor::StoreHandle;
-use crate::wire::{read_msg, write_msg};
+use crate::wire::{read_msg, request, write_msg};
 
 /// The ALPN of key fetching.
 pub const KEYS_ALPN: &[u8] = b"tillmesh/keys/1";
@@ -88,22 +88,14 @@ pub(crate) async fn fetch(
         reason,
     };
     let eid = EndpointId::from_bytes(holder.as_bytes()).map_err(|e| unreachable(e.to_string()))?;
-    let conn = tokio::time::timeout(Duration::from_secs(20), endpoint.connect(eid, KEYS_ALPN))
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    write_msg(&mut send, &KeysRequest { version: 1 })
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let _ = send.finish();
-    let (reply, _) = read_msg::<_, KeysReply>(&mut recv)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    conn.close(VarInt::from_u32(0), b"done");
+    let reply: KeysReply = request(
+        endpoint,
+        eid,
+        KEYS_ALPN,
+        &holder,
+        &KeysRequest { version: 1 },
+    )
+    .await?;
     match reply {
         KeysReply::Keys(keys) => Ok(keys),
         KeysReply::Refused(why) => Err(unreachable(format!("refused: {why}"))),

@@ -104,6 +104,41 @@ pub async fn read_msg<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
     Ok((msg, len + 4))
 }
 
+/// One request and its reply over a new connection to `peer` on `alpn` (the join
+/// and keys protocols), closed after the reply.
+pub(crate) async fn request<Req: Serialize, Rep: serde::de::DeserializeOwned>(
+    endpoint: &iroh::Endpoint,
+    addr: impl Into<iroh::EndpointAddr>,
+    alpn: &[u8],
+    peer: &tillmesh_store::TillId,
+    req: &Req,
+) -> Result<Rep, crate::NodeError> {
+    let unreachable = |reason: String| crate::NodeError::Unreachable {
+        peer: peer.fmt_short(),
+        reason,
+    };
+    let conn = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        endpoint.connect(addr, alpn),
+    )
+    .await
+    .map_err(|_| unreachable("timed out".into()))?
+    .map_err(|e| unreachable(e.to_string()))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    write_msg(&mut send, req)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = send.finish();
+    let (reply, _) = read_msg::<_, Rep>(&mut recv)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    conn.close(iroh::endpoint::VarInt::from_u32(0), b"done");
+    Ok(reply)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
