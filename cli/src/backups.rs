@@ -50,7 +50,7 @@ pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
         if !home.join(crate::commands::ADMIN_KEY_FILE).exists() {
             return Err(rejected(
                 "this till holds none of the store's backup keys, so nothing it wrote could be read back elsewhere; \
-                 back up from the admin till, or enrol this till again (tillmesh join) with a ticket from the admin till, which hands the keys over",
+                 back up from the admin till, or run `tillmesh keys rotate` there: this till's daemon then fetches the store's keys from it",
             ));
         }
         store.add_store_secret(keys::generate(now_ms()))?;
