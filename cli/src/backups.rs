@@ -881,7 +881,7 @@ pub fn recovery_create(
         )
     })?;
     ensure_keys(store, home)?;
-    write_recovery(store, &admin, file)?;
+    write_recovery(store, home, &admin, file)?;
     writeln!(
         out,
         "Wrote the recovery file {}; keep it and its passphrase away from the tills",
@@ -891,7 +891,7 @@ pub fn recovery_create(
 }
 
 /// Write the recovery file, the passphrase from `$TILLMESH_RECOVERY_PASSPHRASE`.
-pub fn write_recovery(store: &Store, admin: &TillKey, file: &Path) -> Result<()> {
+pub fn write_recovery(store: &Store, home: &Path, admin: &TillKey, file: &Path) -> Result<()> {
     let pass = std::env::var("TILLMESH_RECOVERY_PASSPHRASE").map_err(|_| {
         rejected("set TILLMESH_RECOVERY_PASSPHRASE to the passphrase for the recovery file")
     })?;
@@ -904,7 +904,60 @@ pub fn write_recovery(store: &Store, admin: &TillKey, file: &Path) -> Result<()>
     };
     let sealed =
         keys::seal_recovery(&r, &pass, work_factor()).map_err(|e| rejected(e.to_string()))?;
-    write_secret(file, &sealed)
+    write_secret(file, &sealed)?;
+    record_recovery(store, home, file)
+}
+
+/// What the admin till remembers of the last recovery file it wrote, in
+/// `recovery-state.json`: which backup keys it holds (ids only).
+#[derive(Debug, Serialize, Deserialize)]
+struct RecoveryState {
+    /// Format version (1).
+    version: u16,
+    /// When it was written (unix ms).
+    made_ms: u64,
+    /// Where it was written.
+    file: String,
+    /// The ids of the backup keys in it.
+    key_ids: Vec<String>,
+}
+
+fn recovery_state_path(home: &Path) -> PathBuf {
+    home.join("recovery-state.json")
+}
+
+fn record_recovery(store: &Store, home: &Path, file: &Path) -> Result<()> {
+    let st = RecoveryState {
+        version: 1,
+        made_ms: now_ms(),
+        file: file.display().to_string(),
+        key_ids: store
+            .store_secrets()?
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect(),
+    };
+    write_secret(&recovery_state_path(home), &serde_json::to_vec_pretty(&st)?)
+}
+
+/// An alert when the last recovery file this till wrote lacks the store's current
+/// backup key (it was made before a rotation, so it cannot read newer backups).
+pub fn stale_recovery(store: &Store, home: &Path) -> Result<Option<String>> {
+    let Ok(bytes) = std::fs::read(recovery_state_path(home)) else {
+        return Ok(None);
+    };
+    let Ok(st) = serde_json::from_slice::<RecoveryState>(&bytes) else {
+        return Ok(None);
+    };
+    let held = store.store_secrets()?;
+    Ok(keys::current(&held)
+        .filter(|k| !st.key_ids.contains(&k.key_id))
+        .map(|k| {
+            format!(
+                "the recovery file {} predates backup key {}: it cannot read backups made since; write a new one (tillmesh recovery create FILE)",
+                st.file, k.key_id
+            )
+        }))
 }
 
 /// age's scrypt work factor (2^N); tests may lower it.
@@ -1183,5 +1236,28 @@ mod tests {
         );
         assert_eq!(keys::current(&s.store_secrets().expect("keys")), Some(&new));
         assert!(rotate_if_due(&mut s, dir.path()).expect("fresh").is_none());
+    }
+
+    #[test]
+    fn a_recovery_file_older_than_the_current_key_raises_an_alert() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = store(dir.path());
+        TillKey::generate()
+            .save(&dir.path().join(crate::commands::ADMIN_KEY_FILE))
+            .expect("admin key");
+        ensure_keys(&mut s, dir.path()).expect("first key");
+        assert_eq!(stale_recovery(&s, dir.path()).expect("none made"), None);
+        record_recovery(&s, dir.path(), Path::new("/safe/recovery.age")).expect("record");
+        assert_eq!(stale_recovery(&s, dir.path()).expect("fresh"), None);
+        let new = rotate_keys(&mut s, dir.path()).expect("rotate");
+        let alert = stale_recovery(&s, dir.path())
+            .expect("read")
+            .expect("stale after a rotation");
+        assert!(
+            alert.contains(&new.key_id) && alert.contains("/safe/recovery.age"),
+            "{alert}"
+        );
+        record_recovery(&s, dir.path(), Path::new("/safe/recovery.age")).expect("again");
+        assert_eq!(stale_recovery(&s, dir.path()).expect("fresh again"), None);
     }
 }

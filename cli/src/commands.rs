@@ -133,7 +133,7 @@ pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
         admin.save(&ctx.admin_key_path())?;
         crate::backups::ensure_keys(store, &ctx.home)?;
         if let Some(file) = &a.recovery {
-            crate::backups::write_recovery(store, &admin, file)?;
+            crate::backups::write_recovery(store, &ctx.home, &admin, file)?;
         }
         Ok(())
     };

@@ -187,6 +187,9 @@ pub fn collect(
             next_backup: (st.next_ms > 0).then_some(st.next_ms),
         });
     }
+    if let Some(a) = crate::backups::stale_recovery(store, home)? {
+        alerts.push(a);
+    }
     let pending = store.pending_conflicts()?.len();
     if pending > 0 {
         alerts.push(format!(
