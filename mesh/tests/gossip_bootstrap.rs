@@ -7,45 +7,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
-use tillmesh_store::{NewStore, Role, Store, StoreId, StoreOptions, Tender, TillKey, test_utils};
+use tillmesh_store::{Tender, TillKey, test_utils};
 
 async fn two_members() -> Vec<(Node, StoreHandle, TillKey)> {
-    let id = StoreId::random();
-    let admin = TillKey::generate();
-    let keys = [TillKey::generate(), TillKey::generate()];
-    let new = |i: usize| NewStore {
-        store_id: id,
-        store_name: "Alone Shop".into(),
-        till_name: format!("T{i}").parse().expect("name"),
-        role: if i == 0 { Role::BackOffice } else { Role::Till },
-        founder: i == 0,
-    };
-    let mut founder =
-        Store::create_in_memory(keys[0].clone(), new(0), StoreOptions::default()).expect("store");
-    founder.set_admin_key(admin.till_id()).expect("admin key");
-    founder
-        .add_product(test_utils::product("TEA", 100))
-        .expect("product");
-    for (i, k) in keys.iter().enumerate() {
-        let role = if i == 0 { Role::BackOffice } else { Role::Till };
-        founder
-            .certify(
-                &admin,
-                k.till_id(),
-                &format!("T{i}").parse().expect("name"),
-                role,
-            )
-            .expect("certify");
-    }
-    let mut other =
-        Store::create_in_memory(keys[1].clone(), new(1), StoreOptions::default()).expect("store");
-    other.set_admin_key(admin.till_id()).expect("admin key");
-    for doc in founder.doc_ids().expect("docs") {
-        let changes = founder.changes_since(&doc, &[]).expect("changes");
-        other.apply_changes(&doc, &changes).expect("seed");
-    }
+    let stores = test_utils::certified_in_memory("Alone Shop", &["T0".into(), "T1".into()], |f| {
+        f.add_product(test_utils::product("TEA", 100))
+            .expect("product");
+    });
     let mut out = Vec::new();
-    for (s, k) in [founder, other].into_iter().zip(keys) {
+    for (s, k) in stores {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (h, _thread) = StoreHandle::spawn(s, Some(tx));
         let node = Node::spawn(
@@ -53,12 +23,9 @@ async fn two_members() -> Vec<(Node, StoreHandle, TillKey)> {
             &k,
             NodeConfig {
                 bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                relays: vec![],
-                relay_certs: Default::default(),
                 // No anti-entropy round after the one at start.
                 sync_interval: Duration::from_secs(3600),
-                fanout: 3,
-                admin: None,
+                ..NodeConfig::default()
             },
             Some(rx),
         )

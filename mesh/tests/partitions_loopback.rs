@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
-use tillmesh_store::{
-    NewStore, Role, Store, StoreId, StoreOptions, Tender, TillId, TillKey, test_utils,
-};
+use tillmesh_store::{Tender, TillId, test_utils};
 
 const TILLS: usize = 20;
 const SKUS: [&str; 3] = ["TEA", "MILK", "BREAD"];
@@ -28,63 +26,24 @@ struct Till {
 
 /// Every till certified by the founder and started from its documents, as a node.
 async fn store_of_tills() -> Vec<Till> {
-    let id = StoreId::random();
-    let admin = TillKey::generate();
-    let keys: Vec<TillKey> = (0..TILLS).map(|_| TillKey::generate()).collect();
-    let new = |i: usize| NewStore {
-        store_id: id,
-        store_name: "Partition Shop".into(),
-        till_name: format!("T{i:02}").parse().expect("name"),
-        role: if i == 0 { Role::BackOffice } else { Role::Till },
-        founder: i == 0,
-    };
-    let mut founder =
-        Store::create_in_memory(keys[0].clone(), new(0), StoreOptions::default()).expect("store");
-    founder.set_admin_key(admin.till_id()).expect("admin key");
-    for sku in SKUS {
-        founder
-            .add_product(test_utils::product(sku, 100))
-            .expect("product");
-    }
-    for (i, k) in keys.iter().enumerate() {
-        let role = if i == 0 { Role::BackOffice } else { Role::Till };
-        founder
-            .certify(
-                &admin,
-                k.till_id(),
-                &format!("T{i:02}").parse().expect("name"),
-                role,
-            )
-            .expect("certify");
-    }
-    let mut seed = Vec::new();
-    for doc in founder.doc_ids().expect("docs") {
-        seed.push((doc, founder.changes_since(&doc, &[]).expect("changes")));
-    }
-    let mut stores = vec![founder];
-    for (i, k) in keys.iter().enumerate().skip(1) {
-        let mut s =
-            Store::create_in_memory(k.clone(), new(i), StoreOptions::default()).expect("store");
-        s.set_admin_key(admin.till_id()).expect("admin key");
-        for (doc, changes) in &seed {
-            s.apply_changes(doc, changes).expect("seed");
+    let names: Vec<String> = (0..TILLS).map(|i| format!("T{i:02}")).collect();
+    let stores = test_utils::certified_in_memory("Partition Shop", &names, |f| {
+        for sku in SKUS {
+            f.add_product(test_utils::product(sku, 100))
+                .expect("product");
         }
-        stores.push(s);
-    }
+    });
     let mut tills = Vec::new();
-    for (s, k) in stores.into_iter().zip(&keys) {
+    for (s, k) in stores {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (store, _thread) = StoreHandle::spawn(s, Some(tx));
         let node = Node::spawn(
             store.clone(),
-            k,
+            &k,
             NodeConfig {
                 bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                relays: vec![],
-                relay_certs: Default::default(),
                 sync_interval: Duration::from_secs(2),
-                fanout: 3,
-                admin: None,
+                ..NodeConfig::default()
             },
             Some(rx),
         )

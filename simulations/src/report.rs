@@ -29,3 +29,15 @@ pub fn flags() -> anyhow::Result<Vec<(String, String)>> {
     }
     Ok(out)
 }
+
+/// Logs on stderr at the level of `TILLMESH_LOG` (default warn), as the daemon
+/// logs.
+pub fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

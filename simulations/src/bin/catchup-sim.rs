@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rand::SeedableRng;
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
-use tillmesh_sim::report::{bytes_sent, flags};
+use tillmesh_sim::report::{bytes_sent, flags, init_logs};
 use tillmesh_sim::workload;
-use tillmesh_store::{Day, DocId, NewStore, Role, Store, StoreId, StoreOptions, TillKey, TillName};
+use tillmesh_store::{Day, DocId, TillKey, TillName, test_utils};
 
 struct Args {
     tills: usize,
@@ -59,48 +59,15 @@ fn parse_args() -> Result<Args> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let a = parse_args()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let store_id = StoreId::random();
-    let admin = TillKey::generate();
     // Tills 0..peers serve the catch-up; the last one was away.
-    let keys: Vec<TillKey> = (0..=a.peers).map(|_| TillKey::generate()).collect();
     let away = a.peers;
-    let new = |i: usize| -> Result<NewStore> {
-        Ok(NewStore {
-            store_id,
-            store_name: "Sim".into(),
-            till_name: format!("T{i:03}").parse()?,
-            role: if i == 0 { Role::BackOffice } else { Role::Till },
-            founder: i == 0,
-        })
-    };
-    let mut founder = Store::create_in_memory(keys[0].clone(), new(0)?, StoreOptions::default())?;
-    founder.set_admin_key(admin.till_id())?;
-    workload::add_products(&mut founder, a.products)?;
-    for (i, k) in keys.iter().enumerate() {
-        let role = if i == 0 { Role::BackOffice } else { Role::Till };
-        founder.certify(&admin, k.till_id(), &format!("T{i:03}").parse()?, role)?;
-    }
-    let mut seed = Vec::new();
-    for doc in founder.doc_ids()? {
-        seed.push((doc, founder.changes_since(&doc, &[])?));
-    }
-    let mut stores = vec![founder];
-    for (i, k) in keys.iter().enumerate().skip(1) {
-        let mut s = Store::create_in_memory(k.clone(), new(i)?, StoreOptions::default())?;
-        s.set_admin_key(admin.till_id())?;
-        for (doc, changes) in &seed {
-            s.apply_changes(doc, changes)?;
-        }
-        stores.push(s);
-    }
+    let names: Vec<String> = (0..=a.peers).map(|i| format!("T{i:03}")).collect();
+    let mut stores = test_utils::certified_in_memory("Sim", &names, |f| {
+        workload::add_products(f, a.products).expect("products");
+    });
+    let keys: Vec<TillKey> = stores.iter().map(|(_, k)| k.clone()).collect();
 
     // The week the till missed, on every serving peer.
     let sellers = a.tills - 1;
@@ -123,7 +90,7 @@ async fn main() -> Result<()> {
                 a.products,
                 &mut rng,
             );
-            for s in stores.iter_mut().take(a.peers) {
+            for (s, _) in stores.iter_mut().take(a.peers) {
                 s.apply_changes(&DocId::Sales(till, day), &changes)?;
             }
             week_docs.push(DocId::Sales(till, day));
@@ -145,21 +112,18 @@ async fn main() -> Result<()> {
 
     let config = NodeConfig {
         bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-        relays: vec![],
-        relay_certs: Default::default(),
         sync_interval: Duration::from_secs(3600),
-        fanout: 3,
-        admin: None,
+        ..NodeConfig::default()
     };
     let mut handles = Vec::new();
     let mut nodes = Vec::new();
-    for (mut s, k) in stores.into_iter().zip(&keys) {
+    for (mut s, k) in stores {
         // The setup's changes are where they belong already: a daemon's outbox
         // holds only what the till did since it started.
         let _ = s.take_outbox();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (h, _thread) = StoreHandle::spawn(s, Some(tx));
-        nodes.push(Node::spawn(h.clone(), k, config.clone(), Some(rx)).await?);
+        nodes.push(Node::spawn(h.clone(), &k, config.clone(), Some(rx)).await?);
         handles.push(h);
     }
     // What the till must end up with: the heads of every document of the week.

@@ -21,10 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
-use tillmesh_sim::report::{bytes_sent, flags, percentile};
-use tillmesh_store::{
-    NewStore, Receipt, Role, Store, StoreId, StoreOptions, Tender, TillId, TillKey, test_utils,
-};
+use tillmesh_sim::report::{bytes_sent, flags, init_logs, percentile};
+use tillmesh_store::{Receipt, Tender, TillId, TillKey, test_utils};
 
 struct Args {
     tills: usize,
@@ -128,64 +126,21 @@ struct Shape {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let a = parse_args()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs();
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-    let store_id = StoreId::random();
-    let admin = TillKey::generate();
-    let keys: Vec<TillKey> = (0..a.tills).map(|_| TillKey::generate()).collect();
 
     // The founder certifies every till; every till starts from its documents.
-    let mut founder = Store::create_in_memory(
-        keys[0].clone(),
-        NewStore {
-            store_id,
-            store_name: "Sim".into(),
-            till_name: "T000".parse()?,
-            role: Role::BackOffice,
-            founder: true,
-        },
-        StoreOptions::default(),
-    )?;
-    founder.set_admin_key(admin.till_id())?;
-    founder.add_product(test_utils::product("TEA", 200))?;
-    for (i, k) in keys.iter().enumerate() {
-        let role = if i == 0 { Role::BackOffice } else { Role::Till };
-        founder.certify(&admin, k.till_id(), &format!("T{i:03}").parse()?, role)?;
-    }
-    let mut seed = Vec::new();
-    for doc in founder.doc_ids()? {
-        seed.push((doc, founder.changes_since(&doc, &[])?));
-    }
-    let mut stores = vec![founder];
-    for (i, k) in keys.iter().enumerate().skip(1) {
-        let mut s = Store::create_in_memory(
-            k.clone(),
-            NewStore {
-                store_id,
-                store_name: "Sim".into(),
-                till_name: format!("T{i:03}").parse()?,
-                role: Role::Till,
-                founder: false,
-            },
-            StoreOptions::default(),
-        )?;
-        s.set_admin_key(admin.till_id())?;
-        for (doc, changes) in &seed {
-            s.apply_changes(doc, changes)?;
-        }
-        stores.push(s);
-    }
+    let names: Vec<String> = (0..a.tills).map(|i| format!("T{i:03}")).collect();
+    let stores = test_utils::certified_in_memory("Sim", &names, |f| {
+        f.add_product(test_utils::product("TEA", 200))
+            .expect("product");
+    });
+    let keys: Vec<TillKey> = stores.iter().map(|(_, k)| k.clone()).collect();
 
     let start = Instant::now();
     let mut handles = Vec::new();
     let mut nodes = Vec::new();
-    for (mut s, k) in stores.into_iter().zip(&keys) {
+    for (mut s, k) in stores {
         // The setup's changes are on every till already: a daemon's outbox holds
         // only what the till did since it started.
         let _ = s.take_outbox();
@@ -193,14 +148,11 @@ async fn main() -> Result<()> {
         let (h, _thread) = StoreHandle::spawn(s, Some(tx));
         let node = Node::spawn(
             h.clone(),
-            k,
+            &k,
             NodeConfig {
                 bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                relays: vec![],
-                relay_certs: Default::default(),
                 sync_interval: Duration::from_secs(a.sync_s),
-                fanout: 3,
-                admin: None,
+                ..NodeConfig::default()
             },
             Some(rx),
         )

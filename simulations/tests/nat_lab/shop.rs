@@ -11,9 +11,7 @@ use patchbay::Device;
 use tillmesh_mesh::node::path_of;
 use tillmesh_mesh::wire::SYNC_ALPN;
 use tillmesh_mesh::{Node, NodeConfig, OutboxReceiver, PeerAddr, PeerLink, StoreHandle};
-use tillmesh_store::{
-    NewStore, Role, Store, StoreId, StoreOptions, Tender, TillId, TillKey, test_utils,
-};
+use tillmesh_store::{Store, StoreOptions, Tender, TillId, TillKey, test_utils};
 
 /// Time between anti-entropy rounds (and heartbeats) of the lab's tills.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -29,65 +27,29 @@ pub struct Unstarted {
 /// Two members of one store, founder first, their stores in `dir`: both certified,
 /// the second seeded with the founder's documents (as after joining).
 pub fn two_tills(dir: &Path) -> [Unstarted; 2] {
-    let id = StoreId::random();
-    let admin = TillKey::generate();
-    let keys = [TillKey::generate(), TillKey::generate()];
     let names = ["A", "B"];
-    let new = |i: usize| NewStore {
-        store_id: id,
-        store_name: "Lab Shop".into(),
-        till_name: names[i].parse().expect("till name"),
-        role: if i == 0 { Role::BackOffice } else { Role::Till },
-        founder: i == 0,
-    };
-    let mut founder = Store::create(
-        &dir.join("a.redb"),
-        keys[0].clone(),
-        new(0),
-        StoreOptions::default(),
-    )
-    .expect("founder store");
-    founder.set_admin_key(admin.till_id()).expect("admin key");
-    founder
-        .add_product(test_utils::product("TEA", 250))
-        .expect("product");
-    for (i, k) in keys.iter().enumerate() {
-        let role = if i == 0 { Role::BackOffice } else { Role::Till };
-        founder
-            .certify(
-                &admin,
-                k.till_id(),
-                &names[i].parse().expect("till name"),
-                role,
-            )
-            .expect("certify");
-    }
-    let mut other = Store::create(
-        &dir.join("b.redb"),
-        keys[1].clone(),
-        new(1),
-        StoreOptions::default(),
-    )
-    .expect("second store");
-    other.set_admin_key(admin.till_id()).expect("admin key");
-    for doc in founder.doc_ids().expect("docs") {
-        let changes = founder.changes_since(&doc, &[]).expect("changes");
-        other.apply_changes(&doc, &changes).expect("seed");
-    }
-    let mut out = [founder, other]
-        .into_iter()
-        .zip(keys)
-        .zip(names)
-        .map(|((store, key), name)| {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let (handle, _thread) = StoreHandle::spawn(store, Some(tx));
-            Unstarted {
-                name: name.to_string(),
-                key,
-                store: handle,
-                outbox: rx,
-            }
-        });
+    let stores = test_utils::certified_stores(
+        "Lab Shop",
+        &names.map(String::from),
+        |f| {
+            f.add_product(test_utils::product("TEA", 250))
+                .expect("product");
+        },
+        |i, key, new| {
+            let file = dir.join(format!("{}.redb", names[i].to_lowercase()));
+            Store::create(&file, key, new, StoreOptions::default()).expect("till store")
+        },
+    );
+    let mut out = stores.into_iter().zip(names).map(|((store, key), name)| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (handle, _thread) = StoreHandle::spawn(store, Some(tx));
+        Unstarted {
+            name: name.to_string(),
+            key,
+            store: handle,
+            outbox: rx,
+        }
+    });
     let a = out.next().expect("A");
     let b = out.next().expect("B");
     [a, b]
@@ -105,8 +67,7 @@ impl Unstarted {
                 .map(|fp| [(relay.to_string(), fp.to_string())].into())
                 .unwrap_or_default(),
             sync_interval: SYNC_INTERVAL,
-            fanout: 3,
-            admin: None,
+            ..NodeConfig::default()
         };
         let Unstarted {
             name,
