@@ -62,4 +62,42 @@ impl StoreHandle {
             .map_err(|_| StoreClosed)?;
         orx.await.map_err(|_| StoreClosed)
     }
+
+    /// Run `f` on the store for each of `items`, in order, over as many calls as
+    /// it takes to hold the store at most about `step` at a time (and one item at
+    /// least), so a sale made meanwhile waits for one item at most; gives the
+    /// results in order.
+    pub async fn call_in_steps<I, T, F>(
+        &self,
+        items: Vec<I>,
+        step: std::time::Duration,
+        f: F,
+    ) -> Result<Vec<T>, StoreClosed>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        F: Fn(&mut Store, I) -> T + Clone + Send + 'static,
+    {
+        let mut out = Vec::with_capacity(items.len());
+        let mut rest: std::collections::VecDeque<I> = items.into();
+        while !rest.is_empty() {
+            let f = f.clone();
+            let (done, left) = self
+                .call(move |s| {
+                    let start = std::time::Instant::now();
+                    let mut done = Vec::new();
+                    while let Some(item) = rest.pop_front() {
+                        done.push(f(s, item));
+                        if start.elapsed() >= step {
+                            break;
+                        }
+                    }
+                    (done, rest)
+                })
+                .await?;
+            out.extend(done);
+            rest = left;
+        }
+        Ok(out)
+    }
 }

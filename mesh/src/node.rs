@@ -138,6 +138,37 @@ pub struct PeerLink {
     pub unreplicated: Option<u64>,
     /// When the oldest of them was made (unix ms), by its last heartbeat.
     pub unreplicated_oldest_ms: Option<u64>,
+    /// Sync sessions with it under way now (either side may have dialled).
+    pub sessions: u32,
+}
+
+/// Counts a sync session with a peer in its [`PeerLink`] while it runs, so
+/// anti-entropy does not start a second one beside it.
+struct SessionMark {
+    links: Links,
+    peer: TillId,
+}
+
+impl SessionMark {
+    fn new(links: &Links, peer: TillId) -> SessionMark {
+        if let Ok(mut l) = links.lock() {
+            l.entry(peer).or_default().sessions += 1;
+        }
+        SessionMark {
+            links: links.clone(),
+            peer,
+        }
+    }
+}
+
+impl Drop for SessionMark {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.links.lock()
+            && let Some(link) = l.get_mut(&self.peer)
+        {
+            link.sessions = link.sessions.saturating_sub(1);
+        }
+    }
 }
 
 /// Local changes leaving the store thread, for gossip.
@@ -267,6 +298,7 @@ impl ProtocolHandler for SyncProto {
             return Ok(());
         }
         let (send, recv) = conn.accept_bi().await?;
+        let _mark = SessionMark::new(&self.links, peer);
         let result = run_session(&self.store, self.store_id, peer, recv, send).await;
         record(&self.links, peer, &conn, &result);
         if let Err(e) = &result {
@@ -291,6 +323,15 @@ fn record(
         link.rtt_ms = rtt;
         match result {
             Ok(r) => {
+                if r.changes_received > 0 {
+                    tracing::info!(
+                        peer = %peer.fmt_short(),
+                        docs = r.docs,
+                        received = r.changes_received,
+                        bytes = r.bytes_received,
+                        "synced"
+                    );
+                }
                 link.last_sync = Some(now_ms());
                 link.last_received = Some(r.changes_received);
                 link.clock_skew_ms = Some(r.clock_skew_ms);
@@ -1120,6 +1161,14 @@ impl SyncContext {
             .read()
             .map(|m| m.iter().copied().collect())
             .unwrap_or_default();
+        // A peer already in a session with this till (it dialled, or a slow
+        // catch-up is under way) is left to that session.
+        if let Ok(l) = self.links.lock() {
+            peers.retain(|p| {
+                l.get(&TillId::from_bytes(*p.as_bytes()))
+                    .is_none_or(|link| link.sessions == 0)
+            });
+        }
         peers.shuffle(&mut rand::rng());
         peers.truncate(fanout);
         // Peers are synced at once: one that is down must not hold up the others.
@@ -1137,7 +1186,7 @@ impl SyncContext {
             match result {
                 Ok(r) => {
                     changed |= r.changes_received > 0;
-                    tracing::debug!(peer = %till.fmt_short(), docs = r.docs, received = r.changes_received, "synced");
+                    tracing::debug!(peer = %till.fmt_short(), docs = r.docs, received = r.changes_received, "anti-entropy session done");
                 }
                 Err(e) => tracing::info!(peer = %till.fmt_short(), error = %e, "sync failed"),
             }
@@ -1175,6 +1224,7 @@ impl SyncContext {
                 return Err(unreachable(e.to_string()));
             }
         };
+        let _mark = SessionMark::new(&self.links, peer);
         let result = match tokio::time::timeout(
             SESSION_TIMEOUT,
             run_session(&self.store, self.store_id, peer, recv, send),

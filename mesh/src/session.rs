@@ -28,8 +28,13 @@ async fn read_timed<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Frame, usize), S
 
 /// Rounds after which a session gives up: Automerge needs a handful.
 const MAX_ROUNDS: usize = 64;
-/// Documents handled per call to the store thread, so sales are not held up.
+/// Received sync messages are applied once this many are waiting...
 const BATCH: usize = 64;
+/// ...or this many bytes.
+const APPLY_BYTES: usize = 256 * 1024;
+/// The store is held this long at most (and one document at least) per call, so
+/// a sale made during a large catch-up is not held up.
+const STEP: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What a session did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -223,27 +228,19 @@ where
         }
         report.rounds = round + 1;
         // Generate this round's messages.
+        let work: Vec<(DocId, SyncState)> = docs.iter().copied().zip(states.drain(..)).collect();
+        let generated = store
+            .call_in_steps(work, STEP, |s, (doc, mut st)| {
+                let msg = s.sync_generate(&doc, &mut st);
+                (doc, st, msg)
+            })
+            .await?;
         let mut outgoing = Vec::new();
-        for chunk_start in (0..docs.len()).step_by(BATCH) {
-            let end = (chunk_start + BATCH).min(docs.len());
-            let chunk_docs = docs[chunk_start..end].to_vec();
-            let chunk_states: Vec<SyncState> = states[chunk_start..end].to_vec();
-            let (chunk_states, msgs) = store
-                .call(move |s| {
-                    let mut chunk_states = chunk_states;
-                    let mut msgs = Vec::new();
-                    for (doc, st) in chunk_docs.iter().zip(chunk_states.iter_mut()) {
-                        match s.sync_generate(doc, st) {
-                            Ok(Some(m)) => msgs.push((*doc, m)),
-                            Ok(None) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok((chunk_states, msgs))
-                })
-                .await??;
-            states.splice(chunk_start..end, chunk_states);
-            outgoing.extend(msgs);
+        for (doc, st, msg) in generated {
+            states.push(st);
+            if let Some(m) = msg? {
+                outgoing.push((doc, m));
+            }
         }
         let sent = outgoing.len() as u32;
         // Send ours while reading theirs.
@@ -264,7 +261,11 @@ where
             Ok::<usize, SessionError>(bytes)
         };
         let receiving = async {
-            let mut incoming = Vec::new();
+            // Applied as they arrive, a batch at a time, each batch's sync states
+            // saved with it: a catch-up cut short keeps what it got.
+            let mut pending: Vec<(usize, Vec<u8>)> = Vec::new();
+            let mut pending_bytes = 0;
+            let mut received = 0;
             let mut bytes = 0;
             loop {
                 let (f, n) = read_timed(&mut recv).await?;
@@ -276,21 +277,30 @@ where
                                 "sync message for unknown document {doc:?}"
                             ))
                         })?;
-                        let Some(i) = docs.iter().position(|d| *d == doc) else {
+                        // `docs` is sorted: it comes from a BTreeMap.
+                        let Ok(i) = docs.binary_search(&doc) else {
                             return Err(SessionError::Protocol(format!(
                                 "sync message for {doc}, which was not in the manifest"
                             )));
                         };
-                        incoming.push((i, msg));
+                        received += 1;
+                        pending_bytes += msg.len();
+                        pending.push((i, msg));
+                        if pending.len() >= BATCH || pending_bytes >= APPLY_BYTES {
+                            apply_batch(store, peer, &docs, &mut states, &mut pending, &mut report)
+                                .await?;
+                            pending_bytes = 0;
+                        }
                     }
                     Frame::RoundEnd { sent } => {
-                        if sent as usize != incoming.len() {
+                        if sent as usize != received {
                             return Err(SessionError::Protocol(format!(
-                                "peer announced {sent} messages and sent {}",
-                                incoming.len()
+                                "peer announced {sent} messages and sent {received}"
                             )));
                         }
-                        return Ok::<_, SessionError>((incoming, bytes));
+                        apply_batch(store, peer, &docs, &mut states, &mut pending, &mut report)
+                            .await?;
+                        return Ok::<_, SessionError>((received, bytes));
                     }
                     other => {
                         return Err(SessionError::Protocol(format!(
@@ -300,33 +310,9 @@ where
                 }
             }
         };
-        let (sent_bytes, (incoming, recv_bytes)) = tokio::try_join!(sending, receiving)?;
+        let (sent_bytes, (their_sent, recv_bytes)) = tokio::try_join!(sending, receiving)?;
         report.bytes_sent += sent_bytes;
         report.bytes_received += recv_bytes;
-        let their_sent = incoming.len();
-        // Apply theirs, then save where both sides stand.
-        if !incoming.is_empty() {
-            let items: Vec<(usize, DocId, SyncState, Vec<u8>)> = incoming
-                .into_iter()
-                .map(|(i, m)| (i, docs[i], states[i].clone(), m))
-                .collect();
-            let results = store
-                .call(move |s| {
-                    let mut out = Vec::new();
-                    for (i, doc, mut st, msg) in items {
-                        let r = s.sync_receive(&doc, &mut st, &msg);
-                        out.push((i, st, r));
-                    }
-                    out
-                })
-                .await?;
-            for (i, st, r) in results {
-                let r = r?;
-                report.changes_received += r.new_changes;
-                report.conflicts += r.conflicts;
-                states[i] = st;
-            }
-        }
         {
             let d = docs.clone();
             let st = states.clone();
@@ -356,4 +342,52 @@ where
         Ok(Err(e)) => return Err(e.into()),
     }
     Ok(report)
+}
+
+/// Apply the sync messages in `pending` (index into `docs`, message), move their
+/// sync states on, and save those states with the changes, in one call to the
+/// store thread.
+async fn apply_batch(
+    store: &StoreHandle,
+    peer: TillId,
+    docs: &[DocId],
+    states: &mut [SyncState],
+    pending: &mut Vec<(usize, Vec<u8>)>,
+    report: &mut SessionReport,
+) -> Result<(), SessionError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<(usize, DocId, SyncState, Vec<u8>)> = pending
+        .drain(..)
+        .map(|(i, m)| (i, docs[i], states[i].clone(), m))
+        .collect();
+    let results = store
+        .call_in_steps(items, STEP, |s, (i, doc, mut st, msg)| {
+            let r = s.sync_receive(&doc, &mut st, &msg);
+            (i, doc, st, r)
+        })
+        .await?;
+    let applied: Vec<(DocId, SyncState)> = results
+        .iter()
+        .filter(|(.., r)| r.is_ok())
+        .map(|(_, doc, st, _)| (*doc, st.clone()))
+        .collect();
+    let saved = store
+        .call(move |s| {
+            let pairs: Vec<(DocId, &SyncState)> = applied.iter().map(|(d, st)| (*d, st)).collect();
+            s.save_sync_states(&peer, &pairs)
+        })
+        .await?;
+    let docs_applied = results.len();
+    for (i, _, st, r) in results {
+        let r = r?;
+        tracing::trace!(doc = %docs[i], changes = r.new_changes, "applied");
+        report.changes_received += r.new_changes;
+        report.conflicts += r.conflicts;
+        states[i] = st;
+    }
+    saved?;
+    tracing::debug!(peer = %peer.fmt_short(), docs = docs_applied, "applied a batch of sync messages");
+    Ok(())
 }

@@ -79,14 +79,27 @@ pub struct Daemon {
 impl Till {
     /// Start this till's daemon on loopback and wait until its API is up.
     pub fn start(&self, extra: &[&str]) -> Daemon {
+        self.start_logging(
+            extra,
+            std::env::var("TILLMESH_TEST_DAEMON_LOG").ok().as_deref(),
+        )
+    }
+
+    /// [`Till::start`] with the daemon's log filter set to `filter` (appending
+    /// to `daemon.log` in the till's home).
+    pub fn start_logging(&self, extra: &[&str], filter: Option<&str>) -> Daemon {
         let _ = std::fs::remove_file(self.home.join("api.json"));
         let mut args = vec!["run", "--bind", "127.0.0.1:0", "--sync-interval", "1"];
         args.extend_from_slice(extra);
-        let log = std::fs::File::create(self.home.join("daemon.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("daemon.log"))
+            .expect("log file");
         let mut cmd = self.cmd(&args);
         // TILLMESH_TEST_DAEMON_LOG sets the daemons' log filter (see daemon.log in each home).
-        if let Ok(filter) = std::env::var("TILLMESH_TEST_DAEMON_LOG") {
-            cmd.env("TILLMESH_LOG", filter);
+        if let Some(filter) = filter {
+            cmd.env("TILLMESH_LOG", filter).env("NO_COLOR", "1");
         }
         let child = cmd
             .stdout(log.try_clone().expect("log"))
