@@ -343,8 +343,20 @@ pub struct RelayArgs {
     pub bind: std::net::SocketAddr,
     /// Relay only, without QUIC address discovery (tills behind NATs then stay on
     /// the relay).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "https")]
     pub no_discovery: bool,
+    /// Serve the relay over HTTPS on this address (address discovery then answers
+    /// on its port number over UDP; `--bind` serves only the captive-portal probe).
+    /// The certificate is the relay's own unless `--tls-cert` and `--tls-key` name
+    /// one; tills trust it by the fingerprint this prints.
+    #[arg(long)]
+    pub https: Option<std::net::SocketAddr>,
+    /// The HTTPS certificate chain, PEM (the leaf first).
+    #[arg(long, requires_all = ["https", "tls_key"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key, PEM.
+    #[arg(long, requires_all = ["https", "tls_cert"])]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

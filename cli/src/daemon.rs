@@ -374,14 +374,23 @@ async fn invite(sh: &Shared, hours: u64) -> Result<Vec<u8>> {
         .store
         .call(move |s| s.create_invite(&adm, expires))
         .await??;
+    let addr = sh.node.addr();
+    let relay_certs = sh
+        .store
+        .call(|s| s.relay_certs())
+        .await??
+        .into_iter()
+        .filter(|(url, _)| addr.relay.contains(url))
+        .collect();
     let ticket = Ticket {
-        version: 1,
+        version: 2,
         store: *sh.store_id.as_bytes(),
         admin_key: *admin.till_id().as_bytes(),
         admin_till: *sh.key.till_id().as_bytes(),
-        addr: sh.node.addr(),
+        addr,
         secret,
         expires_ms: expires,
+        relay_certs,
     };
     Ok(format!("{}\n", ticket.encode()).into_bytes())
 }

@@ -39,7 +39,8 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
     rt.block_on(async {
         let key = TillKey::generate();
         let relays = ticket.addr.relay.clone();
-        let ep = endpoint(&key, Some(a.bind), &relays, &Default::default(), None::<NoHooks>).await?;
+        let relay_certs = ticket.relay_cert_map();
+        let ep = endpoint(&key, Some(a.bind), &relays, &relay_certs, None::<NoHooks>).await?;
         let reply = request_join(&ep, &ticket, name.as_str()).await;
         ep.close().await;
         let (store_name, role, relays, store_keys) = match reply? {
@@ -86,7 +87,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
             NodeConfig {
                 bind: Some(a.bind),
                 relays: relays.clone(),
-                relay_certs: Default::default(),
+                relay_certs,
                 sync_interval: Duration::from_secs(3600),
                 fanout: 0,
                 admin: None,
@@ -113,30 +114,41 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
 pub fn relay(home: &std::path::Path, a: &RelayArgs) -> Result<()> {
     use tillmesh_mesh::relay::{Relay, RelayIdentity};
     let dir = home.join("relay");
-    let identity = if a.no_discovery {
-        None
-    } else {
-        Some(RelayIdentity::load_or_create(&dir)?)
+    let identity = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(RelayIdentity::from_pem_files(cert, key)?),
+        _ if a.no_discovery => None,
+        _ => Some(RelayIdentity::load_or_create(&dir)?),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async {
-        let relay = Relay::spawn(a.bind, identity.as_ref()).await?;
+        let relay = match (a.https, &identity) {
+            (Some(https), Some(id)) => Relay::spawn_tls(a.bind, https, id).await?,
+            _ => Relay::spawn(a.bind, identity.as_ref()).await?,
+        };
         // The URL and then the certificate fingerprint alone on stdout, for
         // scripts; the rest on stderr.
         println!("{}", relay.url());
+        let kept = match (&a.tls_cert, &a.tls_key) {
+            (Some(cert), Some(key)) => format!("from {} and {}", cert.display(), key.display()),
+            _ => format!("kept in {}", dir.display()),
+        };
         match relay.fingerprint() {
             Some(fp) => {
                 println!("{fp}");
+                let what = if a.https.is_some() {
+                    "relay over HTTPS, address discovery over UDP, same port"
+                } else {
+                    "relay over TCP, address discovery over UDP, same port"
+                };
                 eprintln!(
-                    "tillmesh relay: serving {url} (relay over TCP, address discovery over UDP, same port)\n\
-                     certificate fingerprint {fp} (kept in {dir})\n\
+                    "tillmesh relay: serving {url} ({what})\n\
+                     certificate fingerprint {fp} ({kept})\n\
                      add it to the store with: tillmesh relays add {url} --cert {fp}\n\
                      (with this machine's address in place of an unspecified one)",
                     url = relay.url(),
-                    dir = dir.display(),
                 );
             }
             None => eprintln!(

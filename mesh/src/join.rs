@@ -27,7 +27,7 @@ const TICKET_PREFIX: &str = "tillmesh1";
 /// An invitation to join a store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
-    /// Ticket format version (1).
+    /// Ticket format version: 1, or 2 when it carries relay certificates.
     pub version: u8,
     /// The store.
     pub store: [u8; 16],
@@ -41,6 +41,22 @@ pub struct Ticket {
     pub secret: [u8; 32],
     /// Unix milliseconds after which the ticket is refused.
     pub expires_ms: u64,
+    /// Certificate fingerprints of the store's relays (URL, fingerprint), so a
+    /// till can join through a relay served over HTTPS with its own certificate
+    /// (version 2).
+    pub relay_certs: Vec<(String, String)>,
+}
+
+/// The layout of a version 1 ticket: [`Ticket`] without relay certificates.
+#[derive(Serialize, Deserialize)]
+struct TicketV1 {
+    version: u8,
+    store: [u8; 16],
+    admin_key: [u8; 32],
+    admin_till: [u8; 32],
+    addr: PeerAddr,
+    secret: [u8; 32],
+    expires_ms: u64,
 }
 
 /// A ticket string that does not decode.
@@ -49,24 +65,59 @@ pub struct Ticket {
 pub struct BadTicket(String);
 
 impl Ticket {
-    /// The ticket as one line of text.
+    /// The ticket as one line of text: version 1 when there are no relay
+    /// certificates (so older tills read it), else version 2.
     pub fn encode(&self) -> String {
-        let bytes = postcard::to_stdvec(self).unwrap_or_default();
-        format!("{TICKET_PREFIX}{}", hex::encode(bytes))
+        let bytes = if self.relay_certs.is_empty() {
+            postcard::to_stdvec(&TicketV1 {
+                version: 1,
+                store: self.store,
+                admin_key: self.admin_key,
+                admin_till: self.admin_till,
+                addr: self.addr.clone(),
+                secret: self.secret,
+                expires_ms: self.expires_ms,
+            })
+        } else {
+            postcard::to_stdvec(&Ticket {
+                version: 2,
+                ..self.clone()
+            })
+        };
+        format!("{TICKET_PREFIX}{}", hex::encode(bytes.unwrap_or_default()))
     }
 
-    /// Parse a ticket line.
+    /// Parse a ticket line (version 1 or 2).
     pub fn decode(s: &str) -> Result<Self, BadTicket> {
         let body = s
             .trim()
             .strip_prefix(TICKET_PREFIX)
             .ok_or_else(|| BadTicket("it does not start with tillmesh1".into()))?;
         let bytes = hex::decode(body).map_err(|e| BadTicket(e.to_string()))?;
-        let t: Ticket = postcard::from_bytes(&bytes).map_err(|e| BadTicket(e.to_string()))?;
-        if t.version != 1 {
-            return Err(BadTicket(format!("unknown ticket version {}", t.version)));
+        let bad = |e: postcard::Error| BadTicket(e.to_string());
+        match bytes.first() {
+            Some(1) => {
+                let t: TicketV1 = postcard::from_bytes(&bytes).map_err(bad)?;
+                Ok(Ticket {
+                    version: 1,
+                    store: t.store,
+                    admin_key: t.admin_key,
+                    admin_till: t.admin_till,
+                    addr: t.addr,
+                    secret: t.secret,
+                    expires_ms: t.expires_ms,
+                    relay_certs: Vec::new(),
+                })
+            }
+            Some(2) => postcard::from_bytes(&bytes).map_err(bad),
+            Some(v) => Err(BadTicket(format!("unknown ticket version {v}"))),
+            None => Err(BadTicket("it is empty".into())),
         }
-        Ok(t)
+    }
+
+    /// The relay certificates as the endpoint takes them.
+    pub fn relay_cert_map(&self) -> std::collections::BTreeMap<String, String> {
+        self.relay_certs.iter().cloned().collect()
     }
 }
 
@@ -230,4 +281,54 @@ pub async fn request_join(
 /// The store id a ticket is for.
 pub fn ticket_store(t: &Ticket) -> StoreId {
     StoreId::from_bytes(t.store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(relay_certs: Vec<(String, String)>) -> Ticket {
+        Ticket {
+            version: 2,
+            store: [1; 16],
+            admin_key: [2; 32],
+            admin_till: [3; 32],
+            addr: PeerAddr {
+                ip: vec!["127.0.0.1:4000".parse().expect("addr")],
+                relay: vec!["https://10.0.0.2:3341".into()],
+            },
+            secret: [4; 32],
+            expires_ms: 5,
+            relay_certs,
+        }
+    }
+
+    #[test]
+    fn tickets_with_relay_certificates_are_version_2_and_others_stay_version_1() {
+        let plain = ticket(Vec::new());
+        let line = plain.encode();
+        let back = Ticket::decode(&line).expect("decode");
+        assert_eq!(
+            back.version, 1,
+            "readable by tills that know version 1 only"
+        );
+        assert_eq!(back.addr, plain.addr);
+        assert!(back.relay_certs.is_empty());
+        // Exactly the version 1 layout.
+        let bytes = hex::decode(line.strip_prefix(TICKET_PREFIX).expect("prefix")).expect("hex");
+        let v1: TicketV1 = postcard::from_bytes(&bytes).expect("a version 1 ticket");
+        assert_eq!(v1.secret, plain.secret);
+
+        let pinned = ticket(vec![("https://10.0.0.2:3341".into(), "ab".repeat(32))]);
+        let back = Ticket::decode(&pinned.encode()).expect("decode");
+        assert_eq!(back, pinned);
+        assert_eq!(
+            back.relay_cert_map().get("https://10.0.0.2:3341"),
+            Some(&"ab".repeat(32))
+        );
+
+        for bad in ["tillmesh1", "tillmesh1zz", "tillmesh109", "hello"] {
+            assert!(Ticket::decode(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -9,6 +9,12 @@
 //! NATs can then punch a direct path instead of staying on the relay. The QUIC side
 //! needs TLS; the relay's certificate is self-signed and tills trust it by its
 //! fingerprint ([`fingerprint`]), given with `tillmesh relays add URL --cert FP`.
+//!
+//! With TLS ([`Relay::spawn_tls`]) the relay is served over HTTPS on a port of its
+//! own, with the same certificate (the relay's own, or one the store configured
+//! from PEM files, [`RelayIdentity::from_pem_files`]); address discovery then
+//! answers on the HTTPS port number, and the plain HTTP port serves only the
+//! captive-portal probe.
 
 use std::collections::HashSet;
 use std::fs;
@@ -17,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use iroh_relay::server::{QuicConfig, RelayConfig, Server, ServerConfig};
+use iroh_relay::server::{CertConfig, QuicConfig, RelayConfig, Server, ServerConfig, TlsConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -29,11 +35,20 @@ pub const DEFAULT_PORT: u16 = 3340;
 const CERT_FILE: &str = "relay-cert.der";
 const KEY_FILE: &str = "relay-key.der";
 
-/// The relay's TLS certificate and key, for QUIC address discovery.
-#[derive(Clone)]
+/// The relay's TLS certificate (with its chain) and key, for QUIC address
+/// discovery and HTTPS.
 pub struct RelayIdentity {
-    cert: CertificateDer<'static>,
-    key: Vec<u8>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Clone for RelayIdentity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RelayIdentity {
@@ -77,9 +92,37 @@ impl RelayIdentity {
         let made = rcgen::generate_simple_self_signed(vec!["tillmesh-relay".to_string()])
             .map_err(|e| IdentityError::Generate(e.to_string()))?;
         Ok(Self {
-            cert: made.cert.der().clone(),
-            key: made.signing_key.serialize_der(),
+            chain: vec![made.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.signing_key.serialize_der())),
         })
+    }
+
+    /// A certificate chain and its key from PEM files (the leaf certificate
+    /// first, as web servers take them); checked before it is returned.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, IdentityError> {
+        use rustls::pki_types::pem::PemObject;
+        let damaged = |reason: String| IdentityError::Damaged {
+            dir: cert.parent().unwrap_or(cert).display().to_string(),
+            reason,
+        };
+        for path in [cert, key] {
+            fs::metadata(path).map_err(|source| IdentityError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| damaged(format!("{}: {e}", cert.display())))?;
+        if chain.is_empty() {
+            return Err(damaged(format!("{} holds no certificate", cert.display())));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| damaged(format!("{}: {e}", key.display())))?;
+        let id = Self { chain, key };
+        id.server_config(&[&rustls::version::TLS13])
+            .map_err(damaged)?;
+        Ok(id)
     }
 
     /// The identity saved in `dir`, or a new one saved there (key file mode 0600).
@@ -93,10 +136,10 @@ impl RelayIdentity {
             let cert = fs::read(&cert_path).map_err(io(&cert_path))?;
             let key = fs::read(&key_path).map_err(io(&key_path))?;
             let id = Self {
-                cert: CertificateDer::from(cert),
-                key,
+                chain: vec![CertificateDer::from(cert)],
+                key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
             };
-            id.server_config()
+            id.server_config(&[&rustls::version::TLS13])
                 .map_err(|reason| IdentityError::Damaged {
                     dir: dir.display().to_string(),
                     reason,
@@ -105,26 +148,28 @@ impl RelayIdentity {
         }
         fs::create_dir_all(dir).map_err(io(&dir.to_path_buf()))?;
         let id = Self::generate()?;
-        write_new(&key_path, &id.key, true).map_err(io(&key_path))?;
-        write_new(&cert_path, &id.cert, false).map_err(io(&cert_path))?;
+        write_new(&key_path, id.key.secret_der(), true).map_err(io(&key_path))?;
+        write_new(&cert_path, &id.chain[0], false).map_err(io(&cert_path))?;
         Ok(id)
     }
 
-    /// The fingerprint tills pin: BLAKE3 of the certificate, in hex.
+    /// The fingerprint tills pin: BLAKE3 of the (leaf) certificate, in hex.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.cert)
+        fingerprint(&self.chain[0])
     }
 
-    /// The TLS 1.3 server configuration for the QUIC side.
-    fn server_config(&self) -> Result<rustls::ServerConfig, String> {
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
+    /// A TLS server configuration (TLS 1.3 only for the QUIC side).
+    fn server_config(
+        &self,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Result<rustls::ServerConfig, String> {
         rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
+        .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(vec![self.cert.clone()], key)
+        .with_single_cert(self.chain.clone(), self.key.clone_key())
         .map_err(|e| e.to_string())
     }
 }
@@ -172,31 +217,75 @@ impl Relay {
         bind: SocketAddr,
         identity: Option<&RelayIdentity>,
     ) -> Result<Relay, crate::NodeError> {
+        Self::start(bind, identity, None).await
+    }
+
+    /// Start a relay served over HTTPS on `https` with `identity`'s certificate,
+    /// answering address discovery on the same port number over UDP (a free one
+    /// when `https` has port 0); `bind` then serves only the plain-HTTP
+    /// captive-portal probe.
+    pub async fn spawn_tls(
+        bind: SocketAddr,
+        https: SocketAddr,
+        identity: &RelayIdentity,
+    ) -> Result<Relay, crate::NodeError> {
+        Self::start(bind, Some(identity), Some(https)).await
+    }
+
+    async fn start(
+        bind: SocketAddr,
+        identity: Option<&RelayIdentity>,
+        https: Option<SocketAddr>,
+    ) -> Result<Relay, crate::NodeError> {
         let bind_err = |e: String| crate::NodeError::Bind(e);
         let mut cfg = ServerConfig::default();
         cfg.quic = None;
-        let mut bind = bind;
+        let mut relay = RelayConfig::new(bind);
+        // Address discovery listens on the port tills reach the relay by.
+        let mut front = https.unwrap_or(bind);
         if let Some(id) = identity {
-            if bind.port() == 0 {
-                bind.set_port(free_port(bind).map_err(|e| bind_err(e.to_string()))?);
+            if front.port() == 0 {
+                front.set_port(free_port(front).map_err(|e| bind_err(e.to_string()))?);
             }
             let tls = id
-                .server_config()
+                .server_config(&[&rustls::version::TLS13])
                 .map_err(|e| bind_err(format!("relay TLS: {e}")))?;
-            let mut quic = QuicConfig::new(bind);
+            let mut quic = QuicConfig::new(front);
             quic.server_config = Some(tls);
             cfg.quic = Some(quic);
+            if https.is_some() {
+                let tls = id
+                    .server_config(rustls::DEFAULT_VERSIONS)
+                    .map_err(|e| bind_err(format!("relay TLS: {e}")))?;
+                relay.tls = Some(TlsConfig::new(
+                    front,
+                    CertConfig::Manual { server_config: tls },
+                ));
+            } else {
+                relay.http_bind_addr = front;
+            }
         }
-        cfg.relay = Some(RelayConfig::new(bind));
+        cfg.relay = Some(relay);
         let server = Server::spawn(cfg)
             .await
             .map_err(|e| bind_err(e.to_string()))?;
-        let addr = server
-            .http_addr()
-            .ok_or_else(|| bind_err("the relay has no HTTP address".into()))?;
+        let url = match https {
+            Some(_) => format!(
+                "https://{}",
+                server
+                    .https_addr()
+                    .ok_or_else(|| bind_err("the relay has no HTTPS address".into()))?
+            ),
+            None => format!(
+                "http://{}",
+                server
+                    .http_addr()
+                    .ok_or_else(|| bind_err("the relay has no HTTP address".into()))?
+            ),
+        };
         Ok(Relay {
             server,
-            url: format!("http://{addr}"),
+            url,
             fingerprint: identity.map(RelayIdentity::fingerprint),
         })
     }

@@ -91,6 +91,7 @@ async fn ticket(
         addr: a.addr(),
         secret,
         expires_ms: expires,
+        relay_certs: Vec::new(),
     };
     assert_eq!(Ticket::decode(&t.encode()).expect("round trip"), t);
     t

@@ -161,9 +161,16 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 /// Start `tillmesh relay` on loopback with its identity under `home`; returns the
 /// process, its URL and its certificate fingerprint.
 pub fn start_relay(home: &Path) -> (Daemon, String, String) {
+    start_relay_with(home, &[])
+}
+
+/// [`start_relay`] with `extra` arguments (like `--https 127.0.0.1:0`).
+pub fn start_relay_with(home: &Path, extra: &[&str]) -> (Daemon, String, String) {
     use std::io::BufRead;
     let mut child = Command::new(bin())
-        .args(["relay", "--bind", "127.0.0.1:0", "--home"])
+        .args(["relay", "--bind", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--home")
         .arg(home)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
