@@ -304,6 +304,10 @@ pub struct RunArgs {
     /// Seconds between anti-entropy rounds (changes also spread at once after each local change).
     #[arg(long, default_value_t = 300)]
     pub sync_interval: u64,
+    /// Do not look for the store's other tills on the local network by mDNS (nor
+    /// announce this one there).
+    #[arg(long)]
+    pub no_mdns: bool,
 }
 
 #[derive(Debug, Args)]

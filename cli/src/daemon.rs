@@ -110,6 +110,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
             sync_interval: interval,
             fanout: 3,
             admin: admin.clone(),
+            mdns: !a.no_mdns && !a.relay_only,
         },
         Some(outbox_rx),
     )

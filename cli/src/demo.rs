@@ -70,7 +70,15 @@ impl Demo {
             "[{till}] $ tillmesh run --bind 127.0.0.1:0 --sync-interval 5   (in the background)"
         );
         let child = Command::new(&self.exe)
-            .args(["run", "--bind", "127.0.0.1:0", "--sync-interval", "5"])
+            .args([
+                "run",
+                "--bind",
+                "127.0.0.1:0",
+                "--sync-interval",
+                "5",
+                // The demo stays on this machine: no multicast on the LAN.
+                "--no-mdns",
+            ])
             .env("TILLMESH_HOME", &home)
             .env_remove("TILLMESH_LOG")
             .stdout(log.try_clone()?)

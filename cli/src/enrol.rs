@@ -90,7 +90,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
                 relay_certs,
                 sync_interval: Duration::from_secs(3600),
                 fanout: 0,
-                admin: None,
+                ..NodeConfig::default()
             },
             None,
         )

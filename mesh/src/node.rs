@@ -74,6 +74,9 @@ pub struct NodeConfig {
     pub fanout: usize,
     /// The store's admin key, on the admin till: it answers join requests.
     pub admin: Option<TillKey>,
+    /// Find the store's other tills on the local network by mDNS (and announce
+    /// this one), where the network allows multicast.
+    pub mdns: bool,
 }
 
 impl Default for NodeConfig {
@@ -85,7 +88,27 @@ impl Default for NodeConfig {
             sync_interval: Duration::from_secs(300),
             fanout: 3,
             admin: None,
+            mdns: false,
         }
+    }
+}
+
+/// The mDNS service name of `store`'s tills: short (DNS-SD names have at most 15
+/// characters) and different for each store, so tills see only their own store.
+pub fn mdns_service(store: StoreId) -> String {
+    format!("tm-{}", &store.to_string()[..12])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_store_has_its_own_short_mdns_service() {
+        let (a, b) = (StoreId::random(), StoreId::random());
+        assert!(mdns_service(a).len() <= 15);
+        assert_ne!(mdns_service(a), mdns_service(b));
+        assert_eq!(mdns_service(a), mdns_service(a));
     }
 }
 
@@ -615,10 +638,22 @@ impl Node {
         )
         .await?;
         let lookup = MemoryLookup::new();
-        endpoint
+        let lookups = endpoint
             .address_lookup()
-            .map_err(|e| NodeError::Bind(e.to_string()))?
-            .add(lookup.clone());
+            .map_err(|e| NodeError::Bind(e.to_string()))?;
+        lookups.add(lookup.clone());
+        if config.mdns {
+            match iroh_mdns_address_lookup::MdnsAddressLookup::builder()
+                .service_name(mdns_service(store_id))
+                .build(endpoint.id())
+            {
+                Ok(mdns) => lookups.add(mdns),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "mDNS is not available here; tills find each other through the relays and the addresses they publish"
+                ),
+            }
+        }
         let links: Links = Arc::default();
         let wake = Arc::new(Notify::new());
         let mut router = Router::builder(endpoint.clone()).accept(

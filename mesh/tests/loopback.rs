@@ -20,11 +20,9 @@ fn loopback() -> Option<SocketAddr> {
 fn config(admin: Option<TillKey>) -> NodeConfig {
     NodeConfig {
         bind: loopback(),
-        relays: vec![],
-        relay_certs: Default::default(),
         sync_interval: Duration::from_secs(3600),
-        fanout: 3,
         admin,
+        ..NodeConfig::default()
     }
 }
 

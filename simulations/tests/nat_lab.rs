@@ -355,3 +355,66 @@ async fn tills_behind_two_moderate_nats_go_direct() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// 5. Two tills on one shop LAN with no relay, neither knowing the other's
+/// address: they find each other by mDNS and sync both ways. The control: an
+/// endpoint on the same LAN without mDNS, knowing B's id only, cannot reach B.
+#[tokio::test]
+async fn tills_on_one_lan_find_each_other_by_mdns() {
+    logs();
+    let net = lab_with_relay().await;
+    let lab = &net.lab;
+    let shop = lab.add_router("shop").build().await.expect("shop LAN");
+    let mut devs = Vec::new();
+    for name in ["till_a", "till_b", "probe"] {
+        devs.push(
+            lab.add_device(name)
+                .uplink(shop.id())
+                .build()
+                .await
+                .expect("device"),
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let [a, b] = two_tills(dir.path());
+    let a = a.start_without_relay(&devs[0], true).await;
+    let b = b.start_without_relay(&devs[1], true).await;
+
+    let b_id = iroh::EndpointId::from_bytes(b.id.as_bytes()).expect("endpoint id");
+    let reached = devs[2]
+        .spawn(move |_| async move {
+            let ep = tillmesh_mesh::endpoint(
+                &tillmesh_store::TillKey::generate(),
+                Some(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+                &[],
+                &Default::default(),
+                None::<NoHooks>,
+            )
+            .await
+            .expect("probe endpoint");
+            let r = tokio::time::timeout(
+                Duration::from_secs(5),
+                ep.connect(
+                    iroh::EndpointAddr::new(b_id),
+                    tillmesh_mesh::wire::SYNC_ALPN,
+                ),
+            )
+            .await;
+            ep.close().await;
+            matches!(r, Ok(Ok(_)))
+        })
+        .expect("probe runtime")
+        .await
+        .expect("probe task");
+    assert!(!reached, "without mDNS, B's id alone leads nowhere");
+
+    let took = arrives(&a, &b, Duration::from_secs(30)).await;
+    println!("A's sale reached B in {took:?}");
+    arrives(&b, &a, Duration::from_secs(30)).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[derive(Debug)]
+struct NoHooks;
+impl iroh::endpoint::EndpointHooks for NoHooks {}

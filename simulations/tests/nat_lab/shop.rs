@@ -69,6 +69,31 @@ impl Unstarted {
             sync_interval: SYNC_INTERVAL,
             ..NodeConfig::default()
         };
+        let till = self.start_with(dev, config).await;
+        // Both tills must hold their relay link before anything can be relayed.
+        till.on(|node| async move {
+            tokio::time::timeout(Duration::from_secs(20), node.endpoint().online())
+                .await
+                .expect("the till reaches the store's relay");
+        })
+        .await;
+        till
+    }
+
+    /// Start the till's node inside `dev` with no relay at all, finding the other
+    /// tills by mDNS when `mdns` is set.
+    pub async fn start_without_relay(self, dev: &Device, mdns: bool) -> Till {
+        let config = NodeConfig {
+            bind: Some(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            sync_interval: SYNC_INTERVAL,
+            mdns,
+            ..NodeConfig::default()
+        };
+        self.start_with(dev, config).await
+    }
+
+    async fn start_with(self, dev: &Device, config: NodeConfig) -> Till {
+        let relay = config.relays.first().cloned().unwrap_or_default();
         let Unstarted {
             name,
             key,
@@ -83,22 +108,14 @@ impl Unstarted {
             .await
             .expect("node task")
             .expect("node starts");
-        let till = Till {
+        Till {
             name,
             dev: dev.clone(),
             node: Arc::new(node),
             store,
             id,
-            relay: relay.to_string(),
-        };
-        // Both tills must hold their relay link before anything can be relayed.
-        till.on(|node| async move {
-            tokio::time::timeout(Duration::from_secs(20), node.endpoint().online())
-                .await
-                .expect("the till reaches the store's relay");
-        })
-        .await;
-        till
+            relay,
+        }
     }
 }
 

@@ -89,7 +89,15 @@ impl Till {
     /// to `daemon.log` in the till's home).
     pub fn start_logging(&self, extra: &[&str], filter: Option<&str>) -> Daemon {
         let _ = std::fs::remove_file(self.home.join("api.json"));
-        let mut args = vec!["run", "--bind", "127.0.0.1:0", "--sync-interval", "1"];
+        // No mDNS: tests stay on loopback.
+        let mut args = vec![
+            "run",
+            "--bind",
+            "127.0.0.1:0",
+            "--sync-interval",
+            "1",
+            "--no-mdns",
+        ];
         args.extend_from_slice(extra);
         let log = std::fs::OpenOptions::new()
             .create(true)
