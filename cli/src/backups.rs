@@ -901,6 +901,7 @@ pub fn write_recovery(store: &Store, home: &Path, admin: &TillKey, file: &Path) 
         store_name: store.store_name().to_string(),
         admin_seed: hex::encode(admin.seed()),
         secrets: store.store_secrets()?,
+        recovery: None,
     };
     let sealed =
         keys::seal_recovery(&r, &pass, work_factor()).map_err(|e| rejected(e.to_string()))?;
@@ -1109,6 +1110,7 @@ fn restore_new_home(
             store_id: source.store_id,
             admin: source.admin,
             secrets: source.secrets,
+            recovery: None,
             home,
             key: key.clone(),
             till_name,
