@@ -26,5 +26,5 @@ pub use archive::{
     Verified, backup, import, list, restore, usb_sync, verify,
 };
 pub use format::{FormatError, Kind};
-pub use prune::{PruneReport, prune};
+pub use prune::{PruneReport, prune, prune_with};
 pub use sink::{FolderSink, Sink, SinkError};

@@ -62,8 +62,23 @@ pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
         }
         store.add_store_secret(keys::generate(now_ms()))?;
     }
-    ensure_recovery_key(store, home)?;
+    // A damaged recovery.key never stops backups; `recovery create` reports it.
+    if let Err(e) = ensure_recovery_key(store, home) {
+        tracing::warn!(error = %format!("{e:#}"), "the store's recovery key");
+    }
     write_keys_file(store, home)
+}
+
+/// The recovery key to open files with besides the store's keys: on the admin
+/// till, the one in `recovery.key`; elsewhere (or when it is unreadable) none.
+fn recovery_keys(home: &Path) -> Vec<StoreSecret> {
+    match load_recovery_key(home) {
+        Ok(k) => k.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the store's recovery key");
+            Vec::new()
+        }
+    }
 }
 
 /// The store's recovery key as this till holds it in `recovery.key` (the admin
@@ -142,7 +157,10 @@ pub fn rotate_keys(store: &mut Store, home: &Path) -> Result<StoreSecret> {
             "only the admin till (the one that ran `tillmesh init`) makes backup keys",
         ));
     }
-    ensure_recovery_key(store, home)?;
+    // The rotation (after a revocation, above all) goes ahead without it.
+    if let Err(e) = ensure_recovery_key(store, home) {
+        tracing::warn!(error = %format!("{e:#}"), "the store's recovery key");
+    }
     let key = keys::generate(now_ms());
     store.add_store_secret(key.clone())?;
     store.announce_backup_key(&key.key_id, store.till_id())?;
@@ -518,7 +536,7 @@ fn verify(
     out: &mut dyn Write,
 ) -> Result<()> {
     let sink = first_sink(home, from)?;
-    let recovery: Vec<StoreSecret> = load_recovery_key(home)?.into_iter().collect();
+    let recovery = recovery_keys(home);
     let verdicts = archive::verify_with(store, &recovery, &sink, name)?;
     let bad = verdicts.iter().filter(|v| v.error.is_some()).count();
     if json {
@@ -565,10 +583,11 @@ fn prune(
     let given: Option<Policy> = keep
         .map(|k| k.parse().map_err(|e| rejected(format!("{e}"))))
         .transpose()?;
+    let recovery = recovery_keys(home);
     let mut reports = Vec::new();
     for (name, sink, policy) in default_sinks(home, from)? {
         let policy = given.unwrap_or(policy);
-        let r = tillmesh_backup::prune(store, &sink, &policy, dry_run)
+        let r = tillmesh_backup::prune_with(store, &recovery, &sink, &policy, dry_run)
             .with_context(|| format!("pruning {} failed", sink.describe()))?;
         reports.push((name, policy, r));
     }
@@ -712,7 +731,10 @@ pub async fn scheduled_round(
         }
         let kind = st.kind(now, snap);
         let attempt = match FolderSink::new(&spec.path) {
-            Ok(sink) => scheduled_backup(store, name, sink, kind, spec.policy()).await?,
+            Ok(sink) => {
+                let recovery = recovery_keys(home);
+                scheduled_backup(store, name, sink, kind, spec.policy(), recovery).await?
+            }
             Err(e) => Err(BackupError::from(e)),
         };
         match attempt {
@@ -757,6 +779,7 @@ async fn scheduled_backup(
     sink: FolderSink,
     kind: Kind,
     policy: Policy,
+    recovery: Vec<StoreSecret>,
 ) -> Result<Result<BackupReport, BackupError>> {
     let s2 = sink.clone();
     let mut pending = match store
@@ -790,7 +813,7 @@ async fn scheduled_backup(
         .call(move |s| {
             record_backup(s, &name, &r);
             if kind == Kind::Snapshot
-                && let Err(e) = tillmesh_backup::prune(s, &sink, &policy, false)
+                && let Err(e) = tillmesh_backup::prune_with(s, &recovery, &sink, &policy, false)
             {
                 tracing::warn!(sink = name, error = %e, "retention failed");
             }
@@ -963,6 +986,7 @@ pub fn recovery_create(
         )
     })?;
     ensure_keys(store, home)?;
+    ensure_recovery_key(store, home)?;
     write_recovery(store, home, &admin, file)?;
     writeln!(
         out,
@@ -1473,6 +1497,19 @@ mod tests {
                     == s.recovery_recipient().expect("r").map(|r| r.id).as_ref()),
             "the recovery key is not among the keys handed to tills"
         );
+    }
+
+    #[test]
+    fn a_damaged_recovery_key_stops_only_the_recovery_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = admin_till(dir.path());
+        std::fs::write(dir.path().join(RECOVERY_KEY_FILE), b"{").expect("damage");
+        ensure_keys(&mut s, dir.path()).expect("backups go on");
+        rotate_keys(&mut s, dir.path()).expect("so does a rotation");
+        assert!(archive::recipients(&s).expect("recipients").len() == 2);
+        let e = ensure_recovery_key(&mut s, dir.path()).expect_err("named");
+        assert!(e.is::<Damaged>(), "{e:#}");
+        assert!(format!("{e:#}").contains(RECOVERY_KEY_FILE), "{e:#}");
     }
 
     #[test]

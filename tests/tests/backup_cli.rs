@@ -207,6 +207,11 @@ fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
     // Every file on the sink, those of the lost till's keys too (the recovery key).
     let verified = r.ok(&["backup", "verify", "--from", to]);
     assert!(!verified.contains("DAMAGED"), "{verified}");
+    let pruned = r.ok(&["backup", "prune", "--from", to, "--dry-run"]);
+    assert!(
+        !pruned.contains("left "),
+        "retention reads them too: {pruned}"
+    );
     let status = r.json(&["status"]);
     assert!(
         !status["alerts"]
