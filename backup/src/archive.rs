@@ -14,7 +14,7 @@ use tillmesh_store::{
     TillId, TillKey, TillName,
 };
 
-use crate::format::{self, Form, FormatError, Header, Kind, Writer};
+use crate::format::{self, Form, FormatError, Header, Kind, Recipients, Writer};
 use crate::keys;
 use crate::sink::{Sink, SinkError};
 
@@ -49,9 +49,22 @@ fn object_name(store: StoreId, kind: Kind, till: &TillId, created_ms: u64) -> St
     }
 }
 
-fn current_key(store: &Store) -> Result<StoreSecret, BackupError> {
+/// Whom every file a till writes for `store` is encrypted to: the store's
+/// current backup key (named in the header) and, when the store publishes one,
+/// its recovery key, so a recovery file reads backups made after any rotation.
+/// Every writer of snapshots, bundles and indexes takes its recipients here.
+pub fn recipients(store: &Store) -> Result<Recipients, BackupError> {
     let secrets = store.store_secrets()?;
-    keys::current(&secrets).cloned().ok_or(BackupError::NoKey)
+    let key = keys::current(&secrets).ok_or(BackupError::NoKey)?;
+    let mut to = Recipients::new(key)?;
+    if let Some(r) = store
+        .recovery_recipient()?
+        .as_ref()
+        .and_then(keys::parse_recipient)
+    {
+        to = to.and(r);
+    }
+    Ok(to)
 }
 
 fn is_member(store: &Store, till: &TillId) -> bool {
@@ -87,7 +100,7 @@ pub struct Pending {
     store: StoreId,
     store_name: String,
     till: TillKey,
-    key: StoreSecret,
+    recipients: Recipients,
     writer: Writer,
     since: Heads,
     todo: Vec<DocId>,
@@ -128,7 +141,7 @@ impl Pending {
             store: store.store_id(),
             store_name: store.store_name().to_string(),
             till: store.till_key().clone(),
-            key: current_key(store)?,
+            recipients: recipients(store)?,
             writer: Writer::new(kind, store.store_id(), store.store_name()),
             since,
             index: Vec::with_capacity(todo.len()),
@@ -194,7 +207,7 @@ impl Pending {
             store,
             store_name,
             till,
-            key,
+            recipients,
             writer,
             index,
             changes,
@@ -208,7 +221,7 @@ impl Pending {
             changes,
         };
         if !writer.is_empty() {
-            let file = writer.finish(&till, &key, created_ms)?;
+            let file = writer.finish_for(&till, &recipients, created_ms)?;
             let name = object_name(store, kind, &till.till_id(), created_ms);
             sink.put(&name, &file)?;
             report.bytes = file.len() as u64;
@@ -220,7 +233,7 @@ impl Pending {
         }
         sink.put(
             &object_name(store, Kind::Index, &till.till_id(), created_ms),
-            &w.finish(&till, &key, created_ms)?,
+            &w.finish_for(&till, &recipients, created_ms)?,
         )?;
         Ok(report)
     }
@@ -348,7 +361,19 @@ pub fn verify(
     sink: &dyn Sink,
     name: Option<&str>,
 ) -> Result<Vec<Verified>, BackupError> {
-    let secrets = store.store_secrets()?;
+    verify_with(store, &[], sink, name)
+}
+
+/// [`verify`], decrypting with `extra` keys too: the admin till's recovery
+/// key, which opens files of a backup key the till does not hold.
+pub fn verify_with(
+    store: &Store,
+    extra: &[StoreSecret],
+    sink: &dyn Sink,
+    name: Option<&str>,
+) -> Result<Vec<Verified>, BackupError> {
+    let mut secrets = store.store_secrets()?;
+    secrets.extend_from_slice(extra);
     let mut out = Vec::new();
     for l in list(sink, store.store_id())? {
         if name.is_some_and(|n| !l.name.ends_with(n)) {
@@ -469,7 +494,16 @@ fn merge_saved(
 /// member is refused before anything of it is read.
 pub fn import(store: &mut Store, bytes: &[u8]) -> Result<Imported, BackupError> {
     let secrets = store.store_secrets()?;
-    let (_, c) = open_for(store, &secrets, bytes)?;
+    import_with(store, &secrets, bytes)
+}
+
+/// [`import`], decrypting with `secrets` rather than the store's own keys.
+fn import_with(
+    store: &mut Store,
+    secrets: &[StoreSecret],
+    bytes: &[u8],
+) -> Result<Imported, BackupError> {
+    let (_, c) = open_for(store, secrets, bytes)?;
     merge(store, &c)
 }
 
@@ -532,8 +566,12 @@ pub struct RestoreSpec<'a> {
     pub store_id: StoreId,
     /// Its admin public key: the trust root for who may sign backups.
     pub admin: TillId,
-    /// Store keys to decrypt with.
+    /// Store keys to decrypt with; the new till keeps them.
     pub secrets: &'a [StoreSecret],
+    /// The store's recovery key, from a recovery file: it opens files whose
+    /// backup key is not among `secrets`. The new till's store never holds it
+    /// (a store hands its keys to the tills that join).
+    pub recovery: Option<&'a StoreSecret>,
     /// The new till's home folder (must not hold a till yet).
     pub home: &'a Path,
     /// The new till's key.
@@ -568,6 +606,7 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
     if path.exists() {
         return Err(BackupError::HomeInUse(spec.home.display().to_string()));
     }
+    let openers: Vec<StoreSecret> = spec.secrets.iter().chain(spec.recovery).cloned().collect();
     let listed = list(sink, spec.store_id)?;
     let mut snapshots: Vec<&Listed> = listed
         .iter()
@@ -585,7 +624,7 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
         }
         let bytes = sink.get(&l.name)?;
         // Membership is checked once the snapshot's membership document is in.
-        match format::open(&bytes, spec.store_id, spec.secrets, |_| true) {
+        match format::open(&bytes, spec.store_id, &openers, |_| true) {
             Ok((h, c)) => {
                 chosen = Some((l.name.clone(), h, c));
                 break;
@@ -621,7 +660,7 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
         reason: e.to_string(),
     })?;
     let result = restore_into(
-        &path, &spec, &name, &header, &contents, &listed, skipped, sink,
+        &path, &spec, &openers, &name, &header, &contents, &listed, skipped, sink,
     );
     if result.is_err() {
         let _ = std::fs::remove_file(&path);
@@ -633,6 +672,7 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
 fn restore_into(
     path: &Path,
     spec: &RestoreSpec<'_>,
+    openers: &[StoreSecret],
     name: &str,
     header: &Header,
     contents: &format::Contents,
@@ -675,7 +715,7 @@ fn restore_into(
             continue;
         }
         let bytes = sink.get(&l.name)?;
-        match import(&mut store, &bytes) {
+        match import_with(&mut store, openers, &bytes) {
             Ok(_) => bundles.push(l.name.clone()),
             Err(e) => {
                 tracing::warn!(file = l.name, error = %e, "skipping a bundle");

@@ -5,8 +5,12 @@
 //! manifest and the records; and the creating till's ed25519 signature over
 //! everything before it. Only ciphertext and these header fields reach a sink.
 //!
+//! The ciphertext is encrypted to the key the header names and, when the store
+//! has one, to its recovery key as well ([`Recipients`]).
+//!
 //! Opening checks, in order: the header, the signature (a flipped byte anywhere
-//! fails here), that the signer is a member, the key, then every record's hash.
+//! fails here), that the signer is a member, the key (the one the header names,
+//! else any held key the file is also encrypted to), then every record's hash.
 
 use std::io::{Read, Write};
 
@@ -85,7 +89,8 @@ pub struct Header {
     pub creator: TillId,
     /// When it was made (Unix milliseconds).
     pub created_ms: u64,
-    /// The id of the store key it is encrypted to.
+    /// The id of the store key it is encrypted to (it may be encrypted to the
+    /// store's recovery key as well, which the header does not name).
     pub key_id: [u8; 8],
     /// Length of the ciphertext.
     pub body_len: u64,
@@ -244,27 +249,35 @@ impl Writer {
         self.records.is_empty()
     }
 
-    /// Compress, encrypt to the store key `key` and sign with `till`: the
-    /// complete file.
+    /// Compress, encrypt to the store key `key` alone and sign with `till`: the
+    /// complete file. Backups go through [`Writer::finish_for`] with every
+    /// recipient the store names (`archive::recipients`).
     pub fn finish(
         self,
         till: &TillKey,
         key: &StoreSecret,
         created_ms: u64,
     ) -> Result<Vec<u8>, FormatError> {
-        let identity: age::x25519::Identity = key
-            .identity
-            .parse()
-            .map_err(|_| FormatError::BadKey(key.key_id.clone()))?;
-        self.finish_to(till, &identity.to_public(), created_ms)
+        self.finish_for(till, &Recipients::new(key)?, created_ms)
     }
 
-    /// Compress, encrypt to `recipient` (all a writer needs: the public half)
-    /// and sign with `till`.
+    /// Compress, encrypt to `recipient` alone (all a writer needs: the public
+    /// half) and sign with `till`.
     pub fn finish_to(
         self,
         till: &TillKey,
         recipient: &age::x25519::Recipient,
+        created_ms: u64,
+    ) -> Result<Vec<u8>, FormatError> {
+        self.finish_for(till, &Recipients::to(recipient.clone()), created_ms)
+    }
+
+    /// Compress, encrypt to every one of `recipients` and sign with `till`. The
+    /// header names the first, the store key.
+    pub fn finish_for(
+        self,
+        till: &TillKey,
+        recipients: &Recipients,
         created_ms: u64,
     ) -> Result<Vec<u8>, FormatError> {
         let manifest =
@@ -279,7 +292,7 @@ impl Writer {
             .map_err(|e| FormatError::Encode(e.to_string()))?;
         drop(plain);
         let encryptor =
-            age::Encryptor::with_recipients(std::iter::once(recipient as &dyn age::Recipient))
+            age::Encryptor::with_recipients(recipients.all().map(|r| r as &dyn age::Recipient))
                 .map_err(|e| FormatError::Encode(e.to_string()))?;
         let mut body = Vec::with_capacity(compressed.len() + 256);
         let mut w = encryptor
@@ -294,7 +307,7 @@ impl Writer {
             store: self.store,
             creator: till.till_id(),
             created_ms,
-            key_id: key_id_bytes(&crate::keys::key_id(recipient))?,
+            key_id: key_id_bytes(&crate::keys::key_id(&recipients.key))?,
             body_len: body.len() as u64,
         };
         let mut file = Vec::with_capacity(HEADER_LEN + body.len() + SIGNATURE_LEN);
@@ -303,6 +316,62 @@ impl Writer {
         let sig = till.sign(&signing_input(&file));
         file.extend_from_slice(&sig);
         Ok(file)
+    }
+}
+
+/// Whom a file is encrypted to: the store key its header names, and any further
+/// recipients (the store's recovery key). The holder of any one of their
+/// identities can open the file; the header names only the store key, so adding
+/// recipients changes neither the header nor the format version.
+#[derive(Debug, Clone)]
+pub struct Recipients {
+    key: age::x25519::Recipient,
+    also: Vec<age::x25519::Recipient>,
+}
+
+impl Recipients {
+    /// The public half of the store key `key`, alone.
+    pub fn new(key: &StoreSecret) -> Result<Recipients, FormatError> {
+        let identity: age::x25519::Identity = key
+            .identity
+            .parse()
+            .map_err(|_| FormatError::BadKey(key.key_id.clone()))?;
+        Ok(Recipients::to(identity.to_public()))
+    }
+
+    /// The store key `key` (its public half), alone.
+    pub fn to(key: age::x25519::Recipient) -> Recipients {
+        Recipients {
+            key,
+            also: Vec::new(),
+        }
+    }
+
+    /// Encrypt to `recipient` as well (once, however often it is added).
+    pub fn and(mut self, recipient: age::x25519::Recipient) -> Recipients {
+        if recipient != self.key && !self.also.contains(&recipient) {
+            self.also.push(recipient);
+        }
+        self
+    }
+
+    /// The id of the store key, as the header names it.
+    pub fn key_id(&self) -> String {
+        crate::keys::key_id(&self.key)
+    }
+
+    /// How many recipients in all.
+    pub fn len(&self) -> usize {
+        1 + self.also.len()
+    }
+
+    /// Never true: there is always the store key.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn all(&self) -> impl Iterator<Item = &age::x25519::Recipient> {
+        std::iter::once(&self.key).chain(&self.also)
     }
 }
 
@@ -353,8 +422,11 @@ pub fn check(
     Ok(header)
 }
 
-/// Open a whole file: [`check`] it, decrypt with the matching key of `keys`,
-/// decompress and check every record's hash.
+/// Open a whole file: [`check`] it, decrypt with the key of `keys` its header
+/// names, decompress and check every record's hash. When the named key is not
+/// among `keys`, every other one is tried: a file is also encrypted to the
+/// store's recovery key, which opens files of every backup key. If none opens
+/// it, [`FormatError::UnknownKey`] names the key the header names.
 pub fn open(
     bytes: &[u8],
     store: StoreId,
@@ -362,20 +434,34 @@ pub fn open(
     is_member: impl Fn(&TillId) -> bool,
 ) -> Result<(Header, Contents), FormatError> {
     let header = check(bytes, store, is_member)?;
-    let key = keys
+    let named = keys
         .iter()
-        .find(|k| key_id_bytes(&k.key_id).is_ok_and(|id| id == header.key_id))
-        .ok_or_else(|| FormatError::UnknownKey(header.key_id_hex()))?;
-    let identity: age::x25519::Identity = key
-        .identity
-        .parse()
-        .map_err(|_| FormatError::BadKey(key.key_id.clone()))?;
+        .find(|k| key_id_bytes(&k.key_id).is_ok_and(|id| id == header.key_id));
+    let identities: Vec<age::x25519::Identity> = match named {
+        Some(key) => vec![
+            key.identity
+                .parse()
+                .map_err(|_| FormatError::BadKey(key.key_id.clone()))?,
+        ],
+        // A malformed key cannot be the one that opens the file: pass it over.
+        None => keys
+            .iter()
+            .filter_map(|k| k.identity.parse().ok())
+            .collect(),
+    };
+    let unknown = || FormatError::UnknownKey(header.key_id_hex());
+    if identities.is_empty() {
+        return Err(unknown());
+    }
     let body = &bytes[HEADER_LEN..bytes.len() - SIGNATURE_LEN];
     let decryptor =
         age::Decryptor::new_buffered(body).map_err(|e| FormatError::Decrypt(e.to_string()))?;
     let mut reader = decryptor
-        .decrypt(std::iter::once(&identity as &dyn age::Identity))
-        .map_err(|e| FormatError::Decrypt(e.to_string()))?;
+        .decrypt(identities.iter().map(|i| i as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys if named.is_none() => unknown(),
+            other => FormatError::Decrypt(other.to_string()),
+        })?;
     let mut compressed = Vec::new();
     reader
         .read_to_end(&mut compressed)
@@ -486,4 +572,71 @@ pub enum FormatError {
     /// Encoding failed.
     #[error("cannot write the file: {0}")]
     Encode(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+
+    fn file(till: &TillKey, store: StoreId, to: &Recipients) -> Vec<u8> {
+        let mut w = Writer::new(Kind::Snapshot, store, "Corner Shop");
+        w.add("catalog", vec![[7; 32]], Form::Saved, b"tea".to_vec());
+        w.finish_for(till, to, 1_700_000_000_000).expect("file")
+    }
+
+    fn recipient(s: &StoreSecret) -> age::x25519::Recipient {
+        keys::parse_recipient(&keys::recipient_of(s).expect("recipient")).expect("parses")
+    }
+
+    #[test]
+    fn the_recovery_key_alone_opens_a_file_of_a_rotated_key() {
+        let (till, store) = (TillKey::generate(), StoreId::random());
+        let (k1, recovery) = (keys::generate(1), keys::generate(2));
+        let to = Recipients::new(&k1).expect("k1").and(recipient(&recovery));
+        assert_eq!(to.len(), 2);
+        let bytes = file(&till, store, &to);
+        let header = Header::decode(&bytes).expect("header");
+        assert_eq!(
+            header.key_id_hex(),
+            k1.key_id,
+            "the header names the store key"
+        );
+        assert_eq!(header.version, FORMAT_VERSION);
+
+        let (_, c) = open(&bytes, store, std::slice::from_ref(&recovery), |_| true)
+            .expect("the recovery key opens it");
+        assert_eq!(c.records, vec![b"tea".to_vec()]);
+        open(&bytes, store, std::slice::from_ref(&k1), |_| true).expect("so does k1");
+        // A later key and the recovery key, as a restored till holds them.
+        let k2 = keys::generate(3);
+        open(&bytes, store, &[k2, recovery], |_| true).expect("tried in turn");
+    }
+
+    #[test]
+    fn a_file_without_the_recovery_key_names_the_key_it_lacks() {
+        let (till, store) = (TillKey::generate(), StoreId::random());
+        let (k1, recovery) = (keys::generate(1), keys::generate(2));
+        let bytes = file(&till, store, &Recipients::new(&k1).expect("k1"));
+        match open(&bytes, store, &[recovery, keys::generate(3)], |_| true) {
+            Err(FormatError::UnknownKey(id)) => assert_eq!(id, k1.key_id),
+            other => panic!("want UnknownKey, got {other:?}"),
+        }
+        match open(&bytes, store, &[], |_| true) {
+            Err(FormatError::UnknownKey(id)) => assert_eq!(id, k1.key_id),
+            other => panic!("want UnknownKey, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_recipient_is_added_once() {
+        let (k1, r) = (keys::generate(1), keys::generate(2));
+        let to = Recipients::new(&k1)
+            .expect("k1")
+            .and(recipient(&r))
+            .and(recipient(&r))
+            .and(recipient(&k1));
+        assert_eq!(to.len(), 2);
+        assert_eq!(to.key_id(), k1.key_id);
+    }
 }

@@ -1,15 +1,19 @@
 //! The store's backup keys and the recovery file.
 //!
 //! Backups are encrypted to the store's newest age X25519 identity; older ones
-//! are kept to read older backups. A recovery file, encrypted with a passphrase
-//! (age scrypt), holds what a brand-new machine needs when every till is lost:
-//! the store id and name, the admin key and the backup keys.
+//! are kept to read older backups. Every backup is also encrypted to the store's
+//! recovery key, an identity that is never rotated and that only the admin till
+//! and recovery files hold; tills know only its public half, published in the
+//! store's configuration. A recovery file, encrypted with a passphrase (age
+//! scrypt), holds what a brand-new machine needs when every till is lost: the
+//! store id and name, the admin key, the backup keys of the day and the recovery
+//! key, which reads every backup made after the file was written too.
 
 use std::io::{Read, Write};
 
 use age::secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use tillmesh_store::{StoreId, StoreSecret, TillKey};
+use tillmesh_store::{RecoveryRecipient, StoreId, StoreSecret, TillKey};
 
 /// A new backup identity for the store, made at `created_ms`.
 pub fn generate(created_ms: u64) -> StoreSecret {
@@ -32,10 +36,44 @@ pub fn current(secrets: &[StoreSecret]) -> Option<&StoreSecret> {
     secrets.iter().max_by_key(|s| s.created_ms)
 }
 
+/// The public half of `secret`, as the store publishes its recovery key; `None`
+/// when the secret is malformed.
+pub fn recipient_of(secret: &StoreSecret) -> Option<RecoveryRecipient> {
+    let identity: age::x25519::Identity = secret.identity.parse().ok()?;
+    let recipient = identity.to_public();
+    Some(RecoveryRecipient {
+        id: key_id(&recipient),
+        recipient: recipient.to_string(),
+    })
+}
+
+/// The recovery key a store publishes, checked: a recipient that does not parse,
+/// or whose id is not its own, is passed over with a warning (backups are then
+/// encrypted to the store key alone, as before there was a recovery key).
+pub fn parse_recipient(published: &RecoveryRecipient) -> Option<age::x25519::Recipient> {
+    match published.recipient.parse::<age::x25519::Recipient>() {
+        Ok(r) if key_id(&r) == published.id => Some(r),
+        Ok(_) => {
+            tracing::warn!(
+                key = published.id,
+                "the store's published recovery key does not match its id; ignored"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(key = published.id, error = %e, "the store's published recovery key is malformed; ignored");
+            None
+        }
+    }
+}
+
+/// The recovery file format version this build writes; it reads 1 and 2.
+pub const RECOVERY_VERSION: u16 = 2;
+
 /// What a recovery file holds.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Recovery {
-    /// Format version (1).
+    /// Format version: 2; version 1 files have no recovery key.
     pub version: u16,
     /// The store id, hex.
     pub store_id: String,
@@ -43,8 +81,12 @@ pub struct Recovery {
     pub store_name: String,
     /// The admin key's seed, hex.
     pub admin_seed: String,
-    /// Every backup key.
+    /// Every backup key when the file was written.
     pub secrets: Vec<StoreSecret>,
+    /// The store's recovery key, which every backup is also encrypted to
+    /// (version 2; absent from version 1 files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<StoreSecret>,
 }
 
 impl std::fmt::Debug for Recovery {
@@ -54,6 +96,7 @@ impl std::fmt::Debug for Recovery {
             .field("store_id", &self.store_id)
             .field("store_name", &self.store_name)
             .field("secrets", &self.secrets)
+            .field("recovery", &self.recovery)
             .finish_non_exhaustive()
     }
 }
@@ -127,7 +170,7 @@ pub fn open_recovery(bytes: &[u8], passphrase: &str) -> Result<Recovery, Recover
         .map_err(|e| RecoveryError::Damaged(e.to_string()))?;
     let r: Recovery =
         serde_json::from_slice(&json).map_err(|e| RecoveryError::Damaged(e.to_string()))?;
-    if r.version != 1 {
+    if !(1..=RECOVERY_VERSION).contains(&r.version) {
         return Err(RecoveryError::Damaged(format!(
             "recovery format version {} is not known to this Tillmesh",
             r.version
@@ -161,11 +204,12 @@ mod tests {
     #[test]
     fn recovery_opens_only_with_its_passphrase() {
         let r = Recovery {
-            version: 1,
+            version: RECOVERY_VERSION,
             store_id: StoreId::random().to_string(),
             store_name: "Corner Shop".into(),
             admin_seed: hex::encode(TillKey::generate().seed()),
             secrets: vec![generate(1)],
+            recovery: Some(generate(0)),
         };
         let sealed = seal_recovery(&r, "correct horse battery", 2).expect("seal");
         assert!(
@@ -174,6 +218,8 @@ mod tests {
         );
         let back = open_recovery(&sealed, "correct horse battery").expect("open");
         assert_eq!(back.secrets, r.secrets);
+        assert_eq!(back.recovery, r.recovery);
+        assert_eq!(back.version, 2);
         assert_eq!(
             back.admin().expect("admin").seed(),
             r.admin().expect("admin").seed()
@@ -201,5 +247,56 @@ mod tests {
         let id: age::x25519::Identity = a.identity.parse().expect("parse");
         assert_eq!(key_id(&id.to_public()), a.key_id);
         assert_eq!(current(&[a, b.clone()]), Some(&b));
+    }
+
+    /// A version 1 recovery file, as Tillmesh wrote them before the recovery key
+    /// (passphrase `correct horse battery`): it still opens, without one.
+    #[test]
+    fn a_version_1_recovery_file_still_opens() {
+        let bytes = include_bytes!("../../tests/testdata/recovery-v1.age");
+        let r = open_recovery(bytes, "correct horse battery").expect("open v1");
+        assert_eq!(r.version, 1);
+        assert_eq!(r.store_name, "Corner Shop");
+        assert_eq!(r.secrets.len(), 1);
+        assert!(r.recovery.is_none());
+        r.store().expect("store id");
+        r.admin().expect("admin key");
+        let id: age::x25519::Identity = r.secrets[0].identity.parse().expect("key");
+        assert_eq!(key_id(&id.to_public()), r.secrets[0].key_id);
+    }
+
+    #[test]
+    fn an_unknown_recovery_version_is_refused() {
+        let r = Recovery {
+            version: RECOVERY_VERSION + 1,
+            store_id: StoreId::random().to_string(),
+            store_name: "Corner Shop".into(),
+            admin_seed: hex::encode(TillKey::generate().seed()),
+            secrets: vec![generate(1)],
+            recovery: None,
+        };
+        let sealed = seal_recovery(&r, "correct horse battery", 2).expect("seal");
+        assert!(matches!(
+            open_recovery(&sealed, "correct horse battery"),
+            Err(RecoveryError::Damaged(m)) if m.contains("version 3")
+        ));
+    }
+
+    #[test]
+    fn a_published_recipient_is_checked() {
+        let r = generate(1);
+        let published = recipient_of(&r).expect("recipient");
+        assert_eq!(published.id, r.key_id);
+        assert!(parse_recipient(&published).is_some());
+        let wrong_id = RecoveryRecipient {
+            id: generate(2).key_id,
+            ..published.clone()
+        };
+        assert!(parse_recipient(&wrong_id).is_none());
+        let malformed = RecoveryRecipient {
+            recipient: "age1notarecipient".into(),
+            ..published
+        };
+        assert!(parse_recipient(&malformed).is_none());
     }
 }

@@ -1,15 +1,16 @@
 //! Where a store's data rests outside its tills.
 //!
 //! Snapshots (every document) and bundles (the changes a sink lacks) are
-//! zstd-compressed, encrypted with age to the store's backup key and signed by
-//! the till that made them ([`mod@format`]). They rest on [`sink`]s: folders, USB
+//! zstd-compressed, encrypted with age to the store's current backup key and its
+//! never-rotated recovery key ([`archive::recipients`]) and signed by the till
+//! that made them ([`mod@format`]). They rest on [`sink`]s: folders, USB
 //! sticks, SD cards, mounted shares. [`archive`] backs up, lists, verifies,
 //! imports, carries changes by USB stick and restores to a point in time;
 //! [`keys`] makes the store's backup keys and the passphrase-protected recovery
-//! file; [`retention`] plans which snapshots a sink keeps and [`mod@prune`] applies
-//! the plan;
-//! [`schedule`] times the daemon's backups and retries; [`device`] finds
-//! removable devices (USB sticks, SD cards).
+//! file, which holds the recovery key; [`retention`] plans which snapshots a
+//! sink keeps and [`mod@prune`] applies the plan; [`schedule`] times the
+//! daemon's backups and retries; [`device`] finds removable devices (USB sticks,
+//! SD cards).
 #![deny(missing_docs)]
 
 pub mod archive;
@@ -26,5 +27,5 @@ pub use archive::{
     Verified, backup, import, list, restore, usb_sync, verify,
 };
 pub use format::{FormatError, Kind};
-pub use prune::{PruneReport, prune};
+pub use prune::{PruneReport, prune, prune_with};
 pub use sink::{FolderSink, Sink, SinkError};

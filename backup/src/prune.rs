@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::ReadDoc;
 use serde::Serialize;
-use tillmesh_store::{ChangeHash, Store};
+use tillmesh_store::{ChangeHash, Store, StoreSecret};
 
 use crate::archive::{BackupError, list, open_for};
 use crate::format::{Contents, Form, Kind};
@@ -101,7 +101,21 @@ pub fn prune(
     policy: &Policy,
     dry_run: bool,
 ) -> Result<PruneReport, BackupError> {
-    let secrets = store.store_secrets()?;
+    prune_with(store, &[], sink, policy, dry_run)
+}
+
+/// [`prune`], opening files with `extra` keys too: the admin till's recovery
+/// key, which opens files of backup keys the till does not hold (a till
+/// restored from a recovery file lacks the lost admin till's newest ones).
+pub fn prune_with(
+    store: &Store,
+    extra: &[StoreSecret],
+    sink: &dyn Sink,
+    policy: &Policy,
+    dry_run: bool,
+) -> Result<PruneReport, BackupError> {
+    let mut secrets = store.store_secrets()?;
+    secrets.extend_from_slice(extra);
     let listed = list(sink, store.store_id())?;
     let mut report = PruneReport {
         dry_run,

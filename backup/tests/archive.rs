@@ -84,6 +84,7 @@ fn restore(
             store_id: shop.id,
             admin: shop.admin.till_id(),
             secrets: &secrets,
+            recovery: None,
             home: home.path(),
             key: key.clone(),
             till_name: "R".parse().expect("n"),
@@ -147,6 +148,7 @@ fn restore_gives_identical_documents_and_views() {
             store_id: shop.id,
             admin: shop.admin.till_id(),
             secrets: &secrets,
+            recovery: None,
             home: _home.path(),
             key: TillKey::generate(),
             till_name: "R".parse().expect("n"),
@@ -156,6 +158,74 @@ fn restore_gives_identical_documents_and_views() {
     )
     .expect_err("home in use");
     assert!(e.to_string().contains("already holds a till"), "{e}");
+}
+
+#[test]
+fn the_recovery_key_restores_what_was_backed_up_after_a_rotation() {
+    let mut shop = shop();
+    let first = shop.a.store_secrets().expect("secrets");
+    let recovery = keys::generate(0);
+    shop.a
+        .publish_recovery_recipient(&keys::recipient_of(&recovery).expect("recipient"))
+        .expect("publish");
+    assert_eq!(archive::recipients(&shop.a).expect("recipients").len(), 2);
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    sell(&mut shop.a, 2);
+    archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("snapshot");
+    // A rotation: what follows is encrypted to a key the recovery file lacks.
+    let rotated = keys::generate(2);
+    shop.a.add_store_secret(rotated.clone()).expect("rotate");
+    sell(&mut shop.a, 3);
+    archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("snapshot");
+    sell(&mut shop.a, 1);
+    let b = archive::backup(&mut shop.a, &sink, Kind::Bundle).expect("bundle");
+    assert!(b.name.is_some());
+
+    let restore_with = |recovery: Option<&tillmesh_store::StoreSecret>| {
+        let home = tempfile::tempdir().expect("home");
+        let key = TillKey::generate();
+        let report = archive::restore(
+            &sink,
+            RestoreSpec {
+                store_id: shop.id,
+                admin: shop.admin.till_id(),
+                secrets: &first,
+                recovery,
+                home: home.path(),
+                key: key.clone(),
+                till_name: "R".parse().expect("n"),
+                certify_with: None,
+                pick: Pick::Newest,
+            },
+        );
+        (report, home, key)
+    };
+    let (report, home, key) = restore_with(Some(&recovery));
+    let report = report.expect("restore with the recovery key");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(report.bundles.len(), 1, "{report:?}");
+    let mut restored = Store::open(
+        &home.path().join(archive::STORE_FILE),
+        key,
+        StoreOptions::default(),
+    )
+    .expect("open");
+    assert_eq!(receipts(&mut restored), receipts(&mut shop.a));
+    assert_eq!(
+        restored.store_secrets().expect("secrets"),
+        first,
+        "the recovery key is never kept in the store, which hands its keys to tills"
+    );
+
+    // Without it, the same keys reach only the snapshot before the rotation.
+    let (report, _home, _key) = restore_with(None);
+    let report = report.expect("restore without");
+    assert_eq!(report.skipped.len(), 2, "{report:?}");
+    assert!(
+        report.skipped[0].1.contains(&rotated.key_id),
+        "names the key it lacks: {report:?}"
+    );
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //!
 //! The till home holds `store.keys` (mode 0600): the store id, the admin
 //! public key and the store's backup keys, so a restore can run while the
-//! daemon holds the store file. Named sinks live in `sinks.json`.
+//! daemon holds the store file. The admin till's home also holds
+//! `recovery.key` (mode 0600), the store's recovery key, which is never rotated
+//! and which every backup is also encrypted to. Named sinks live in `sinks.json`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,7 +22,7 @@ use tillmesh_mesh::StoreHandle;
 use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
 
 use crate::args::{BackupArgs, BackupCmd, KeysCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
-use crate::commands::{print_json, rejected};
+use crate::commands::{ADMIN_KEY_FILE, RECOVERY_KEY_FILE, print_json, rejected};
 use crate::exit::{Damaged, Rejected};
 use crate::output::{Table, time};
 
@@ -42,12 +44,17 @@ struct KeysFile {
     secrets: Vec<StoreSecret>,
 }
 
-/// On the admin till, make the store's first backup key if it has none; then
-/// write `store.keys`. Any other till without a key is refused: a key it made
-/// up would encrypt backups that no other till and no recovery file could read.
+fn is_admin_till(home: &Path) -> bool {
+    home.join(ADMIN_KEY_FILE).exists()
+}
+
+/// On the admin till, make the store's first backup key if it has none, and its
+/// recovery key (see [`ensure_recovery_key`]); then write `store.keys`. Any
+/// other till without a key is refused: a key it made up would encrypt backups
+/// that no other till and no recovery file could read.
 pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
     if store.store_secrets()?.is_empty() {
-        if !home.join(crate::commands::ADMIN_KEY_FILE).exists() {
+        if !is_admin_till(home) {
             return Err(rejected(
                 "this till holds none of the store's backup keys, so nothing it wrote could be read back elsewhere; \
                  back up from the admin till, or run `tillmesh keys rotate` there: this till's daemon then fetches the store's keys from it",
@@ -55,7 +62,86 @@ pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
         }
         store.add_store_secret(keys::generate(now_ms()))?;
     }
+    // A damaged recovery.key never stops backups; `recovery create` reports it.
+    if let Err(e) = ensure_recovery_key(store, home) {
+        tracing::warn!(error = %format!("{e:#}"), "the store's recovery key");
+    }
     write_keys_file(store, home)
+}
+
+/// The recovery key to open files with besides the store's keys: on the admin
+/// till, the one in `recovery.key`; elsewhere (or when it is unreadable) none.
+fn recovery_keys(home: &Path) -> Vec<StoreSecret> {
+    match load_recovery_key(home) {
+        Ok(k) => k.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the store's recovery key");
+            Vec::new()
+        }
+    }
+}
+
+/// The store's recovery key as this till holds it in `recovery.key` (the admin
+/// till only).
+fn load_recovery_key(home: &Path) -> Result<Option<StoreSecret>> {
+    let path = home.join(RECOVERY_KEY_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let key: StoreSecret = serde_json::from_slice(&bytes).map_err(|e| {
+        Damaged(format!(
+            "{} is damaged ({e}); restore it from a recovery file, or move it aside and run `tillmesh recovery create FILE` to make a new recovery key",
+            path.display()
+        ))
+    })?;
+    Ok(Some(key))
+}
+
+/// On the admin till, the store's recovery key: an age identity that is never
+/// rotated and that every backup is also encrypted to, so that a recovery file
+/// reads backups made after any later rotation. Made once (at `init`, or the
+/// first time a store made before recovery keys needs one), kept in
+/// `recovery.key` and published (its public half only) in the store's
+/// configuration; the other tills never hold it, so a revoked till still cannot
+/// read what is backed up after the next rotation. Elsewhere nothing.
+pub fn ensure_recovery_key(store: &mut Store, home: &Path) -> Result<Option<StoreSecret>> {
+    if !is_admin_till(home) {
+        return Ok(None);
+    }
+    let key = match load_recovery_key(home)? {
+        Some(k) => k,
+        None => {
+            let k = keys::generate(now_ms());
+            // Held before it is published: every recipient the tills encrypt
+            // to has its identity on this till.
+            write_secret(
+                &home.join(RECOVERY_KEY_FILE),
+                &serde_json::to_vec_pretty(&k)?,
+            )?;
+            tracing::info!(key = k.key_id, "new recovery key");
+            k
+        }
+    };
+    let public = keys::recipient_of(&key).ok_or_else(|| {
+        Damaged(format!(
+            "{} holds a malformed key",
+            home.join(RECOVERY_KEY_FILE).display()
+        ))
+    })?;
+    let published = store.recovery_recipient()?;
+    if published.as_ref() != Some(&public) {
+        if let Some(p) = &published {
+            tracing::warn!(
+                published = p.id,
+                held = public.id,
+                "the store's published recovery key is not the one this admin till holds; publishing the held one"
+            );
+        }
+        store.publish_recovery_recipient(&public)?;
+    }
+    Ok(Some(key))
 }
 
 /// How old the newest backup key may get before the admin till's daemon makes a
@@ -63,12 +149,17 @@ pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
 pub const KEY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Make a new backup key on the admin till, announce it to the tills (they fetch
-/// it from this till) and write `store.keys`.
+/// it from this till) and write `store.keys`. The recovery key stays (and is
+/// made, for a store that has none yet).
 pub fn rotate_keys(store: &mut Store, home: &Path) -> Result<StoreSecret> {
-    if !home.join(crate::commands::ADMIN_KEY_FILE).exists() {
+    if !is_admin_till(home) {
         return Err(rejected(
             "only the admin till (the one that ran `tillmesh init`) makes backup keys",
         ));
+    }
+    // The rotation (after a revocation, above all) goes ahead without it.
+    if let Err(e) = ensure_recovery_key(store, home) {
+        tracing::warn!(error = %format!("{e:#}"), "the store's recovery key");
     }
     let key = keys::generate(now_ms());
     store.add_store_secret(key.clone())?;
@@ -81,7 +172,7 @@ pub fn rotate_keys(store: &mut Store, home: &Path) -> Result<StoreSecret> {
 /// On the admin till, a new backup key when the newest is older than
 /// [`KEY_MAX_AGE`]; elsewhere nothing.
 pub fn rotate_if_due(store: &mut Store, home: &Path) -> Result<Option<StoreSecret>> {
-    if !home.join(crate::commands::ADMIN_KEY_FILE).exists() {
+    if !is_admin_till(home) {
         return Ok(None);
     }
     let newest = store.store_secrets()?.iter().map(|k| k.created_ms).max();
@@ -98,14 +189,16 @@ pub fn keys_cmd(store: &mut Store, home: &Path, c: &KeysCmd, out: &mut dyn Write
             let key = rotate_keys(store, home)?;
             writeln!(
                 out,
-                "New backup key {}: backups from now on are encrypted to it; the other tills fetch it from this one (their daemons, within a minute of hearing of it). Older keys are kept to read older backups. Make a new recovery file (tillmesh recovery create FILE): an older one cannot read backups encrypted to this key.",
-                key.key_id
+                "New backup key {}: backups from now on are encrypted to it; the other tills fetch it from this one (their daemons, within a minute of hearing of it). Older keys are kept to read older backups. {}",
+                key.key_id,
+                recovery_note(store, home)?
             )?;
         }
         KeysCmd::List(f) => {
             let held = store.store_secrets()?;
             let current = keys::current(&held).map(|k| k.key_id.clone());
             let announced = store.announced_backup_key()?.map(|(id, _)| id);
+            let recovery = store.recovery_recipient()?.map(|r| r.id);
             let rows: Vec<_> = held
                 .iter()
                 .map(|k| {
@@ -119,7 +212,7 @@ pub fn keys_cmd(store: &mut Store, home: &Path, c: &KeysCmd, out: &mut dyn Write
             if f.json {
                 return print_json(
                     out,
-                    &serde_json::json!({ "keys": rows, "announced": announced }),
+                    &serde_json::json!({ "keys": rows, "announced": announced, "recovery": recovery }),
                 );
             }
             let mut t = Table::new(&["KEY", "MADE", "CURRENT"]);
@@ -140,6 +233,12 @@ pub fn keys_cmd(store: &mut Store, home: &Path, c: &KeysCmd, out: &mut dyn Write
                 writeln!(
                     out,
                     "The store's current key {a} is not on this till yet; the daemon fetches it from the admin till."
+                )?;
+            }
+            if let Some(r) = recovery {
+                writeln!(
+                    out,
+                    "Every backup is also encrypted to the store's recovery key {r}, which is never rotated; only the admin till and recovery files hold it."
                 )?;
             }
         }
@@ -437,7 +536,8 @@ fn verify(
     out: &mut dyn Write,
 ) -> Result<()> {
     let sink = first_sink(home, from)?;
-    let verdicts = archive::verify(store, &sink, name)?;
+    let recovery = recovery_keys(home);
+    let verdicts = archive::verify_with(store, &recovery, &sink, name)?;
     let bad = verdicts.iter().filter(|v| v.error.is_some()).count();
     if json {
         print_json(out, &verdicts)?;
@@ -483,10 +583,11 @@ fn prune(
     let given: Option<Policy> = keep
         .map(|k| k.parse().map_err(|e| rejected(format!("{e}"))))
         .transpose()?;
+    let recovery = recovery_keys(home);
     let mut reports = Vec::new();
     for (name, sink, policy) in default_sinks(home, from)? {
         let policy = given.unwrap_or(policy);
-        let r = tillmesh_backup::prune(store, &sink, &policy, dry_run)
+        let r = tillmesh_backup::prune_with(store, &recovery, &sink, &policy, dry_run)
             .with_context(|| format!("pruning {} failed", sink.describe()))?;
         reports.push((name, policy, r));
     }
@@ -630,7 +731,10 @@ pub async fn scheduled_round(
         }
         let kind = st.kind(now, snap);
         let attempt = match FolderSink::new(&spec.path) {
-            Ok(sink) => scheduled_backup(store, name, sink, kind, spec.policy()).await?,
+            Ok(sink) => {
+                let recovery = recovery_keys(home);
+                scheduled_backup(store, name, sink, kind, spec.policy(), recovery).await?
+            }
             Err(e) => Err(BackupError::from(e)),
         };
         match attempt {
@@ -675,6 +779,7 @@ async fn scheduled_backup(
     sink: FolderSink,
     kind: Kind,
     policy: Policy,
+    recovery: Vec<StoreSecret>,
 ) -> Result<Result<BackupReport, BackupError>> {
     let s2 = sink.clone();
     let mut pending = match store
@@ -708,7 +813,7 @@ async fn scheduled_backup(
         .call(move |s| {
             record_backup(s, &name, &r);
             if kind == Kind::Snapshot
-                && let Err(e) = tillmesh_backup::prune(s, &sink, &policy, false)
+                && let Err(e) = tillmesh_backup::prune_with(s, &recovery, &sink, &policy, false)
             {
                 tracing::warn!(sink = name, error = %e, "retention failed");
             }
@@ -881,6 +986,7 @@ pub fn recovery_create(
         )
     })?;
     ensure_keys(store, home)?;
+    ensure_recovery_key(store, home)?;
     write_recovery(store, home, &admin, file)?;
     writeln!(
         out,
@@ -896,23 +1002,24 @@ pub fn write_recovery(store: &Store, home: &Path, admin: &TillKey, file: &Path) 
         rejected("set TILLMESH_RECOVERY_PASSPHRASE to the passphrase for the recovery file")
     })?;
     let r = keys::Recovery {
-        version: 1,
+        version: keys::RECOVERY_VERSION,
         store_id: store.store_id().to_string(),
         store_name: store.store_name().to_string(),
         admin_seed: hex::encode(admin.seed()),
         secrets: store.store_secrets()?,
+        recovery: load_recovery_key(home)?,
     };
     let sealed =
         keys::seal_recovery(&r, &pass, work_factor()).map_err(|e| rejected(e.to_string()))?;
     write_secret(file, &sealed)?;
-    record_recovery(store, home, file)
+    record_recovery(home, file, &r)
 }
 
-/// What the admin till remembers of the last recovery file it wrote, in
-/// `recovery-state.json`: which backup keys it holds (ids only).
+/// What the admin till remembers of the last recovery file it wrote (or was
+/// restored from), in `recovery-state.json`: which keys it holds (ids only).
 #[derive(Debug, Serialize, Deserialize)]
 struct RecoveryState {
-    /// Format version (1).
+    /// Format version: 2; version 1 has no `recovery_key`.
     version: u16,
     /// When it was written (unix ms).
     made_ms: u64,
@@ -920,44 +1027,83 @@ struct RecoveryState {
     file: String,
     /// The ids of the backup keys in it.
     key_ids: Vec<String>,
+    /// The id of the recovery key in it, if any.
+    #[serde(default)]
+    recovery_key: Option<String>,
 }
 
 fn recovery_state_path(home: &Path) -> PathBuf {
     home.join("recovery-state.json")
 }
 
-fn record_recovery(store: &Store, home: &Path, file: &Path) -> Result<()> {
+fn record_recovery(home: &Path, file: &Path, r: &keys::Recovery) -> Result<()> {
     let st = RecoveryState {
-        version: 1,
+        version: 2,
         made_ms: now_ms(),
         file: file.display().to_string(),
-        key_ids: store
-            .store_secrets()?
-            .into_iter()
-            .map(|k| k.key_id)
-            .collect(),
+        key_ids: r.secrets.iter().map(|k| k.key_id.clone()).collect(),
+        recovery_key: r.recovery.as_ref().map(|k| k.key_id.clone()),
     };
     write_secret(&recovery_state_path(home), &serde_json::to_vec_pretty(&st)?)
 }
 
-/// An alert when the last recovery file this till wrote lacks the store's current
-/// backup key (it was made before a rotation, so it cannot read newer backups).
+fn recovery_state(home: &Path) -> Option<RecoveryState> {
+    let bytes = std::fs::read(recovery_state_path(home)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Whether the last recovery file holds the store's recovery key: then it reads
+/// every backup, whatever key rotations came after it.
+fn holds_recovery_key(store: &Store, st: &RecoveryState) -> Result<bool> {
+    Ok(match (&st.recovery_key, store.recovery_recipient()?) {
+        (Some(held), Some(published)) => {
+            *held == published.id && keys::parse_recipient(&published).is_some()
+        }
+        _ => false,
+    })
+}
+
+/// An alert when the last recovery file this till wrote cannot read the newest
+/// backups: it holds neither the store's recovery key (a file from before
+/// recovery keys, or of a recovery key since replaced) nor its current backup
+/// key (it was made before a rotation).
 pub fn stale_recovery(store: &Store, home: &Path) -> Result<Option<String>> {
-    let Ok(bytes) = std::fs::read(recovery_state_path(home)) else {
+    let Some(st) = recovery_state(home) else {
         return Ok(None);
     };
-    let Ok(st) = serde_json::from_slice::<RecoveryState>(&bytes) else {
+    if holds_recovery_key(store, &st)? {
         return Ok(None);
-    };
+    }
     let held = store.store_secrets()?;
     Ok(keys::current(&held)
         .filter(|k| !st.key_ids.contains(&k.key_id))
         .map(|k| {
             format!(
-                "the recovery file {} predates backup key {}: it cannot read backups made since; write a new one (tillmesh recovery create FILE)",
+                "the recovery file {} predates backup key {} and lacks the store's recovery key: it cannot read backups made since; write a new one (tillmesh recovery create FILE)",
                 st.file, k.key_id
             )
         }))
+}
+
+/// What a new backup key means for the recovery file, for the operator.
+pub fn recovery_note(store: &Store, home: &Path) -> Result<String> {
+    let Some(st) = recovery_state(home) else {
+        return Ok(
+            "No recovery file was written on this till yet: write one (tillmesh recovery create FILE); it holds the store's recovery key, which every backup is also encrypted to, so it reads backups of later keys too."
+                .into(),
+        );
+    };
+    Ok(if holds_recovery_key(store, &st)? {
+        format!(
+            "The recovery file {} reads these backups too: it holds the store's recovery key, which every backup is also encrypted to.",
+            st.file
+        )
+    } else {
+        format!(
+            "The recovery file {} cannot read backups encrypted to this key (it lacks the store's recovery key): make a new one (tillmesh recovery create FILE).",
+            st.file
+        )
+    })
 }
 
 /// age's scrypt work factor (2^N); tests may lower it.
@@ -1059,6 +1205,7 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
         store_id,
         admin,
         secrets: &kf.secrets,
+        recovery: None,
         certify_with: certify.as_ref(),
     };
     let report = restore_home(home, &a.from, &a.till, &source, pick)?;
@@ -1071,6 +1218,9 @@ struct Source<'a> {
     store_id: StoreId,
     admin: TillId,
     secrets: &'a [StoreSecret],
+    /// The store's recovery key (from a recovery file): decrypts, is never
+    /// put into the new till's store.
+    recovery: Option<&'a StoreSecret>,
     certify_with: Option<&'a TillKey>,
 }
 
@@ -1109,6 +1259,7 @@ fn restore_new_home(
             store_id: source.store_id,
             admin: source.admin,
             secrets: source.secrets,
+            recovery: source.recovery,
             home,
             key: key.clone(),
             till_name,
@@ -1158,16 +1309,63 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
         store_id,
         admin: admin_key.till_id(),
         secrets: &r.secrets,
+        recovery: r.recovery.as_ref(),
         certify_with: Some(&admin_key),
     };
     let report = restore_home(home, from, till, &source, Pick::Newest)?;
-    admin_key.save(&home.join("admin.key"))?;
+    admin_key.save(&home.join(ADMIN_KEY_FILE))?;
+    if let Some(k) = &r.recovery {
+        write_secret(
+            &home.join(RECOVERY_KEY_FILE),
+            &serde_json::to_vec_pretty(k)?,
+        )?;
+    }
+    record_recovery(home, file, &r)?;
+    let rotated = take_over_keys(home)?;
     print_restore(&report, home, false, out)?;
     writeln!(
         out,
         "This till holds the admin key: it can invite the other tills again"
     )?;
+    if let Some(key) = rotated {
+        writeln!(
+            out,
+            "The recovery file lacks the store's current backup key, so this till made a new one ({}) for its backups. {}",
+            key.key_id,
+            recovery_note(&open_home(home)?, home)?
+        )?;
+    }
     Ok(())
+}
+
+fn open_home(home: &Path) -> Result<Store> {
+    let key = TillKey::load(&home.join("till.key"))
+        .with_context(|| format!("cannot read the till key in {}", home.display()))?;
+    Ok(Store::open(
+        &home.join(archive::STORE_FILE),
+        key,
+        tillmesh_store::StoreOptions::default(),
+    )?)
+}
+
+/// The keys of a till restored from a recovery file, which is now the admin
+/// till: when it lacks the store's announced current backup key (the file was
+/// written before a rotation, whose key left with the lost admin till), it makes
+/// a new one, announced as held by itself, so its backups go to a key it holds
+/// and its tills can fetch; and it keeps or makes the store's recovery key. Gives
+/// the new backup key, if it made one.
+fn take_over_keys(home: &Path) -> Result<Option<StoreSecret>> {
+    let mut store = open_home(home)?;
+    let held = store.store_secrets()?;
+    let usable = match store.announced_backup_key()? {
+        Some((id, _)) => held.iter().any(|k| k.key_id == id),
+        None => !held.is_empty(),
+    };
+    if usable {
+        ensure_keys(&mut store, home)?;
+        return Ok(None);
+    }
+    rotate_keys(&mut store, home).map(Some)
 }
 
 #[cfg(test)]
@@ -1202,7 +1400,7 @@ mod tests {
         assert!(!keys_path(dir.path()).exists());
 
         TillKey::generate()
-            .save(&dir.path().join(crate::commands::ADMIN_KEY_FILE))
+            .save(&dir.path().join(ADMIN_KEY_FILE))
             .expect("admin key");
         ensure_keys(&mut s, dir.path()).expect("the admin till makes one");
         let made = s.store_secrets().expect("secrets");
@@ -1224,7 +1422,7 @@ mod tests {
                 .is_none()
         );
         TillKey::generate()
-            .save(&dir.path().join(crate::commands::ADMIN_KEY_FILE))
+            .save(&dir.path().join(ADMIN_KEY_FILE))
             .expect("admin key");
         let new = rotate_if_due(&mut s, dir.path())
             .expect("rotate")
@@ -1238,16 +1436,100 @@ mod tests {
         assert!(rotate_if_due(&mut s, dir.path()).expect("fresh").is_none());
     }
 
+    /// What a recovery file written now on `home`'s till holds (`with_recovery`:
+    /// version 2, with the recovery key; else as version 1 files were).
+    fn written(s: &Store, home: &Path, with_recovery: bool) -> keys::Recovery {
+        keys::Recovery {
+            version: if with_recovery { 2 } else { 1 },
+            store_id: s.store_id().to_string(),
+            store_name: s.store_name().to_string(),
+            admin_seed: hex::encode([0u8; 32]),
+            secrets: s.store_secrets().expect("keys"),
+            recovery: if with_recovery {
+                load_recovery_key(home).expect("read")
+            } else {
+                None
+            },
+        }
+    }
+
+    fn admin_till(dir: &Path) -> Store {
+        let mut s = store(dir);
+        TillKey::generate()
+            .save(&dir.join(ADMIN_KEY_FILE))
+            .expect("admin key");
+        ensure_keys(&mut s, dir).expect("first key");
+        s
+    }
+
     #[test]
-    fn a_recovery_file_older_than_the_current_key_raises_an_alert() {
+    fn the_admin_till_makes_and_publishes_one_recovery_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = admin_till(dir.path());
+        let held = load_recovery_key(dir.path())
+            .expect("read")
+            .expect("made with the first backup key");
+        let published = s.recovery_recipient().expect("read").expect("published");
+        assert_eq!(published.id, held.key_id);
+        assert_eq!(keys::recipient_of(&held), Some(published.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(RECOVERY_KEY_FILE))
+                .expect("file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        rotate_keys(&mut s, dir.path()).expect("rotate");
+        ensure_keys(&mut s, dir.path()).expect("again");
+        assert_eq!(
+            load_recovery_key(dir.path()).expect("read"),
+            Some(held),
+            "never rotated"
+        );
+        assert_eq!(s.recovery_recipient().expect("read"), Some(published));
+        assert!(
+            !s.store_secrets()
+                .expect("keys")
+                .iter()
+                .any(|k| Some(&k.key_id)
+                    == s.recovery_recipient().expect("r").map(|r| r.id).as_ref()),
+            "the recovery key is not among the keys handed to tills"
+        );
+    }
+
+    #[test]
+    fn a_damaged_recovery_key_stops_only_the_recovery_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = admin_till(dir.path());
+        std::fs::write(dir.path().join(RECOVERY_KEY_FILE), b"{").expect("damage");
+        ensure_keys(&mut s, dir.path()).expect("backups go on");
+        rotate_keys(&mut s, dir.path()).expect("so does a rotation");
+        assert!(archive::recipients(&s).expect("recipients").len() == 2);
+        let e = ensure_recovery_key(&mut s, dir.path()).expect_err("named");
+        assert!(e.is::<Damaged>(), "{e:#}");
+        assert!(format!("{e:#}").contains(RECOVERY_KEY_FILE), "{e:#}");
+    }
+
+    #[test]
+    fn other_tills_never_make_a_recovery_key() {
         let dir = tempfile::tempdir().expect("dir");
         let mut s = store(dir.path());
-        TillKey::generate()
-            .save(&dir.path().join(crate::commands::ADMIN_KEY_FILE))
-            .expect("admin key");
-        ensure_keys(&mut s, dir.path()).expect("first key");
+        s.add_store_secret(keys::generate(1)).expect("key");
+        ensure_keys(&mut s, dir.path()).expect("keys");
+        assert_eq!(ensure_recovery_key(&mut s, dir.path()).expect("none"), None);
+        assert!(!dir.path().join(RECOVERY_KEY_FILE).exists());
+        assert_eq!(s.recovery_recipient().expect("read"), None);
+    }
+
+    #[test]
+    fn a_recovery_file_without_the_recovery_key_goes_stale_at_a_rotation() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = admin_till(dir.path());
         assert_eq!(stale_recovery(&s, dir.path()).expect("none made"), None);
-        record_recovery(&s, dir.path(), Path::new("/safe/recovery.age")).expect("record");
+        let file = Path::new("/safe/recovery.age");
+        record_recovery(dir.path(), file, &written(&s, dir.path(), false)).expect("record");
         assert_eq!(stale_recovery(&s, dir.path()).expect("fresh"), None);
         let new = rotate_keys(&mut s, dir.path()).expect("rotate");
         let alert = stale_recovery(&s, dir.path())
@@ -1257,7 +1539,52 @@ mod tests {
             alert.contains(&new.key_id) && alert.contains("/safe/recovery.age"),
             "{alert}"
         );
-        record_recovery(&s, dir.path(), Path::new("/safe/recovery.age")).expect("again");
+        assert!(
+            recovery_note(&s, dir.path())
+                .expect("note")
+                .contains("make a new one")
+        );
+        record_recovery(dir.path(), file, &written(&s, dir.path(), true)).expect("again");
         assert_eq!(stale_recovery(&s, dir.path()).expect("fresh again"), None);
+    }
+
+    #[test]
+    fn a_recovery_file_with_the_recovery_key_never_goes_stale() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = admin_till(dir.path());
+        let file = Path::new("/safe/recovery.age");
+        record_recovery(dir.path(), file, &written(&s, dir.path(), true)).expect("record");
+        for _ in 0..2 {
+            rotate_keys(&mut s, dir.path()).expect("rotate");
+            assert_eq!(stale_recovery(&s, dir.path()).expect("read"), None);
+        }
+        assert!(
+            recovery_note(&s, dir.path())
+                .expect("note")
+                .contains("reads these backups too")
+        );
+
+        // The store's recovery key replaced (its file lost on the admin till):
+        // the recovery file holds one the store no longer encrypts to.
+        std::fs::remove_file(dir.path().join(RECOVERY_KEY_FILE)).expect("lose it");
+        let new = rotate_keys(&mut s, dir.path()).expect("rotate");
+        let alert = stale_recovery(&s, dir.path())
+            .expect("read")
+            .expect("stale: another recovery key");
+        assert!(alert.contains(&new.key_id), "{alert}");
+    }
+
+    #[test]
+    fn a_malformed_published_recovery_key_is_passed_over() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = store(dir.path());
+        s.add_store_secret(keys::generate(1)).expect("key");
+        s.publish_recovery_recipient(&tillmesh_store::RecoveryRecipient {
+            recipient: "age1garbage".into(),
+            id: "0011223344556677".into(),
+        })
+        .expect("publish");
+        let to = archive::recipients(&s).expect("backups still go to the store key");
+        assert_eq!(to.len(), 1);
     }
 }

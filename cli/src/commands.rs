@@ -27,6 +27,10 @@ pub struct Ctx {
 /// The admin key's file in a till home (on the admin till only).
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 
+/// The store's recovery key in a till home (on the admin till only, mode 0600,
+/// like the admin key).
+pub const RECOVERY_KEY_FILE: &str = "recovery.key";
+
 impl Ctx {
     pub fn new(cli: &Cli) -> Result<Self> {
         let home = match &cli.home {
@@ -143,6 +147,7 @@ pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
             ctx.store_path(),
             ctx.key_path(),
             ctx.admin_key_path(),
+            ctx.home.join(RECOVERY_KEY_FILE),
             crate::backups::keys_path(&ctx.home),
         ] {
             let _ = std::fs::remove_file(p);
@@ -919,8 +924,9 @@ fn revoke(store: &mut Store, home: &Path, till: &str, out: &mut dyn Write) -> Re
     let key = crate::backups::rotate_keys(store, home)?;
     writeln!(
         out,
-        "New backup key {}: backups from now on are encrypted to it; the other tills fetch it from this one. Make a new recovery file (tillmesh recovery create FILE).",
-        key.key_id
+        "New backup key {}: backups from now on are encrypted to it; the other tills fetch it from this one, the revoked till never gets it. {}",
+        key.key_id,
+        crate::backups::recovery_note(store, home)?
     )?;
     Ok(())
 }

@@ -354,8 +354,19 @@ impl Store {
 pub const BACKUP_INTERVAL: &str = "backup/interval_s";
 /// Configuration key: the current backup key's id and the till holding it.
 const BACKUP_KEY: &str = "backup/key";
+/// Configuration key: the store's recovery key, its public recipient and id.
+const BACKUP_RECOVERY: &str = "backup/recovery";
 /// Configuration key: seconds between scheduled snapshots.
 pub const SNAPSHOT_INTERVAL: &str = "backup/snapshot_interval_s";
+
+/// The public half of the store's recovery key, as the config document holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryRecipient {
+    /// The age X25519 recipient (`age1…`).
+    pub recipient: String,
+    /// Its key id.
+    pub id: String,
+}
 
 impl Store {
     /// The store's relay URLs (configuration shared by every till).
@@ -413,6 +424,31 @@ impl Store {
         self.set_config_value(
             BACKUP_KEY,
             json!({ "id": key_id, "holder": holder.to_string() }),
+        )
+    }
+
+    /// The store's recovery key as published to every till: its public
+    /// recipient (`age1…`) and key id. Every backup is also encrypted to it, so a
+    /// recovery file holding its identity reads backups of any backup key. Not
+    /// checked here beyond its shape: the caller parses the recipient.
+    pub fn recovery_recipient(&self) -> Result<Option<RecoveryRecipient>, StorageError> {
+        let Some(v) = self.config_value(BACKUP_RECOVERY)? else {
+            return Ok(None);
+        };
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Ok(field("recipient")
+            .zip(field("id"))
+            .map(|(recipient, id)| RecoveryRecipient { recipient, id }))
+    }
+
+    /// Publish the store's recovery key (the admin till does, once); audited.
+    pub fn publish_recovery_recipient(
+        &mut self,
+        recovery: &RecoveryRecipient,
+    ) -> Result<(), StorageError> {
+        self.set_config_value(
+            BACKUP_RECOVERY,
+            json!({ "recipient": recovery.recipient, "id": recovery.id }),
         )
     }
 

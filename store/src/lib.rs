@@ -71,7 +71,10 @@ mod writer;
 pub use apply::ApplyReport;
 pub use audit::{AuditEntry, ChainReport};
 pub use automerge::ChangeHash;
-pub use catalog::{BACKUP_INTERVAL, DEFAULT_TAX_RATES, NewProduct, ProductEdit, SNAPSHOT_INTERVAL};
+pub use catalog::{
+    BACKUP_INTERVAL, DEFAULT_TAX_RATES, NewProduct, ProductEdit, RecoveryRecipient,
+    SNAPSHOT_INTERVAL,
+};
 pub use error::{
     ApplyError, ConflictError, OpenStoreError, ProductError, SaleError, StockError, StorageError,
 };

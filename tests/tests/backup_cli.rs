@@ -1,5 +1,5 @@
 //! Backups through the `tillmesh` binary: a wiped till restored from its
-//! recovery file, USB carry between tills that never meet after joining, and
+//! recovery file (also after key rotations), USB carry between tills that never meet after joining, and
 //! real device faults (a full tmpfs, a read-only mount).
 
 mod common;
@@ -99,6 +99,152 @@ fn a_lost_till_comes_back_from_its_recovery_file() {
     assert!(r.home.join("admin.key").exists());
     let audit = r.ok(&["audit", "verify"]);
     assert!(!audit.contains("BROKEN"), "{audit}");
+}
+
+#[test]
+fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    let rec = dir.path().join("recovery.age");
+    let mut init = a.cmd(&[
+        "init",
+        "--store",
+        "Corner Shop",
+        "--till",
+        "A",
+        "--recovery",
+        rec.to_str().expect("path"),
+    ]);
+    init.env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
+        .env("TILLMESH_SCRYPT_WORK_FACTOR", "4");
+    assert!(init.status().expect("init").success());
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.50"]);
+    sell(&a, 2);
+    let nas = dir.path().join("nas");
+    std::fs::create_dir(&nas).expect("nas");
+    a.ok(&["sink", "add", "nas", "folder", nas.to_str().expect("path")]);
+    a.ok(&["backup"]);
+    let first_key = a.json(&["keys", "list"])["keys"][0]["key_id"]
+        .as_str()
+        .expect("key")
+        .to_string();
+
+    let rotated = a.ok(&["keys", "rotate"]);
+    assert!(rotated.contains("reads these backups too"), "{rotated}");
+    let keys = a.json(&["keys", "list"]);
+    let current = keys["announced"].as_str().expect("announced").to_string();
+    assert_ne!(current, first_key);
+    let status = a.json(&["status"]);
+    assert!(
+        !status["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.contains("recovery file"))),
+        "the recovery file from init is not stale: {status}"
+    );
+    sell(&a, 3);
+    a.ok(&["backup"]);
+    sell(&a, 1);
+    a.ok(&["backup", "--bundle"]);
+    let listed = a.json(&["backup", "list", "--from", nas.to_str().expect("path")]);
+    let newest = listed
+        .as_array()
+        .expect("list")
+        .last()
+        .expect("files")
+        .clone();
+    assert_eq!(newest["key_id"], current.as_str(), "{listed}");
+    let before = receipts(&a);
+    assert_eq!(before.len(), 6);
+
+    // Every till lost; the recovery file holds only the key of the day of init.
+    std::fs::remove_dir_all(&a.home).expect("wipe");
+    let r = Till::new(dir.path(), "r");
+    let restored = r
+        .cmd(&[
+            "recovery",
+            "restore",
+            rec.to_str().expect("path"),
+            "--from",
+            nas.to_str().expect("path"),
+            "--home",
+            r.home.to_str().expect("path"),
+        ])
+        .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&restored.stdout);
+    assert!(
+        restored.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(
+        said.contains("1 bundles"),
+        "the bundle after the rotation too: {said}"
+    );
+    assert_eq!(
+        receipts(&r),
+        before,
+        "the sales after the rotation are back"
+    );
+
+    // The restored till is the admin till: it backs up to a key it holds.
+    assert!(r.home.join("admin.key").exists());
+    assert!(r.home.join("recovery.key").exists());
+    let keys = r.json(&["keys", "list"]);
+    let new_current = keys["announced"].as_str().expect("announced");
+    assert!(
+        new_current != current && new_current != first_key,
+        "a fresh key, not the lost till's: {keys}"
+    );
+    assert!(keys["recovery"].is_string(), "{keys}");
+    r.ok(&["sale", "--line", "TEA", "--tender", "card"]);
+    let to = nas.to_str().expect("path");
+    let out = r.ok(&["backup", "--to", to]);
+    assert!(out.contains("Wrote snapshot"), "{out}");
+    // Every file on the sink, those of the lost till's keys too (the recovery key).
+    let verified = r.ok(&["backup", "verify", "--from", to]);
+    assert!(!verified.contains("DAMAGED"), "{verified}");
+    let pruned = r.ok(&["backup", "prune", "--from", to, "--dry-run"]);
+    assert!(
+        !pruned.contains("left "),
+        "retention reads them too: {pruned}"
+    );
+    let status = r.json(&["status"]);
+    assert!(
+        !status["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .any(|x| x.as_str().is_some_and(|x| x.contains("recovery file"))),
+        "{status}"
+    );
+
+    // And the same recovery file restores again, from the restored till's backups.
+    let again = Till::new(dir.path(), "again");
+    let out = again
+        .cmd(&[
+            "recovery",
+            "restore",
+            rec.to_str().expect("path"),
+            "--from",
+            nas.to_str().expect("path"),
+            "--home",
+            again.home.to_str().expect("path"),
+            "--till",
+            "R02",
+        ])
+        .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(receipts(&again), receipts(&r));
 }
 
 #[test]

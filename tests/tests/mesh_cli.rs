@@ -186,6 +186,20 @@ fn three_tills_and_a_relay() {
         !keys(&b).contains(&k3),
         "the revoked till never gets the new key"
     );
+    // Every backup is also encrypted to the store's recovery key: its public half
+    // reaches the tills, its identity stays on the admin till.
+    let recovery = a.json(&["keys", "list"])["recovery"]
+        .as_str()
+        .expect("published at init")
+        .to_string();
+    assert!(a.home.join("recovery.key").exists());
+    wait_for("C to learn the recovery key", || {
+        c.json(&["keys", "list"])["recovery"] == recovery.as_str()
+    });
+    for t in [&b, &c] {
+        assert!(!keys(t).contains(&recovery), "{recovery}");
+        assert!(!t.home.join("recovery.key").exists());
+    }
     drop(db);
     drop(da);
 }

@@ -182,6 +182,7 @@ fn main() -> Result<()> {
             store_id,
             admin: admin.till_id(),
             secrets: &secrets,
+            recovery: None,
             home: &home,
             key: TillKey::generate(),
             till_name: "R1".parse()?,
