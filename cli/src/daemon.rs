@@ -157,6 +157,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     );
     let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.clone()));
     let keeper = tokio::spawn(key_keeper(handle.clone(), node.clone(), ctx.home.clone()));
+    let relay_watch = tokio::spawn(relay_watch(handle.clone(), node.clone()));
     let app = Router::new()
         .route("/v1/exec", post(exec))
         .with_state(shared.clone());
@@ -183,7 +184,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown)
         .await;
     let _ = std::fs::remove_file(api_file(&ctx.home));
-    for task in [scheduler, keeper] {
+    for task in [scheduler, keeper, relay_watch] {
         task.abort();
         let _ = task.await;
     }
@@ -197,6 +198,33 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     println!("tillmesh: stopped cleanly");
     served.context("the local API failed")
+}
+
+/// How often the daemon checks the store's relay list.
+const RELAY_CHECK: Duration = Duration::from_secs(2);
+
+/// The store's relay list, followed while the daemon runs: `tillmesh relays
+/// add` or `remove` here or on any other till takes effect without a restart.
+async fn relay_watch(store: StoreHandle, node: Arc<Node>) {
+    loop {
+        tokio::time::sleep(RELAY_CHECK).await;
+        let Ok(read) = store
+            .call(|s| -> Result<_, tillmesh_store::StorageError> {
+                Ok((s.relays()?, s.relay_certs()?))
+            })
+            .await
+        else {
+            return;
+        };
+        match read {
+            Ok((relays, certs)) => {
+                if let Err(e) = node.set_relays(relays, certs).await {
+                    tracing::warn!(error = %e, "cannot use the store's new relay list");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the store's relay list"),
+        }
+    }
 }
 
 /// How often the daemon checks the store's backup keys.
@@ -313,12 +341,20 @@ async fn exec(
             let links = sh.node.links();
             let window = sh.online_window_ms;
             let home = sh.home.clone();
+            let relay = sh
+                .node
+                .endpoint()
+                .addr()
+                .relay_urls()
+                .next()
+                .map(|u| u.to_string());
             let report = sh
                 .store
                 .call(move |s| status::collect(s, &home, Some(&links), window))
                 .await
                 .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-            Ok(done(report.and_then(|r| {
+            Ok(done(report.and_then(|mut r| {
+                r.me.relay_connected = relay;
                 let mut out = Vec::new();
                 status::render(&r, a.json, &mut out)?;
                 Ok(out)

@@ -78,6 +78,8 @@ pub struct SelfInfo {
     pub daemon: bool,
     pub version: String,
     pub relays: Vec<String>,
+    /// The relay the daemon is connected to now (its home relay), if any.
+    pub relay_connected: Option<String>,
 }
 
 /// Build the report. `links` is the daemon's view of its peers (None without one).
@@ -206,6 +208,7 @@ pub fn collect(
             daemon: links.is_some(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             relays: store.relays()?,
+            relay_connected: None,
         },
         tills: rows,
         sinks,
@@ -221,11 +224,16 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
     }
     writeln!(
         out,
-        "Store {} ({})   this till: {}   daemon: {}",
+        "Store {} ({})   this till: {}   daemon: {}{}",
         r.store_name,
         &r.store[..8],
         r.me.name,
-        if r.me.daemon { "running" } else { "stopped" }
+        if r.me.daemon { "running" } else { "stopped" },
+        match &r.me.relay_connected {
+            Some(url) => format!("   relay: {url}"),
+            None if r.me.daemon && !r.me.relays.is_empty() => "   relay: not connected".into(),
+            None => String::new(),
+        }
     )?;
     let mut t = Table::new(&[
         "TILL",

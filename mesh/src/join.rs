@@ -168,7 +168,7 @@ pub enum JoinReply {
 pub(crate) struct JoinProto {
     pub store: StoreHandle,
     pub admin: TillKey,
-    pub relays: Vec<String>,
+    pub relays: crate::node::Relays,
     /// Wakes anti-entropy, so the other tills learn of a new member at once.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
@@ -194,7 +194,7 @@ impl ProtocolHandler for JoinProto {
         };
         let admin = self.admin.clone();
         let version = req.version;
-        let relays = self.relays.clone();
+        let relays = self.relays.urls();
         let reply = self
             .store
             .call(move |s| -> JoinReply {

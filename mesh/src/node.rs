@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::actor::StoreHandle;
 use crate::join::{JOIN_ALPN, JoinProto};
+use crate::relay::Pins;
 use crate::session::{SessionReport, run_session};
 use crate::wire::SYNC_ALPN;
 
@@ -109,6 +110,35 @@ mod tests {
         assert!(mdns_service(a).len() <= 15);
         assert_ne!(mdns_service(a), mdns_service(b));
         assert_eq!(mdns_service(a), mdns_service(a));
+    }
+}
+
+/// The relays a node uses now, with the certificate fingerprints pinned for
+/// them: shared by the node's tasks, changed by [`Node::set_relays`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Relays(Arc<RwLock<RelayList>>);
+
+/// Relay URLs, and the certificate fingerprints pinned for them by URL.
+type RelayList = (Vec<String>, BTreeMap<String, String>);
+
+impl Relays {
+    fn new(urls: Vec<String>, certs: BTreeMap<String, String>) -> Relays {
+        Relays(Arc::new(RwLock::new((urls, certs))))
+    }
+
+    /// The relay URLs.
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.0.read().map(|r| r.0.clone()).unwrap_or_default()
+    }
+
+    fn get(&self) -> (Vec<String>, BTreeMap<String, String>) {
+        self.0.read().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, urls: Vec<String>, certs: BTreeMap<String, String>) {
+        if let Ok(mut r) = self.0.write() {
+            *r = (urls, certs);
+        }
     }
 }
 
@@ -514,6 +544,19 @@ pub async fn endpoint(
     relay_certs: &BTreeMap<String, String>,
     hooks: Option<impl EndpointHooks + 'static>,
 ) -> Result<Endpoint, NodeError> {
+    endpoint_with_pins(key, bind, relays, relay_certs, hooks, &Pins::default()).await
+}
+
+/// [`endpoint`], its pinned relay certificates in `pins`, which the caller may
+/// change later (with [`Endpoint::insert_relay`] for new relays).
+pub async fn endpoint_with_pins(
+    key: &TillKey,
+    bind: Option<SocketAddr>,
+    relays: &[String],
+    relay_certs: &BTreeMap<String, String>,
+    hooks: Option<impl EndpointHooks + 'static>,
+    pins: &Pins,
+) -> Result<Endpoint, NodeError> {
     let mut builder = Endpoint::builder(presets::Minimal)
         .secret_key(SecretKey::from_bytes(&key.seed()))
         .clear_address_lookup()
@@ -524,38 +567,18 @@ pub async fn endpoint(
             .bind_addr(addr)
             .map_err(|e| NodeError::Bind(e.to_string()))?;
     }
-    if relays.is_empty() {
-        builder = builder.relay_mode(RelayMode::Disabled);
-    } else {
-        let mut configs = Vec::new();
-        for r in relays {
-            let url: RelayUrl = r
-                .parse()
-                .map_err(|e| NodeError::Config(format!("relay URL {r:?}: {e}")))?;
-            let qad = relay_certs.get(r).map(|_| {
-                RelayQuicConfig::new(
-                    url.port_or_known_default()
-                        .unwrap_or(crate::relay::DEFAULT_PORT),
-                )
-            });
-            configs.push(RelayConfig::new(url, qad));
-        }
-        let pins: HashSet<String> = relays
-            .iter()
-            .filter_map(|r| relay_certs.get(r))
-            .map(|fp| fp.to_ascii_lowercase())
-            .collect();
-        if !pins.is_empty() {
-            builder = builder.ca_tls_config(crate::relay::pinned_trust(pins));
-        }
-        let map = RelayMap::from_iter(configs);
-        // The captive-portal probe would go to port 80 of the relay host.
-        let mut net = NetReportConfig::default();
-        net.captive_portal_check = false;
-        builder = builder
-            .relay_mode(RelayMode::Custom(map))
-            .net_report_config(net);
+    let mut configs = Vec::new();
+    for r in relays {
+        configs.push(relay_config(r, relay_certs.contains_key(r))?);
     }
+    pins.set(relays.iter().filter_map(|r| relay_certs.get(r)).cloned());
+    builder = builder.ca_tls_config(crate::relay::pinned_trust(pins.clone()));
+    // The captive-portal probe would go to port 80 of the relay host.
+    let mut net = NetReportConfig::default();
+    net.captive_portal_check = false;
+    builder = builder
+        .relay_mode(RelayMode::Custom(RelayMap::from_iter(configs)))
+        .net_report_config(net);
     if let Some(h) = hooks {
         builder = builder.hooks(h);
     }
@@ -563,6 +586,22 @@ pub async fn endpoint(
         .bind()
         .await
         .map_err(|e| NodeError::Bind(e.to_string()))
+}
+
+/// A relay's configuration: with address discovery (on the relay's port number
+/// over UDP) when its certificate is pinned.
+fn relay_config(url: &str, pinned: bool) -> Result<RelayConfig, NodeError> {
+    let parsed: RelayUrl = url
+        .parse()
+        .map_err(|e| NodeError::Config(format!("relay URL {url:?}: {e}")))?;
+    let qad = pinned.then(|| {
+        RelayQuicConfig::new(
+            parsed
+                .port_or_known_default()
+                .unwrap_or(crate::relay::DEFAULT_PORT),
+        )
+    });
+    Ok(RelayConfig::new(parsed, qad))
 }
 
 /// Starting or running the node failed.
@@ -629,14 +668,17 @@ impl Node {
             refused: refused_tx,
             conns: conns.clone(),
         };
-        let endpoint = endpoint(
+        let pins = Pins::default();
+        let endpoint = endpoint_with_pins(
             key,
             config.bind,
             &config.relays,
             &config.relay_certs,
             Some(gate),
+            &pins,
         )
         .await?;
+        let relays = Relays::new(config.relays.clone(), config.relay_certs.clone());
         let lookup = MemoryLookup::new();
         let lookups = endpoint
             .address_lookup()
@@ -671,7 +713,7 @@ impl Node {
                 JoinProto {
                     store: store.clone(),
                     admin: admin.clone(),
-                    relays: config.relays.clone(),
+                    relays: relays.clone(),
                     wake: wake.clone(),
                 },
             );
@@ -704,7 +746,8 @@ impl Node {
                 lookup,
                 members,
                 links,
-                relays: config.relays.clone(),
+                relays,
+                pins,
                 joined,
                 conns,
             },
@@ -927,6 +970,53 @@ impl Node {
         self.sync_context().publish_address().await
     }
 
+    /// Use `relays` (pinning `relay_certs` for them) from now on, as the store's
+    /// configuration says after `tillmesh relays add` or `remove`: relays no
+    /// longer listed are dropped, new ones (and ones whose certificate changed)
+    /// connected, and the till's published addresses follow. Gives whether
+    /// anything changed.
+    pub async fn set_relays(
+        &self,
+        relays: Vec<String>,
+        relay_certs: BTreeMap<String, String>,
+    ) -> Result<bool, NodeError> {
+        let ctx = &self.ctx;
+        let (old, old_certs) = ctx.relays.get();
+        let certs: BTreeMap<String, String> = relay_certs
+            .into_iter()
+            .filter(|(url, _)| relays.contains(url))
+            .collect();
+        let old_certs: BTreeMap<String, String> = old_certs
+            .into_iter()
+            .filter(|(url, _)| old.contains(url))
+            .collect();
+        if old == relays && old_certs == certs {
+            return Ok(false);
+        }
+        let mut configs = Vec::new();
+        for r in &relays {
+            configs.push(relay_config(r, certs.contains_key(r))?);
+        }
+        // New pins first, so a relay added with its certificate is trusted at once.
+        ctx.pins.set(certs.values().cloned());
+        for r in old.iter().filter(|r| !relays.contains(r)) {
+            if let Ok(url) = r.parse::<RelayUrl>() {
+                ctx.endpoint.remove_relay(&url).await;
+            }
+        }
+        for (r, config) in relays.iter().zip(configs) {
+            if !old.contains(r) || old_certs.get(r) != certs.get(r) {
+                ctx.endpoint
+                    .insert_relay(config.url.clone(), Arc::new(config))
+                    .await;
+            }
+        }
+        tracing::info!(relays = ?relays, "the store's relays changed");
+        ctx.relays.set(relays, certs);
+        ctx.publish_address().await?;
+        Ok(true)
+    }
+
     /// This till's current addresses.
     pub fn addr(&self) -> PeerAddr {
         self.sync_context().addr()
@@ -1048,7 +1138,8 @@ struct SyncContext {
     lookup: MemoryLookup,
     members: Arc<RwLock<HashSet<EndpointId>>>,
     links: Links,
-    relays: Vec<String>,
+    relays: Relays,
+    pins: Pins,
     /// Members certified since the last refresh, for gossip to join.
     joined: mpsc::UnboundedSender<Vec<EndpointId>>,
     conns: Conns,
@@ -1102,7 +1193,7 @@ impl SyncContext {
     fn addr(&self) -> PeerAddr {
         let a = self.endpoint.addr();
         let mut relay: Vec<String> = a.relay_urls().map(|u| u.to_string()).collect();
-        for r in &self.relays {
+        for r in &self.relays.urls() {
             let known = r
                 .parse::<RelayUrl>()
                 .is_ok_and(|u| relay.contains(&u.to_string()));

@@ -322,11 +322,33 @@ fn free_port(bind: SocketAddr) -> std::io::Result<u16> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
 
+/// The relay certificate fingerprints a till trusts, shared with its endpoint's
+/// TLS trust, so the store's relay list can change while the till runs.
+#[derive(Debug, Clone, Default)]
+pub struct Pins(Arc<std::sync::RwLock<HashSet<String>>>);
+
+impl Pins {
+    /// Trust exactly these fingerprints from now on.
+    pub fn set(&self, fingerprints: impl IntoIterator<Item = String>) {
+        let new: HashSet<String> = fingerprints
+            .into_iter()
+            .map(|f| f.to_ascii_lowercase())
+            .collect();
+        if let Ok(mut p) = self.0.write() {
+            *p = new;
+        }
+    }
+
+    /// Whether `fingerprint` is trusted.
+    pub fn contains(&self, fingerprint: &str) -> bool {
+        self.0.read().is_ok_and(|p| p.contains(fingerprint))
+    }
+}
+
 /// The TLS trust of a till's endpoint: certificates pinned by fingerprint (the
 /// store's relays) are trusted as they are; anything else is checked against the
 /// usual web roots.
-pub(crate) fn pinned_trust(pins: HashSet<String>) -> iroh_relay::tls::CaTlsConfig {
-    let pins = Arc::new(pins);
+pub(crate) fn pinned_trust(pins: Pins) -> iroh_relay::tls::CaTlsConfig {
     iroh_relay::tls::CaTlsConfig::custom_server_cert_verifier(Arc::new(move |provider| {
         let fallback =
             iroh_relay::tls::CaTlsConfig::embedded().server_cert_verifier(provider.clone())?;
@@ -340,7 +362,7 @@ pub(crate) fn pinned_trust(pins: HashSet<String>) -> iroh_relay::tls::CaTlsConfi
 
 #[derive(Debug)]
 struct Pinned {
-    pins: Arc<HashSet<String>>,
+    pins: Pins,
     fallback: Arc<dyn ServerCertVerifier>,
     provider: Arc<CryptoProvider>,
 }

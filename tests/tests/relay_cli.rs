@@ -1,6 +1,7 @@
-//! The store's relay over HTTPS, from the command line: tills that may only use
+//! The store's relay from the command line: over HTTPS, tills that may only use
 //! the relay join and sync through it, trusting its certificate by the
-//! fingerprint in the store's configuration and in the invitation ticket.
+//! fingerprint in the store's configuration and in the invitation ticket; and a
+//! relay added while the daemons run is in use on every till without a restart.
 
 mod common;
 
@@ -74,4 +75,57 @@ fn relay_only_tills_join_and_sync_through_an_https_relay() {
             .as_array()
             .is_some_and(|t| t.iter().any(|x| x["name"] == "A" && x["path"] == "relay"))
     });
+}
+
+/// The relay `t`'s daemon is connected to now, by `status`.
+fn relay_connected(t: &Till) -> Option<String> {
+    t.json(&["status"])["self"]["relay_connected"]
+        .as_str()
+        .map(|u| u.trim_end_matches('/').to_string())
+}
+
+#[test]
+fn a_relay_added_while_the_daemons_run_is_used_at_once_everywhere() {
+    let mut dir = tempfile::tempdir().expect("tempdir");
+    dir.disable_cleanup(std::env::var_os("TILLMESH_TEST_KEEP").is_some());
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Late Relay Shop", "--till", "A"]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    let _da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    let ticket = a.ok(&["invite"]);
+    b.ok(&[
+        "join",
+        ticket.trim(),
+        "--till",
+        "B",
+        "--bind",
+        "127.0.0.1:0",
+    ]);
+    let _db = b.start(&[]);
+    assert_eq!(relay_connected(&a), None, "no relay yet");
+    let text = a.ok(&["status"]);
+    assert!(!text.contains("relay:"), "{text}");
+
+    // The store gets a relay; A's daemon takes the command, B hears of it by sync.
+    let (_relay, url, cert) = start_relay_with(&dir.path().join("relay"), &[]);
+    a.ok(&["relays", "add", &url, "--cert", &cert]);
+    for t in [&a, &b] {
+        wait_for("each daemon to connect to the new relay", || {
+            relay_connected(t).as_deref() == Some(url.as_str())
+        });
+    }
+    let text = b.ok(&["status"]);
+    assert!(text.contains(&format!("relay: {url}")), "{text}");
+
+    // The relay moves to another machine: the new one is added, the old one
+    // removed, and the daemons follow.
+    let (_relay2, url2, cert2) = start_relay_with(&dir.path().join("relay2"), &[]);
+    a.ok(&["relays", "add", &url2, "--cert", &cert2]);
+    a.ok(&["relays", "remove", &url]);
+    for t in [&a, &b] {
+        wait_for("each daemon to move to the new relay", || {
+            relay_connected(t).as_deref() == Some(url2.as_str())
+        });
+    }
 }
