@@ -13,7 +13,9 @@ use tillmesh_store::{ChangeHash, DocId, StoreId, SyncState, TillId};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::actor::{StoreClosed, StoreHandle};
-use crate::wire::{Frame, PROTOCOL_VERSION, WireError, read_frame, write_frame};
+use crate::wire::{
+    Frame, PROTOCOL_VERSION, Pieces, SYNC_PART, WireError, read_frame, write_frame, write_sync,
+};
 
 /// A peer silent for this long has gone away.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -247,14 +249,7 @@ where
         let sending = async {
             let mut bytes = 0;
             for (doc, msg) in outgoing {
-                bytes += write_frame(
-                    &mut send,
-                    &Frame::Sync {
-                        doc: doc.to_string(),
-                        msg,
-                    },
-                )
-                .await?;
+                bytes += write_sync(&mut send, &doc.to_string(), msg, SYNC_PART).await?;
             }
             bytes += write_frame(&mut send, &Frame::RoundEnd { sent }).await?;
             send.flush().await.map_err(WireError::from)?;
@@ -264,6 +259,7 @@ where
             // Applied as they arrive, a batch at a time, each batch's sync states
             // saved with it: a catch-up cut short keeps what it got.
             let mut pending: Vec<(usize, Vec<u8>)> = Vec::new();
+            let mut pieces = Pieces::default();
             let mut pending_bytes = 0;
             let mut received = 0;
             let mut bytes = 0;
@@ -271,7 +267,9 @@ where
                 let (f, n) = read_timed(&mut recv).await?;
                 bytes += n;
                 match f {
+                    Frame::SyncPart { doc, part } => pieces.part(doc, part)?,
                     Frame::Sync { doc, msg } => {
+                        let msg = pieces.last(&doc, msg)?;
                         let doc: DocId = doc.parse().map_err(|_| {
                             SessionError::Protocol(format!(
                                 "sync message for unknown document {doc:?}"
@@ -293,6 +291,11 @@ where
                         }
                     }
                     Frame::RoundEnd { sent } => {
+                        if pieces.pending() {
+                            return Err(SessionError::Protocol(
+                                "the round ended in the middle of a message".into(),
+                            ));
+                        }
                         if sent as usize != received {
                             return Err(SessionError::Protocol(format!(
                                 "peer announced {sent} messages and sent {received}"

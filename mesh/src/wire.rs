@@ -44,6 +44,104 @@ pub enum Frame {
     },
     /// The session is over.
     Bye,
+    /// A leading piece of a sync message too large for one frame; the pieces
+    /// of one message follow each other, and its last piece comes as an
+    /// ordinary [`Frame::Sync`] for the same document (added after version 1
+    /// shipped: a peer that does not know it could not send or take such a
+    /// message anyway).
+    SyncPart {
+        /// The document id.
+        doc: String,
+        /// This piece.
+        part: Vec<u8>,
+    },
+}
+
+/// Sync messages are sent in pieces of at most this many bytes.
+pub const SYNC_PART: usize = 8 * 1024 * 1024;
+
+/// Largest sync message taken in pieces, in bytes: a document larger than this
+/// cannot be synced (and is logged as such).
+pub const MAX_SYNC_MESSAGE: usize = 1024 * 1024 * 1024;
+
+/// Write the sync message `msg` for `doc`: one [`Frame::Sync`] when it fits,
+/// else [`Frame::SyncPart`]s of `part` bytes and a last [`Frame::Sync`]. Gives
+/// the bytes written.
+pub async fn write_sync<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    doc: &str,
+    msg: Vec<u8>,
+    part: usize,
+) -> Result<usize, WireError> {
+    let part = part.max(1);
+    let mut written = 0;
+    let mut rest = msg.as_slice();
+    while rest.len() > part {
+        let (head, tail) = rest.split_at(part);
+        written += write_frame(
+            w,
+            &Frame::SyncPart {
+                doc: doc.to_string(),
+                part: head.to_vec(),
+            },
+        )
+        .await?;
+        rest = tail;
+    }
+    written += write_frame(
+        w,
+        &Frame::Sync {
+            doc: doc.to_string(),
+            msg: rest.to_vec(),
+        },
+    )
+    .await?;
+    Ok(written)
+}
+
+/// Puts sync messages sent in pieces back together.
+#[derive(Debug, Default)]
+pub struct Pieces {
+    doc: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl Pieces {
+    /// Take a [`Frame::SyncPart`].
+    pub fn part(&mut self, doc: String, part: Vec<u8>) -> Result<(), WireError> {
+        if self.doc.as_ref().is_some_and(|d| *d != doc) {
+            return Err(WireError::Malformed(format!(
+                "a piece of {doc} in the middle of another document's message"
+            )));
+        }
+        if self.bytes.len() + part.len() > MAX_SYNC_MESSAGE {
+            return Err(WireError::TooLarge(self.bytes.len() + part.len()));
+        }
+        self.doc = Some(doc);
+        self.bytes.extend_from_slice(&part);
+        Ok(())
+    }
+
+    /// Take a [`Frame::Sync`]: the whole message for `doc`, with any pieces
+    /// before it.
+    pub fn last(&mut self, doc: &str, msg: Vec<u8>) -> Result<Vec<u8>, WireError> {
+        match self.doc.take() {
+            None => Ok(msg),
+            Some(d) if d == doc => {
+                let mut whole = std::mem::take(&mut self.bytes);
+                whole.extend_from_slice(&msg);
+                Ok(whole)
+            }
+            Some(d) => Err(WireError::Malformed(format!(
+                "the message for {d} ended with a piece for {doc}"
+            ))),
+        }
+    }
+
+    /// Whether a message is half received.
+    pub fn pending(&self) -> bool {
+        self.doc.is_some()
+    }
 }
 
 /// Reading or writing a frame failed.
@@ -161,6 +259,38 @@ mod tests {
             read_frame(&mut b).await,
             Err(WireError::TooLarge(_))
         ));
+
+        // A message in pieces comes back whole; pieces of two documents mixed,
+        // or a message that never ends before the round does, are refused.
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let big: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let n = write_sync(&mut a, "catalog", big.clone(), 300)
+            .await
+            .expect("write");
+        assert!(n > big.len());
+        let mut pieces = Pieces::default();
+        let mut frames = 0;
+        let whole = loop {
+            frames += 1;
+            match read_frame(&mut b).await.expect("read").0 {
+                Frame::SyncPart { doc, part } => {
+                    assert!(part.len() <= 300);
+                    pieces.part(doc, part).expect("piece");
+                }
+                Frame::Sync { doc, msg } => break pieces.last(&doc, msg).expect("whole"),
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(frames, 4, "three pieces of 300 bytes and a last of 100");
+        assert_eq!(whole, big);
+        assert!(!pieces.pending());
+        let mut mixed = Pieces::default();
+        mixed.part("catalog".into(), vec![1]).expect("piece");
+        assert!(mixed.part("config".into(), vec![2]).is_err());
+        assert!(mixed.pending());
+        assert!(mixed.last("config", vec![3]).is_err());
+        let mut small = Pieces::default();
+        assert_eq!(small.last("config", vec![7]).expect("one frame"), vec![7]);
 
         // Garbage is a clear error, not a panic.
         let (mut a, mut b) = tokio::io::duplex(1 << 16);

@@ -122,3 +122,37 @@ async fn garbage_and_strangers_are_refused() {
     let after = ha.call(|s| s.view_dump()).await.expect("a").expect("dump");
     assert_eq!(before, after, "nothing of the till changed");
 }
+
+/// A document whose sync message is over the 16 MiB frame limit crosses in
+/// pieces (`SyncPart`) and arrives whole.
+#[tokio::test]
+async fn a_document_larger_than_a_frame_crosses_in_pieces() {
+    use rand::RngCore;
+    let id = StoreId::random();
+    let mut a = till(id, "A", true);
+    let b = till(id, "B", false);
+    let (ia, ib) = (a.till_id(), b.till_id());
+    // Three settings of 12 MiB of hex each: random, so they do not compress
+    // below the frame limit.
+    let mut rng = rand::rng();
+    for i in 0..3 {
+        let mut raw = vec![0u8; 6 * 1024 * 1024];
+        rng.fill_bytes(&mut raw);
+        a.set_config_value(&format!("blob/{i}"), serde_json::json!(hex::encode(raw)))
+            .expect("setting");
+    }
+    let want = a.config_value("blob/2").expect("read").expect("set");
+    let (ha, _ta) = StoreHandle::spawn(a, None);
+    let (hb, _tb) = StoreHandle::spawn(b, None);
+    let (_, rb) = session(&ha, &hb, id, ia, ib).await;
+    assert!(
+        rb.bytes_received > wire::MAX_FRAME,
+        "the catch-up is larger than one frame: {rb:?}"
+    );
+    let got = hb
+        .call(|s| s.config_value("blob/2"))
+        .await
+        .expect("b")
+        .expect("read");
+    assert_eq!(got, Some(want));
+}
