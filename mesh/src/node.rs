@@ -395,6 +395,9 @@ fn record(
     }
 }
 
+/// Sync sessions an anti-entropy round runs at the same time.
+const MAX_CONCURRENT_SESSIONS: usize = 8;
+
 /// Time between checks of the gossip neighbours while a till has enough of them.
 const GOSSIP_CHECK: Duration = Duration::from_secs(2);
 
@@ -1297,16 +1300,36 @@ impl SyncContext {
         }
         peers.shuffle(&mut rand::rng());
         peers.truncate(fanout);
-        // Peers are synced at once: one that is down must not hold up the others.
+        let mut changed = false;
+        if fanout == usize::MAX {
+            // The round after a start, with every member: catch up from one
+            // peer first (trying them in turn until one answers), so what the
+            // till missed arrives once, not once from every peer at the same time.
+            while let Some(peer) = peers.pop() {
+                let till = TillId::from_bytes(*peer.as_bytes());
+                match self.sync_with(till).await {
+                    Ok(r) => {
+                        changed |= r.changes_received > 0;
+                        break;
+                    }
+                    Err(e) => tracing::info!(peer = %till.fmt_short(), error = %e, "sync failed"),
+                }
+            }
+        }
+        // Peers are synced concurrently, so one that is down holds up nobody, but
+        // a few at a time: the first round after a start goes to every member,
+        // and a till of a 100-till store must not open 99 sessions at once.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SESSIONS));
         let mut sessions = tokio::task::JoinSet::new();
         for peer in peers {
             let ctx = self.clone();
+            let slots = slots.clone();
             sessions.spawn(async move {
                 let till = TillId::from_bytes(*peer.as_bytes());
+                let _slot = slots.acquire_owned().await;
                 (till, ctx.sync_with(till).await)
             });
         }
-        let mut changed = false;
         while let Some(done) = sessions.join_next().await {
             let Ok((till, result)) = done else { continue };
             match result {
