@@ -34,11 +34,10 @@ fn founder(root: &Path) -> Till {
     a
 }
 
-#[test]
-fn a_lost_till_comes_back_from_its_recovery_file() {
-    let dir = tempfile::tempdir().expect("dir");
-    let a = Till::new(dir.path(), "a");
-    let rec = dir.path().join("recovery.age");
+/// The founding till, made with `init --recovery`, and its recovery file.
+fn founder_with_recovery(root: &Path) -> (Till, std::path::PathBuf) {
+    let a = Till::new(root, "a");
+    let rec = root.join("recovery.age");
     let mut init = a.cmd(&[
         "init",
         "--store",
@@ -52,6 +51,13 @@ fn a_lost_till_comes_back_from_its_recovery_file() {
         .env("TILLMESH_SCRYPT_WORK_FACTOR", "4");
     assert!(init.status().expect("init").success());
     a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.50"]);
+    (a, rec)
+}
+
+#[test]
+fn a_lost_till_comes_back_from_its_recovery_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (a, rec) = founder_with_recovery(dir.path());
     sell(&a, 3);
     let nas = dir.path().join("nas");
     std::fs::create_dir(&nas).expect("nas");
@@ -104,21 +110,7 @@ fn a_lost_till_comes_back_from_its_recovery_file() {
 #[test]
 fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
     let dir = tempfile::tempdir().expect("dir");
-    let a = Till::new(dir.path(), "a");
-    let rec = dir.path().join("recovery.age");
-    let mut init = a.cmd(&[
-        "init",
-        "--store",
-        "Corner Shop",
-        "--till",
-        "A",
-        "--recovery",
-        rec.to_str().expect("path"),
-    ]);
-    init.env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
-        .env("TILLMESH_SCRYPT_WORK_FACTOR", "4");
-    assert!(init.status().expect("init").success());
-    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.50"]);
+    let (a, rec) = founder_with_recovery(dir.path());
     sell(&a, 2);
     let nas = dir.path().join("nas");
     std::fs::create_dir(&nas).expect("nas");
@@ -325,15 +317,7 @@ fn usb_sync_carries_sales_between_tills_that_never_meet() {
     let a = founder(dir.path());
     let da = a.start(&[]);
     let b = Till::new(dir.path(), "b");
-    let ticket = a.ok(&["invite"]);
-    b.ok(&[
-        "join",
-        ticket.trim(),
-        "--till",
-        "B",
-        "--bind",
-        "127.0.0.1:0",
-    ]);
+    b.join(&a, "B");
     da.stop();
     assert!(
         b.home.join("store.keys").exists(),

@@ -68,15 +68,7 @@ fn a_catch_up_cut_short_by_killing_the_sender_resumes() {
     a.ok(&["relays", "add", &relay_url, "--cert", &relay_cert]);
     let da = a.start_logging(&[], log);
     let b = Till::new(dir.path(), "b");
-    let ticket = a.ok(&["invite"]);
-    b.ok(&[
-        "join",
-        ticket.trim(),
-        "--till",
-        "B",
-        "--bind",
-        "127.0.0.1:0",
-    ]);
+    b.join(&a, "B");
     da.stop();
 
     // Weeks of A's sales that B has never seen: one document per day.

@@ -52,16 +52,7 @@ fn relay_only_tills_join_and_sync_through_an_https_relay() {
 
     // The ticket carries the relay's fingerprint: B reaches A only through it.
     let b = Till::new(dir.path(), "b");
-    let ticket = a.ok(&["invite"]);
-    let joined = b.ok(&[
-        "join",
-        ticket.trim(),
-        "--till",
-        "B",
-        "--bind",
-        "127.0.0.1:0",
-    ]);
-    assert!(joined.contains("Joined"), "{joined}");
+    b.join(&a, "B");
     let _db = b.start(&["--relay-only"]);
 
     let sale = a.json(&["sale", "--line", "TEA", "--tender", "cash"]);
@@ -93,15 +84,7 @@ fn a_relay_added_while_the_daemons_run_is_used_at_once_everywhere() {
     a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
     let _da = a.start(&[]);
     let b = Till::new(dir.path(), "b");
-    let ticket = a.ok(&["invite"]);
-    b.ok(&[
-        "join",
-        ticket.trim(),
-        "--till",
-        "B",
-        "--bind",
-        "127.0.0.1:0",
-    ]);
+    b.join(&a, "B");
     let _db = b.start(&[]);
     assert_eq!(relay_connected(&a), None, "no relay yet");
     let text = a.ok(&["status"]);

@@ -62,6 +62,22 @@ impl Till {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
+    /// Join the store of `admin` (whose daemon runs) as till `name`, with a new
+    /// ticket from it; return what `join` printed.
+    pub fn join(&self, admin: &Till, name: &str) -> String {
+        let ticket = admin.ok(&["invite"]);
+        let joined = self.ok(&[
+            "join",
+            ticket.trim(),
+            "--till",
+            name,
+            "--bind",
+            "127.0.0.1:0",
+        ]);
+        assert!(joined.contains("Joined"), "{joined}");
+        joined
+    }
+
     /// Run a command with `--json` that must succeed; return the parsed output.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
