@@ -412,12 +412,20 @@ async fn invite(sh: &Shared, hours: u64) -> Result<Vec<u8>> {
         .call(move |s| s.create_invite(&adm, expires))
         .await??;
     let addr = sh.node.addr();
-    let relay_certs = sh
-        .store
-        .call(|s| s.relay_certs())
-        .await??
-        .into_iter()
-        .filter(|(url, _)| addr.relay.contains(url))
+    // The fingerprints of the relays in the ticket's address, under the URLs as
+    // written there (the endpoint's own form may differ from the configured one
+    // by a trailing slash).
+    let certs = sh.store.call(|s| s.relay_certs()).await??;
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    let relay_certs = addr
+        .relay
+        .iter()
+        .filter_map(|url| {
+            certs
+                .iter()
+                .find(|(configured, _)| same(configured, url))
+                .map(|(_, fp)| (url.clone(), fp.clone()))
+        })
         .collect();
     let ticket = Ticket {
         version: 2,

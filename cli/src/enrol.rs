@@ -39,8 +39,14 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
     rt.block_on(async {
         let key = TillKey::generate();
         let relays = ticket.addr.relay.clone();
-        let relay_certs = ticket.relay_cert_map();
-        let ep = endpoint(&key, Some(a.bind), &relays, &relay_certs, None::<NoHooks>).await?;
+        let ep = endpoint(
+            &key,
+            Some(a.bind),
+            &relays,
+            &ticket.relay_certs_for(&relays),
+            None::<NoHooks>,
+        )
+        .await?;
         let reply = request_join(&ep, &ticket, name.as_str()).await;
         ep.close().await;
         let (store_name, role, relays, store_keys) = match reply? {
@@ -87,7 +93,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
             NodeConfig {
                 bind: Some(a.bind),
                 relays: relays.clone(),
-                relay_certs,
+                relay_certs: ticket.relay_certs_for(&relays),
                 sync_interval: Duration::from_secs(3600),
                 fanout: 0,
                 ..NodeConfig::default()

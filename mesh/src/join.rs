@@ -115,9 +115,18 @@ impl Ticket {
         }
     }
 
-    /// The relay certificates as the endpoint takes them.
-    pub fn relay_cert_map(&self) -> std::collections::BTreeMap<String, String> {
-        self.relay_certs.iter().cloned().collect()
+    /// The ticket's relay certificates for `urls`, keyed by those URLs as
+    /// given (a trailing slash makes no difference), as the endpoint takes them.
+    pub fn relay_certs_for(&self, urls: &[String]) -> std::collections::BTreeMap<String, String> {
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        urls.iter()
+            .filter_map(|url| {
+                self.relay_certs
+                    .iter()
+                    .find(|(u, _)| same(u, url))
+                    .map(|(_, fp)| (url.clone(), fp.clone()))
+            })
+            .collect()
     }
 }
 
@@ -322,10 +331,13 @@ mod tests {
         let pinned = ticket(vec![("https://10.0.0.2:3341".into(), "ab".repeat(32))]);
         let back = Ticket::decode(&pinned.encode()).expect("decode");
         assert_eq!(back, pinned);
+        let certs = back.relay_certs_for(&["https://10.0.0.2:3341/".into(), "http://other".into()]);
         assert_eq!(
-            back.relay_cert_map().get("https://10.0.0.2:3341"),
-            Some(&"ab".repeat(32))
+            certs.get("https://10.0.0.2:3341/"),
+            Some(&"ab".repeat(32)),
+            "found whatever the trailing slash"
         );
+        assert_eq!(certs.len(), 1);
 
         for bad in ["tillmesh1", "tillmesh1zz", "tillmesh109", "hello"] {
             assert!(Ticket::decode(bad).is_err(), "{bad}");

@@ -100,19 +100,6 @@ pub fn mdns_service(store: StoreId) -> String {
     format!("tm-{}", &store.to_string()[..12])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_store_has_its_own_short_mdns_service() {
-        let (a, b) = (StoreId::random(), StoreId::random());
-        assert!(mdns_service(a).len() <= 15);
-        assert_ne!(mdns_service(a), mdns_service(b));
-        assert_eq!(mdns_service(a), mdns_service(a));
-    }
-}
-
 /// The relays a node uses now, with the certificate fingerprints pinned for
 /// them: shared by the node's tasks, changed by [`Node::set_relays`].
 #[derive(Debug, Clone, Default)]
@@ -1397,5 +1384,18 @@ impl SyncContext {
             link.rtt_ms = None;
             link.last_error = Some(why.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_store_has_its_own_short_mdns_service() {
+        let (a, b) = (StoreId::random(), StoreId::random());
+        assert!(mdns_service(a).len() <= 15);
+        assert_ne!(mdns_service(a), mdns_service(b));
+        assert_eq!(mdns_service(a), mdns_service(a));
     }
 }

@@ -347,9 +347,9 @@ where
     Ok(report)
 }
 
-/// Apply the sync messages in `pending` (index into `docs`, message), move their
-/// sync states on, and save those states with the changes, in one call to the
-/// store thread.
+/// Apply the sync messages in `pending` (index into `docs`, message), holding
+/// the store [`STEP`] at a time, move their sync states on, and save the states
+/// of those applied.
 async fn apply_batch(
     store: &StoreHandle,
     peer: TillId,
