@@ -365,6 +365,7 @@ async fn apply_batch(
         .drain(..)
         .map(|(i, m)| (i, docs[i], states[i].clone(), m))
         .collect();
+    let started = std::time::Instant::now();
     let results = store
         .call_in_steps(items, STEP, |s, (i, doc, mut st, msg)| {
             let r = s.sync_receive(&doc, &mut st, &msg);
@@ -376,6 +377,7 @@ async fn apply_batch(
         .filter(|(.., r)| r.is_ok())
         .map(|(_, doc, st, _)| (*doc, st.clone()))
         .collect();
+    let applying = started.elapsed();
     let saved = store
         .call(move |s| {
             let pairs: Vec<(DocId, &SyncState)> = applied.iter().map(|(d, st)| (*d, st)).collect();
@@ -391,6 +393,12 @@ async fn apply_batch(
         states[i] = st;
     }
     saved?;
-    tracing::debug!(peer = %peer.fmt_short(), docs = docs_applied, "applied a batch of sync messages");
+    tracing::debug!(
+        peer = %peer.fmt_short(),
+        docs = docs_applied,
+        applying_ms = applying.as_millis() as u64,
+        saving_ms = (started.elapsed() - applying).as_millis() as u64,
+        "applied a batch of sync messages"
+    );
     Ok(())
 }
