@@ -337,6 +337,10 @@ pub struct JoinArgs {
     /// UDP address to use while joining.
     #[arg(long, default_value = "0.0.0.0:0")]
     pub bind: std::net::SocketAddr,
+    /// Also try to reach the admin till through this relay (repeat for several),
+    /// besides those in the ticket.
+    #[arg(long = "relay", value_name = "URL")]
+    pub relays: Vec<String>,
 }
 
 #[derive(Debug, Args)]

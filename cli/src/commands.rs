@@ -105,6 +105,9 @@ pub fn create_home(home: &Path) -> Result<()> {
 pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
     let till_name = a.till.parse().map_err(|e| rejected(format!("{e}")))?;
     let role: Role = a.role.parse().map_err(rejected)?;
+    for r in &a.relays {
+        check_relay_url(r)?;
+    }
     if ctx.store_path().exists() || ctx.key_path().exists() {
         return Err(
             tillmesh_store::OpenStoreError::AlreadyExists(ctx.home.display().to_string()).into(),
@@ -931,6 +934,18 @@ fn revoke(store: &mut Store, home: &Path, till: &str, out: &mut dyn Write) -> Re
     Ok(())
 }
 
+/// A relay URL as tills take it (`http://` or `https://`), or a clear refusal.
+pub fn check_relay_url(url: &str) -> Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(rejected(format!(
+            "{url:?}: a relay URL starts with http:// or https://"
+        )));
+    }
+    url.parse::<iroh::RelayUrl>()
+        .map_err(|e| rejected(format!("{url:?} is not a URL: {e}")))?;
+    Ok(())
+}
+
 fn relays(store: &mut Store, cmd: &RelaysCmd, out: &mut dyn Write) -> Result<()> {
     let mut list = store.relays()?;
     let mut certs = store.relay_certs()?;
@@ -951,11 +966,7 @@ fn relays(store: &mut Store, cmd: &RelaysCmd, out: &mut dyn Write) -> Result<()>
             return Ok(());
         }
         RelaysCmd::Add { url, cert } => {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(rejected("a relay URL starts with http:// or https://"));
-            }
-            url.parse::<iroh::RelayUrl>()
-                .map_err(|e| rejected(format!("{url:?} is not a URL: {e}")))?;
+            check_relay_url(url)?;
             let fp = match cert {
                 Some(fp) if !tillmesh_mesh::relay::is_fingerprint(fp.trim()) => {
                     return Err(rejected(format!(

@@ -17,7 +17,19 @@ struct NoHooks;
 impl iroh::endpoint::EndpointHooks for NoHooks {}
 
 pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()> {
-    let ticket = Ticket::decode(&a.ticket).map_err(|e| Rejected(e.to_string()))?;
+    let mut ticket = Ticket::decode(&a.ticket).map_err(|e| Rejected(e.to_string()))?;
+    // Relays given here are tried too, as ways to the admin till.
+    for r in &a.relays {
+        crate::commands::check_relay_url(r)?;
+        if !ticket
+            .addr
+            .relay
+            .iter()
+            .any(|t| t.trim_end_matches('/') == r.trim_end_matches('/'))
+        {
+            ticket.addr.relay.push(r.clone());
+        }
+    }
     let name: TillName = a.till.parse().map_err(|e| Rejected(format!("{e}")))?;
     if ctx.store_path().exists() {
         return Err(

@@ -43,6 +43,18 @@ fn relay_only_tills_join_and_sync_through_an_https_relay() {
     );
 
     let a = Till::new(dir.path(), "a");
+    // A relay URL that is not one is refused, and nothing is made.
+    let bad = a.run(&[
+        "init",
+        "--store",
+        "TLS Shop",
+        "--till",
+        "A",
+        "--relay",
+        "10.0.0.2:3340",
+    ]);
+    assert_eq!(bad.status.code(), Some(3), "{bad:?}");
+    assert!(!a.home.join("store.redb").exists());
     a.ok(&[
         "init", "--store", "TLS Shop", "--till", "A", "--relay", &url,
     ]);
@@ -52,6 +64,10 @@ fn relay_only_tills_join_and_sync_through_an_https_relay() {
 
     // The ticket carries the relay's fingerprint: B reaches A only through it.
     let b = Till::new(dir.path(), "b");
+    let ticket = a.ok(&["invite"]);
+    let bad = b.run(&["join", ticket.trim(), "--till", "B", "--relay", "ftp://x"]);
+    assert_eq!(bad.status.code(), Some(3), "{bad:?}");
+    assert!(!b.home.join("store.redb").exists());
     b.join(&a, "B");
     let _db = b.start(&["--relay-only"]);
 
