@@ -452,14 +452,69 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
             }
         }
     }
-    if a.json {
+    print_backups(&reports, a.json, out)?;
+    for (n, r) in &reports {
+        record_backup(store, n, r);
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// `tillmesh backup [--to SINK|DIR] [--bundle]` through the daemon: like
+/// [`backup`], but the documents are taken from the store 50 ms at a time and the
+/// file is written off the store's thread, as scheduled backups are, so the till
+/// keeps selling while an operator backs it up.
+pub async fn backup_stepped(store: &StoreHandle, home: &Path, a: &BackupArgs) -> Result<Vec<u8>> {
+    let h = home.to_path_buf();
+    store.call(move |s| ensure_keys(s, &h)).await??;
+    let kind = if a.bundle {
+        Kind::Bundle
+    } else {
+        Kind::Snapshot
+    };
+    let mut reports = Vec::new();
+    let mut failed = None;
+    for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
+        match stepped_backup(store, &sink, kind).await? {
+            Ok(r) => reports.push((name, r)),
+            Err(e) => {
+                failed.get_or_insert_with(|| {
+                    anyhow::Error::new(e).context(format!("backup to {} failed", sink.describe()))
+                });
+            }
+        }
+    }
+    let mut out = Vec::new();
+    print_backups(&reports, a.json, &mut out)?;
+    store
+        .call(move |s| {
+            for (n, r) in &reports {
+                record_backup(s, n, r);
+            }
+        })
+        .await?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// What `backup` made, for the operator.
+fn print_backups(
+    reports: &[(String, BackupReport)],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    if json {
         let v: Vec<_> = reports
             .iter()
             .map(|(n, r)| serde_json::json!({ "sink": n, "name": r.name, "kind": r.kind, "bytes": r.bytes, "docs": r.docs, "changes": r.changes }))
             .collect();
         print_json(out, &v)?;
     } else {
-        for (n, r) in &reports {
+        for (n, r) in reports {
             match &r.name {
                 Some(name) => writeln!(
                     out,
@@ -478,13 +533,7 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
             }
         }
     }
-    for (n, r) in &reports {
-        record_backup(store, n, r);
-    }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 fn first_sink(home: &Path, from: Option<&str>) -> Result<FolderSink> {
@@ -781,6 +830,33 @@ async fn scheduled_backup(
     policy: Policy,
     recovery: Vec<StoreSecret>,
 ) -> Result<Result<BackupReport, BackupError>> {
+    let report = match stepped_backup(store, &sink, kind).await? {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let (name, r) = (name.to_string(), report.clone());
+    store
+        .call(move |s| {
+            record_backup(s, &name, &r);
+            if kind == Kind::Snapshot
+                && let Err(e) = tillmesh_backup::prune_with(s, &recovery, &sink, &policy, false)
+            {
+                tracing::warn!(sink = name, error = %e, "retention failed");
+            }
+        })
+        .await?;
+    Ok(Ok(report))
+}
+
+/// A backup of `kind` to `sink`, its documents taken from the store
+/// [`archive::STEP_TIME`] at a time, the file compressed, encrypted and written
+/// off the store's thread. The outer error means the store has closed; the inner
+/// one is the backup's.
+async fn stepped_backup(
+    store: &StoreHandle,
+    sink: &FolderSink,
+    kind: Kind,
+) -> Result<Result<BackupReport, BackupError>> {
     let s2 = sink.clone();
     let mut pending = match store
         .call(move |s| archive::Pending::start(s, &s2, kind))
@@ -804,22 +880,7 @@ async fn scheduled_backup(
         }
     }
     let s2 = sink.clone();
-    let report = match tokio::task::spawn_blocking(move || pending.write(&s2)).await? {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e)),
-    };
-    let (name, r) = (name.to_string(), report.clone());
-    store
-        .call(move |s| {
-            record_backup(s, &name, &r);
-            if kind == Kind::Snapshot
-                && let Err(e) = tillmesh_backup::prune_with(s, &recovery, &sink, &policy, false)
-            {
-                tracing::warn!(sink = name, error = %e, "retention failed");
-            }
-        })
-        .await?;
-    Ok(Ok(report))
+    Ok(tokio::task::spawn_blocking(move || pending.write(&s2)).await?)
 }
 
 /// `tillmesh sink …`.

@@ -361,6 +361,10 @@ async fn exec(
             })))
         }
         Command::Invite(a) => Ok(done(invite(&sh, a.hours).await)),
+        // A backup made in steps, so the till keeps selling meanwhile.
+        Command::Backup(a) if a.cmd.is_none() => {
+            Ok(done(backups::backup_stepped(&sh.store, &sh.home, &a).await))
+        }
         Command::Stop => {
             sh.stop.notify_waiters();
             Ok(reply(0, "Stopping the daemon.\n".into(), String::new()))

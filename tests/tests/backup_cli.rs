@@ -577,3 +577,38 @@ fn the_daemon_backs_up_on_schedule_and_queues_while_the_stick_is_out() {
     ]);
     assert_eq!(receipts(&again), receipts(&a));
 }
+
+/// With the daemon running, `tillmesh backup` goes through it and is made in
+/// steps (the store free for sales between them), with the same output, files
+/// and errors as without a daemon.
+#[test]
+fn a_backup_through_the_daemon_is_made_in_steps_and_verifies() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    let _da = a.start(&[]);
+    sell(&a, 3);
+    let to = dir.path().join("stick");
+    std::fs::create_dir(&to).expect("stick");
+    let to = to.to_str().expect("path");
+    let out = a.ok(&["backup", "--to", to]);
+    assert!(out.contains("Wrote snapshot"), "{out}");
+    sell(&a, 2);
+    let made = a.json(&["backup", "--to", to, "--bundle"]);
+    assert_eq!(made[0]["kind"], "bundle", "{made}");
+    assert!(
+        made[0]["changes"].as_u64().is_some_and(|c| c >= 2),
+        "{made}"
+    );
+    let verified = a.ok(&["backup", "verify", "--from", to]);
+    assert_eq!(verified.matches("ok ").count(), 2, "{verified}");
+    let status = a.json(&["status"]);
+    assert!(status["alerts"].as_array().is_some(), "{status}");
+    // A folder that is not there: a clear error, as without the daemon.
+    let missing = dir.path().join("no-stick");
+    let out = a.run(&["backup", "--to", missing.to_str().expect("path")]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-stick"),
+        "{out:?}"
+    );
+}
