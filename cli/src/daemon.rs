@@ -420,16 +420,8 @@ async fn invite(sh: &Shared, hours: u64) -> Result<Vec<u8>> {
     // written there (the endpoint's own form may differ from the configured one
     // by a trailing slash).
     let certs = sh.store.call(|s| s.relay_certs()).await??;
-    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
-    let relay_certs = addr
-        .relay
-        .iter()
-        .filter_map(|url| {
-            certs
-                .iter()
-                .find(|(configured, _)| same(configured, url))
-                .map(|(_, fp)| (url.clone(), fp.clone()))
-        })
+    let relay_certs = tillmesh_mesh::relay::certs_for(&addr.relay, &certs)
+        .into_iter()
         .collect();
     let ticket = Ticket {
         version: 2,

@@ -25,7 +25,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
             .addr
             .relay
             .iter()
-            .any(|t| t.trim_end_matches('/') == r.trim_end_matches('/'))
+            .any(|t| tillmesh_mesh::relay::same_url(t, r))
         {
             ticket.addr.relay.push(r.clone());
         }

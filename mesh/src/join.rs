@@ -118,15 +118,7 @@ impl Ticket {
     /// The ticket's relay certificates for `urls`, keyed by those URLs as
     /// given (a trailing slash makes no difference), as the endpoint takes them.
     pub fn relay_certs_for(&self, urls: &[String]) -> std::collections::BTreeMap<String, String> {
-        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
-        urls.iter()
-            .filter_map(|url| {
-                self.relay_certs
-                    .iter()
-                    .find(|(u, _)| same(u, url))
-                    .map(|(_, fp)| (url.clone(), fp.clone()))
-            })
-            .collect()
+        crate::relay::certs_for(urls, self.relay_certs.iter().map(|(u, fp)| (u, fp)))
     }
 }
 

@@ -101,7 +101,8 @@ pub fn mdns_service(store: StoreId) -> String {
 }
 
 /// The relays a node uses now, with the certificate fingerprints pinned for
-/// them: shared by the node's tasks, changed by [`Node::set_relays`].
+/// them (for listed relays only): shared by the node's tasks, changed by
+/// [`Node::set_relays`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Relays(Arc<RwLock<RelayList>>);
 
@@ -557,11 +558,9 @@ pub async fn endpoint_with_pins(
             .bind_addr(addr)
             .map_err(|e| NodeError::Bind(e.to_string()))?;
     }
-    let mut configs = Vec::new();
-    for r in relays {
-        configs.push(relay_config(r, relay_certs.contains_key(r))?);
-    }
-    pins.set(relays.iter().filter_map(|r| relay_certs.get(r)).cloned());
+    let certs = listed(relays, relay_certs.clone());
+    let configs = relay_configs(relays, &certs)?;
+    pins.set(certs.into_values());
     builder = builder.ca_tls_config(crate::relay::pinned_trust(pins.clone()));
     // The captive-portal probe would go to port 80 of the relay host.
     let mut net = NetReportConfig::default();
@@ -578,20 +577,37 @@ pub async fn endpoint_with_pins(
         .map_err(|e| NodeError::Bind(e.to_string()))
 }
 
-/// A relay's configuration: with address discovery (on the relay's port number
-/// over UDP) when its certificate is pinned.
-fn relay_config(url: &str, pinned: bool) -> Result<RelayConfig, NodeError> {
-    let parsed: RelayUrl = url
-        .parse()
-        .map_err(|e| NodeError::Config(format!("relay URL {url:?}: {e}")))?;
-    let qad = pinned.then(|| {
-        RelayQuicConfig::new(
-            parsed
-                .port_or_known_default()
-                .unwrap_or(crate::relay::DEFAULT_PORT),
-        )
-    });
-    Ok(RelayConfig::new(parsed, qad))
+/// The certificate fingerprints of `certs` that are pinned for relays in
+/// `relays`; the rest are ignored.
+fn listed(relays: &[String], certs: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    certs
+        .into_iter()
+        .filter(|(url, _)| relays.contains(url))
+        .collect()
+}
+
+/// Each relay's configuration, in order: with address discovery (on the relay's
+/// port number over UDP) when its certificate is pinned in `certs`.
+fn relay_configs(
+    relays: &[String],
+    certs: &BTreeMap<String, String>,
+) -> Result<Vec<RelayConfig>, NodeError> {
+    relays
+        .iter()
+        .map(|url| {
+            let parsed: RelayUrl = url
+                .parse()
+                .map_err(|e| NodeError::Config(format!("relay URL {url:?}: {e}")))?;
+            let qad = certs.contains_key(url).then(|| {
+                RelayQuicConfig::new(
+                    parsed
+                        .port_or_known_default()
+                        .unwrap_or(crate::relay::DEFAULT_PORT),
+                )
+            });
+            Ok(RelayConfig::new(parsed, qad))
+        })
+        .collect()
 }
 
 /// Starting or running the node failed.
@@ -668,7 +684,10 @@ impl Node {
             &pins,
         )
         .await?;
-        let relays = Relays::new(config.relays.clone(), config.relay_certs.clone());
+        let relays = Relays::new(
+            config.relays.clone(),
+            listed(&config.relays, config.relay_certs.clone()),
+        );
         let lookup = MemoryLookup::new();
         let lookups = endpoint
             .address_lookup()
@@ -972,21 +991,11 @@ impl Node {
     ) -> Result<bool, NodeError> {
         let ctx = &self.ctx;
         let (old, old_certs) = ctx.relays.get();
-        let certs: BTreeMap<String, String> = relay_certs
-            .into_iter()
-            .filter(|(url, _)| relays.contains(url))
-            .collect();
-        let old_certs: BTreeMap<String, String> = old_certs
-            .into_iter()
-            .filter(|(url, _)| old.contains(url))
-            .collect();
+        let certs = listed(&relays, relay_certs);
         if old == relays && old_certs == certs {
             return Ok(false);
         }
-        let mut configs = Vec::new();
-        for r in &relays {
-            configs.push(relay_config(r, certs.contains_key(r))?);
-        }
+        let configs = relay_configs(&relays, &certs)?;
         // New pins first, so a relay added with its certificate is trusted at once.
         ctx.pins.set(certs.values().cloned());
         for r in old.iter().filter(|r| !relays.contains(r)) {
@@ -1183,12 +1192,9 @@ impl SyncContext {
     fn addr(&self) -> PeerAddr {
         let a = self.endpoint.addr();
         let mut relay: Vec<String> = a.relay_urls().map(|u| u.to_string()).collect();
-        for r in &self.relays.urls() {
-            let known = r
-                .parse::<RelayUrl>()
-                .is_ok_and(|u| relay.contains(&u.to_string()));
-            if !known {
-                relay.push(r.clone());
+        for r in self.relays.urls() {
+            if !relay.iter().any(|u| crate::relay::same_url(u, &r)) {
+                relay.push(r);
             }
         }
         PeerAddr {

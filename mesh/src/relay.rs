@@ -196,6 +196,33 @@ pub fn fingerprint(cert: &[u8]) -> String {
     blake3::hash(cert).to_hex().to_string()
 }
 
+/// Whether two relay URLs name the same relay, however they are written (the
+/// endpoint writes `http://host:port/`, a configuration often leaves the slash
+/// out).
+pub fn same_url(a: &str, b: &str) -> bool {
+    match (a.parse::<iroh::RelayUrl>(), b.parse::<iroh::RelayUrl>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a.trim_end_matches('/') == b.trim_end_matches('/'),
+    }
+}
+
+/// The fingerprints in `certs` (URL, fingerprint) of the relays `urls`, keyed by
+/// the URLs as `urls` writes them ([`same_url`]).
+pub fn certs_for<'a>(
+    urls: &[String],
+    certs: impl IntoIterator<Item = (&'a String, &'a String)> + Clone,
+) -> std::collections::BTreeMap<String, String> {
+    urls.iter()
+        .filter_map(|url| {
+            certs
+                .clone()
+                .into_iter()
+                .find(|(u, _)| same_url(u, url))
+                .map(|(_, fp)| (url.clone(), fp.clone()))
+        })
+        .collect()
+}
+
 /// Whether `fp` looks like a fingerprint (64 hex digits).
 pub fn is_fingerprint(fp: &str) -> bool {
     fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())
