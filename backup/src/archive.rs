@@ -67,6 +67,17 @@ pub fn recipients(store: &Store) -> Result<Recipients, BackupError> {
     Ok(to)
 }
 
+/// The keys to open files with: the store's own, then `extra` (the recovery key
+/// on the admin till).
+pub(crate) fn keys_with(
+    store: &Store,
+    extra: &[StoreSecret],
+) -> Result<Vec<StoreSecret>, BackupError> {
+    let mut keys = store.store_secrets()?;
+    keys.extend_from_slice(extra);
+    Ok(keys)
+}
+
 fn is_member(store: &Store, till: &TillId) -> bool {
     matches!(store.member_status(till), Ok(MemberStatus::Member(_)))
 }
@@ -372,8 +383,7 @@ pub fn verify_with(
     sink: &dyn Sink,
     name: Option<&str>,
 ) -> Result<Vec<Verified>, BackupError> {
-    let mut secrets = store.store_secrets()?;
-    secrets.extend_from_slice(extra);
+    let secrets = keys_with(store, extra)?;
     let mut out = Vec::new();
     for l in list(sink, store.store_id())? {
         if name.is_some_and(|n| !l.name.ends_with(n)) {

@@ -114,8 +114,7 @@ pub fn prune_with(
     policy: &Policy,
     dry_run: bool,
 ) -> Result<PruneReport, BackupError> {
-    let mut secrets = store.store_secrets()?;
-    secrets.extend_from_slice(extra);
+    let secrets = crate::archive::keys_with(store, extra)?;
     let listed = list(sink, store.store_id())?;
     let mut report = PruneReport {
         dry_run,

@@ -435,30 +435,90 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
         None => {}
     }
     ensure_keys(store, home)?;
-    let kind = if a.bundle {
-        Kind::Bundle
-    } else {
-        Kind::Snapshot
-    };
-    let mut reports = Vec::new();
-    let mut failed = None;
+    let kind = Made::kind(a);
+    let mut made = Made::default();
     for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
-        match archive::backup(store, &sink, kind) {
-            Ok(r) => reports.push((name, r)),
+        made.add(name, &sink, archive::backup(store, &sink, kind));
+    }
+    made.print(a.json, out)?;
+    made.record(store);
+    made.result()
+}
+
+/// What `tillmesh backup` made on each sink, and the first failure.
+#[derive(Default)]
+struct Made {
+    reports: Vec<(String, BackupReport)>,
+    failed: Option<anyhow::Error>,
+}
+
+impl Made {
+    /// The kind of backup `a` asks for.
+    fn kind(a: &BackupArgs) -> Kind {
+        if a.bundle {
+            Kind::Bundle
+        } else {
+            Kind::Snapshot
+        }
+    }
+
+    /// Take the outcome of the backup to `sink`, the sink named `name`.
+    fn add(&mut self, name: String, sink: &FolderSink, r: Result<BackupReport, BackupError>) {
+        match r {
+            Ok(r) => self.reports.push((name, r)),
             Err(e) => {
-                failed.get_or_insert_with(|| {
+                self.failed.get_or_insert_with(|| {
                     anyhow::Error::new(e).context(format!("backup to {} failed", sink.describe()))
                 });
             }
         }
     }
-    print_backups(&reports, a.json, out)?;
-    for (n, r) in &reports {
-        record_backup(store, n, r);
+
+    /// Note each backup in the audit trail.
+    fn record(&self, store: &mut Store) {
+        for (n, r) in &self.reports {
+            record_backup(store, n, r);
+        }
     }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(()),
+
+    /// What `backup` made, for the operator.
+    fn print(&self, json: bool, out: &mut dyn Write) -> Result<()> {
+        let reports = &self.reports;
+        if json {
+            let v: Vec<_> = reports
+            .iter()
+            .map(|(n, r)| serde_json::json!({ "sink": n, "name": r.name, "kind": r.kind, "bytes": r.bytes, "docs": r.docs, "changes": r.changes }))
+            .collect();
+            print_json(out, &v)?;
+        } else {
+            for (n, r) in reports {
+                match &r.name {
+                    Some(name) => writeln!(
+                        out,
+                        "Wrote {} {} to {n}: {} bytes, {} documents{}",
+                        r.kind,
+                        name.rsplit('/').next().unwrap_or(name),
+                        r.bytes,
+                        r.docs,
+                        if r.kind == Kind::Bundle {
+                            format!(", {} changes", r.changes)
+                        } else {
+                            String::new()
+                        }
+                    )?,
+                    None => writeln!(out, "Nothing new for {n}: it already holds every change")?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first failure, if any sink failed.
+    fn result(self) -> Result<()> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
@@ -469,71 +529,20 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
 pub async fn backup_stepped(store: &StoreHandle, home: &Path, a: &BackupArgs) -> Result<Vec<u8>> {
     let h = home.to_path_buf();
     store.call(move |s| ensure_keys(s, &h)).await??;
-    let kind = if a.bundle {
-        Kind::Bundle
-    } else {
-        Kind::Snapshot
-    };
-    let mut reports = Vec::new();
-    let mut failed = None;
+    let kind = Made::kind(a);
+    let mut made = Made::default();
     for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
-        match stepped_backup(store, &sink, kind).await? {
-            Ok(r) => reports.push((name, r)),
-            Err(e) => {
-                failed.get_or_insert_with(|| {
-                    anyhow::Error::new(e).context(format!("backup to {} failed", sink.describe()))
-                });
-            }
-        }
+        made.add(name, &sink, stepped_backup(store, &sink, kind).await?);
     }
     let mut out = Vec::new();
-    print_backups(&reports, a.json, &mut out)?;
+    made.print(a.json, &mut out)?;
     store
         .call(move |s| {
-            for (n, r) in &reports {
-                record_backup(s, n, r);
-            }
+            made.record(s);
+            made.result()
         })
-        .await?;
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
-}
-
-/// What `backup` made, for the operator.
-fn print_backups(
-    reports: &[(String, BackupReport)],
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
-    if json {
-        let v: Vec<_> = reports
-            .iter()
-            .map(|(n, r)| serde_json::json!({ "sink": n, "name": r.name, "kind": r.kind, "bytes": r.bytes, "docs": r.docs, "changes": r.changes }))
-            .collect();
-        print_json(out, &v)?;
-    } else {
-        for (n, r) in reports {
-            match &r.name {
-                Some(name) => writeln!(
-                    out,
-                    "Wrote {} {} to {n}: {} bytes, {} documents{}",
-                    r.kind,
-                    name.rsplit('/').next().unwrap_or(name),
-                    r.bytes,
-                    r.docs,
-                    if r.kind == Kind::Bundle {
-                        format!(", {} changes", r.changes)
-                    } else {
-                        String::new()
-                    }
-                )?,
-                None => writeln!(out, "Nothing new for {n}: it already holds every change")?,
-            }
-        }
-    }
-    Ok(())
+        .await??;
+    Ok(out)
 }
 
 fn first_sink(home: &Path, from: Option<&str>) -> Result<FolderSink> {
