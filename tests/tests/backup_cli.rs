@@ -34,6 +34,31 @@ fn founder(root: &Path) -> Till {
     a
 }
 
+/// `tillmesh recovery restore REC --from FROM --home` `into`'s home, with
+/// `passphrase` and `extra` arguments.
+fn recovery_restore(
+    into: &Till,
+    rec: &Path,
+    from: &Path,
+    passphrase: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "recovery",
+        "restore",
+        rec.to_str().expect("path"),
+        "--from",
+        from.to_str().expect("path"),
+        "--home",
+        into.home.to_str().expect("path"),
+    ];
+    args.extend_from_slice(extra);
+    into.cmd(&args)
+        .env("TILLMESH_RECOVERY_PASSPHRASE", passphrase)
+        .output()
+        .expect("run")
+}
+
 /// The founding till, made with `init --recovery`, and its recovery file.
 fn founder_with_recovery(root: &Path) -> (Till, std::path::PathBuf) {
     let a = Till::new(root, "a");
@@ -75,20 +100,7 @@ fn a_lost_till_comes_back_from_its_recovery_file() {
     // Every till lost.
     std::fs::remove_dir_all(&a.home).expect("wipe");
     let r = Till::new(dir.path(), "r");
-    let recover = |passphrase: &str| {
-        r.cmd(&[
-            "recovery",
-            "restore",
-            rec.to_str().expect("path"),
-            "--from",
-            nas.to_str().expect("path"),
-            "--home",
-            r.home.to_str().expect("path"),
-        ])
-        .env("TILLMESH_RECOVERY_PASSPHRASE", passphrase)
-        .output()
-        .expect("run")
-    };
+    let recover = |passphrase: &str| recovery_restore(&r, &rec, &nas, passphrase, &[]);
     let wrong = recover("wrong horse battery");
     assert_eq!(wrong.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("passphrase"));
@@ -153,19 +165,7 @@ fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
     // Every till lost; the recovery file holds only the key of the day of init.
     std::fs::remove_dir_all(&a.home).expect("wipe");
     let r = Till::new(dir.path(), "r");
-    let restored = r
-        .cmd(&[
-            "recovery",
-            "restore",
-            rec.to_str().expect("path"),
-            "--from",
-            nas.to_str().expect("path"),
-            "--home",
-            r.home.to_str().expect("path"),
-        ])
-        .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
-        .output()
-        .expect("run");
+    let restored = recovery_restore(&r, &rec, &nas, "correct horse battery", &[]);
     let said = String::from_utf8_lossy(&restored.stdout);
     assert!(
         restored.status.success(),
@@ -216,21 +216,13 @@ fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
 
     // And the same recovery file restores again, from the restored till's backups.
     let again = Till::new(dir.path(), "again");
-    let out = again
-        .cmd(&[
-            "recovery",
-            "restore",
-            rec.to_str().expect("path"),
-            "--from",
-            nas.to_str().expect("path"),
-            "--home",
-            again.home.to_str().expect("path"),
-            "--till",
-            "R02",
-        ])
-        .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
-        .output()
-        .expect("run");
+    let out = recovery_restore(
+        &again,
+        &rec,
+        &nas,
+        "correct horse battery",
+        &["--till", "R02"],
+    );
     assert!(
         out.status.success(),
         "{}",

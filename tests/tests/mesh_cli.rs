@@ -61,16 +61,7 @@ fn three_tills_and_a_relay() {
     let b = Till::new(dir.path(), "b");
     let c = Till::new(dir.path(), "c");
     for (till, name) in [(&b, "B"), (&c, "C")] {
-        let ticket = a.ok(&["invite"]);
-        let joined = till.ok(&[
-            "join",
-            ticket.trim(),
-            "--till",
-            name,
-            "--bind",
-            "127.0.0.1:0",
-        ]);
-        assert!(joined.contains("Joined"), "{joined}");
+        let ticket = till.join(&a, name);
         // A ticket works once.
         let again = Till::new(dir.path(), &format!("{name}-again"));
         let out = again.run(&[

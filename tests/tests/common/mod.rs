@@ -63,7 +63,7 @@ impl Till {
     }
 
     /// Join the store of `admin` (whose daemon runs) as till `name`, with a new
-    /// ticket from it; return what `join` printed.
+    /// ticket from it; return the ticket (used now).
     pub fn join(&self, admin: &Till, name: &str) -> String {
         let ticket = admin.ok(&["invite"]);
         let joined = self.ok(&[
@@ -75,7 +75,7 @@ impl Till {
             "127.0.0.1:0",
         ]);
         assert!(joined.contains("Joined"), "{joined}");
-        joined
+        ticket
     }
 
     /// Run a command with `--json` that must succeed; return the parsed output.
