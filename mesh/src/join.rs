@@ -110,7 +110,9 @@ impl Ticket {
                 })
             }
             Some(2) => postcard::from_bytes(&bytes).map_err(bad),
-            Some(v) => Err(BadTicket(format!("unknown ticket version {v}"))),
+            Some(v) => Err(BadTicket(format!(
+                "unknown ticket version {v}: damaged, or made by a newer Tillmesh"
+            ))),
             None => Err(BadTicket("it is empty".into())),
         }
     }

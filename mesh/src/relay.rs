@@ -84,6 +84,18 @@ pub enum IdentityError {
         /// What is wrong.
         reason: String,
     },
+    /// Certificate files given on the command line cannot be used.
+    #[error(
+        "the relay certificate {cert} with key {key} cannot be used: {reason} (give a PEM certificate chain, leaf first, and its PEM private key)"
+    )]
+    Unusable {
+        /// The certificate chain file.
+        cert: String,
+        /// The key file.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl RelayIdentity {
@@ -101,8 +113,9 @@ impl RelayIdentity {
     /// first, as web servers take them); checked before it is returned.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, IdentityError> {
         use rustls::pki_types::pem::PemObject;
-        let damaged = |reason: String| IdentityError::Damaged {
-            dir: cert.parent().unwrap_or(cert).display().to_string(),
+        let damaged = |reason: String| IdentityError::Unusable {
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
             reason,
         };
         for path in [cert, key] {
