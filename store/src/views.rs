@@ -7,7 +7,7 @@
 //! entry) plus every movement ordered after it; `v_moves` keeps only movements
 //! after the latest count, which is all that can still matter.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::{ROOT, ReadDoc, Value};
 use redb::{ReadableTable, WriteTransaction};
@@ -120,18 +120,25 @@ fn all_entries<T: for<'de> Deserialize<'de>>(
 }
 
 fn parse_entry<T: for<'de> Deserialize<'de>>(text: &str, id: &DocId, key: &str) -> Option<T> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(v) if v.get("v").and_then(|v| v.as_u64()).unwrap_or(0) > u64::from(ENTRY_VERSION) => {
+    /// The version field alone, read before the entry itself.
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default)]
+        v: u64,
+    }
+    let parsed = serde_json::from_str::<Version>(text).and_then(|peek| {
+        if peek.v > u64::from(ENTRY_VERSION) {
+            Ok(None)
+        } else {
+            serde_json::from_str::<T>(text).map(Some)
+        }
+    });
+    match parsed {
+        Ok(Some(e)) => Some(e),
+        Ok(None) => {
             tracing::warn!(doc = %id, key, "entry written by a newer tillmesh; not counted");
             None
         }
-        Ok(v) => match serde_json::from_value(v) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                tracing::warn!(doc = %id, key, error = %e, "unreadable entry; not counted");
-                None
-            }
-        },
         Err(e) => {
             tracing::warn!(doc = %id, key, error = %e, "unreadable entry; not counted");
             None
@@ -155,10 +162,18 @@ pub(crate) fn policy_for(txn: &WriteTransaction, kind: &str) -> Result<Policy, S
 impl Writer<'_> {
     /// Move the views by what changed in `id` during this write.
     pub(crate) fn update_views(&mut self, id: DocId) -> Result<(), StorageError> {
-        let keys = self.changed_keys(&id)?;
-        if keys.is_empty() {
-            return Ok(());
-        }
+        // A single-writer document wholly new to this till (a restore, a first
+        // sync) is read in one pass: no diff is needed to know what is new.
+        let all_new = id.owner().is_some() && self.before.get(&id).is_some_and(|b| b.is_empty());
+        let keys = if all_new {
+            Vec::new()
+        } else {
+            let keys = self.changed_keys(&id)?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            keys
+        };
         match id {
             DocId::Sales(till, day) => {
                 let entries = self.new_entries::<SaleEntry>(&id, &keys)?;
@@ -208,8 +223,9 @@ impl Writer<'_> {
     }
 
     /// Fold new entries of one till's day of sales into the views: the day's
-    /// totals and the stock states are read and written once for the batch
-    /// (a sale never moves a stocktake, so the order within it does not matter).
+    /// totals are read and written once for the batch, the stock states once
+    /// for the write (a sale never moves a stocktake, so the order within it
+    /// does not matter).
     fn apply_sale_entries(
         &mut self,
         id: &DocId,
@@ -220,7 +236,7 @@ impl Writer<'_> {
         if entries.is_empty() {
             return Ok(());
         }
-        let txn = self.txn();
+        let txn = self.txn.as_ref().expect("transaction present until commit");
         {
             let mut totals = txn.open_table(tables::V_TOTALS)?;
             let day_s = day.to_string();
@@ -240,36 +256,23 @@ impl Writer<'_> {
                 record_receipt(&mut receipts, id, e)?;
             }
         }
-        let mut states: std::collections::HashMap<&str, StockState> =
-            std::collections::HashMap::new();
-        {
-            let mut moves = txn.open_table(tables::V_MOVES)?;
-            for (key, e) in entries {
-                for (i, line) in e.lines.iter().enumerate() {
-                    let delta = match e.kind {
-                        EntryKind::Sale => -line.base_qty(),
-                        EntryKind::Void | EntryKind::Refund => line.base_qty(),
-                    };
-                    let sku = line.sku.as_str();
-                    let state = match states.entry(sku) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(stock_state(txn, sku)?)
-                        }
-                    };
-                    let order = order_key(e.hlc, &till, &format!("{key}#{i}"));
-                    if counted_after(state, &order) {
-                        // A later stocktake already accounts for this movement.
-                        continue;
-                    }
-                    moves.insert(move_key(sku, &order).as_slice(), delta)?;
-                    state.on_hand += delta;
+        let mut moves = txn.open_table(tables::V_MOVES)?;
+        for (key, e) in entries {
+            for (i, line) in e.lines.iter().enumerate() {
+                let delta = match e.kind {
+                    EntryKind::Sale => -line.base_qty(),
+                    EntryKind::Void | EntryKind::Refund => line.base_qty(),
+                };
+                let sku = line.sku.as_str();
+                let state = stock_state(&mut self.stock, txn, sku)?;
+                let order = order_key(e.hlc, &till, &format!("{key}#{i}"));
+                if counted_after(state, &order) {
+                    // A later stocktake already accounts for this movement.
+                    continue;
                 }
+                moves.insert(move_key(sku, &order).as_slice(), delta)?;
+                state.on_hand += delta;
             }
-        }
-        let mut stock = txn.open_table(tables::V_STOCK)?;
-        for (sku, state) in states {
-            stock.insert(sku, json(&state)?.as_slice())?;
         }
         Ok(())
     }
@@ -281,13 +284,27 @@ impl Writer<'_> {
         e: &StockEntry,
     ) -> Result<(), StorageError> {
         let order = order_key(e.hlc, &till, key);
-        let txn = self.txn();
+        let txn = self.txn.as_ref().expect("transaction present until commit");
+        let state = stock_state(&mut self.stock, txn, e.sku.as_str())?;
         match e.kind {
             StockKind::Receive | StockKind::Adjust => {
-                apply_move(txn, e.sku.as_str(), &order, e.qty)
+                apply_move(txn, state, e.sku.as_str(), &order, e.qty)
             }
-            StockKind::Count => apply_count(txn, e.sku.as_str(), &order, e.qty, e.hlc),
+            StockKind::Count => apply_count(txn, state, e.sku.as_str(), &order, e.qty, e.hlc),
         }
+    }
+
+    /// Write the stock states this write moved to their view, in key order.
+    pub(crate) fn flush_stock(&mut self) -> Result<(), StorageError> {
+        if self.stock.is_empty() {
+            return Ok(());
+        }
+        let txn = self.txn.as_ref().expect("transaction present until commit");
+        let mut t = txn.open_table(tables::V_STOCK)?;
+        for (sku, state) in std::mem::take(&mut self.stock) {
+            t.insert(sku.as_str(), json(&state)?.as_slice())?;
+        }
+        Ok(())
     }
 
     /// Re-derive the rows of a multi-writer document whose `keys` changed, and log
@@ -557,13 +574,25 @@ fn record_receipt(
     e: &SaleEntry,
 ) -> Result<(), StorageError> {
     let own = e.receipt.to_string();
-    let mut info: ReceiptInfo = match receipts.get(own.as_str())? {
-        Some(v) => read_json("v_receipts", v.value())?,
-        None => ReceiptInfo::default(),
+    let mut info = ReceiptInfo {
+        doc: Some(id.to_string()),
+        kind: Some(e.kind),
+        ..ReceiptInfo::default()
     };
-    info.doc = Some(id.to_string());
-    info.kind = Some(e.kind);
-    receipts.insert(own.as_str(), json(&info)?.as_slice())?;
+    // Usually the first the view hears of this receipt: one insert. A void or
+    // refund of it that arrived first left a row, whose links are kept.
+    let earlier = receipts
+        .insert(own.as_str(), json(&info)?.as_slice())?
+        .map(|v| read_json::<ReceiptInfo>("v_receipts", v.value()))
+        .transpose()?;
+    if let Some(earlier) = earlier {
+        info = ReceiptInfo {
+            doc: info.doc,
+            kind: info.kind,
+            ..earlier
+        };
+        receipts.insert(own.as_str(), json(&info)?.as_slice())?;
+    }
     if let Some(target) = &e.refers_to {
         let target = target.to_string();
         let mut t: ReceiptInfo = match receipts.get(target.as_str())? {
@@ -592,12 +621,23 @@ fn record_receipt(
     Ok(())
 }
 
-fn stock_state(txn: &WriteTransaction, sku: &str) -> Result<StockState, StorageError> {
-    let t = txn.open_table(tables::V_STOCK)?;
-    Ok(match t.get(sku)? {
-        Some(v) => read_json("v_stock", v.value())?,
-        None => StockState::default(),
-    })
+/// The stock state of `sku` as this write has it: read from the view once, then
+/// moved in `states` and written back at commit ([`Writer::flush_stock`]), so a
+/// write of many sales reads and writes each SKU's row once.
+fn stock_state<'a>(
+    states: &'a mut BTreeMap<String, StockState>,
+    txn: &WriteTransaction,
+    sku: &str,
+) -> Result<&'a mut StockState, StorageError> {
+    if !states.contains_key(sku) {
+        let t = txn.open_table(tables::V_STOCK)?;
+        let state = match t.get(sku)? {
+            Some(v) => read_json("v_stock", v.value())?,
+            None => StockState::default(),
+        };
+        states.insert(sku.to_string(), state);
+    }
+    Ok(states.get_mut(sku).expect("inserted above"))
 }
 
 fn counted_after(state: &StockState, order: &[u8]) -> bool {
@@ -610,32 +650,30 @@ fn counted_after(state: &StockState, order: &[u8]) -> bool {
 
 fn apply_move(
     txn: &WriteTransaction,
+    state: &mut StockState,
     sku: &str,
     order: &[u8],
     delta: i64,
 ) -> Result<(), StorageError> {
-    let mut state = stock_state(txn, sku)?;
-    if counted_after(&state, order) {
+    if counted_after(state, order) {
         // A later stocktake already accounts for this movement.
         return Ok(());
     }
     txn.open_table(tables::V_MOVES)?
         .insert(move_key(sku, order).as_slice(), delta)?;
     state.on_hand += delta;
-    txn.open_table(tables::V_STOCK)?
-        .insert(sku, json(&state)?.as_slice())?;
     Ok(())
 }
 
 fn apply_count(
     txn: &WriteTransaction,
+    state: &mut StockState,
     sku: &str,
     order: &[u8],
     qty: i64,
     hlc: Hlc,
 ) -> Result<(), StorageError> {
-    let mut state = stock_state(txn, sku)?;
-    if counted_after(&state, order) {
+    if counted_after(state, order) {
         return Ok(());
     }
     let mut moves = txn.open_table(tables::V_MOVES)?;
@@ -661,7 +699,5 @@ fn apply_count(
     state.on_hand = qty + after;
     state.count_key = Some(hex::encode(order));
     state.counted_at = Some(hlc);
-    txn.open_table(tables::V_STOCK)?
-        .insert(sku, json(&state)?.as_slice())?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! the commit, the documents it touched are dropped from the cache, so memory never
 //! runs ahead of the disk.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{AutomergeError, Change, ChangeHash, ROOT, ReadDoc};
@@ -19,6 +19,7 @@ use crate::ids::DocId;
 use crate::model::{ENTRY_VERSION, FieldValue};
 use crate::store::{AuditHead, Store};
 use crate::tables::{self, DocState, meta};
+use crate::views::StockState;
 
 /// Local changes kept for gossip before the oldest are dropped.
 const OUTBOX_LIMIT: usize = 10_000;
@@ -26,7 +27,7 @@ const OUTBOX_LIMIT: usize = 10_000;
 /// A set of changes that commit together.
 pub(crate) struct Writer<'s> {
     pub(crate) s: &'s mut Store,
-    txn: Option<WriteTransaction>,
+    pub(crate) txn: Option<WriteTransaction>,
     touched: Vec<DocId>,
     pub(crate) before: HashMap<DocId, Vec<ChangeHash>>,
     incoming: HashMap<DocId, Vec<Change>>,
@@ -40,6 +41,8 @@ pub(crate) struct Writer<'s> {
     pub(crate) seen: Vec<Hlc>,
     /// Conflicts logged by this write.
     pub(crate) conflicts_logged: usize,
+    /// Stock states moved by this write, written to their view at commit.
+    pub(crate) stock: BTreeMap<String, StockState>,
     committed: bool,
 }
 
@@ -81,6 +84,7 @@ impl<'s> Writer<'s> {
             adopted: HashMap::new(),
             seen: Vec::new(),
             conflicts_logged: 0,
+            stock: BTreeMap::new(),
             committed: false,
         })
     }
@@ -214,6 +218,7 @@ impl<'s> Writer<'s> {
             self.update_views(id)?;
             i += 1;
         }
+        self.flush_stock()?;
         let mut compact = Vec::new();
         let mut outbox = Vec::new();
         {

@@ -233,7 +233,7 @@ fn main() -> Result<()> {
         secs(open_time)
     );
     println!(
-        "| restore into a new till home (snapshot + 1 bundle, every document through the store's merge path) | {} |",
+        "| restore into a new till home (snapshot + 3 bundles, every document through the store's merge path) | {} |",
         secs(restore_time)
     );
     println!(
