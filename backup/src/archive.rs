@@ -5,7 +5,7 @@
 //! `<store>/bundles/<till>/<created>-<nonce>.tmb` and `<store>/index/<till>.tmi`
 //! (what the sink held when that till last wrote there: heads per document).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
 use serde::Serialize;
@@ -91,6 +91,56 @@ pub(crate) fn open_for(
     format::open(bytes, store.store_id(), secrets, |t| is_member(store, t))
 }
 
+/// What opening a store's files takes, read from the store once: its id, the
+/// keys to decrypt with and its members (whose signatures count). Files are then
+/// read, decrypted and checked without the store, so a till's store stays free
+/// for sales meanwhile. Take a new one after importing changes that may have
+/// moved the membership.
+#[derive(Clone)]
+pub struct Opener {
+    store: StoreId,
+    keys: Vec<StoreSecret>,
+    members: BTreeSet<TillId>,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opener")
+            .field("store", &self.store)
+            .field("keys", &self.keys.len())
+            .field("members", &self.members.len())
+            .finish()
+    }
+}
+
+impl Opener {
+    /// The store's own keys plus `extra` (the recovery key on the admin till),
+    /// and its members as they are now.
+    pub fn of(store: &Store, extra: &[StoreSecret]) -> Result<Opener, BackupError> {
+        let members = store
+            .tills()?
+            .into_iter()
+            .map(|t| t.id)
+            .filter(|id| is_member(store, id))
+            .collect();
+        Ok(Opener {
+            store: store.store_id(),
+            keys: keys_with(store, extra)?,
+            members,
+        })
+    }
+
+    /// The store whose files this opens.
+    pub fn store_id(&self) -> StoreId {
+        self.store
+    }
+
+    /// Decrypt and check a file of the store: its signature must be a member's.
+    pub fn open(&self, bytes: &[u8]) -> Result<(Header, format::Contents), FormatError> {
+        format::open(bytes, self.store, &self.keys, |t| self.members.contains(t))
+    }
+}
+
 /// How long a [`Pending`] backup's step holds the store by default: it takes
 /// documents until this is spent (at least one), so a sale made meanwhile waits
 /// about this long at most.
@@ -134,15 +184,21 @@ impl Pending {
     /// Start a snapshot of `store` (or, for [`Kind::Bundle`], a bundle of what
     /// `sink` lacks, by its index files) to be written to `sink`.
     pub fn start(store: &Store, sink: &dyn Sink, kind: Kind) -> Result<Pending, BackupError> {
-        let kind = if kind == Kind::Snapshot {
-            Kind::Snapshot
-        } else {
-            Kind::Bundle
-        };
-        let since = if kind == Kind::Bundle {
-            sink_heads(store, sink)?
-        } else {
+        let since = if kind == Kind::Snapshot {
             Heads::new()
+        } else {
+            sink_heads(&Opener::of(store, &[])?, sink)?
+        };
+        Pending::start_from(store, kind, since)
+    }
+
+    /// [`Pending::start`] with what the sink holds already read
+    /// ([`sink_heads`], which needs no store); ignored for a snapshot.
+    pub fn start_from(store: &Store, kind: Kind, since: Heads) -> Result<Pending, BackupError> {
+        let (kind, since) = if kind == Kind::Snapshot {
+            (Kind::Snapshot, Heads::new())
+        } else {
+            (Kind::Bundle, since)
         };
         let mut todo = store.doc_ids()?;
         todo.reverse();
@@ -252,12 +308,11 @@ impl Pending {
 
 /// What the sink holds, by the index files of every till that wrote there.
 /// Unreadable index files are skipped: the next bundle is then only larger.
-pub fn sink_heads(store: &Store, sink: &dyn Sink) -> Result<Heads, BackupError> {
-    let secrets = store.store_secrets()?;
+pub fn sink_heads(opener: &Opener, sink: &dyn Sink) -> Result<Heads, BackupError> {
     let mut out = Heads::new();
-    for obj in sink.list(&format!("{}/index/", store.store_id()))? {
+    for obj in sink.list(&format!("{}/index/", opener.store_id()))? {
         let bytes = sink.get(&obj.name)?;
-        match open_for(store, &secrets, &bytes) {
+        match opener.open(&bytes) {
             Ok((_, c)) => {
                 for e in c.manifest.entries {
                     let slot = out.entry(e.doc).or_default();
@@ -322,9 +377,18 @@ pub struct Listed {
 /// The snapshots and bundles of `store_id` on `sink`, oldest first, from their
 /// headers.
 pub fn list(sink: &dyn Sink, store_id: StoreId) -> Result<Vec<Listed>, BackupError> {
+    list_where(sink, store_id, |_| true)
+}
+
+/// [`list`], reading only the files whose names `wanted` accepts.
+fn list_where(
+    sink: &dyn Sink,
+    store_id: StoreId,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> Result<Vec<Listed>, BackupError> {
     let mut out = Vec::new();
     for obj in sink.list(&format!("{store_id}/"))? {
-        if obj.name.ends_with(".tmi") {
+        if obj.name.ends_with(".tmi") || !wanted(&obj.name) {
             continue;
         }
         let bytes = sink.get(&obj.name)?;
@@ -372,25 +436,24 @@ pub fn verify(
     sink: &dyn Sink,
     name: Option<&str>,
 ) -> Result<Vec<Verified>, BackupError> {
-    verify_with(store, &[], sink, name)
+    verify_with(&Opener::of(store, &[])?, sink, name)
 }
 
-/// [`verify`], decrypting with `extra` keys too: the admin till's recovery
-/// key, which opens files of a backup key the till does not hold.
+/// [`verify`] without the store: files are opened with `opener`, which may
+/// hold extra keys (the admin till's recovery key opens files of a backup key
+/// the till does not hold).
 pub fn verify_with(
-    store: &Store,
-    extra: &[StoreSecret],
+    opener: &Opener,
     sink: &dyn Sink,
     name: Option<&str>,
 ) -> Result<Vec<Verified>, BackupError> {
-    let secrets = keys_with(store, extra)?;
     let mut out = Vec::new();
-    for l in list(sink, store.store_id())? {
+    for l in list(sink, opener.store_id())? {
         if name.is_some_and(|n| !l.name.ends_with(n)) {
             continue;
         }
         let bytes = sink.get(&l.name)?;
-        let v = match open_for(store, &secrets, &bytes) {
+        let v = match opener.open(&bytes) {
             Ok((_, c)) => Verified {
                 name: l.name,
                 docs: c.records.len(),
@@ -422,8 +485,8 @@ pub struct Imported {
 }
 
 /// Decode every record of `c` before anything is merged.
-fn decode_records(c: &format::Contents) -> Result<Vec<(DocId, Record)>, BackupError> {
-    let mut out = Vec::with_capacity(c.records.len());
+fn decode_records(c: &format::Contents) -> Result<VecDeque<Incoming>, BackupError> {
+    let mut out = VecDeque::with_capacity(c.records.len());
     for (e, r) in c.manifest.entries.iter().zip(&c.records) {
         let id: DocId = e
             .doc
@@ -437,9 +500,20 @@ fn decode_records(c: &format::Contents) -> Result<Vec<(DocId, Record)>, BackupEr
             ),
             Form::Heads => continue,
         };
-        out.push((id, rec));
+        out.push_back(Incoming {
+            id,
+            rec,
+            heads: hashes(&e.heads),
+        });
     }
     Ok(out)
+}
+
+/// One document of a file, to be merged.
+struct Incoming {
+    id: DocId,
+    rec: Record,
+    heads: Vec<ChangeHash>,
 }
 
 enum Record {
@@ -447,40 +521,98 @@ enum Record {
     Changes(Vec<Vec<u8>>),
 }
 
-/// Merge an opened file into `store`, skipping documents it already holds.
-fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupError> {
-    let records = decode_records(c)?;
-    let mut done = Imported::default();
-    let mut saved: Vec<(DocId, Vec<u8>)> = Vec::new();
-    for ((id, rec), e) in records
-        .into_iter()
-        .zip(c.manifest.entries.iter().filter(|e| e.form != Form::Heads))
-    {
-        if store.holds(&id, &hashes(&e.heads))? {
-            continue;
-        }
-        match rec {
-            Record::Saved(bytes) => {
-                saved.push((id, bytes));
-                if saved.len() == SAVED_BATCH {
-                    merge_saved(store, &mut saved, &mut done)?;
-                }
-            }
-            Record::Changes(changes) => {
-                let r = store.apply_changes(&id, &changes)?;
-                if r.new_changes > 0 {
-                    done.docs += 1;
-                    done.changes += r.new_changes;
-                }
-            }
-        }
-    }
-    merge_saved(store, &mut saved, &mut done)?;
-    Ok(done)
+/// Whole documents merged per durable write when nothing waits for the store
+/// (a restore, an import without the daemon).
+const SAVED_BATCH: usize = 512;
+
+/// Whole documents merged per durable write by a step with a time budget: about
+/// 8 ms each for a till's day of 500 sales, so a step overruns its budget little.
+const STEP_BATCH: usize = 4;
+
+/// An opened file being merged into a store, documents it already holds
+/// skipped. Every record is decoded before anything is merged; [`Import::step`]
+/// then merges for a short while at a time, so a till's store is free for sales
+/// between steps (each step's writes are durable on their own).
+pub struct Import {
+    todo: VecDeque<Incoming>,
+    done: Imported,
 }
 
-/// Whole documents merged per durable write during a restore or import.
-const SAVED_BATCH: usize = 512;
+impl std::fmt::Debug for Import {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Import")
+            .field("docs_left", &self.todo.len())
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl Import {
+    /// Decode the records of an opened file.
+    pub fn new(c: &format::Contents) -> Result<Import, BackupError> {
+        Ok(Import {
+            todo: decode_records(c)?,
+            done: Imported::default(),
+        })
+    }
+
+    /// Merge documents into `store` until `budget` is spent (at least one); true
+    /// when every document has been merged.
+    pub fn step(
+        &mut self,
+        store: &mut Store,
+        budget: std::time::Duration,
+    ) -> Result<bool, BackupError> {
+        let start = std::time::Instant::now();
+        let batch = if budget == std::time::Duration::MAX {
+            SAVED_BATCH
+        } else {
+            STEP_BATCH
+        };
+        let mut saved: Vec<(DocId, Vec<u8>)> = Vec::new();
+        let mut taken = 0;
+        while let Some(next) = self.todo.pop_front() {
+            if taken > 0 && start.elapsed() > budget {
+                self.todo.push_front(next);
+                break;
+            }
+            taken += 1;
+            if store.holds(&next.id, &next.heads)? {
+                continue;
+            }
+            match next.rec {
+                Record::Saved(bytes) => {
+                    saved.push((next.id, bytes));
+                    if saved.len() == batch {
+                        merge_saved(store, &mut saved, &mut self.done)?;
+                    }
+                }
+                Record::Changes(changes) => {
+                    let r = store.apply_changes(&next.id, &changes)?;
+                    if r.new_changes > 0 {
+                        self.done.docs += 1;
+                        self.done.changes += r.new_changes;
+                    }
+                }
+            }
+        }
+        merge_saved(store, &mut saved, &mut self.done)?;
+        Ok(self.todo.is_empty())
+    }
+
+    /// What was merged so far.
+    pub fn imported(&self) -> Imported {
+        self.done
+    }
+}
+
+/// Merge an opened file into `store` in one go, skipping documents it already
+/// holds.
+fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupError> {
+    let mut import = Import::new(c)?;
+    while !import.step(store, std::time::Duration::MAX)? {}
+    Ok(import.imported())
+}
 
 fn merge_saved(
     store: &mut Store,
@@ -522,6 +654,8 @@ fn import_with(
 pub struct UsbReport {
     /// Files read from the stick.
     pub files_read: usize,
+    /// Files passed over because this till imported them before.
+    pub files_known: usize,
     /// Changes new to this till.
     pub imported_changes: usize,
     /// Files refused, with why.
@@ -530,30 +664,85 @@ pub struct UsbReport {
     pub exported: Option<String>,
     /// Changes in it.
     pub exported_changes: usize,
+    /// Files whose every document this till now holds: they need not be read
+    /// again.
+    #[serde(skip)]
+    pub imported_files: Vec<String>,
 }
 
-/// Import what the stick has and this till lacks, then export what the stick
-/// lacks: one command, both ways.
-pub fn usb_sync(store: &mut Store, sink: &dyn Sink) -> Result<UsbReport, BackupError> {
-    let mut report = UsbReport::default();
-    let me = store.till_id();
-    for l in list(sink, store.store_id())? {
-        if l.creator.as_deref() == Some(me.fmt_short().as_str()) {
-            continue;
-        }
-        let bytes = sink.get(&l.name)?;
-        report.files_read += 1;
-        match import(store, &bytes) {
-            Ok(i) => report.imported_changes += i.changes,
+impl UsbReport {
+    /// Count the outcome of importing file `name`; true when it brought changes
+    /// (which may have moved the membership: take a new [`Opener`]).
+    pub fn add(&mut self, name: String, result: Result<Imported, BackupError>) -> bool {
+        self.files_read += 1;
+        match result {
+            Ok(i) => {
+                self.imported_changes += i.changes;
+                self.imported_files.push(name);
+                i.changes > 0
+            }
             Err(e) => {
-                tracing::warn!(file = l.name, error = %e, "refused a file on the stick");
-                report.refused.push((l.name, e.to_string()));
+                tracing::warn!(file = name, error = %e, "refused a file on the stick");
+                self.refused.push((name, e.to_string()));
+                false
             }
         }
     }
-    let b = backup(store, sink, Kind::Bundle)?;
-    report.exported = b.name;
-    report.exported_changes = b.changes;
+
+    /// Count the bundle written to the stick.
+    pub fn exported(&mut self, b: BackupReport) {
+        self.exported = b.name;
+        self.exported_changes = b.changes;
+    }
+}
+
+/// The files on a stick that `usb sync` reads: the store's snapshots and
+/// bundles not made by this till (`me`) and not among `known` (imported
+/// before), oldest first; how many were known is in the second place.
+pub fn usb_files(
+    sink: &dyn Sink,
+    store_id: StoreId,
+    me: &TillId,
+    known: &BTreeSet<String>,
+) -> Result<(Vec<Listed>, usize), BackupError> {
+    let me = me.fmt_short();
+    let mut skipped = 0;
+    let files = list_where(sink, store_id, |name| {
+        let k = known.contains(name);
+        skipped += usize::from(k);
+        !k
+    })?
+    .into_iter()
+    .filter(|l| l.creator.as_deref() != Some(me.as_str()))
+    .collect();
+    Ok((files, skipped))
+}
+
+/// Import what the stick has and this till lacks, then export what the stick
+/// lacks: one command, both ways. Files named in `known` (imported before) are
+/// not read again.
+pub fn usb_sync(
+    store: &mut Store,
+    sink: &dyn Sink,
+    known: &BTreeSet<String>,
+) -> Result<UsbReport, BackupError> {
+    let mut opener = Opener::of(store, &[])?;
+    let (files, files_known) = usb_files(sink, store.store_id(), &store.till_id(), known)?;
+    let mut report = UsbReport {
+        files_known,
+        ..UsbReport::default()
+    };
+    for l in files {
+        let bytes = sink.get(&l.name)?;
+        let result = opener
+            .open(&bytes)
+            .map_err(BackupError::from)
+            .and_then(|(_, c)| merge(store, &c));
+        if report.add(l.name, result) {
+            opener = Opener::of(store, &[])?;
+        }
+    }
+    report.exported(backup(store, sink, Kind::Bundle)?);
     Ok(report)
 }
 

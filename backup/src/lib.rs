@@ -23,8 +23,8 @@ pub mod schedule;
 pub mod sink;
 
 pub use archive::{
-    BackupError, BackupReport, Imported, Listed, Pick, RestoreReport, RestoreSpec, UsbReport,
-    Verified, backup, import, list, restore, usb_sync, verify,
+    BackupError, BackupReport, Import, Imported, Listed, Opener, Pick, RestoreReport, RestoreSpec,
+    UsbReport, Verified, backup, import, list, restore, usb_sync, verify,
 };
 pub use format::{FormatError, Kind};
 pub use prune::{PruneReport, prune, prune_with};

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::ReadDoc;
 use serde::Serialize;
-use tillmesh_store::{ChangeHash, Store, StoreSecret};
+use tillmesh_store::{ChangeHash, Store};
 
-use crate::archive::{BackupError, list, open_for};
+use crate::archive::{BackupError, Opener, list};
 use crate::format::{Contents, Form, Kind};
 use crate::retention::{Item, Policy, plan};
 use crate::sink::Sink;
@@ -101,28 +101,28 @@ pub fn prune(
     policy: &Policy,
     dry_run: bool,
 ) -> Result<PruneReport, BackupError> {
-    prune_with(store, &[], sink, policy, dry_run)
+    prune_with(&Opener::of(store, &[])?, sink, policy, dry_run)
 }
 
-/// [`prune`], opening files with `extra` keys too: the admin till's recovery
-/// key, which opens files of backup keys the till does not hold (a till
-/// restored from a recovery file lacks the lost admin till's newest ones).
+/// [`prune`] without the store: files are opened with `opener`, which may hold
+/// extra keys (the admin till's recovery key opens files of backup keys the
+/// till does not hold, as a till restored from a recovery file lacks the lost
+/// admin till's newest ones).
 pub fn prune_with(
-    store: &Store,
-    extra: &[StoreSecret],
+    opener: &Opener,
     sink: &dyn Sink,
     policy: &Policy,
     dry_run: bool,
 ) -> Result<PruneReport, BackupError> {
-    let secrets = crate::archive::keys_with(store, extra)?;
-    let listed = list(sink, store.store_id())?;
+    let listed = list(sink, opener.store_id())?;
     let mut report = PruneReport {
         dry_run,
         ..PruneReport::default()
     };
     let open = |name: &str| -> Result<Result<Contents, String>, BackupError> {
         let bytes = sink.get(name)?;
-        Ok(open_for(store, &secrets, &bytes)
+        Ok(opener
+            .open(&bytes)
             .map(|(_, c)| c)
             .map_err(|e| e.to_string()))
     };

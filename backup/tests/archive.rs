@@ -309,12 +309,12 @@ fn usb_carry_converges_tills_that_never_meet() {
         .expect("price");
     let stick = tempfile::tempdir().expect("stick");
     let sink = FolderSink::new(stick.path()).expect("sink");
-    let first = archive::usb_sync(&mut shop.a, &sink).expect("a");
+    let first = archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a");
     assert_eq!(first.imported_changes, 0);
     assert!(first.exported_changes > 0);
-    let second = archive::usb_sync(&mut shop.b, &sink).expect("b");
+    let second = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("b");
     assert!(second.imported_changes > 0 && second.exported_changes > 0);
-    let third = archive::usb_sync(&mut shop.a, &sink).expect("a again");
+    let third = archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a again");
     assert!(third.imported_changes > 0, "{third:?}");
     assert!(
         third.exported.is_none(),
@@ -330,9 +330,84 @@ fn usb_carry_converges_tills_that_never_meet() {
         );
     }
     // Once more on B: nothing moves either way.
-    let idle = archive::usb_sync(&mut shop.b, &sink).expect("idle");
+    let idle = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("idle");
     assert_eq!(idle.imported_changes, 0);
     assert!(idle.exported.is_none());
+}
+
+/// Files a till imported whole are passed over by its next `usb sync` (only
+/// what is new is read), and what they carried stays.
+#[test]
+fn usb_sync_passes_over_files_imported_before() {
+    let mut shop = shop();
+    sell(&mut shop.a, 2);
+    let stick = tempfile::tempdir().expect("stick");
+    let sink = FolderSink::new(stick.path()).expect("sink");
+    archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a");
+    let mut known = std::collections::BTreeSet::new();
+    let first = archive::usb_sync(&mut shop.b, &sink, &known).expect("b");
+    assert_eq!(first.files_read, 1, "{first:?}");
+    assert_eq!(first.imported_files.len(), 1, "{first:?}");
+    known.extend(first.imported_files);
+    sell(&mut shop.a, 3);
+    archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a again");
+    let second = archive::usb_sync(&mut shop.b, &sink, &known).expect("b again");
+    assert_eq!(second.files_known, 1, "{second:?}");
+    assert_eq!(
+        second.files_read, 1,
+        "only the new bundle is read: {second:?}"
+    );
+    assert!(second.imported_changes >= 3, "{second:?}");
+    assert_eq!(receipts(&mut shop.b).len(), 5);
+    // Without the record, every file is read again and nothing is new.
+    let all = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("b once more");
+    assert_eq!(all.files_read, 2, "{all:?}");
+    assert_eq!(all.imported_changes, 0, "{all:?}");
+}
+
+/// An import made in steps (as the daemon makes it, sales between steps) ends
+/// with every document of the file, like one made in one go.
+#[test]
+fn an_import_in_steps_lets_sales_in_between_and_takes_everything() {
+    let mut shop = shop();
+    sell(&mut shop.a, 24);
+    shop.a
+        .set_price(&"TEA".parse().expect("sku"), 275)
+        .expect("price");
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    let made = archive::backup(&mut shop.a, &sink, Kind::Snapshot).expect("snapshot");
+    let bytes = sink.get(made.name.as_deref().expect("name")).expect("get");
+    let opener = archive::Opener::of(&shop.b, &[]).expect("opener");
+    let (_, contents) = opener.open(&bytes).expect("open");
+    let mut import = archive::Import::new(&contents).expect("decode");
+    let mut steps = 0;
+    while !import.step(&mut shop.b, Duration::ZERO).expect("step") {
+        // The store is free between steps: a sale goes in.
+        sell(&mut shop.b, 1);
+        steps += 1;
+    }
+    assert!(steps >= 2, "one document per step with no time: {steps}");
+    assert!(import.imported().changes > 0, "{:?}", import.imported());
+    let a_receipts = receipts(&mut shop.a);
+    let b_receipts = receipts(&mut shop.b);
+    assert_eq!(b_receipts.len(), a_receipts.len() + steps);
+    assert!(a_receipts.iter().all(|r| b_receipts.contains(r)));
+    for id in shop.a.doc_ids().expect("ids") {
+        if id.owner() == Some(shop.b.till_id()) {
+            continue;
+        }
+        assert_eq!(
+            shop.a.heads(&id).expect("h"),
+            shop.b.heads(&id).expect("h"),
+            "{id}"
+        );
+    }
+    let tea = "TEA".parse().expect("sku");
+    assert_eq!(
+        shop.b.product(&tea).expect("p").expect("tea").price_cents,
+        275
+    );
 }
 
 fn flip(sink: &FolderSink, name: &str, at: usize) {
@@ -466,7 +541,7 @@ fn a_bundle_forged_with_the_public_key_is_refused_whole() {
     sell(&mut shop.a, 2);
     let stick = tempfile::tempdir().expect("stick");
     let sink = FolderSink::new(stick.path()).expect("sink");
-    archive::usb_sync(&mut shop.a, &sink).expect("a");
+    archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a");
 
     // The forger knows the store id and its public recipient (both are on any
     // file's header and in any member's config) and makes a fake sale.
@@ -498,7 +573,7 @@ fn a_bundle_forged_with_the_public_key_is_refused_whole() {
     sink.put(&name, &forged).expect("put");
 
     let before = receipts(&mut shop.b);
-    let report = archive::usb_sync(&mut shop.b, &sink).expect("b");
+    let report = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("b");
     assert_eq!(report.refused.len(), 1, "{report:?}");
     assert!(report.refused[0].1.contains("not a member"), "{report:?}");
     assert_eq!(

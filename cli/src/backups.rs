@@ -7,7 +7,7 @@
 //! `recovery.key` (mode 0600), the store's recovery key, which is never rotated
 //! and which every backup is also encrypted to. Named sinks live in `sinks.json`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use tillmesh_backup::archive::{self, Pick, RestoreSpec};
 use tillmesh_backup::retention::Policy;
 use tillmesh_backup::schedule::{Backoff, SinkSchedule};
-use tillmesh_backup::{BackupError, BackupReport, FolderSink, Kind, Sink, device, keys};
+use tillmesh_backup::{
+    BackupError, BackupReport, FolderSink, Import, Kind, Opener, Sink, device, keys,
+};
 use tillmesh_mesh::StoreHandle;
 use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
 
@@ -397,28 +399,6 @@ fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderS
 /// `tillmesh backup …`.
 pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Write) -> Result<()> {
     match &a.cmd {
-        Some(BackupCmd::List { from, json }) => {
-            return list(store, home, from.as_deref(), *json, out);
-        }
-        Some(BackupCmd::Verify { from, name, json }) => {
-            return verify(store, home, from.as_deref(), name.as_deref(), *json, out);
-        }
-        Some(BackupCmd::Prune {
-            from,
-            keep,
-            dry_run,
-            json,
-        }) => {
-            return prune(
-                store,
-                home,
-                from.as_deref(),
-                keep.as_deref(),
-                *dry_run,
-                *json,
-                out,
-            );
-        }
         Some(BackupCmd::Schedule {
             every,
             snapshot_every,
@@ -432,6 +412,7 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
                 out,
             );
         }
+        Some(c) => return sink_cmd(&Opener::of(store, &recovery_keys(home))?, home, c, out),
         None => {}
     }
     ensure_keys(store, home)?;
@@ -443,6 +424,57 @@ pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Writ
     made.print(a.json, out)?;
     made.record(store);
     made.result()
+}
+
+/// Whether `backup <c>` works on a sink's files alone (list, verify, prune):
+/// it needs of the store only an [`Opener`], so the daemon runs it off the
+/// store's thread ([`sink_cmd_beside`]).
+pub fn on_sink(c: &BackupCmd) -> bool {
+    matches!(
+        c,
+        BackupCmd::List { .. } | BackupCmd::Verify { .. } | BackupCmd::Prune { .. }
+    )
+}
+
+/// `backup list|verify|prune`, opening files with `opener`.
+fn sink_cmd(opener: &Opener, home: &Path, c: &BackupCmd, out: &mut dyn Write) -> Result<()> {
+    match c {
+        BackupCmd::List { from, json } => list(opener, home, from.as_deref(), *json, out),
+        BackupCmd::Verify { from, name, json } => {
+            verify(opener, home, from.as_deref(), name.as_deref(), *json, out)
+        }
+        BackupCmd::Prune {
+            from,
+            keep,
+            dry_run,
+            json,
+        } => prune(
+            opener,
+            home,
+            from.as_deref(),
+            keep.as_deref(),
+            *dry_run,
+            *json,
+            out,
+        ),
+        BackupCmd::Schedule { .. } => Err(anyhow::anyhow!("not a command on a sink's files")),
+    }
+}
+
+/// [`sink_cmd`] through the daemon: the store is asked only for an [`Opener`];
+/// reading, decrypting and deleting files happen beside it, so the till keeps
+/// selling while a sink is verified or pruned.
+pub async fn sink_cmd_beside(store: &StoreHandle, home: &Path, c: BackupCmd) -> Result<Vec<u8>> {
+    let h = home.to_path_buf();
+    let opener = store
+        .call(move |s| Opener::of(s, &recovery_keys(&h)))
+        .await??;
+    let home = home.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        sink_cmd(&opener, &home, &c, &mut out).map(|_| out)
+    })
+    .await?
 }
 
 /// What `tillmesh backup` made on each sink, and the first failure.
@@ -554,14 +586,14 @@ fn first_sink(home: &Path, from: Option<&str>) -> Result<FolderSink> {
 }
 
 fn list(
-    store: &Store,
+    opener: &Opener,
     home: &Path,
     from: Option<&str>,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     let sink = first_sink(home, from)?;
-    let listed = archive::list(&sink, store.store_id())?;
+    let listed = archive::list(&sink, opener.store_id())?;
     if json {
         return print_json(out, &listed);
     }
@@ -586,7 +618,7 @@ fn list(
 }
 
 fn verify(
-    store: &Store,
+    opener: &Opener,
     home: &Path,
     from: Option<&str>,
     name: Option<&str>,
@@ -594,8 +626,7 @@ fn verify(
     out: &mut dyn Write,
 ) -> Result<()> {
     let sink = first_sink(home, from)?;
-    let recovery = recovery_keys(home);
-    let verdicts = archive::verify_with(store, &recovery, &sink, name)?;
+    let verdicts = archive::verify_with(opener, &sink, name)?;
     let bad = verdicts.iter().filter(|v| v.error.is_some()).count();
     if json {
         print_json(out, &verdicts)?;
@@ -630,7 +661,7 @@ fn record_backup(store: &mut Store, sink: &str, r: &BackupReport) {
 }
 
 fn prune(
-    store: &Store,
+    opener: &Opener,
     home: &Path,
     from: Option<&str>,
     keep: Option<&str>,
@@ -641,11 +672,10 @@ fn prune(
     let given: Option<Policy> = keep
         .map(|k| k.parse().map_err(|e| rejected(format!("{e}"))))
         .transpose()?;
-    let recovery = recovery_keys(home);
     let mut reports = Vec::new();
     for (name, sink, policy) in default_sinks(home, from)? {
         let policy = given.unwrap_or(policy);
-        let r = tillmesh_backup::prune_with(store, &recovery, &sink, &policy, dry_run)
+        let r = tillmesh_backup::prune_with(opener, &sink, &policy, dry_run)
             .with_context(|| format!("pruning {} failed", sink.describe()))?;
         reports.push((name, policy, r));
     }
@@ -843,17 +873,27 @@ async fn scheduled_backup(
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
-    let (name, r) = (name.to_string(), report.clone());
-    store
+    let (n, r) = (name.to_string(), report.clone());
+    let opener = store
         .call(move |s| {
-            record_backup(s, &name, &r);
-            if kind == Kind::Snapshot
-                && let Err(e) = tillmesh_backup::prune_with(s, &recovery, &sink, &policy, false)
-            {
-                tracing::warn!(sink = name, error = %e, "retention failed");
-            }
+            record_backup(s, &n, &r);
+            (kind == Kind::Snapshot).then(|| Opener::of(s, &recovery))
         })
         .await?;
+    // Retention reads and deletes files beside the store, not on its thread.
+    let pruned = match opener {
+        Some(Ok(opener)) => Some(
+            tokio::task::spawn_blocking(move || {
+                tillmesh_backup::prune_with(&opener, &sink, &policy, false)
+            })
+            .await?,
+        ),
+        Some(Err(e)) => Some(Err(e)),
+        None => None,
+    };
+    if let Some(Err(e)) = pruned {
+        tracing::warn!(sink = name, error = %e, "retention failed");
+    }
     Ok(Ok(report))
 }
 
@@ -866,9 +906,22 @@ async fn stepped_backup(
     sink: &FolderSink,
     kind: Kind,
 ) -> Result<Result<BackupReport, BackupError>> {
-    let s2 = sink.clone();
+    // What the sink holds is read from its index files beside the store.
+    let since = if kind == Kind::Snapshot {
+        archive::Heads::new()
+    } else {
+        let opener = match store.call(|s| Opener::of(s, &[])).await? {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
+        };
+        let s2 = sink.clone();
+        match tokio::task::spawn_blocking(move || archive::sink_heads(&opener, &s2)).await? {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
     let mut pending = match store
-        .call(move |s| archive::Pending::start(s, &s2, kind))
+        .call(move |s| archive::Pending::start_from(s, kind, since))
         .await?
     {
         Ok(p) => p,
@@ -1007,40 +1060,175 @@ pub fn usb(store: &mut Store, home: &Path, c: &UsbCmd, out: &mut dyn Write) -> R
         UsbCmd::Sync { dir, json } => {
             ensure_keys(store, home)?;
             let sink = FolderSink::new(dir)?;
-            let r = archive::usb_sync(store, &sink)?;
-            if r.imported_changes > 0 || r.exported.is_some() {
-                let _ = store.record_backup_event(
-                    "usb-sync",
-                    &dir.display().to_string(),
-                    serde_json::json!({ "imported": r.imported_changes, "exported": r.exported_changes, "refused": r.refused.len() }),
-                );
-            }
-            if *json {
-                return print_json(out, &r);
-            }
-            writeln!(
-                out,
-                "Imported {} changes from {} files on the stick",
-                r.imported_changes, r.files_read
-            )?;
-            match &r.exported {
-                Some(n) => writeln!(
-                    out,
-                    "Exported {} changes to the stick ({})",
-                    r.exported_changes,
-                    n.rsplit('/').next().unwrap_or(n)
-                )?,
-                None => writeln!(
-                    out,
-                    "Exported nothing: the stick already holds every change"
-                )?,
-            }
-            for (n, why) in &r.refused {
-                writeln!(out, "REFUSED  {}: {why}", n.rsplit('/').next().unwrap_or(n))?;
-            }
-            Ok(())
+            let mut known = load_usb_known(home);
+            let r = archive::usb_sync(store, &sink, &known)?;
+            remember_usb(home, &mut known, &r);
+            record_usb(store, dir, &r);
+            print_usb(&r, *json, out)
         }
     }
+}
+
+/// `tillmesh usb sync DIR` through the daemon: files are read, decrypted and
+/// checked beside the store, their documents merged [`archive::STEP_TIME`] at a
+/// time, and the bundle for the stick made like a scheduled one, so the till
+/// keeps selling while a stick is synced.
+pub async fn usb_sync_beside(
+    store: &StoreHandle,
+    home: &Path,
+    dir: &Path,
+    json: bool,
+) -> Result<Vec<u8>> {
+    let h = home.to_path_buf();
+    let (mut opener, me) = store
+        .call(move |s| -> Result<_> {
+            ensure_keys(s, &h)?;
+            Ok((Opener::of(s, &[])?, s.till_id()))
+        })
+        .await??;
+    let sink = FolderSink::new(dir)?;
+    let mut known = load_usb_known(home);
+    let (files, files_known) = {
+        let (sink, known, id) = (sink.clone(), known.clone(), opener.store_id());
+        tokio::task::spawn_blocking(move || archive::usb_files(&sink, id, &me, &known)).await??
+    };
+    let mut r = archive::UsbReport {
+        files_known,
+        ..archive::UsbReport::default()
+    };
+    for l in files {
+        let (s2, o2, name) = (sink.clone(), opener.clone(), l.name.clone());
+        let opened = tokio::task::spawn_blocking(move || -> Result<Import, BackupError> {
+            let (_, c) = o2.open(&s2.get(&name)?)?;
+            Import::new(&c)
+        })
+        .await?;
+        let result = match opened {
+            Ok(mut import) => loop {
+                let (back, done) = store
+                    .call(move |s| {
+                        let done = import.step(s, archive::STEP_TIME);
+                        (import, done)
+                    })
+                    .await?;
+                import = back;
+                match done {
+                    Ok(true) => break Ok(import.imported()),
+                    Ok(false) => {}
+                    Err(e) => break Err(e),
+                }
+            },
+            Err(e) => Err(e),
+        };
+        if r.add(l.name, result) {
+            opener = store.call(|s| Opener::of(s, &[])).await??;
+        }
+    }
+    r.exported(stepped_backup(store, &sink, Kind::Bundle).await??);
+    remember_usb(home, &mut known, &r);
+    let (d, r2) = (dir.to_path_buf(), r.clone());
+    store.call(move |s| record_usb(s, &d, &r2)).await?;
+    let mut out = Vec::new();
+    print_usb(&r, json, &mut out)?;
+    Ok(out)
+}
+
+/// Files on USB sticks this till has imported whole, so `usb sync` need not
+/// read them again (object names are unique: creation time, till, nonce).
+fn usb_known_path(home: &Path) -> PathBuf {
+    home.join("usb-imported.json")
+}
+
+/// Names kept in [`usb_known_path`]; the oldest are forgotten beyond it (and
+/// only read again, harmlessly, if still on a stick).
+const USB_KNOWN_LIMIT: usize = 50_000;
+
+#[derive(Serialize, Deserialize)]
+struct UsbKnown {
+    version: u32,
+    files: BTreeSet<String>,
+}
+
+fn load_usb_known(home: &Path) -> BTreeSet<String> {
+    let path = usb_known_path(home);
+    match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<UsbKnown>(&bytes) {
+            Ok(k) => k.files,
+            Err(e) => {
+                // Only a cost: every file on the stick is read again.
+                tracing::warn!(file = %path.display(), error = %e, "unreadable; reading every file on the stick");
+                BTreeSet::new()
+            }
+        },
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+fn remember_usb(home: &Path, known: &mut BTreeSet<String>, r: &archive::UsbReport) {
+    if r.imported_files.is_empty() {
+        return;
+    }
+    known.extend(r.imported_files.iter().cloned());
+    if known.len() > USB_KNOWN_LIMIT {
+        // A file's own name starts with its creation time: keep the newest.
+        let mut by_age: Vec<String> = std::mem::take(known).into_iter().collect();
+        by_age.sort_by(|a, b| a.rsplit('/').next().cmp(&b.rsplit('/').next()));
+        let excess = by_age.len() - USB_KNOWN_LIMIT;
+        known.extend(by_age.drain(excess..));
+    }
+    let k = UsbKnown {
+        version: 1,
+        files: std::mem::take(known),
+    };
+    let result = serde_json::to_vec(&k)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| write_secret(&usb_known_path(home), &b));
+    *known = k.files;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot remember the files imported from the stick");
+    }
+}
+
+/// Audit a `usb sync` that moved something.
+fn record_usb(store: &mut Store, dir: &Path, r: &archive::UsbReport) {
+    if r.imported_changes > 0 || r.exported.is_some() {
+        let _ = store.record_backup_event(
+            "usb-sync",
+            &dir.display().to_string(),
+            serde_json::json!({ "imported": r.imported_changes, "exported": r.exported_changes, "refused": r.refused.len() }),
+        );
+    }
+}
+
+fn print_usb(r: &archive::UsbReport, json: bool, out: &mut dyn Write) -> Result<()> {
+    if json {
+        return print_json(out, r);
+    }
+    write!(
+        out,
+        "Imported {} changes from {} files on the stick",
+        r.imported_changes, r.files_read
+    )?;
+    if r.files_known > 0 {
+        write!(out, " ({} imported before, not read again)", r.files_known)?;
+    }
+    writeln!(out)?;
+    match &r.exported {
+        Some(n) => writeln!(
+            out,
+            "Exported {} changes to the stick ({})",
+            r.exported_changes,
+            n.rsplit('/').next().unwrap_or(n)
+        )?,
+        None => writeln!(
+            out,
+            "Exported nothing: the stick already holds every change"
+        )?,
+    }
+    for (n, why) in &r.refused {
+        writeln!(out, "REFUSED  {}: {why}", n.rsplit('/').next().unwrap_or(n))?;
+    }
+    Ok(())
 }
 
 /// `tillmesh recovery create` (runs on the store).

@@ -365,6 +365,18 @@ async fn exec(
         Command::Backup(a) if a.cmd.is_none() => {
             Ok(done(backups::backup_stepped(&sh.store, &sh.home, &a).await))
         }
+        // List, verify, prune: files read beside the store.
+        Command::Backup(crate::args::BackupArgs { cmd: Some(c), .. }) if backups::on_sink(&c) => {
+            Ok(done(backups::sink_cmd_beside(&sh.store, &sh.home, c).await))
+        }
+        // Files merged in steps, so the till keeps selling meanwhile.
+        Command::Usb(crate::args::UsbCmd::Sync { dir, json }) => {
+            let result = backups::usb_sync_beside(&sh.store, &sh.home, &dir, json).await;
+            if result.is_ok() {
+                sh.node.sync_now();
+            }
+            Ok(done(result))
+        }
         Command::Stop => {
             sh.stop.notify_waiters();
             Ok(reply(0, "Stopping the daemon.\n".into(), String::new()))

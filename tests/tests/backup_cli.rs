@@ -347,6 +347,54 @@ fn usb_sync_carries_sales_between_tills_that_never_meet() {
     }
 }
 
+/// With the daemon running, `usb sync` goes through it (files merged in steps,
+/// the store free for sales between them) and carries sales both ways; a file
+/// imported before is not read again.
+#[test]
+fn usb_sync_through_the_daemon_carries_sales_and_passes_over_known_files() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    // From here on they never meet; A's daemon keeps running alone.
+    sell(&a, 2);
+    sell(&b, 3);
+    let stick = dir.path().join("stick");
+    std::fs::create_dir(&stick).expect("stick");
+    let s = stick.to_str().expect("path");
+    let first = a.json(&["usb", "sync", s]);
+    assert!(
+        first["exported_changes"].as_u64().expect("n") > 0,
+        "{first}"
+    );
+    let second = b.json(&["usb", "sync", s]);
+    assert!(
+        second["imported_changes"].as_u64().expect("n") > 0,
+        "{second}"
+    );
+    let third = a.json(&["usb", "sync", s]);
+    assert!(
+        third["imported_changes"].as_u64().expect("n") >= 3,
+        "{third}"
+    );
+    assert_eq!(receipts(&a), receipts(&b));
+    assert_eq!(receipts(&a).len(), 5);
+    // B sells again and syncs; A reads only B's new bundle.
+    sell(&b, 1);
+    b.ok(&["usb", "sync", s]);
+    let fourth = a.json(&["usb", "sync", s]);
+    assert_eq!(fourth["files_known"], 1, "{fourth}");
+    assert_eq!(fourth["files_read"], 1, "{fourth}");
+    assert_eq!(receipts(&a).len(), 6);
+    let text = a.ok(&["usb", "sync", s]);
+    assert!(text.contains("imported before, not read again"), "{text}");
+    // A sells through the daemon after all of it: the store is its own again.
+    sell(&a, 1);
+    assert_eq!(receipts(&a).len(), 7);
+    da.stop();
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).expect("read dir") {
