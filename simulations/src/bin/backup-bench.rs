@@ -20,7 +20,7 @@ use tillmesh_backup::archive::{self, Pick, RestoreSpec};
 use tillmesh_backup::{FolderSink, Kind, Sink, format, keys};
 use tillmesh_sim::report::flags;
 use tillmesh_sim::workload::{self, BigStore};
-use tillmesh_store::{DocId, Role, Store, StoreOptions, TillKey, TillName};
+use tillmesh_store::{DocId, NewStore, Role, Store, StoreOptions, TillKey, TillName};
 
 struct Args {
     big: BigStore,
@@ -196,6 +196,41 @@ fn main() -> Result<()> {
     assert!(restored.docs >= docs, "the restore holds every document");
     assert_eq!(restored.bundles.len(), 3, "the bundles are applied");
 
+    // The snapshot imported by a new till's `usb sync` through its daemon: the
+    // file opened beside the store, its documents merged a step at a time.
+    let mut fresh = Store::create(
+        &work.join("usb.redb"),
+        TillKey::generate(),
+        NewStore {
+            store_id,
+            store_name: "bench".into(),
+            till_name: "U1".parse()?,
+            role: Role::Till,
+            founder: false,
+        },
+        StoreOptions::default(),
+    )?;
+    let (_, contents) = format::open(&bytes, store_id, &secrets, |_| true)?;
+    let t = Instant::now();
+    let mut import = archive::Import::new(&contents)?;
+    drop(contents);
+    let mut import_longest = std::time::Duration::ZERO;
+    loop {
+        let t = Instant::now();
+        let done = import.step(&mut fresh, archive::STEP_TIME)?;
+        let d = t.elapsed();
+        import_longest = import_longest.max(d);
+        if done {
+            break;
+        }
+    }
+    let import_time = t.elapsed();
+    assert!(
+        fresh.doc_ids()?.len() >= snap.docs,
+        "the import holds every document"
+    );
+    drop(fresh);
+
     println!(
         "## Backup of a store of {} tills x {} days x {} sales ({} sales, {} documents)\n",
         b.tills,
@@ -235,6 +270,12 @@ fn main() -> Result<()> {
     println!(
         "| restore into a new till home (snapshot + 3 bundles, every document through the store's merge path) | {} |",
         secs(restore_time)
+    );
+    println!(
+        "| the snapshot imported by a new till's `usb sync` through its daemon, in steps of {} | {} in all; store held at most {} at a time |",
+        ms(archive::STEP_TIME),
+        secs(import_time),
+        ms(import_longest)
     );
     println!(
         "| bundle of one till's day ({} sales, {} changes): bytes per sale | {} ({} bytes; raw changes {} bytes per sale) |",
