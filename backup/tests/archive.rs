@@ -166,7 +166,10 @@ fn the_recovery_key_restores_what_was_backed_up_after_a_rotation() {
     let first = shop.a.store_secrets().expect("secrets");
     let recovery = keys::generate(0);
     shop.a
-        .publish_recovery_recipient(&keys::recipient_of(&recovery).expect("recipient"))
+        .publish_recovery_recipient(
+            &shop.admin,
+            &keys::recipient_of(&recovery).expect("recipient"),
+        )
         .expect("publish");
     assert_eq!(archive::recipients(&shop.a).expect("recipients").len(), 2);
     let dir = tempfile::tempdir().expect("dir");

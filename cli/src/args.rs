@@ -231,6 +231,11 @@ pub enum RecoveryCmd {
     Create {
         /// Where to write it (keep it off the till: a safe, a password manager).
         file: PathBuf,
+        /// Replace the store's recovery key first (when a recovery file may have
+        /// been lost): backups from now on are encrypted to the new one only;
+        /// older recovery files read only what was backed up before.
+        #[arg(long)]
+        new_key: bool,
     },
     /// Restore the store from backups on a brand-new machine into `--home NEWDIR`.
     Restore {
@@ -282,9 +287,9 @@ impl Command {
             }
             Command::Sink(SinkCmd::Add { path, .. }) => fix(path),
             Command::Usb(UsbCmd::Sync { dir, .. }) => fix(dir),
-            Command::Recovery(RecoveryCmd::Create { file } | RecoveryCmd::Restore { file, .. }) => {
-                fix(file)
-            }
+            Command::Recovery(
+                RecoveryCmd::Create { file, .. } | RecoveryCmd::Restore { file, .. },
+            ) => fix(file),
             _ => {}
         }
         if let Command::Recovery(RecoveryCmd::Restore { from, .. }) = self {

@@ -85,7 +85,7 @@ fn recovery_keys(home: &Path) -> Vec<StoreSecret> {
 
 /// The store's recovery key as this till holds it in `recovery.key` (the admin
 /// till only).
-fn load_recovery_key(home: &Path) -> Result<Option<StoreSecret>> {
+pub(crate) fn load_recovery_key(home: &Path) -> Result<Option<StoreSecret>> {
     let path = home.join(RECOVERY_KEY_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -94,7 +94,7 @@ fn load_recovery_key(home: &Path) -> Result<Option<StoreSecret>> {
     };
     let key: StoreSecret = serde_json::from_slice(&bytes).map_err(|e| {
         Damaged(format!(
-            "{} is damaged ({e}); restore it from a recovery file, or move it aside and run `tillmesh recovery create FILE` to make a new recovery key",
+            "{} is damaged ({e}); restore it from a recovery file, or make a new recovery key with `tillmesh recovery create FILE --new-key`",
             path.display()
         ))
     })?;
@@ -141,7 +141,9 @@ pub fn ensure_recovery_key(store: &mut Store, home: &Path) -> Result<Option<Stor
                 "the store's published recovery key is not the one this admin till holds; publishing the held one"
             );
         }
-        store.publish_recovery_recipient(&public)?;
+        let admin = TillKey::load(&home.join(ADMIN_KEY_FILE))
+            .with_context(|| format!("cannot read {}", home.join(ADMIN_KEY_FILE).display()))?;
+        store.publish_recovery_recipient(&admin, &public)?;
     }
     Ok(Some(key))
 }
@@ -1236,6 +1238,7 @@ pub fn recovery_create(
     store: &mut Store,
     home: &Path,
     file: &Path,
+    new_key: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
     let admin = TillKey::load(&home.join("admin.key")).map_err(|_| {
@@ -1243,6 +1246,21 @@ pub fn recovery_create(
             "only the admin till (the one that ran `tillmesh init`) can write the recovery file",
         )
     })?;
+    if new_key {
+        passphrase()?;
+        let held = home.join(RECOVERY_KEY_FILE);
+        if held.exists() {
+            // Kept aside, not deleted: it still opens what was backed up to it.
+            let aside = home.join(format!("{RECOVERY_KEY_FILE}.replaced-{}", now_ms()));
+            std::fs::rename(&held, &aside)
+                .with_context(|| format!("cannot move {} aside", held.display()))?;
+            writeln!(
+                out,
+                "Replaced the store's recovery key (the old one is kept as {}); backups from now on are encrypted to the new one",
+                aside.display()
+            )?;
+        }
+    }
     ensure_keys(store, home)?;
     ensure_recovery_key(store, home)?;
     write_recovery(store, home, &admin, file)?;
@@ -1255,10 +1273,15 @@ pub fn recovery_create(
 }
 
 /// Write the recovery file, the passphrase from `$TILLMESH_RECOVERY_PASSPHRASE`.
-pub fn write_recovery(store: &Store, home: &Path, admin: &TillKey, file: &Path) -> Result<()> {
-    let pass = std::env::var("TILLMESH_RECOVERY_PASSPHRASE").map_err(|_| {
+/// The passphrase for a recovery file, from `$TILLMESH_RECOVERY_PASSPHRASE`.
+fn passphrase() -> Result<String> {
+    std::env::var("TILLMESH_RECOVERY_PASSPHRASE").map_err(|_| {
         rejected("set TILLMESH_RECOVERY_PASSPHRASE to the passphrase for the recovery file")
-    })?;
+    })
+}
+
+pub fn write_recovery(store: &Store, home: &Path, admin: &TillKey, file: &Path) -> Result<()> {
+    let pass = passphrase()?;
     let r = keys::Recovery {
         version: keys::RECOVERY_VERSION,
         store_id: store.store_id().to_string(),
@@ -1713,9 +1736,9 @@ mod tests {
 
     fn admin_till(dir: &Path) -> Store {
         let mut s = store(dir);
-        TillKey::generate()
-            .save(&dir.join(ADMIN_KEY_FILE))
-            .expect("admin key");
+        let admin = TillKey::generate();
+        admin.save(&dir.join(ADMIN_KEY_FILE)).expect("admin key");
+        s.set_admin_key(admin.till_id()).expect("admin");
         ensure_keys(&mut s, dir).expect("first key");
         s
     }
@@ -1836,13 +1859,51 @@ mod tests {
     fn a_malformed_published_recovery_key_is_passed_over() {
         let dir = tempfile::tempdir().expect("dir");
         let mut s = store(dir.path());
+        let admin = TillKey::generate();
+        s.set_admin_key(admin.till_id()).expect("admin");
         s.add_store_secret(keys::generate(1)).expect("key");
-        s.publish_recovery_recipient(&tillmesh_store::RecoveryRecipient {
-            recipient: "age1garbage".into(),
-            id: "0011223344556677".into(),
-        })
+        s.publish_recovery_recipient(
+            &admin,
+            &tillmesh_store::RecoveryRecipient {
+                recipient: "age1garbage".into(),
+                id: "0011223344556677".into(),
+            },
+        )
         .expect("publish");
         let to = archive::recipients(&s).expect("backups still go to the store key");
         assert_eq!(to.len(), 1);
+    }
+
+    /// Any member can write the configuration, but backups are encrypted only
+    /// to a recovery key the admin key signed; the admin till puts its own back
+    /// at its next backup.
+    #[test]
+    fn a_recovery_key_not_signed_by_the_admin_is_passed_over() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut s = admin_till(dir.path());
+        let held = s.recovery_recipient().expect("read").expect("published");
+        assert_eq!(archive::recipients(&s).expect("to").len(), 2);
+        let planted = keys::recipient_of(&keys::generate(7)).expect("recipient");
+        for sig in [None, Some("00".repeat(64))] {
+            let mut v = serde_json::json!({ "recipient": planted.recipient, "id": planted.id });
+            if let Some(sig) = &sig {
+                v["sig"] = serde_json::json!(sig);
+            }
+            s.set_config_value("backup/recovery", v).expect("write");
+            assert_eq!(s.recovery_recipient().expect("read"), None, "{sig:?}");
+            assert_eq!(
+                archive::recipients(&s).expect("to").len(),
+                1,
+                "only the store key: {sig:?}"
+            );
+        }
+        // A member's own key, even well signed by that member, does not count.
+        let member = TillKey::generate();
+        assert!(matches!(
+            s.publish_recovery_recipient(&member, &planted),
+            Err(tillmesh_store::MembershipError::NotAdmin)
+        ));
+        ensure_keys(&mut s, dir.path()).expect("again");
+        assert_eq!(s.recovery_recipient().expect("read"), Some(held));
     }
 }

@@ -881,8 +881,8 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Backup(a) => crate::backups::backup(store, home, a, out),
         Command::Sink(c) => crate::backups::sink(home, c, out),
         Command::Usb(c) => crate::backups::usb(store, home, c, out),
-        Command::Recovery(RecoveryCmd::Create { file }) => {
-            crate::backups::recovery_create(store, home, file, out)
+        Command::Recovery(RecoveryCmd::Create { file, new_key }) => {
+            crate::backups::recovery_create(store, home, file, *new_key, out)
         }
         Command::Recovery(_) | Command::Restore(_) => Err(rejected(
             "restoring writes a new till home: run it with --home NEWDIR, not on a live till",

@@ -189,6 +189,9 @@ pub fn collect(
             next_backup: (st.next_ms > 0).then_some(st.next_ms),
         });
     }
+    if let Err(e) = crate::backups::load_recovery_key(home) {
+        alerts.push(format!("{e:#}"));
+    }
     if let Some(a) = crate::backups::stale_recovery(store, home)? {
         alerts.push(a);
     }

@@ -7,7 +7,9 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde_json::json;
 
 use crate::error::{ProductError, StorageError};
-use crate::ids::{Barcode, DocId, Sku, TillId};
+use crate::ids::{Barcode, DocId, Sku, StoreId, TillId};
+use crate::keys::TillKey;
+use crate::membership::MembershipError;
 use crate::model::{Policy, Product, TillInfo, Unit};
 use crate::store::Store;
 use crate::tables;
@@ -359,6 +361,16 @@ const BACKUP_RECOVERY: &str = "backup/recovery";
 /// Configuration key: seconds between scheduled snapshots.
 pub const SNAPSHOT_INTERVAL: &str = "backup/snapshot_interval_s";
 
+/// What the admin key signs when it publishes the store's recovery key.
+fn recovery_message(store: &StoreId, r: &RecoveryRecipient) -> Vec<u8> {
+    let mut m = b"tillmesh recovery key v1\0".to_vec();
+    m.extend_from_slice(store.as_bytes());
+    m.extend_from_slice(r.recipient.as_bytes());
+    m.push(0);
+    m.extend_from_slice(r.id.as_bytes());
+    m
+}
+
 /// The public half of the store's recovery key, as the config document holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryRecipient {
@@ -429,27 +441,52 @@ impl Store {
 
     /// The store's recovery key as published to every till: its public
     /// recipient (`age1…`) and key id. Every backup is also encrypted to it, so a
-    /// recovery file holding its identity reads backups of any backup key. Not
-    /// checked here beyond its shape: the caller parses the recipient.
+    /// recovery file holding its identity reads backups of any backup key. Only
+    /// an entry signed by the store's admin key counts: any member can write the
+    /// configuration, but only the admin till chooses whom backups are encrypted
+    /// to. Not checked here beyond that: the caller parses the recipient.
     pub fn recovery_recipient(&self) -> Result<Option<RecoveryRecipient>, StorageError> {
         let Some(v) = self.config_value(BACKUP_RECOVERY)? else {
             return Ok(None);
         };
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-        Ok(field("recipient")
+        let Some(r) = field("recipient")
             .zip(field("id"))
-            .map(|(recipient, id)| RecoveryRecipient { recipient, id }))
+            .map(|(recipient, id)| RecoveryRecipient { recipient, id })
+        else {
+            return Ok(None);
+        };
+        let signed = self.admin_key()?.is_some_and(|admin| {
+            crate::membership::sig_ok(
+                &admin,
+                &recovery_message(&self.store_id(), &r),
+                field("sig").as_deref(),
+            )
+        });
+        if !signed {
+            tracing::warn!(
+                key = r.id,
+                "the published recovery key is not signed by the store's admin key; backups are not encrypted to it"
+            );
+            return Ok(None);
+        }
+        Ok(Some(r))
     }
 
-    /// Publish the store's recovery key (the admin till does, once); audited.
+    /// Publish the store's recovery key, signed with the store's `admin` key
+    /// (the admin till does, once); audited.
     pub fn publish_recovery_recipient(
         &mut self,
+        admin: &TillKey,
         recovery: &RecoveryRecipient,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(), MembershipError> {
+        self.check_admin(admin)?;
+        let sig = admin.sign(&recovery_message(&self.store_id(), recovery));
         self.set_config_value(
             BACKUP_RECOVERY,
-            json!({ "recipient": recovery.recipient, "id": recovery.id }),
-        )
+            json!({ "recipient": recovery.recipient, "id": recovery.id, "sig": hex::encode(sig) }),
+        )?;
+        Ok(())
     }
 
     /// Set a configuration value shared by every till; audited.

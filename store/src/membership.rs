@@ -68,7 +68,7 @@ fn revoke_message(store: &StoreId, till: &TillId) -> Vec<u8> {
     m
 }
 
-fn sig_ok(admin: &TillId, msg: &[u8], sig_hex: Option<&str>) -> bool {
+pub(crate) fn sig_ok(admin: &TillId, msg: &[u8], sig_hex: Option<&str>) -> bool {
     let mut sig = [0u8; 64];
     sig_hex.is_some_and(|h| hex::decode_to_slice(h, &mut sig).is_ok() && verify(admin, msg, &sig))
 }
@@ -106,7 +106,7 @@ impl Store {
         Ok(())
     }
 
-    fn check_admin(&self, admin: &TillKey) -> Result<(), MembershipError> {
+    pub(crate) fn check_admin(&self, admin: &TillKey) -> Result<(), MembershipError> {
         match self.admin_key()? {
             None => Err(MembershipError::NoAdminKey),
             Some(k) if k != admin.till_id() => Err(MembershipError::NotAdmin),

@@ -119,6 +119,84 @@ fn a_lost_till_comes_back_from_its_recovery_file() {
     assert!(!audit.contains("BROKEN"), "{audit}");
 }
 
+/// A damaged `recovery.key` is an alert in `status`; `recovery create --new-key`
+/// replaces the recovery key (the old one kept aside): backups made after the
+/// next rotation are read by the new recovery file and not by the old one.
+#[test]
+fn a_recovery_key_is_replaced_and_a_damaged_one_is_an_alert() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (a, old_rec) = founder_with_recovery(dir.path());
+    let old_id = a.json(&["keys", "list"])["recovery"]
+        .as_str()
+        .expect("recovery key")
+        .to_string();
+    let held = a.home.join("recovery.key");
+    let good = std::fs::read(&held).expect("read");
+    std::fs::write(&held, b"{ not a key").expect("damage");
+    let alerts = a.json(&["status"])["alerts"].to_string();
+    assert!(
+        alerts.contains("recovery.key is damaged") && alerts.contains("--new-key"),
+        "{alerts}"
+    );
+    std::fs::write(&held, &good).expect("mend");
+
+    // Without a passphrase nothing changes.
+    let new_rec = dir.path().join("new-recovery.age");
+    let create = |pass: Option<&str>| {
+        let mut c = a.cmd(&[
+            "recovery",
+            "create",
+            new_rec.to_str().expect("path"),
+            "--new-key",
+        ]);
+        c.env("TILLMESH_SCRYPT_WORK_FACTOR", "4")
+            .env_remove("TILLMESH_RECOVERY_PASSPHRASE");
+        if let Some(p) = pass {
+            c.env("TILLMESH_RECOVERY_PASSPHRASE", p);
+        }
+        c.output().expect("run")
+    };
+    let refused = create(None);
+    assert_eq!(refused.status.code(), Some(3), "{refused:?}");
+    assert_eq!(std::fs::read(&held).expect("read"), good, "key unchanged");
+    let made = create(Some("new horse battery"));
+    let said = String::from_utf8_lossy(&made.stdout);
+    assert!(made.status.success(), "{said}{:?}", made.stderr);
+    assert!(said.contains("Replaced the store's recovery key"), "{said}");
+    let new_id = a.json(&["keys", "list"])["recovery"]
+        .as_str()
+        .expect("recovery key")
+        .to_string();
+    assert_ne!(new_id, old_id);
+    let alerts = a.json(&["status"])["alerts"].to_string();
+    assert!(!alerts.contains("recovery"), "{alerts}");
+
+    // A backup after a rotation: the new file reads it, the old one cannot.
+    sell(&a, 2);
+    let nas = dir.path().join("nas");
+    std::fs::create_dir(&nas).expect("nas");
+    a.ok(&["sink", "add", "nas", "folder", nas.to_str().expect("path")]);
+    a.ok(&["keys", "rotate"]);
+    a.ok(&["backup"]);
+    let before = receipts(&a);
+    let old = Till::new(dir.path(), "old");
+    let out = recovery_restore(&old, &old_rec, &nas, "correct horse battery", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no intact snapshot"),
+        "the old recovery file is shut out: {err}"
+    );
+    assert!(!old.home.join("store.redb").exists());
+    let new = Till::new(dir.path(), "new");
+    let out = recovery_restore(&new, &new_rec, &nas, "new horse battery", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(receipts(&new), before);
+}
+
 #[test]
 fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
     let dir = tempfile::tempdir().expect("dir");
