@@ -145,15 +145,21 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         stop: stop.clone(),
     });
     let addr = node.addr();
+    let reach: Vec<String> = addr
+        .ip
+        .iter()
+        .map(|a| a.to_string())
+        .chain(relays.iter().cloned())
+        .collect();
+    let reach = if reach.is_empty() {
+        // Relay-only with no relay configured: say so rather than print nothing.
+        "unreachable (relay-only and no relay configured: tillmesh relays add URL)".to_string()
+    } else {
+        reach.join(" ")
+    };
     println!(
-        "tillmesh: till {} running; local API on 127.0.0.1:{port}; mesh {} {}",
+        "tillmesh: till {} running; local API on 127.0.0.1:{port}; mesh {reach}",
         key.till_id().fmt_short(),
-        addr.ip
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-        relays.join(" ")
     );
     let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.clone()));
     let keeper = tokio::spawn(key_keeper(handle.clone(), node.clone(), ctx.home.clone()));
