@@ -719,14 +719,16 @@ pub fn usb_files(
 }
 
 /// Import what the stick has and this till lacks, then export what the stick
-/// lacks: one command, both ways. Files named in `known` (imported before) are
-/// not read again.
+/// lacks: one command, both ways. Files are opened with the store's keys and
+/// `extra` (the recovery key on the admin till); files named in `known`
+/// (imported before) are not read again.
 pub fn usb_sync(
     store: &mut Store,
     sink: &dyn Sink,
+    extra: &[StoreSecret],
     known: &BTreeSet<String>,
 ) -> Result<UsbReport, BackupError> {
-    let mut opener = Opener::of(store, &[])?;
+    let mut opener = Opener::of(store, extra)?;
     let (files, files_known) = usb_files(sink, store.store_id(), &store.till_id(), known)?;
     let mut report = UsbReport {
         files_known,
@@ -739,7 +741,7 @@ pub fn usb_sync(
             .map_err(BackupError::from)
             .and_then(|(_, c)| merge(store, &c));
         if report.add(l.name, result) {
-            opener = Opener::of(store, &[])?;
+            opener = Opener::of(store, extra)?;
         }
     }
     report.exported(backup(store, sink, Kind::Bundle)?);

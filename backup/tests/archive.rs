@@ -160,6 +160,35 @@ fn restore_gives_identical_documents_and_views() {
     assert!(e.to_string().contains("already holds a till"), "{e}");
 }
 
+/// A till holding the recovery key (the admin till, also one restored from a
+/// recovery file) reads a stick's bundles encrypted to a backup key it lacks:
+/// the recovery key opens them.
+#[test]
+fn usb_sync_with_the_recovery_key_reads_bundles_of_a_key_the_till_lacks() {
+    let mut shop = shop();
+    let recovery = keys::generate(0);
+    shop.a
+        .publish_recovery_recipient(
+            &shop.admin,
+            &keys::recipient_of(&recovery).expect("recipient"),
+        )
+        .expect("publish");
+    // A rotation B never heard of.
+    shop.a.add_store_secret(keys::generate(2)).expect("rotate");
+    sell(&mut shop.a, 3);
+    let stick = tempfile::tempdir().expect("stick");
+    let sink = FolderSink::new(stick.path()).expect("sink");
+    archive::usb_sync(&mut shop.a, &sink, &[], &Default::default()).expect("a");
+    let without = archive::usb_sync(&mut shop.b, &sink, &[], &Default::default()).expect("b");
+    assert_eq!(without.refused.len(), 1, "{without:?}");
+    assert!(without.imported_files.is_empty(), "{without:?}");
+    let with = archive::usb_sync(&mut shop.b, &sink, &[recovery], &Default::default())
+        .expect("b with the recovery key");
+    assert!(with.refused.is_empty(), "{with:?}");
+    assert!(with.imported_changes >= 3, "{with:?}");
+    assert_eq!(receipts(&mut shop.b), receipts(&mut shop.a));
+}
+
 #[test]
 fn the_recovery_key_restores_what_was_backed_up_after_a_rotation() {
     let mut shop = shop();
@@ -312,12 +341,12 @@ fn usb_carry_converges_tills_that_never_meet() {
         .expect("price");
     let stick = tempfile::tempdir().expect("stick");
     let sink = FolderSink::new(stick.path()).expect("sink");
-    let first = archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a");
+    let first = archive::usb_sync(&mut shop.a, &sink, &[], &Default::default()).expect("a");
     assert_eq!(first.imported_changes, 0);
     assert!(first.exported_changes > 0);
-    let second = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("b");
+    let second = archive::usb_sync(&mut shop.b, &sink, &[], &Default::default()).expect("b");
     assert!(second.imported_changes > 0 && second.exported_changes > 0);
-    let third = archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a again");
+    let third = archive::usb_sync(&mut shop.a, &sink, &[], &Default::default()).expect("a again");
     assert!(third.imported_changes > 0, "{third:?}");
     assert!(
         third.exported.is_none(),
@@ -333,7 +362,7 @@ fn usb_carry_converges_tills_that_never_meet() {
         );
     }
     // Once more on B: nothing moves either way.
-    let idle = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("idle");
+    let idle = archive::usb_sync(&mut shop.b, &sink, &[], &Default::default()).expect("idle");
     assert_eq!(idle.imported_changes, 0);
     assert!(idle.exported.is_none());
 }
@@ -346,15 +375,15 @@ fn usb_sync_passes_over_files_imported_before() {
     sell(&mut shop.a, 2);
     let stick = tempfile::tempdir().expect("stick");
     let sink = FolderSink::new(stick.path()).expect("sink");
-    archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a");
+    archive::usb_sync(&mut shop.a, &sink, &[], &Default::default()).expect("a");
     let mut known = std::collections::BTreeSet::new();
-    let first = archive::usb_sync(&mut shop.b, &sink, &known).expect("b");
+    let first = archive::usb_sync(&mut shop.b, &sink, &[], &known).expect("b");
     assert_eq!(first.files_read, 1, "{first:?}");
     assert_eq!(first.imported_files.len(), 1, "{first:?}");
     known.extend(first.imported_files);
     sell(&mut shop.a, 3);
-    archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a again");
-    let second = archive::usb_sync(&mut shop.b, &sink, &known).expect("b again");
+    archive::usb_sync(&mut shop.a, &sink, &[], &Default::default()).expect("a again");
+    let second = archive::usb_sync(&mut shop.b, &sink, &[], &known).expect("b again");
     assert_eq!(second.files_known, 1, "{second:?}");
     assert_eq!(
         second.files_read, 1,
@@ -363,7 +392,7 @@ fn usb_sync_passes_over_files_imported_before() {
     assert!(second.imported_changes >= 3, "{second:?}");
     assert_eq!(receipts(&mut shop.b).len(), 5);
     // Without the record, every file is read again and nothing is new.
-    let all = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("b once more");
+    let all = archive::usb_sync(&mut shop.b, &sink, &[], &Default::default()).expect("b once more");
     assert_eq!(all.files_read, 2, "{all:?}");
     assert_eq!(all.imported_changes, 0, "{all:?}");
 }
@@ -544,7 +573,7 @@ fn a_bundle_forged_with_the_public_key_is_refused_whole() {
     sell(&mut shop.a, 2);
     let stick = tempfile::tempdir().expect("stick");
     let sink = FolderSink::new(stick.path()).expect("sink");
-    archive::usb_sync(&mut shop.a, &sink, &Default::default()).expect("a");
+    archive::usb_sync(&mut shop.a, &sink, &[], &Default::default()).expect("a");
 
     // The forger knows the store id and its public recipient (both are on any
     // file's header and in any member's config) and makes a fake sale.
@@ -576,7 +605,7 @@ fn a_bundle_forged_with_the_public_key_is_refused_whole() {
     sink.put(&name, &forged).expect("put");
 
     let before = receipts(&mut shop.b);
-    let report = archive::usb_sync(&mut shop.b, &sink, &Default::default()).expect("b");
+    let report = archive::usb_sync(&mut shop.b, &sink, &[], &Default::default()).expect("b");
     assert_eq!(report.refused.len(), 1, "{report:?}");
     assert!(report.refused[0].1.contains("not a member"), "{report:?}");
     assert_eq!(

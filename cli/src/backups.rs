@@ -1063,7 +1063,7 @@ pub fn usb(store: &mut Store, home: &Path, c: &UsbCmd, out: &mut dyn Write) -> R
             ensure_keys(store, home)?;
             let sink = FolderSink::new(dir)?;
             let mut known = load_usb_known(home);
-            let r = archive::usb_sync(store, &sink, &known)?;
+            let r = archive::usb_sync(store, &sink, &recovery_keys(home), &known)?;
             remember_usb(home, &mut known, &r);
             record_usb(store, dir, &r);
             print_usb(&r, *json, out)
@@ -1082,10 +1082,12 @@ pub async fn usb_sync_beside(
     json: bool,
 ) -> Result<Vec<u8>> {
     let h = home.to_path_buf();
+    let extra = recovery_keys(home);
+    let ex = extra.clone();
     let (mut opener, me) = store
         .call(move |s| -> Result<_> {
             ensure_keys(s, &h)?;
-            Ok((Opener::of(s, &[])?, s.till_id()))
+            Ok((Opener::of(s, &ex)?, s.till_id()))
         })
         .await??;
     let sink = FolderSink::new(dir)?;
@@ -1123,7 +1125,8 @@ pub async fn usb_sync_beside(
             Err(e) => Err(e),
         };
         if r.add(l.name, result) {
-            opener = store.call(|s| Opener::of(s, &[])).await??;
+            let ex = extra.clone();
+            opener = store.call(move |s| Opener::of(s, &ex)).await??;
         }
     }
     r.exported(stepped_backup(store, &sink, Kind::Bundle).await??);
