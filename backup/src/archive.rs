@@ -146,6 +146,34 @@ impl Opener {
 /// about this long at most.
 pub const STEP_TIME: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// The time a step may hold the store: it takes items until this is spent, and
+/// always at least one, so every step makes progress.
+struct Budget {
+    start: std::time::Instant,
+    budget: std::time::Duration,
+    taken: usize,
+}
+
+impl Budget {
+    fn new(budget: std::time::Duration) -> Budget {
+        Budget {
+            start: std::time::Instant::now(),
+            budget,
+            taken: 0,
+        }
+    }
+
+    /// Whether the step should stop before the next item; if not, it is counted
+    /// as taken.
+    fn spent(&mut self) -> bool {
+        if self.taken > 0 && self.start.elapsed() > self.budget {
+            return true;
+        }
+        self.taken += 1;
+        false
+    }
+}
+
 /// A backup in the making. [`Pending::step`] takes documents from the store for a
 /// short while at a time, so a till's store is free for sales between steps;
 /// [`Pending::write`] compresses, encrypts and writes the file and this till's
@@ -224,14 +252,12 @@ impl Pending {
         store: &mut Store,
         budget: std::time::Duration,
     ) -> Result<bool, BackupError> {
-        let start = std::time::Instant::now();
-        let mut taken = 0;
+        let mut budget = Budget::new(budget);
         while let Some(id) = self.todo.pop() {
-            if taken > 0 && start.elapsed() > budget {
+            if budget.spent() {
                 self.todo.push(id);
                 break;
             }
-            taken += 1;
             let name = id.to_string();
             let have = self.since.get(&name).map(|h| hashes(h)).unwrap_or_default();
             if self.kind == Kind::Snapshot || have.is_empty() {
@@ -563,20 +589,18 @@ impl Import {
         store: &mut Store,
         budget: std::time::Duration,
     ) -> Result<bool, BackupError> {
-        let start = std::time::Instant::now();
         let batch = if budget == std::time::Duration::MAX {
             SAVED_BATCH
         } else {
             STEP_BATCH
         };
+        let mut budget = Budget::new(budget);
         let mut saved: Vec<(DocId, Vec<u8>)> = Vec::new();
-        let mut taken = 0;
         while let Some(next) = self.todo.pop_front() {
-            if taken > 0 && start.elapsed() > budget {
+            if budget.spent() {
                 self.todo.push_front(next);
                 break;
             }
-            taken += 1;
             if store.holds(&next.id, &next.heads)? {
                 continue;
             }

@@ -53,6 +53,18 @@ fn shop() -> Shop {
     Shop { id, admin, a, b }
 }
 
+/// A recovery key for the shop, published (signed by the admin) on till A.
+fn publish_recovery(shop: &mut Shop) -> tillmesh_store::StoreSecret {
+    let recovery = keys::generate(0);
+    shop.a
+        .publish_recovery_recipient(
+            &shop.admin,
+            &keys::recipient_of(&recovery).expect("recipient"),
+        )
+        .expect("publish");
+    recovery
+}
+
 fn sell(s: &mut Store, n: usize) {
     for _ in 0..n {
         s.record_sale(sale("TEA", 1, Tender::Cash)).expect("sale");
@@ -166,13 +178,7 @@ fn restore_gives_identical_documents_and_views() {
 #[test]
 fn usb_sync_with_the_recovery_key_reads_bundles_of_a_key_the_till_lacks() {
     let mut shop = shop();
-    let recovery = keys::generate(0);
-    shop.a
-        .publish_recovery_recipient(
-            &shop.admin,
-            &keys::recipient_of(&recovery).expect("recipient"),
-        )
-        .expect("publish");
+    let recovery = publish_recovery(&mut shop);
     // A rotation B never heard of.
     shop.a.add_store_secret(keys::generate(2)).expect("rotate");
     sell(&mut shop.a, 3);
@@ -193,13 +199,7 @@ fn usb_sync_with_the_recovery_key_reads_bundles_of_a_key_the_till_lacks() {
 fn the_recovery_key_restores_what_was_backed_up_after_a_rotation() {
     let mut shop = shop();
     let first = shop.a.store_secrets().expect("secrets");
-    let recovery = keys::generate(0);
-    shop.a
-        .publish_recovery_recipient(
-            &shop.admin,
-            &keys::recipient_of(&recovery).expect("recipient"),
-        )
-        .expect("publish");
+    let recovery = publish_recovery(&mut shop);
     assert_eq!(archive::recipients(&shop.a).expect("recipients").len(), 2);
     let dir = tempfile::tempdir().expect("dir");
     let sink = FolderSink::new(dir.path()).expect("sink");
