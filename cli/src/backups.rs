@@ -1102,11 +1102,16 @@ pub async fn usb_sync_beside(
     };
     for l in files {
         let (s2, o2, name) = (sink.clone(), opener.clone(), l.name.clone());
-        let opened = tokio::task::spawn_blocking(move || -> Result<Import, BackupError> {
-            let (_, c) = o2.open(&s2.get(&name)?)?;
-            Import::new(&c)
+        // A stick that cannot be read stops the sync (as without the daemon);
+        // a file that does not open or decode is refused.
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
+            let bytes = s2.get(&name)?;
+            Ok(o2
+                .open(&bytes)
+                .map_err(BackupError::from)
+                .and_then(|(_, c)| Import::new(&c)))
         })
-        .await?;
+        .await??;
         let result = match opened {
             Ok(mut import) => loop {
                 let (back, done) = store
