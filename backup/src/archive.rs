@@ -417,7 +417,7 @@ fn list_where(
         if obj.name.ends_with(".tmi") || !wanted(&obj.name) {
             continue;
         }
-        let bytes = sink.get(&obj.name)?;
+        let bytes = sink.get_start(&obj.name, format::HEADER_LEN)?;
         let mut l = Listed {
             name: obj.name,
             kind: None,

@@ -29,6 +29,14 @@ pub trait Sink: std::fmt::Debug {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), SinkError>;
     /// The whole object `name`.
     fn get(&self, name: &str) -> Result<Vec<u8>, SinkError>;
+    /// The first `len` bytes of object `name` (all of it when shorter): enough
+    /// to read a file's header without reading the rest. By default the whole
+    /// object, cut.
+    fn get_start(&self, name: &str, len: usize) -> Result<Vec<u8>, SinkError> {
+        let mut bytes = self.get(name)?;
+        bytes.truncate(len);
+        Ok(bytes)
+    }
     /// Remove `name`.
     fn delete(&self, name: &str) -> Result<(), SinkError>;
     /// Free bytes on the medium, when known.
@@ -230,6 +238,16 @@ impl Sink for FolderSink {
         fs::read(&path).map_err(|e| self.io(&path, e, 0))
     }
 
+    fn get_start(&self, name: &str, len: usize) -> Result<Vec<u8>, SinkError> {
+        use std::io::Read;
+        let path = self.path(name)?;
+        let mut bytes = Vec::with_capacity(len);
+        fs::File::open(&path)
+            .and_then(|f| f.take(len as u64).read_to_end(&mut bytes))
+            .map_err(|e| self.io(&path, e, 0))?;
+        Ok(bytes)
+    }
+
     fn delete(&self, name: &str) -> Result<(), SinkError> {
         let path = self.path(name)?;
         fs::remove_file(&path).map_err(|e| self.io(&path, e, 0))?;
@@ -310,6 +328,19 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["s/bundles/t/b.tmb", "s/snapshots/a.tms"]);
         assert_eq!(sink.get("s/snapshots/a.tms").expect("get"), b"one");
+        // The start of an object, for its header: no more, and all of a short one.
+        assert_eq!(
+            sink.get_start("s/snapshots/a.tms", 2).expect("start"),
+            b"on"
+        );
+        assert_eq!(
+            sink.get_start("s/snapshots/a.tms", 84).expect("start"),
+            b"one"
+        );
+        assert!(matches!(
+            sink.get_start("s/snapshots/none.tms", 2),
+            Err(SinkError::NotFound(_))
+        ));
         sink.put("s/snapshots/a.tms", b"uno").expect("replace");
         assert_eq!(sink.get("s/snapshots/a.tms").expect("get"), b"uno");
         sink.delete("s/snapshots/a.tms").expect("delete");
