@@ -237,14 +237,21 @@ async fn relay_watch(store: StoreHandle, node: Arc<Node>) {
 const KEY_CHECK: Duration = Duration::from_secs(10);
 
 /// The store's backup keys: on the admin till, a new one when the newest is 30
-/// days old; on every till, the store's announced current key fetched from the
-/// till holding it, when this till lacks it.
+/// days old and its recovery key published (signed) in the configuration; on
+/// every till, the store's announced current key fetched from the till holding
+/// it, when this till lacks it.
 async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
     loop {
         let h = home.clone();
         let wanted = store
             .call(move |s| -> Result<Option<tillmesh_store::TillId>> {
                 backups::rotate_if_due(s, &h)?;
+                // On the admin till: put its signed recovery key back at once if
+                // another write to the configuration hid it. A damaged
+                // recovery.key is an alert in `status`, not a log line every 10 s.
+                if let Err(e) = backups::ensure_recovery_key(s, &h) {
+                    tracing::debug!(error = %format!("{e:#}"), "the store's recovery key");
+                }
                 let held = s.store_secrets()?;
                 Ok(match s.announced_backup_key()? {
                     Some((id, holder))

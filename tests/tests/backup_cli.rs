@@ -197,6 +197,44 @@ fn a_recovery_key_is_replaced_and_a_damaged_one_is_an_alert() {
     assert_eq!(receipts(&new), before);
 }
 
+/// Another till's write that replaces the published recovery key (unsigned, as
+/// a tampered till could make it) is ignored by every till and undone by the
+/// admin till's daemon within seconds.
+#[test]
+fn the_admin_daemon_puts_back_a_recovery_key_another_till_replaced() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    let published = a.json(&["keys", "list"])["recovery"].clone();
+    assert!(published.is_string(), "{published}");
+    {
+        use tillmesh_store::{Store, StoreOptions, TillKey};
+        let key = TillKey::load(&b.home.join("till.key")).expect("B's key");
+        let mut s = Store::open(&b.home.join("store.redb"), key, StoreOptions::default())
+            .expect("B's store");
+        s.set_config_value(
+            "backup/recovery",
+            serde_json::json!({ "recipient": "age1planted", "id": "0011223344556677" }),
+        )
+        .expect("write");
+        assert_eq!(s.recovery_recipient().expect("read"), None, "ignored on B");
+    }
+    let db = b.start(&[]);
+    common::wait_for("the admin's recovery key back on B", || {
+        b.json(&["keys", "list"])["recovery"] == published
+    });
+    assert_eq!(a.json(&["keys", "list"])["recovery"], published);
+    // Both writes are on the record: B's in B's audit trail, A's answer in A's.
+    let by_b = a.json(&["audit", "--till", "B"]).to_string();
+    assert!(by_b.contains("backup/recovery"), "{by_b}");
+    let by_a = a.json(&["audit"]).to_string();
+    assert!(by_a.matches("backup/recovery").count() >= 2, "{by_a}");
+    db.stop();
+    da.stop();
+}
+
 #[test]
 fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
     let dir = tempfile::tempdir().expect("dir");
