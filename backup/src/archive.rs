@@ -82,15 +82,6 @@ fn is_member(store: &Store, till: &TillId) -> bool {
     matches!(store.member_status(till), Ok(MemberStatus::Member(_)))
 }
 
-/// Open a file of `store` with its keys, trusting only its members' signatures.
-pub(crate) fn open_for(
-    store: &Store,
-    secrets: &[StoreSecret],
-    bytes: &[u8],
-) -> Result<(Header, format::Contents), FormatError> {
-    format::open(bytes, store.store_id(), secrets, |t| is_member(store, t))
-}
-
 /// What opening a store's files takes, read from the store once: its id, the
 /// keys to decrypt with and its members (whose signatures count). Files are then
 /// read, decrypted and checked without the store, so a till's store stays free
@@ -508,6 +499,10 @@ pub struct Imported {
     pub docs: usize,
     /// Changes new to this till.
     pub changes: usize,
+    /// Whether the membership document may have gained changes: who is a
+    /// member may have moved, so an [`Opener`] taken before is stale.
+    #[serde(skip)]
+    pub membership: bool,
 }
 
 /// Decode every record of `c` before anything is merged.
@@ -616,6 +611,7 @@ impl Import {
                     if r.new_changes > 0 {
                         self.done.docs += 1;
                         self.done.changes += r.new_changes;
+                        self.done.membership |= next.id == DocId::Membership;
                     }
                 }
             }
@@ -651,6 +647,7 @@ fn merge_saved(
     if r.new_changes > 0 {
         done.docs += docs.len();
         done.changes += r.new_changes;
+        done.membership |= docs.iter().any(|(id, _)| *id == DocId::Membership);
     }
     batch.clear();
     Ok(())
@@ -659,17 +656,12 @@ fn merge_saved(
 /// Check, decrypt and merge one file into `store`. A file not signed by a
 /// member is refused before anything of it is read.
 pub fn import(store: &mut Store, bytes: &[u8]) -> Result<Imported, BackupError> {
-    let secrets = store.store_secrets()?;
-    import_with(store, &secrets, bytes)
+    import_with(store, &Opener::of(store, &[])?, bytes)
 }
 
-/// [`import`], decrypting with `secrets` rather than the store's own keys.
-fn import_with(
-    store: &mut Store,
-    secrets: &[StoreSecret],
-    bytes: &[u8],
-) -> Result<Imported, BackupError> {
-    let (_, c) = open_for(store, secrets, bytes)?;
+/// [`import`], opening the file with `opener`.
+fn import_with(store: &mut Store, opener: &Opener, bytes: &[u8]) -> Result<Imported, BackupError> {
+    let (_, c) = opener.open(bytes)?;
     merge(store, &c)
 }
 
@@ -695,15 +687,15 @@ pub struct UsbReport {
 }
 
 impl UsbReport {
-    /// Count the outcome of importing file `name`; true when it brought changes
-    /// (which may have moved the membership: take a new [`Opener`]).
+    /// Count the outcome of importing file `name`; true when it may have moved
+    /// the membership (take a new [`Opener`]).
     pub fn add(&mut self, name: String, result: Result<Imported, BackupError>) -> bool {
         self.files_read += 1;
         match result {
             Ok(i) => {
                 self.imported_changes += i.changes;
                 self.imported_files.push(name);
-                i.changes > 0
+                i.membership
             }
             Err(e) => {
                 tracing::warn!(file = name, error = %e, "refused a file on the stick");
@@ -885,7 +877,7 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
         reason: e.to_string(),
     })?;
     let result = restore_into(
-        &path, &spec, &openers, &name, &header, &contents, &listed, skipped, sink,
+        &path, &spec, &name, &header, &contents, &listed, skipped, sink,
     );
     if result.is_err() {
         let _ = std::fs::remove_file(&path);
@@ -897,7 +889,6 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
 fn restore_into(
     path: &Path,
     spec: &RestoreSpec<'_>,
-    openers: &[StoreSecret],
     name: &str,
     header: &Header,
     contents: &format::Contents,
@@ -928,6 +919,9 @@ fn restore_into(
             source: FormatError::NotMember(header.creator),
         });
     }
+    // The store now holds the keys, the snapshot's members and the admin key.
+    let recovery: &[StoreSecret] = spec.recovery.map(std::slice::from_ref).unwrap_or(&[]);
+    let mut opener = Opener::of(&store, recovery)?;
     let mut bundles = Vec::new();
     for l in listed {
         let created = l.created_ms.unwrap_or(0);
@@ -940,8 +934,13 @@ fn restore_into(
             continue;
         }
         let bytes = sink.get(&l.name)?;
-        match import_with(&mut store, openers, &bytes) {
-            Ok(_) => bundles.push(l.name.clone()),
+        match import_with(&mut store, &opener, &bytes) {
+            Ok(i) => {
+                bundles.push(l.name.clone());
+                if i.membership {
+                    opener = Opener::of(&store, recovery)?;
+                }
+            }
             Err(e) => {
                 tracing::warn!(file = l.name, error = %e, "skipping a bundle");
                 skipped.push((l.name.clone(), e.to_string()));

@@ -397,6 +397,35 @@ fn usb_sync_passes_over_files_imported_before() {
     assert_eq!(all.imported_changes, 0, "{all:?}");
 }
 
+/// A till certified in one file on the stick is a member for the files after
+/// it in the same `usb sync`: its own bundle is taken, not refused.
+#[test]
+fn usb_sync_takes_files_of_a_till_certified_earlier_on_the_same_stick() {
+    let mut shop = shop();
+    let mut c = till(shop.id, "C", Role::Till, false, StoreOptions::default());
+    c.set_admin_key(shop.admin.till_id()).expect("admin");
+    for k in shop.a.store_secrets().expect("secrets") {
+        c.add_store_secret(k).expect("secret");
+    }
+    let tc = c.till_id();
+    shop.a
+        .certify(&shop.admin, tc, &"C".parse().expect("n"), Role::Till)
+        .expect("cert c");
+    sync(&mut shop.a, &mut c);
+    sell(&mut shop.a, 1);
+    sell(&mut c, 2);
+    let stick = tempfile::tempdir().expect("stick");
+    let sink = FolderSink::new(stick.path()).expect("sink");
+    archive::usb_sync(&mut shop.a, &sink, &[], &Default::default()).expect("a");
+    archive::usb_sync(&mut c, &sink, &[], &Default::default()).expect("c");
+    // B has never heard of C: A's file certifies it, C's file follows.
+    let report = archive::usb_sync(&mut shop.b, &sink, &[], &Default::default()).expect("b");
+    assert!(report.refused.is_empty(), "{report:?}");
+    assert_eq!(report.files_read, 2, "{report:?}");
+    assert_eq!(receipts(&mut shop.b), receipts(&mut c));
+    assert_eq!(receipts(&mut shop.b).len(), 3);
+}
+
 /// An import made in steps (as the daemon makes it, sales between steps) ends
 /// with every document of the file, like one made in one go.
 #[test]
