@@ -883,18 +883,19 @@ async fn scheduled_backup(
         })
         .await?;
     // Retention reads and deletes files beside the store, not on its thread.
-    let pruned = match opener {
-        Some(Ok(opener)) => Some(
-            tokio::task::spawn_blocking(move || {
-                tillmesh_backup::prune_with(&opener, &sink, &policy, false)
-            })
-            .await?,
-        ),
-        Some(Err(e)) => Some(Err(e)),
-        None => None,
-    };
-    if let Some(Err(e)) = pruned {
-        tracing::warn!(sink = name, error = %e, "retention failed");
+    if let Some(opener) = opener {
+        let pruned = match opener {
+            Ok(o) => {
+                tokio::task::spawn_blocking(move || {
+                    tillmesh_backup::prune_with(&o, &sink, &policy, false)
+                })
+                .await?
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = pruned {
+            tracing::warn!(sink = name, error = %e, "retention failed");
+        }
     }
     Ok(Ok(report))
 }
@@ -1063,7 +1064,7 @@ pub fn usb(store: &mut Store, home: &Path, c: &UsbCmd, out: &mut dyn Write) -> R
             ensure_keys(store, home)?;
             let sink = FolderSink::new(dir)?;
             let mut known = load_usb_known(home);
-            let r = archive::usb_sync(store, &sink, &recovery_keys(home), &known)?;
+            let r = archive::usb_sync(store, &sink, &recovery_keys(home), &known.files)?;
             remember_usb(home, &mut known, &r);
             record_usb(store, dir, &r);
             print_usb(&r, *json, out)
@@ -1081,7 +1082,7 @@ pub async fn usb_sync_beside(
     dir: &Path,
     json: bool,
 ) -> Result<Vec<u8>> {
-    let h = home.to_path_buf();
+    let (h, h2) = (home.to_path_buf(), home.to_path_buf());
     let extra = recovery_keys(home);
     let ex = extra.clone();
     let (mut opener, me) = store
@@ -1091,11 +1092,14 @@ pub async fn usb_sync_beside(
         })
         .await??;
     let sink = FolderSink::new(dir)?;
-    let mut known = load_usb_known(home);
-    let (files, files_known) = {
-        let (sink, known, id) = (sink.clone(), known.clone(), opener.store_id());
-        tokio::task::spawn_blocking(move || archive::usb_files(&sink, id, &me, &known)).await??
-    };
+    let (s2, id) = (sink.clone(), opener.store_id());
+    let (mut known, listed) = tokio::task::spawn_blocking(move || {
+        let known = load_usb_known(&h2);
+        let listed = archive::usb_files(&s2, id, &me, &known.files);
+        (known, listed)
+    })
+    .await?;
+    let (files, files_known) = listed?;
     let mut r = archive::UsbReport {
         files_known,
         ..archive::UsbReport::default()
@@ -1153,47 +1157,47 @@ fn usb_known_path(home: &Path) -> PathBuf {
 /// only read again, harmlessly, if still on a stick).
 const USB_KNOWN_LIMIT: usize = 50_000;
 
+/// The content of [`usb_known_path`].
 #[derive(Serialize, Deserialize)]
 struct UsbKnown {
     version: u32,
     files: BTreeSet<String>,
 }
 
-fn load_usb_known(home: &Path) -> BTreeSet<String> {
+fn load_usb_known(home: &Path) -> UsbKnown {
     let path = usb_known_path(home);
-    match std::fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice::<UsbKnown>(&bytes) {
-            Ok(k) => k.files,
-            Err(e) => {
-                // Only a cost: every file on the stick is read again.
-                tracing::warn!(file = %path.display(), error = %e, "unreadable; reading every file on the stick");
-                BTreeSet::new()
-            }
+    let read = std::fs::read(&path).ok().map(|bytes| {
+        serde_json::from_slice::<UsbKnown>(&bytes).map_err(|e| {
+            // Only a cost: every file on the stick is read again.
+            tracing::warn!(file = %path.display(), error = %e, "unreadable; reading every file on the stick");
+        })
+    });
+    match read {
+        Some(Ok(k)) => k,
+        _ => UsbKnown {
+            version: 1,
+            files: BTreeSet::new(),
         },
-        Err(_) => BTreeSet::new(),
     }
 }
 
-fn remember_usb(home: &Path, known: &mut BTreeSet<String>, r: &archive::UsbReport) {
+fn remember_usb(home: &Path, known: &mut UsbKnown, r: &archive::UsbReport) {
     if r.imported_files.is_empty() {
         return;
     }
-    known.extend(r.imported_files.iter().cloned());
-    if known.len() > USB_KNOWN_LIMIT {
+    let files = &mut known.files;
+    files.extend(r.imported_files.iter().cloned());
+    if files.len() > USB_KNOWN_LIMIT {
         // A file's own name starts with its creation time: keep the newest.
-        let mut by_age: Vec<String> = std::mem::take(known).into_iter().collect();
+        let mut by_age: Vec<String> = std::mem::take(files).into_iter().collect();
         by_age.sort_by(|a, b| a.rsplit('/').next().cmp(&b.rsplit('/').next()));
         let excess = by_age.len() - USB_KNOWN_LIMIT;
-        known.extend(by_age.drain(excess..));
+        files.extend(by_age.drain(excess..));
     }
-    let k = UsbKnown {
-        version: 1,
-        files: std::mem::take(known),
-    };
-    let result = serde_json::to_vec(&k)
+    known.version = 1;
+    let result = serde_json::to_vec(&*known)
         .map_err(anyhow::Error::from)
         .and_then(|b| write_secret(&usb_known_path(home), &b));
-    *known = k.files;
     if let Err(e) = result {
         tracing::warn!(error = %e, "cannot remember the files imported from the stick");
     }

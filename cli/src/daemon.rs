@@ -48,7 +48,6 @@ fn mutates(cmd: &Command) -> bool {
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
         Command::Relays(c) => !matches!(c, crate::args::RelaysCmd::List(_)),
         Command::Keys(c) => matches!(c, crate::args::KeysCmd::Rotate),
-        Command::Usb(crate::args::UsbCmd::Sync { .. }) => true,
         Command::Backup(crate::args::BackupArgs {
             cmd:
                 Some(crate::args::BackupCmd::Schedule {
