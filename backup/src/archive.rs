@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde::Serialize;
 use tillmesh_store::{
-    ChangeHash, DocId, MemberStatus, NewStore, Role, Store, StoreId, StoreOptions, StoreSecret,
-    TillId, TillKey, TillName,
+    ChangeHash, DocId, MemberStatus, NewStore, Proof, Role, Store, StoreId, StoreOptions,
+    StoreSecret, TillId, TillKey, TillName,
 };
 
 use crate::format::{self, Form, FormatError, Header, Kind, Recipients, Writer};
@@ -55,7 +55,7 @@ fn object_name(store: StoreId, kind: Kind, till: &TillId, created_ms: u64) -> St
 /// Every writer of snapshots, bundles and indexes takes its recipients here.
 pub fn recipients(store: &Store) -> Result<Recipients, BackupError> {
     let secrets = store.store_secrets()?;
-    let key = keys::current(&secrets).ok_or(BackupError::NoKey)?;
+    let key = current_key(store, &secrets)?.ok_or(BackupError::NoKey)?;
     let mut to = Recipients::new(key)?;
     if let Some(r) = store
         .recovery_recipient()?
@@ -65,6 +65,19 @@ pub fn recipients(store: &Store) -> Result<Recipients, BackupError> {
         to = to.and(r);
     }
     Ok(to)
+}
+
+/// The key new files are encrypted to: the one the admin key announced (none
+/// while this till has not fetched it yet), or on a store that never announced
+/// one, the newest held.
+pub fn current_key<'a>(
+    store: &Store,
+    secrets: &'a [StoreSecret],
+) -> Result<Option<&'a StoreSecret>, BackupError> {
+    Ok(match store.announced_backup_key()? {
+        Some((id, _)) => secrets.iter().find(|k| k.key_id == id),
+        None => keys::current(secrets),
+    })
 }
 
 /// The keys to open files with: the store's own, then `extra` (the recovery key
@@ -266,6 +279,8 @@ impl Pending {
                 let (saved, heads) = store.save_doc(&id)?;
                 self.index.push((name.clone(), raw(&heads)));
                 self.writer.add(&name, raw(&heads), Form::Saved, saved);
+                let proofs = Proof::encode_list(&store.proofs(&id)?);
+                self.writer.add(&name, Vec::new(), Form::Proofs, proofs);
                 continue;
             }
             let changes = store.changes_since(&id, &have)?;
@@ -278,6 +293,8 @@ impl Pending {
             let record =
                 postcard::to_stdvec(&changes).map_err(|e| FormatError::Encode(e.to_string()))?;
             self.writer.add(&name, heads, Form::Changes, record);
+            let proofs = Proof::encode_list(&store.proofs(&id)?);
+            self.writer.add(&name, Vec::new(), Form::Proofs, proofs);
         }
         Ok(self.todo.is_empty())
     }
@@ -520,11 +537,27 @@ fn decode_records(c: &format::Contents) -> Result<VecDeque<Incoming>, BackupErro
                     .map_err(|err| FormatError::Damaged(format!("{}: {err}", e.doc)))?,
             ),
             Form::Heads => continue,
+            Form::Proofs => {
+                let proofs = Proof::decode_list(r)
+                    .map_err(|err| FormatError::Damaged(format!("{}: {err}", e.doc)))?;
+                match out.back_mut() {
+                    Some(last) if last.id == id => last.proofs = proofs,
+                    _ => {
+                        return Err(FormatError::Damaged(format!(
+                            "proofs of {} without its document",
+                            e.doc
+                        ))
+                        .into());
+                    }
+                }
+                continue;
+            }
         };
         out.push_back(Incoming {
             id,
             rec,
             heads: hashes(&e.heads),
+            proofs: Vec::new(),
         });
     }
     Ok(out)
@@ -535,6 +568,7 @@ struct Incoming {
     id: DocId,
     rec: Record,
     heads: Vec<ChangeHash>,
+    proofs: Vec<Proof>,
 }
 
 enum Record {
@@ -590,7 +624,7 @@ impl Import {
             STEP_BATCH
         };
         let mut budget = Budget::new(budget);
-        let mut saved: Vec<(DocId, Vec<u8>)> = Vec::new();
+        let mut saved: Vec<(DocId, Vec<u8>, Vec<Proof>)> = Vec::new();
         while let Some(next) = self.todo.pop_front() {
             if budget.spent() {
                 self.todo.push_front(next);
@@ -601,13 +635,13 @@ impl Import {
             }
             match next.rec {
                 Record::Saved(bytes) => {
-                    saved.push((next.id, bytes));
+                    saved.push((next.id, bytes, next.proofs));
                     if saved.len() == batch {
                         merge_saved(store, &mut saved, &mut self.done)?;
                     }
                 }
                 Record::Changes(changes) => {
-                    let r = store.apply_changes(&next.id, &changes)?;
+                    let r = store.apply_changes(&next.id, &changes, &next.proofs)?;
                     if r.new_changes > 0 {
                         self.done.docs += 1;
                         self.done.changes += r.new_changes;
@@ -634,20 +668,42 @@ fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupErro
     Ok(import.imported())
 }
 
+/// [`merge`] for a restore into a new till home: a file made before signed
+/// changes (manifest version 1) carries no proofs of authorship, and its
+/// history is accepted on the word of its signer, a member (checked before it
+/// was opened). Imports into a running till never take this path.
+fn merge_restoring(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupError> {
+    let legacy = c.manifest.version < format::MANIFEST_VERSION;
+    if legacy {
+        tracing::warn!(
+            "restoring a backup made before signed changes: its history is accepted as it stands"
+        );
+        store.accept_legacy_history(true)?;
+    }
+    let r = merge(store, c);
+    if legacy {
+        store.accept_legacy_history(false)?;
+    }
+    r
+}
+
 fn merge_saved(
     store: &mut Store,
-    batch: &mut Vec<(DocId, Vec<u8>)>,
+    batch: &mut Vec<(DocId, Vec<u8>, Vec<Proof>)>,
     done: &mut Imported,
 ) -> Result<(), BackupError> {
     if batch.is_empty() {
         return Ok(());
     }
-    let docs: Vec<(DocId, &[u8])> = batch.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    let docs: Vec<(DocId, &[u8], Vec<Proof>)> = batch
+        .iter_mut()
+        .map(|(id, b, p)| (*id, b.as_slice(), std::mem::take(p)))
+        .collect();
     let r = store.apply_saved_many(&docs)?;
     if r.new_changes > 0 {
         done.docs += docs.len();
         done.changes += r.new_changes;
-        done.membership |= docs.iter().any(|(id, _)| *id == DocId::Membership);
+        done.membership |= docs.iter().any(|(id, ..)| *id == DocId::Membership);
     }
     batch.clear();
     Ok(())
@@ -912,7 +968,7 @@ fn restore_into(
     for s in spec.secrets {
         store.add_store_secret(s.clone())?;
     }
-    merge(&mut store, contents)?;
+    merge_restoring(&mut store, contents)?;
     if !is_member(&store, &header.creator) {
         return Err(BackupError::Damaged {
             name: name.to_string(),
@@ -934,7 +990,11 @@ fn restore_into(
             continue;
         }
         let bytes = sink.get(&l.name)?;
-        match import_with(&mut store, &opener, &bytes) {
+        let merged = opener
+            .open(&bytes)
+            .map_err(BackupError::from)
+            .and_then(|(_, c)| merge_restoring(&mut store, &c));
+        match merged {
             Ok(i) => {
                 bundles.push(l.name.clone());
                 if i.membership {

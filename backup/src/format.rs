@@ -180,7 +180,15 @@ pub enum Form {
     Changes,
     /// No record (an index entry).
     Heads,
+    /// The proofs of authorship of the document named, as
+    /// `tillmesh_store::Proof::encode_list` writes them (manifest version 2;
+    /// follows the document's own record).
+    Proofs,
 }
+
+/// The manifest version this build writes: 2 adds [`Form::Proofs`] records.
+/// Version 1 (files made before signed changes) is still read.
+pub const MANIFEST_VERSION: u16 = 2;
 
 /// The manifest: what is inside, and how to check it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,7 +227,7 @@ impl Writer {
             kind,
             store,
             manifest: Manifest {
-                version: 1,
+                version: MANIFEST_VERSION,
                 store_name: store_name.to_string(),
                 entries: Vec::new(),
             },
@@ -495,7 +503,7 @@ pub fn decode_plain(compressed: &[u8]) -> Result<Contents, FormatError> {
     }
     let manifest: Manifest = postcard::from_bytes(&rest[..mlen])
         .map_err(|e| FormatError::Damaged(format!("manifest: {e}")))?;
-    if manifest.version != 1 {
+    if manifest.version == 0 || manifest.version > MANIFEST_VERSION {
         return Err(FormatError::NewerVersion(manifest.version));
     }
     let mut at = mlen;

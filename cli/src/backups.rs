@@ -46,8 +46,16 @@ struct KeysFile {
     secrets: Vec<StoreSecret>,
 }
 
-fn is_admin_till(home: &Path) -> bool {
-    home.join(ADMIN_KEY_FILE).exists()
+/// Whether a backup key's id is the id of its public half (a fetched key is
+/// kept only then).
+pub fn key_matches_id(k: &StoreSecret) -> bool {
+    keys::recipient_of(k).is_some_and(|r| r.id == k.key_id)
+}
+
+/// Whether this till holds the admin key its store's trust root names (set by
+/// `Ctx::open` from `admin.key`); a file's presence alone proves nothing.
+fn is_admin_till(store: &Store) -> bool {
+    store.holds_admin_key()
 }
 
 /// On the admin till, make the store's first backup key if it has none, and its
@@ -56,7 +64,7 @@ fn is_admin_till(home: &Path) -> bool {
 /// that no other till and no recovery file could read.
 pub fn ensure_keys(store: &mut Store, home: &Path) -> Result<()> {
     if store.store_secrets()?.is_empty() {
-        if !is_admin_till(home) {
+        if !is_admin_till(store) {
             return Err(rejected(
                 "this till holds none of the store's backup keys, so nothing it wrote could be read back elsewhere; \
                  back up from the admin till, or run `tillmesh keys rotate` there: this till's daemon then fetches the store's keys from it",
@@ -109,7 +117,7 @@ pub(crate) fn load_recovery_key(home: &Path) -> Result<Option<StoreSecret>> {
 /// configuration; the other tills never hold it, so a revoked till still cannot
 /// read what is backed up after the next rotation. Elsewhere nothing.
 pub fn ensure_recovery_key(store: &mut Store, home: &Path) -> Result<Option<StoreSecret>> {
-    if !is_admin_till(home) {
+    if !is_admin_till(store) {
         return Ok(None);
     }
     let key = match load_recovery_key(home)? {
@@ -156,7 +164,7 @@ pub const KEY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// it from this till) and write `store.keys`. The recovery key stays (and is
 /// made, for a store that has none yet).
 pub fn rotate_keys(store: &mut Store, home: &Path) -> Result<StoreSecret> {
-    if !is_admin_till(home) {
+    if !is_admin_till(store) {
         return Err(rejected(
             "only the admin till (the one that ran `tillmesh init`) makes backup keys",
         ));
@@ -176,7 +184,7 @@ pub fn rotate_keys(store: &mut Store, home: &Path) -> Result<StoreSecret> {
 /// On the admin till, a new backup key when the newest is older than
 /// [`KEY_MAX_AGE`]; elsewhere nothing.
 pub fn rotate_if_due(store: &mut Store, home: &Path) -> Result<Option<StoreSecret>> {
-    if !is_admin_till(home) {
+    if !is_admin_till(store) {
         return Ok(None);
     }
     let newest = store.store_secrets()?.iter().map(|k| k.created_ms).max();
@@ -200,7 +208,7 @@ pub fn keys_cmd(store: &mut Store, home: &Path, c: &KeysCmd, out: &mut dyn Write
         }
         KeysCmd::List(f) => {
             let held = store.store_secrets()?;
-            let current = keys::current(&held).map(|k| k.key_id.clone());
+            let current = archive::current_key(store, &held)?.map(|k| k.key_id.clone());
             let announced = store.announced_backup_key()?.map(|(id, _)| id);
             let recovery = store.recovery_recipient()?.map(|r| r.id);
             let rows: Vec<_> = held
@@ -1634,11 +1642,13 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
 fn open_home(home: &Path) -> Result<Store> {
     let key = TillKey::load(&home.join("till.key"))
         .with_context(|| format!("cannot read the till key in {}", home.display()))?;
-    Ok(Store::open(
+    let mut store = Store::open(
         &home.join(archive::STORE_FILE),
         key,
         tillmesh_store::StoreOptions::default(),
-    )?)
+    )?;
+    crate::commands::adopt_admin_key(&mut store, home);
+    Ok(store)
 }
 
 /// The keys of a till restored from a recovery file, which is now the admin

@@ -77,7 +77,21 @@ impl Ctx {
                 tillmesh_store::OpenStoreError::NotFound(self.home.display().to_string()).into(),
             );
         }
-        Ok(Store::open(&store_path, self.key()?, self.opts.clone())?)
+        let mut store = Store::open(&store_path, self.key()?, self.opts.clone())?;
+        adopt_admin_key(&mut store, &self.home);
+        Ok(store)
+    }
+}
+
+/// Hold the admin key from `admin.key` when it is the one the store's trust
+/// root names; any other key there (a till key copied into its place, say) is
+/// ignored with a warning and gives no admin rights.
+pub fn adopt_admin_key(store: &mut Store, home: &Path) {
+    let Ok(key) = TillKey::load(&home.join(ADMIN_KEY_FILE)) else {
+        return;
+    };
+    if let Err(e) = store.set_admin_signer(key) {
+        tracing::warn!(error = %e, "admin.key in this till home is not the store's admin key; ignoring it");
     }
 }
 
@@ -127,6 +141,7 @@ pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
     let mut store = Store::create(&ctx.store_path(), key.clone(), new, ctx.opts.clone())?;
     let finish = |store: &mut Store| -> Result<()> {
         store.set_admin_key(admin.till_id())?;
+        store.set_admin_signer(admin.clone())?;
         store.certify(
             &admin,
             key.till_id(),

@@ -92,7 +92,8 @@ fn write_api_file(home: &std::path::Path, info: &ApiInfo) -> Result<()> {
 async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let store = ctx.open()?;
     let key = ctx.key()?;
-    let admin = ctx.admin_key();
+    // Only the key the store's trust root names makes this the admin till.
+    let admin = ctx.admin_key().filter(|_| store.holds_admin_key());
     let relays = store.relays()?;
     let relay_certs = store.relay_certs()?;
     let store_id = store.store_id();
@@ -271,7 +272,7 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
             Err(_) => return,
         };
         if let Some(holder) = holder {
-            match node.fetch_keys(holder).await {
+            match node.fetch_keys(holder, backups::key_matches_id).await {
                 Ok(n) => {
                     tracing::info!(new = n, from = %holder.fmt_short(), "fetched the store's backup keys");
                     let h = home.clone();

@@ -33,6 +33,7 @@ fn storage(e: &StorageError) -> i32 {
     match e {
         StorageError::DiskFull => DISK_FULL,
         StorageError::Damaged { .. } => DAMAGED,
+        StorageError::Forbidden { .. } => REJECTED,
         _ => FAILURE,
     }
 }

@@ -22,8 +22,8 @@ pub struct StoreHandle {
     tx: mpsc::Sender<Job>,
 }
 
-/// Local changes leaving the store, for gossip: (document, raw change).
-pub type Outbox = tokio::sync::mpsc::UnboundedSender<(DocId, Vec<u8>)>;
+/// Local changes leaving the store, for gossip: (document, raw change, proofs).
+pub type Outbox = tokio::sync::mpsc::UnboundedSender<(DocId, Vec<u8>, Vec<tillmesh_store::Proof>)>;
 
 impl StoreHandle {
     /// Move `store` to a new thread. The thread ends, closing the store, when the

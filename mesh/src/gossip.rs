@@ -6,7 +6,7 @@
 //! pass the same membership gate as every other protocol.
 
 use serde::{Deserialize, Serialize};
-use tillmesh_store::{DocId, StoreId, TillId, TillKey};
+use tillmesh_store::{DocId, Proof, StoreId, TillId, TillKey};
 
 /// Changes larger than this are left to anti-entropy.
 pub const MAX_GOSSIP_CHANGE: usize = 32 * 1024;
@@ -14,7 +14,8 @@ pub const MAX_GOSSIP_CHANGE: usize = 32 * 1024;
 /// One gossip message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GossipMsg {
-    /// A change to a document (version 1 of the message format).
+    /// A change to a document without proofs (version 1 of the message
+    /// format): still read, and refused unless earlier proofs reached it.
     Change {
         /// The document id.
         doc: String,
@@ -27,6 +28,16 @@ pub enum GossipMsg {
         body: Vec<u8>,
         /// The till's ed25519 signature of `body`.
         sig: Vec<u8>,
+    },
+    /// A change to a document with the proofs of authorship its writer signed
+    /// with it (version 2).
+    Proven {
+        /// The document id.
+        doc: String,
+        /// The raw Automerge change.
+        change: Vec<u8>,
+        /// The proofs, as `Proof::encode_list` writes them.
+        proofs: Vec<u8>,
     },
 }
 
@@ -55,8 +66,8 @@ pub fn encode_heartbeat(key: &TillKey, hb: &Heartbeat) -> Option<Vec<u8>> {
 /// A gossip message, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
-    /// A change to merge.
-    Change(DocId, Vec<u8>),
+    /// A change to merge, with the proofs that came with it.
+    Change(DocId, Vec<u8>, Vec<Proof>),
     /// A heartbeat whose signature verified.
     Heartbeat(Heartbeat),
 }
@@ -64,7 +75,18 @@ pub enum Incoming {
 /// Decode a gossip message; heartbeats must carry their till's valid signature.
 pub fn decode_checked(bytes: &[u8]) -> Option<Incoming> {
     match postcard::from_bytes::<GossipMsg>(bytes).ok()? {
-        GossipMsg::Change { doc, change } => Some(Incoming::Change(doc.parse().ok()?, change)),
+        GossipMsg::Change { doc, change } => {
+            Some(Incoming::Change(doc.parse().ok()?, change, Vec::new()))
+        }
+        GossipMsg::Proven {
+            doc,
+            change,
+            proofs,
+        } => Some(Incoming::Change(
+            doc.parse().ok()?,
+            change,
+            Proof::decode_list(&proofs).ok()?,
+        )),
         GossipMsg::Heartbeat { body, sig } => {
             let hb: Heartbeat = postcard::from_bytes(&body).ok()?;
             let sig: [u8; 64] = sig.try_into().ok()?;
@@ -81,14 +103,15 @@ pub fn topic(store: &StoreId) -> iroh_gossip::TopicId {
     iroh_gossip::TopicId::from_bytes(*h.finalize().as_bytes())
 }
 
-/// Encode a change for gossip, unless it is too large.
-pub fn encode(doc: &DocId, change: Vec<u8>) -> Option<Vec<u8>> {
+/// Encode a change and its proofs for gossip, unless it is too large.
+pub fn encode(doc: &DocId, change: Vec<u8>, proofs: &[Proof]) -> Option<Vec<u8>> {
     if change.len() > MAX_GOSSIP_CHANGE {
         return None;
     }
-    postcard::to_stdvec(&GossipMsg::Change {
+    postcard::to_stdvec(&GossipMsg::Proven {
         doc: doc.to_string(),
         change,
+        proofs: Proof::encode_list(proofs),
     })
     .ok()
 }

@@ -52,6 +52,13 @@ const GOSSIP_BOOTSTRAP: usize = 3;
 /// Below this many gossip neighbours a till asks again at each anti-entropy round.
 const GOSSIP_MIN_NEIGHBOURS: usize = 2;
 
+/// QUIC close code for a till whose membership the admin revoked: it learns
+/// it from the refusal.
+pub const REVOKED: u32 = 410;
+
+/// What a revoked till is told when it is refused.
+pub const REVOKED_REASON: &[u8] = b"this till's membership was revoked by the store's admin";
+
 /// QUIC close code for a refused peer.
 pub const NOT_A_MEMBER: u32 = 403;
 
@@ -213,7 +220,8 @@ impl Drop for SessionMark {
 }
 
 /// Local changes leaving the store thread, for gossip.
-pub type OutboxReceiver = mpsc::UnboundedReceiver<(tillmesh_store::DocId, Vec<u8>)>;
+pub type OutboxReceiver =
+    mpsc::UnboundedReceiver<(tillmesh_store::DocId, Vec<u8>, Vec<tillmesh_store::Proof>)>;
 
 /// Links by till.
 pub type Links = Arc<Mutex<HashMap<TillId, PeerLink>>>;
@@ -293,7 +301,22 @@ impl EndpointHooks for Gate {
             return accept();
         }
         let alpn = String::from_utf8_lossy(conn.alpn()).into_owned();
-        let _ = self.refused.send((remote, alpn));
+        let till = TillId::from_bytes(*remote.as_bytes());
+        if matches!(
+            self.store.call(move |s| s.member_status(&till)).await,
+            Ok(Ok(MemberStatus::Revoked(_)))
+        ) {
+            let _ = self
+                .refused
+                .send((remote, format!("revoked till ({alpn})")));
+            return AfterHandshakeOutcome::Reject {
+                error_code: VarInt::from_u32(REVOKED),
+                reason: REVOKED_REASON.to_vec(),
+            };
+        }
+        let _ = self
+            .refused
+            .send((remote, format!("not a member ({alpn})")));
         AfterHandshakeOutcome::Reject {
             error_code: VarInt::from_u32(NOT_A_MEMBER),
             reason: b"not a member of this store".to_vec(),
@@ -321,6 +344,46 @@ struct SyncProto {
     store_id: StoreId,
     links: Links,
     members: Arc<RwLock<HashSet<EndpointId>>>,
+    after: AfterSession,
+}
+
+/// What the node does after a sync session or a gossiped change: audit the
+/// refusals (once per peer and cause), and act on a membership change at once
+/// (a revoked till loses its connections as soon as its revocation arrives).
+#[derive(Debug, Clone)]
+struct AfterSession {
+    refused: mpsc::UnboundedSender<(EndpointId, String)>,
+    membership: Arc<Notify>,
+}
+
+impl AfterSession {
+    fn session(&self, peer: TillId, result: &Result<SessionReport, crate::SessionError>) {
+        let Ok(r) = result else {
+            return;
+        };
+        if let Ok(eid) = EndpointId::from_bytes(peer.as_bytes()) {
+            for (doc, why) in &r.refused {
+                let _ = self.refused.send((eid, refusal_cause(doc, why)));
+            }
+        }
+        if r.membership_changed {
+            self.membership.notify_one();
+        }
+    }
+}
+
+/// The cause a refusal of changes is audited under: the kind of document and
+/// the kind of refusal, so one rogue peer makes one entry, not one per attempt.
+fn refusal_cause(doc: &str, why: &str) -> String {
+    let kind = doc.split('/').next().unwrap_or(doc);
+    let what = if why.contains("proof") {
+        "changes without a valid proof of authorship"
+    } else if why.contains("may write") {
+        "changes its writer's role does not allow"
+    } else {
+        "changes that could not be applied"
+    };
+    format!("{what} ({kind})")
 }
 
 impl ProtocolHandler for SyncProto {
@@ -342,6 +405,7 @@ impl ProtocolHandler for SyncProto {
         let _mark = SessionMark::new(&self.links, peer);
         let result = run_session(&self.store, self.store_id, peer, recv, send).await;
         record(&self.links, peer, &conn, &result);
+        self.after.session(peer, &result);
         if let Err(e) = &result {
             tracing::warn!(peer = %peer.fmt_short(), error = %e, "incoming sync failed");
         }
@@ -665,6 +729,10 @@ impl Node {
         let till = key.till_id();
         let members: Arc<RwLock<HashSet<EndpointId>>> = Arc::default();
         let (refused_tx, mut refused_rx) = mpsc::unbounded_channel();
+        let after = AfterSession {
+            refused: refused_tx.clone(),
+            membership: Arc::new(Notify::new()),
+        };
         let conns: Conns = Arc::default();
         let cut: Arc<RwLock<HashSet<EndpointId>>> = Arc::default();
         let gate = Gate {
@@ -714,6 +782,7 @@ impl Node {
                 store_id,
                 links: links.clone(),
                 members: members.clone(),
+                after: after.clone(),
             },
         );
         if let Some(admin) = &config.admin {
@@ -759,6 +828,8 @@ impl Node {
                 pins,
                 joined,
                 conns,
+                after: after.clone(),
+                revoked: Arc::default(),
             },
             router,
             wake,
@@ -768,22 +839,20 @@ impl Node {
         node.refresh().await?;
         node.publish_address().await?;
 
-        // Audit refusals, once per peer and ALPN per hour.
+        // Audit refusals, once per peer and cause per hour.
         let store = node.ctx.store.clone();
         node.tasks.push(tokio::spawn(async move {
             let mut seen: HashMap<(EndpointId, String), u64> = HashMap::new();
-            while let Some((peer, alpn)) = refused_rx.recv().await {
-                tracing::warn!(peer = %peer.fmt_short(), alpn, "refused a connection from a non-member");
+            while let Some((peer, cause)) = refused_rx.recv().await {
+                tracing::warn!(peer = %peer.fmt_short(), cause, "refused a peer or its changes");
                 let now = now_ms();
-                let key = (peer, alpn.clone());
+                let key = (peer, cause.clone());
                 if seen.get(&key).is_some_and(|t| now - t < 3_600_000) {
                     continue;
                 }
                 seen.insert(key, now);
                 let who = peer.to_string();
-                let _ = store
-                    .call(move |s| s.record_refused(&who, &format!("not a member ({alpn})")))
-                    .await;
+                let _ = store.call(move |s| s.record_refused(&who, &cause)).await;
             }
         }));
 
@@ -808,9 +877,25 @@ impl Node {
                 keep_in_swarm(ctx, gossip, sender, ids, wake, joined_rx, heartbeat_every).await;
             }));
         }
+        {
+            // A membership change acts at once: members reloaded, the
+            // connections of a revoked till closed.
+            let ctx = node.sync_context();
+            node.tasks.push(tokio::spawn(async move {
+                loop {
+                    ctx.after.membership.notified().await;
+                    if let Err(e) = ctx.refresh().await {
+                        tracing::warn!(error = %e, "cannot reload the members");
+                    }
+                }
+            }));
+        }
         let neighbours = node.neighbours.clone();
         let store = node.ctx.store.clone();
         let links = node.ctx.links.clone();
+        let after = node.ctx.after.clone();
+        let hb_members = node.ctx.members.clone();
+        let mut hb_last: HashMap<TillId, u64> = HashMap::new();
         let seen = neighbours.clone();
         let seen_ids = node.neighbour_ids.clone();
         let lag_wake = node.wake.clone();
@@ -851,10 +936,19 @@ impl Node {
                     }
                 };
                 let from = msg.delivered_from.fmt_short().to_string();
-                let (doc, change) = match crate::gossip::decode_checked(&msg.content) {
-                    Some(crate::gossip::Incoming::Change(doc, change)) => (doc, change),
+                let (doc, change, proofs) = match crate::gossip::decode_checked(&msg.content) {
+                    Some(crate::gossip::Incoming::Change(doc, change, proofs)) => (doc, change, proofs),
                     Some(crate::gossip::Incoming::Heartbeat(hb)) => {
                         let till = TillId::from_bytes(hb.till);
+                        // Only members' heartbeats count, and only a newer one
+                        // than the last (by the till's own signed clock): a
+                        // replayed heartbeat cannot keep a dead till online.
+                        let member = EndpointId::from_bytes(&hb.till)
+                            .is_ok_and(|e| hb_members.read().is_ok_and(|m| m.contains(&e)));
+                        if !member || hb_last.get(&till).is_some_and(|t| *t >= hb.wall_ms) {
+                            continue;
+                        }
+                        hb_last.insert(till, hb.wall_ms);
                         if let Ok(mut l) = links.lock() {
                             let link = l.entry(till).or_default();
                             let now = now_ms();
@@ -870,10 +964,18 @@ impl Node {
                         continue;
                     }
                 };
-                match store.call(move |s| s.apply_changes(&doc, &[change])).await {
-                    Ok(Ok(_)) => {}
+                let kind = doc.to_string();
+                match store.call(move |s| s.apply_changes(&doc, &[change], &proofs)).await {
+                    Ok(Ok(r)) => {
+                        if kind == "membership" && r.new_changes > 0 {
+                            after.membership.notify_one();
+                        }
+                    }
                     Ok(Err(e)) => {
-                        tracing::warn!(from = %from, error = %e, "refused a gossiped change")
+                        tracing::warn!(from = %from, error = %e, "refused a gossiped change");
+                        let _ = after
+                            .refused
+                            .send((msg.delivered_from, refusal_cause(&kind, &e.to_string())));
                     }
                     Err(_) => break,
                 }
@@ -884,7 +986,7 @@ impl Node {
             let (neighbours, wake) = (neighbours.clone(), node.wake.clone());
             let members = node.ctx.members.clone();
             node.tasks.push(tokio::spawn(async move {
-                while let Some((doc, change)) = outbox.recv().await {
+                while let Some((doc, change, proofs)) = outbox.recv().await {
                     // With no gossip neighbour the change would go nowhere: a sync
                     // round carries it instead.
                     if neighbours.load(Ordering::Relaxed) == 0
@@ -892,7 +994,7 @@ impl Node {
                     {
                         wake.notify_one();
                     }
-                    if let Some(bytes) = crate::gossip::encode(&doc, change)
+                    if let Some(bytes) = crate::gossip::encode(&doc, change, &proofs)
                         && let Err(e) = sender.broadcast(bytes.into()).await
                     {
                         tracing::debug!(error = %e, "gossip broadcast failed; anti-entropy will carry it");
@@ -1064,6 +1166,13 @@ impl Node {
         }
     }
 
+    /// Whether this till learned that its own membership was revoked (from
+    /// its membership document, or from a peer that refused it as revoked): it
+    /// then syncs with nobody and keeps selling locally.
+    pub fn is_revoked(&self) -> bool {
+        self.ctx.revoked.load(Ordering::Relaxed)
+    }
+
     /// This till's gossip neighbours now.
     pub fn gossip_neighbour_ids(&self) -> Vec<TillId> {
         self.neighbour_ids
@@ -1086,11 +1195,22 @@ impl Node {
         self.sync_context().sync_with(peer).await
     }
 
-    /// Fetch the store's backup keys from `holder` (the till the configuration
-    /// names, normally the admin till) and keep those this till lacks; gives how
-    /// many were new.
-    pub async fn fetch_keys(&self, holder: TillId) -> Result<usize, NodeError> {
-        let keys = crate::keys::fetch(&self.ctx.endpoint, holder).await?;
+    /// Fetch the store's backup keys from `holder` (the till the admin-signed
+    /// announcement names) and keep those this till lacks and `check` accepts
+    /// (its id matches the key); gives how many were new.
+    pub async fn fetch_keys(
+        &self,
+        holder: TillId,
+        check: fn(&tillmesh_store::StoreSecret) -> bool,
+    ) -> Result<usize, NodeError> {
+        let mut keys = crate::keys::fetch(&self.ctx.endpoint, holder).await?;
+        keys.retain(|k| {
+            let ok = check(k);
+            if !ok {
+                tracing::warn!(key = k.key_id, from = %holder.fmt_short(), "refused a backup key whose id does not match it");
+            }
+            ok
+        });
         let added = self
             .ctx
             .store
@@ -1142,6 +1262,10 @@ struct SyncContext {
     /// Members certified since the last refresh, for gossip to join.
     joined: mpsc::UnboundedSender<Vec<EndpointId>>,
     conns: Conns,
+    after: AfterSession,
+    /// Set once this till learns that its own membership was revoked (from its
+    /// membership document, or a peer's refusal): it stops syncing.
+    revoked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SyncContext {
@@ -1276,6 +1400,17 @@ impl SyncContext {
     }
 
     async fn round(&self, fanout: usize) -> Result<(), NodeError> {
+        let me = self.till;
+        if matches!(
+            self.store.call(move |s| s.member_status(&me)).await?,
+            Ok(MemberStatus::Revoked(_))
+        ) {
+            self.revoked.store(true, Ordering::Relaxed);
+        }
+        if self.revoked.load(Ordering::Relaxed) {
+            // A revoked till keeps selling locally and syncs with nobody.
+            return Ok(());
+        }
         self.publish_address().await?;
         self.refresh().await?;
         let mut peers: Vec<EndpointId> = self
@@ -1347,18 +1482,25 @@ impl SyncContext {
         };
         let eid =
             EndpointId::from_bytes(peer.as_bytes()).map_err(|e| unreachable(e.to_string()))?;
-        let conn =
-            match tokio::time::timeout(DIAL_TIMEOUT, self.endpoint.connect(eid, SYNC_ALPN)).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    self.mark_offline(peer, &e.to_string());
-                    return Err(unreachable(e.to_string()));
+        let conn = match tokio::time::timeout(DIAL_TIMEOUT, self.endpoint.connect(eid, SYNC_ALPN))
+            .await
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                if e.to_string()
+                    .contains(String::from_utf8_lossy(REVOKED_REASON).as_ref())
+                {
+                    tracing::warn!(peer = %peer.fmt_short(), "a peer says this till's membership was revoked; it stops syncing");
+                    self.revoked.store(true, Ordering::Relaxed);
                 }
-                Err(_) => {
-                    self.mark_offline(peer, "timed out");
-                    return Err(unreachable("timed out".into()));
-                }
-            };
+                self.mark_offline(peer, &e.to_string());
+                return Err(unreachable(e.to_string()));
+            }
+            Err(_) => {
+                self.mark_offline(peer, "timed out");
+                return Err(unreachable("timed out".into()));
+            }
+        };
         let (send, recv) = match conn.open_bi().await {
             Ok(s) => s,
             Err(e) => {
@@ -1379,6 +1521,7 @@ impl SyncContext {
             )),
         };
         record(&self.links, peer, &conn, &result);
+        self.after.session(peer, &result);
         conn.close(VarInt::from_u32(0), b"done");
         Ok(result?)
     }

@@ -55,6 +55,13 @@ pub struct SessionReport {
     pub bytes_received: usize,
     /// The peer's wall clock minus ours, in milliseconds (network delay included).
     pub clock_skew_ms: i64,
+    /// Documents whose changes from the peer were refused (no valid proof of
+    /// authorship, or a role that may not write them), with why. The session
+    /// goes on with the other documents.
+    pub refused: Vec<(String, String)>,
+    /// Whether the membership document gained changes: who may connect and
+    /// write may have moved.
+    pub membership_changed: bool,
 }
 
 /// A session failed.
@@ -386,10 +393,21 @@ async fn apply_batch(
         .await?;
     let docs_applied = results.len();
     for (i, _, st, r) in results {
-        let r = r?;
+        let r = match r {
+            Ok(r) => r,
+            Err(e @ tillmesh_store::ApplyError::Storage(_)) => return Err(e.into()),
+            Err(e) => {
+                // Refused whole, nothing of it kept: the other documents go on,
+                // and this one's sync state stays where it was.
+                tracing::warn!(peer = %peer.fmt_short(), doc = %docs[i], error = %e, "refused changes from a peer");
+                report.refused.push((docs[i].to_string(), e.to_string()));
+                continue;
+            }
+        };
         tracing::trace!(doc = %docs[i], changes = r.new_changes, "applied");
         report.changes_received += r.new_changes;
         report.conflicts += r.conflicts;
+        report.membership_changed |= docs[i] == DocId::Membership && r.new_changes > 0;
         states[i] = st;
     }
     saved?;

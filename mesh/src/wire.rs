@@ -5,11 +5,14 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The ALPN of the sync protocol; a change of wire format bumps it.
-pub const SYNC_ALPN: &[u8] = b"tillmesh/sync/1";
+/// The ALPN of the sync protocol; a change of wire format bumps it. Version 2:
+/// sync messages carry the proofs of authorship of their changes (an envelope
+/// the store writes and reads, `tillmesh_store::ENVELOPE`); a till of version 1
+/// cannot prove its changes, so the two do not talk.
+pub const SYNC_ALPN: &[u8] = b"tillmesh/sync/2";
 
 /// The protocol version carried in [`Frame::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame accepted, in bytes.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;

@@ -5,8 +5,8 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ROOT};
 use rand::Rng;
 use tillmesh_store::{
-    Barcode, Day, DocId, ENTRY_VERSION, EntryKind, Hlc, Line, NewProduct, NewStore, Receipt, Role,
-    SaleEntry, Sku, Store, StoreId, StoreOptions, Tender, TillId, TillKey, TillName, Unit,
+    Barcode, Day, DocId, ENTRY_VERSION, EntryKind, Hlc, Line, NewProduct, NewStore, Proof, Receipt,
+    Role, SaleEntry, Sku, Store, StoreId, StoreOptions, Tender, TillId, TillKey, TillName, Unit,
 };
 
 /// The SKU of product `i` in [`add_products`].
@@ -99,6 +99,37 @@ pub fn day_of_sales(
         .collect()
 }
 
+/// [`day_of_sales`] by the till of `key`, with the proof it signs over the
+/// day's heads, as the till itself sends it: apply both with
+/// `Store::apply_changes` on a till where the seller is a member.
+#[allow(clippy::too_many_arguments)]
+pub fn signed_day_of_sales(
+    key: &TillKey,
+    store: &StoreId,
+    name: &TillName,
+    day: Day,
+    first: u64,
+    n: usize,
+    products: usize,
+    rng: &mut impl Rng,
+) -> (Vec<Vec<u8>>, Vec<Proof>) {
+    let changes = day_of_sales(key.till_id(), name, day, first, n, products, rng);
+    let proofs = proofs_for(key, store, &DocId::Sales(key.till_id(), day), &changes);
+    (changes, proofs)
+}
+
+/// The proof `key` signs over the heads of a chain of its own `changes` (a
+/// prefix of a day is a chain too: its heads are its last change).
+pub fn proofs_for(key: &TillKey, store: &StoreId, doc: &DocId, changes: &[Vec<u8>]) -> Vec<Proof> {
+    let Some(last) = changes
+        .last()
+        .and_then(|c| automerge::Change::from_bytes(c.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    vec![Proof::sign(key, store, doc, 0, vec![last.hash()])]
+}
+
 /// A store holding `tills` tills' `days` days of `per_day` sales each, as one
 /// back-office till would hold it after syncing them all; built once in a
 /// folder and reused by the benchmarks.
@@ -126,21 +157,25 @@ impl BigStore {
     }
 
     /// Build the store in `dir` unless a complete one is there (marked by a
-    /// `complete` file); gives the store file and the key of the till holding it.
+    /// `complete-v2` file); gives the store file, the key of the till holding it
+    /// (a back-office member) and the store's admin key.
     pub fn build(
         &self,
         dir: &std::path::Path,
         rng: &mut impl Rng,
-    ) -> anyhow::Result<(std::path::PathBuf, TillKey)> {
+    ) -> anyhow::Result<(std::path::PathBuf, TillKey, TillKey)> {
         let path = dir.join("store.redb");
         let key_path = dir.join("till.key");
-        if dir.join("complete").exists() {
-            return Ok((path, TillKey::load(&key_path)?));
+        let admin_path = dir.join("admin.key");
+        if dir.join("complete-v2").exists() {
+            return Ok((path, TillKey::load(&key_path)?, TillKey::load(&admin_path)?));
         }
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let key = TillKey::generate();
         key.save(&key_path)?;
+        let admin = TillKey::generate();
+        admin.save(&admin_path)?;
         let mut store = Store::create(
             &path,
             key.clone(),
@@ -153,15 +188,23 @@ impl BigStore {
             },
             StoreOptions::default(),
         )?;
+        store.set_admin_key(admin.till_id())?;
+        store.set_admin_signer(admin.clone())?;
+        let me = store.till_id();
+        store.certify(&admin, me, &"B0".parse()?, Role::BackOffice)?;
         add_products(&mut store, self.products)?;
+        let store_id = store.store_id();
         let start = std::time::Instant::now();
         for t in 0..self.tills {
-            let till = TillKey::generate().till_id();
+            let seller = TillKey::generate();
+            let till = seller.till_id();
             let name: TillName = format!("T{t:03}").parse()?;
+            store.certify(&admin, till, &name, Role::Till)?;
             for d in 0..self.days {
                 let day = Self::first_day().add_days(d as i64);
-                let changes = day_of_sales(
-                    till,
+                let (changes, proofs) = signed_day_of_sales(
+                    &seller,
+                    &store_id,
                     &name,
                     day,
                     (d * self.per_day) as u64 + 1,
@@ -169,7 +212,7 @@ impl BigStore {
                     self.products,
                     rng,
                 );
-                store.apply_changes(&DocId::Sales(till, day), &changes)?;
+                store.apply_changes(&DocId::Sales(till, day), &changes, &proofs)?;
             }
             if (t + 1) % 10 == 0 {
                 eprintln!("generated {} tills in {:.0?}", t + 1, start.elapsed());
@@ -180,7 +223,7 @@ impl BigStore {
             self.sales(),
             start.elapsed()
         );
-        std::fs::write(dir.join("complete"), b"")?;
-        Ok((path, key))
+        std::fs::write(dir.join("complete-v2"), b"")?;
+        Ok((path, key, admin))
     }
 }

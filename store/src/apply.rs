@@ -8,6 +8,7 @@ use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
 use crate::error::{ApplyError, StorageError};
 use crate::ids::DocId;
+use crate::proofs::{Node, Proof, Reached, walk};
 use crate::store::Store;
 use crate::sync::{check_owner, check_writers};
 use crate::tables;
@@ -22,17 +23,22 @@ pub struct ApplyReport {
 }
 
 impl Store {
-    /// Merge changes to document `doc`, each the raw bytes of one Automerge change.
+    /// Merge changes to document `doc`, each the raw bytes of one Automerge
+    /// change, proven by `proofs` (the author's signed heads, as
+    /// [`Store::proofs`] gives them on the till they come from).
     ///
     /// The batch is checked whole before anything is kept: every change must
-    /// decode and pass its checksum, and a single-writer document (a till's sales,
-    /// stock or audit) accepts only changes by its till. Changes already held are
+    /// decode and pass its checksum, be proven written by the till its actor
+    /// names (or beneath heads the admin key signed), and be allowed by that
+    /// till's certified role: a single-writer document (a till's sales, stock
+    /// or audit) accepts only changes by its till. Changes already held are
     /// skipped, so delivering the same batch twice is harmless. Changes whose
     /// dependencies have not arrived are kept and take effect when they do.
     pub fn apply_changes(
         &mut self,
         doc: &DocId,
         changes: &[Vec<u8>],
+        proofs: &[Proof],
     ) -> Result<ApplyReport, ApplyError> {
         let mut parsed = Vec::with_capacity(changes.len());
         for (index, bytes) in changes.iter().enumerate() {
@@ -44,13 +50,18 @@ impl Store {
             parsed.push(change);
         }
         check_owner(doc, &parsed)?;
-        self.merge(doc, parsed)
+        self.merge(doc, parsed, proofs)
     }
 
     /// Merge a whole saved document (as [`Store::save_doc`] gives it), checked
     /// like [`Store::apply_changes`]: a snapshot restores through the same path.
-    pub fn apply_saved(&mut self, doc: &DocId, saved: &[u8]) -> Result<ApplyReport, ApplyError> {
-        self.apply_saved_many(&[(*doc, saved)])
+    pub fn apply_saved(
+        &mut self,
+        doc: &DocId,
+        saved: &[u8],
+        proofs: &[Proof],
+    ) -> Result<ApplyReport, ApplyError> {
+        self.apply_saved_many(&[(*doc, saved, proofs.to_vec())])
     }
 
     /// Merge whole saved documents in one durable write, each checked like
@@ -58,7 +69,39 @@ impl Store {
     /// document this till does not hold yet is kept in its saved form as it
     /// came (its views derived from all of it), without replaying its changes
     /// one by one: that is what makes restoring a snapshot fast.
-    pub fn apply_saved_many(&mut self, docs: &[(DocId, &[u8])]) -> Result<ApplyReport, ApplyError> {
+    pub fn apply_saved_many(
+        &mut self,
+        docs: &[(DocId, &[u8], Vec<Proof>)],
+    ) -> Result<ApplyReport, ApplyError> {
+        // Membership first, in a write of its own: the other documents' proofs
+        // count only from the members it certifies.
+        if docs.len() > 1 && docs.iter().any(|(id, ..)| *id == DocId::Membership) {
+            let (first, rest): (Vec<_>, Vec<_>) = docs
+                .iter()
+                .cloned()
+                .partition(|(id, ..)| *id == DocId::Membership);
+            let mut a = self.apply_saved_many(&first)?;
+            let b = self.apply_saved_many(&rest)?;
+            a.new_changes += b.new_changes;
+            a.conflicts += b.conflicts;
+            return Ok(a);
+        }
+        // The signers of the proofs, judged once by this till's membership.
+        let mut signers = std::collections::HashSet::new();
+        let store_id = self.store_id();
+        for (id, _, proofs) in docs {
+            for p in proofs {
+                if !signers.contains(&p.signer)
+                    && self.signer_ok(&p.signer)?
+                    && p.verify(&store_id, id)
+                {
+                    signers.insert(p.signer);
+                }
+            }
+        }
+        let admin = self.admin;
+        let signers = &signers;
+        let legacy = self.legacy;
         // Decoding and checking is the costly part and needs no store: spread
         // it over the cores.
         let workers = std::thread::available_parallelism()
@@ -69,7 +112,13 @@ impl Store {
         let parts: Vec<Result<Vec<Loaded<'_>>, ApplyError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = docs
                 .chunks(chunk)
-                .map(|c| scope.spawn(move || c.iter().map(load_checked).collect()))
+                .map(|c| {
+                    scope.spawn(move || {
+                        c.iter()
+                            .map(|d| load_checked(d, store_id, admin, signers, legacy))
+                            .collect()
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
@@ -82,11 +131,14 @@ impl Store {
         }
         let mut w = self.writer()?;
         let mut new_changes = 0;
-        for (id, doc, saved, count) in loaded {
-            if w.s.holds_any(&id)? {
+        for ((id, doc, saved, count), (_, _, proofs)) in loaded.into_iter().zip(docs) {
+            // The shared documents take the path of every batch: their role
+            // rules look at each change.
+            if id.owner().is_none() || w.s.holds_any(&id)? {
                 let changes = doc.get_changes(&[]);
-                new_changes += w.apply_remote(id, changes)?;
+                new_changes += w.apply_remote(id, changes, proofs)?;
             } else if count > 0 {
+                w.proofs_in.push((id, proofs.clone()));
                 w.adopt(id, doc, saved.to_vec());
                 new_changes += count;
             }
@@ -108,14 +160,15 @@ impl Store {
             .is_some())
     }
 
-    /// Merge checked changes through the write path.
+    /// Merge changes through the write path, checked against `proofs`.
     pub(crate) fn merge(
         &mut self,
         doc: &DocId,
         changes: Vec<Change>,
+        proofs: &[Proof],
     ) -> Result<ApplyReport, ApplyError> {
         let mut w = self.writer()?;
-        let new_changes = w.apply_remote(*doc, changes)?;
+        let new_changes = w.apply_remote(*doc, changes, proofs)?;
         w.commit_new(new_changes)
     }
 
@@ -203,7 +256,16 @@ impl Store {
 /// bytes and how many changes it holds.
 type Loaded<'a> = (DocId, automerge::Automerge, &'a [u8], usize);
 
-fn load_checked<'a>((id, saved): &(DocId, &'a [u8])) -> Result<Loaded<'a>, ApplyError> {
+/// Load a saved document new to this till and check it whole: its writers,
+/// and that proofs by `signers` (members, checked beforehand) reach every
+/// change written by the till it names.
+fn load_checked<'a>(
+    (id, saved, proofs): &(DocId, &'a [u8], Vec<Proof>),
+    store: crate::ids::StoreId,
+    admin: Option<crate::ids::TillId>,
+    signers: &std::collections::HashSet<crate::ids::TillId>,
+    legacy: bool,
+) -> Result<Loaded<'a>, ApplyError> {
     let doc = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
         doc: id.to_string(),
         index: 0,
@@ -212,6 +274,54 @@ fn load_checked<'a>((id, saved): &(DocId, &'a [u8])) -> Result<Loaded<'a>, Apply
     let meta = doc.get_changes_meta(&[]);
     check_writers(id, meta.iter().map(|m| m.actor.as_ref()))?;
     let count = meta.len();
+    if id.owner().is_none() || legacy {
+        drop(meta);
+        return Ok((*id, doc, saved, count));
+    }
+    let valid: Vec<&Proof> = proofs
+        .iter()
+        .filter(|p| signers.contains(&p.signer) && p.verify(&store, id))
+        .collect();
+    // A single-writer document signed at its heads by its owner (or the admin
+    // key) is proven whole: every change of a document lies beneath its heads.
+    let heads = {
+        let mut h = doc.get_heads();
+        h.sort();
+        h
+    };
+    let whole = valid.iter().any(|p| {
+        let mut ph = p.heads.clone();
+        ph.sort();
+        ph == heads && (Some(p.signer) == id.owner() || Some(p.signer) == admin)
+    });
+    if !whole {
+        let nodes: std::collections::HashMap<automerge::ChangeHash, Node> = meta
+            .iter()
+            .map(|m| {
+                (
+                    m.hash,
+                    Node {
+                        deps: m.deps.clone(),
+                        till: crate::store::actor_till(&m.actor),
+                    },
+                )
+            })
+            .collect();
+        let roots: Vec<_> = valid
+            .iter()
+            .flat_map(|p| p.heads.iter().map(|h| (*h, p.signer)))
+            .collect();
+        let marks = walk(&roots, admin.as_ref(), &mut |h| match nodes.get(h) {
+            Some(n) => Reached::Batch(n),
+            None => Reached::Unknown,
+        });
+        if let Some(m) = meta.iter().find(|m| !marks.by_author.contains(&m.hash)) {
+            return Err(crate::proofs::unproven(
+                id,
+                crate::store::actor_till(&m.actor),
+            ));
+        }
+    }
     drop(meta);
     Ok((*id, doc, saved, count))
 }

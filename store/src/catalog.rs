@@ -413,29 +413,51 @@ impl Store {
 
     /// The store's current backup key as announced to every till: its id and
     /// the till that holds it (the admin till, which hands it to members over
-    /// the mesh).
+    /// the mesh). Only an announcement signed by the store's admin key counts.
     pub fn announced_backup_key(&self) -> Result<Option<(String, TillId)>, StorageError> {
         let Some(v) = self.config_value(BACKUP_KEY)? else {
             return Ok(None);
         };
-        let id = v.get("id").and_then(|x| x.as_str());
-        let holder = v
-            .get("holder")
-            .and_then(|x| x.as_str())
-            .and_then(|h| h.parse::<TillId>().ok());
-        Ok(id.zip(holder).map(|(id, h)| (id.to_string(), h)))
+        let field = |k: &str| v.get(k).and_then(|x| x.as_str());
+        let Some((id, holder)) =
+            field("id").zip(field("holder").and_then(|h| h.parse::<TillId>().ok()))
+        else {
+            return Ok(None);
+        };
+        let signed = self.admin_key()?.is_some_and(|admin| {
+            crate::membership::sig_ok(
+                &admin,
+                &key_announcement(&self.store_id(), id, &holder),
+                field("sig"),
+            )
+        });
+        if !signed {
+            tracing::warn!(
+                key = id,
+                "the announced backup key is not signed by the store's admin key; ignoring it"
+            );
+            return Ok(None);
+        }
+        Ok(Some((id.to_string(), holder)))
     }
 
-    /// Announce `key_id` as the store's current backup key, held by `holder`;
-    /// audited.
+    /// Announce `key_id` as the store's current backup key, held by `holder`,
+    /// signed with the admin key (only the admin till can); audited.
     pub fn announce_backup_key(
         &mut self,
         key_id: &str,
         holder: TillId,
     ) -> Result<(), StorageError> {
+        let Some(admin) = self.admin_signer.clone() else {
+            return Err(StorageError::Forbidden {
+                doc: "backup key".into(),
+                needed: "the admin till",
+            });
+        };
+        let sig = admin.sign(&key_announcement(&self.store_id(), key_id, &holder));
         self.set_config_value(
             BACKUP_KEY,
-            json!({ "id": key_id, "holder": holder.to_string() }),
+            json!({ "id": key_id, "holder": holder.to_string(), "sig": hex::encode(sig) }),
         )
     }
 
@@ -517,4 +539,14 @@ impl Store {
             get(SNAPSHOT_INTERVAL, 86_400)?,
         ))
     }
+}
+
+/// What the admin key signs when it announces the current backup key.
+fn key_announcement(store: &StoreId, key_id: &str, holder: &TillId) -> Vec<u8> {
+    let mut m = b"tillmesh backup key v1\0".to_vec();
+    m.extend_from_slice(store.as_bytes());
+    m.extend_from_slice(key_id.as_bytes());
+    m.push(0);
+    m.extend_from_slice(holder.as_bytes());
+    m
 }

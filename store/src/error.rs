@@ -12,6 +12,14 @@ pub enum StorageError {
     /// The disk is full.
     #[error("the disk holding the store is full; free some space, nothing was recorded")]
     DiskFull,
+    /// This till's certified role may not write the document; nothing was written.
+    #[error("this till may not change the {doc}: only {needed} may")]
+    Forbidden {
+        /// The document (kind).
+        doc: String,
+        /// Who may.
+        needed: &'static str,
+    },
     /// A document or value stored in the file cannot be read.
     #[error("stored document {doc} is damaged: {reason}")]
     Damaged {
@@ -198,6 +206,26 @@ pub enum ApplyError {
         doc: String,
         /// Who wrote the change (actor id prefix).
         writer: String,
+    },
+    /// A change no valid proof of authorship covers.
+    #[error(
+        "refused changes to {doc}: a change by {writer} carries no valid proof that its author wrote it"
+    )]
+    Unproven {
+        /// The document.
+        doc: String,
+        /// Who the change claims wrote it (actor id prefix).
+        writer: String,
+    },
+    /// A change by a till whose role may not write the document.
+    #[error("refused a change to {doc} by {writer}: only {needed} may write it")]
+    Forbidden {
+        /// The document.
+        doc: String,
+        /// Who wrote the change.
+        writer: String,
+        /// Who may.
+        needed: &'static str,
     },
     /// The document id is unknown.
     #[error(transparent)]

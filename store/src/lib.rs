@@ -50,6 +50,7 @@
 
 mod apply;
 mod audit;
+mod authorship;
 mod catalog;
 mod conflicts;
 mod error;
@@ -58,6 +59,7 @@ mod ids;
 mod keys;
 mod membership;
 mod model;
+mod proofs;
 mod sales;
 mod stock;
 mod store;
@@ -86,10 +88,11 @@ pub use model::{
     Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, Line, Policy, Product,
     RefundLine, Role, SaleEntry, StockEntry, StockKind, StockLevel, Tender, TillInfo, Totals, Unit,
 };
+pub use proofs::{BadProofs, PROOF_VERSION, Proof, Signature, role_may_write, writers_of};
 pub use sales::{LineRequest, MAX_GRAMS, MAX_LINES, MAX_QTY, SaleRecord, SaleRequest};
 pub use stock::MAX_STOCK_QTY;
 pub use store::{NewStore, Store, StoreOptions};
-pub use sync::{BUCKETS, BucketDigests, bucket_of};
+pub use sync::{BUCKETS, BucketDigests, ENVELOPE, bucket_of};
 pub use tables::FORMAT_VERSION;
 
 /// The Automerge sync protocol types the mesh persists and exchanges.

@@ -83,11 +83,7 @@ struct Invite {
 impl Store {
     /// The store's admin public key, if this till knows it.
     pub fn admin_key(&self) -> Result<Option<TillId>, StorageError> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(tables::META)?;
-        Ok(t.get(meta::ADMIN_KEY)?
-            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
-            .map(TillId::from_bytes))
+        Ok(self.admin)
     }
 
     /// Set the store's admin public key: the trust root for membership. Set once.
@@ -103,6 +99,7 @@ impl Store {
             .insert(meta::ADMIN_KEY, admin.as_bytes().as_slice())
             .map_err(StorageError::from)?;
         txn.commit().map_err(StorageError::from)?;
+        self.admin = Some(admin);
         Ok(())
     }
 
@@ -123,6 +120,7 @@ impl Store {
         role: Role,
     ) -> Result<(), MembershipError> {
         self.check_admin(admin)?;
+        self.admin_signer.get_or_insert_with(|| admin.clone());
         let cert = admin.sign(&cert_message(&self.store_id(), &till, role, name.as_str()));
         let group = format!("till/{till}");
         let hlc = self.tick();
@@ -148,6 +146,7 @@ impl Store {
     /// Revoke a till: every member refuses it once this change reaches them.
     pub fn revoke(&mut self, admin: &TillKey, till: TillId) -> Result<(), MembershipError> {
         self.check_admin(admin)?;
+        self.admin_signer.get_or_insert_with(|| admin.clone());
         if !self.tills()?.iter().any(|t| t.id == till) {
             return Err(MembershipError::UnknownTill(till.fmt_short()));
         }
@@ -161,6 +160,9 @@ impl Store {
         )?;
         w.audit("revoke", &till.to_string(), json!({}))?;
         w.commit()?;
+        // What the revoked till wrote before now stays provable after its own
+        // proofs stop counting: the admin key signs its documents as held here.
+        self.attest_documents_of(admin, &till)?;
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use crate::hlc::{Clock, Hlc, HlcState, SystemClock};
 use crate::ids::{DocId, StoreId, TillId, TillName};
 use crate::keys::TillKey;
 use crate::model::Role;
+use crate::proofs::Proof;
 use crate::tables::{self, DocState, FORMAT_VERSION, meta};
 use crate::writer::Writer;
 
@@ -99,8 +100,16 @@ pub struct Store {
     pub(crate) next_receipt: u64,
     pub(crate) audit_head: AuditHead,
     pub(crate) docs: HashMap<DocId, Automerge>,
-    /// Local changes committed and not yet taken for gossip.
-    pub(crate) outbox: Vec<(DocId, Vec<u8>)>,
+    /// Local changes committed and not yet taken for gossip, with their proofs.
+    pub(crate) outbox: Vec<(DocId, Vec<u8>, Vec<Proof>)>,
+    /// The store's admin public key (the trust root), once known.
+    pub(crate) admin: Option<TillId>,
+    /// The admin key itself, on an admin till: it also signs this till's
+    /// changes to the shared documents.
+    pub(crate) admin_signer: Option<TillKey>,
+    /// While set, changes without proofs are accepted (restoring a backup made
+    /// before signed changes): see [`Store::accept_legacy_history`].
+    pub(crate) legacy: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -276,6 +285,11 @@ impl Store {
         let actor = ActorId::from(get(meta::ACTOR)?);
         let hlc = HlcState::resume(Hlc::from_u64(u64_of(meta::HLC)?));
         let next_receipt = u64_of(meta::NEXT_RECEIPT)?;
+        let admin = m
+            .get(meta::ADMIN_KEY)
+            .map_err(|e| corrupt(&e.to_string()))?
+            .and_then(|v| <[u8; 32]>::try_from(v.value()).ok())
+            .map(TillId::from_bytes);
         let audit_head = match m
             .get(meta::AUDIT_HEAD)
             .map_err(|e| corrupt(&e.to_string()))?
@@ -303,6 +317,15 @@ impl Store {
             audit_head,
             docs: HashMap::new(),
             outbox: Vec::new(),
+            admin,
+            admin_signer: None,
+            legacy: false,
+        })
+        .and_then(|mut store| {
+            if format < FORMAT_VERSION {
+                store.migrate_to_proofs()?;
+            }
+            Ok(store)
         })
     }
 
@@ -553,6 +576,8 @@ pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StorageE
     txn.open_table(tables::SYNC_STATES)?;
     txn.open_table(tables::INVITES)?;
     txn.open_table(tables::OPEN_CONFLICTS)?;
+    txn.open_table(tables::PROOFS)?;
+    txn.open_table(tables::PROVEN)?;
     Ok(())
 }
 

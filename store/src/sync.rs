@@ -15,8 +15,14 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::error::{ApplyError, StorageError, damaged};
 use crate::ids::{DocId, TillId};
+use crate::proofs::Proof;
 use crate::store::{Store, actor_till};
 use crate::tables;
+
+/// First byte of a sync message that carries proofs of authorship: then a
+/// 4-byte little-endian length, the encoded proofs, the Automerge sync message.
+/// (An Automerge sync message itself starts with 0x42 or 0x43.)
+pub const ENVELOPE: u8 = 0x50;
 
 /// Number of manifest buckets.
 pub const BUCKETS: usize = 256;
@@ -244,17 +250,30 @@ impl Store {
         Ok(())
     }
 
-    /// The next Automerge sync message for `doc` to a peer, if there is anything
-    /// to say.
+    /// The next sync message for `doc` to a peer, if there is anything to say:
+    /// an Automerge sync message, and when it carries changes, the proofs of
+    /// authorship this till keeps for the document ([`ENVELOPE`]).
     pub fn sync_generate(
         &mut self,
         doc: &DocId,
         state: &mut sync::State,
     ) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
-            .doc(doc)?
-            .generate_sync_message(state)
-            .map(sync::Message::encode))
+        let Some(msg) = self.doc(doc)?.generate_sync_message(state) else {
+            return Ok(None);
+        };
+        let proofs = if msg.changes.is_empty() {
+            Vec::new()
+        } else {
+            self.proofs(doc)?
+        };
+        let msg = msg.encode();
+        let proofs = Proof::encode_list(&proofs);
+        let mut out = Vec::with_capacity(5 + proofs.len() + msg.len());
+        out.push(ENVELOPE);
+        out.extend_from_slice(&(proofs.len() as u32).to_le_bytes());
+        out.extend_from_slice(&proofs);
+        out.extend_from_slice(&msg);
+        Ok(Some(out))
     }
 
     /// Take in a peer's sync message for `doc`: its changes are checked and merged
@@ -265,17 +284,33 @@ impl Store {
         state: &mut sync::State,
         message: &[u8],
     ) -> Result<crate::ApplyReport, ApplyError> {
-        let msg = sync::Message::decode(message).map_err(|e| ApplyError::Malformed {
+        let malformed = |reason: String| ApplyError::Malformed {
             doc: doc.to_string(),
             index: 0,
-            reason: format!("sync message: {e}"),
-        })?;
+            reason,
+        };
+        let (proofs, message) = match message.split_first() {
+            Some((&ENVELOPE, rest)) => {
+                let len = rest
+                    .get(..4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                    .filter(|l| *l <= rest.len() - 4)
+                    .ok_or_else(|| malformed("truncated sync envelope".into()))?;
+                let proofs =
+                    Proof::decode_list(&rest[4..4 + len]).map_err(|e| malformed(e.to_string()))?;
+                (proofs, &rest[4 + len..])
+            }
+            // A bare Automerge sync message: no proofs came with it.
+            _ => (Vec::new(), message),
+        };
+        let msg =
+            sync::Message::decode(message).map_err(|e| malformed(format!("sync message: {e}")))?;
         let changes = message_changes(doc, &msg)?;
         check_owner(doc, &changes)?;
         let report = if changes.is_empty() {
             crate::ApplyReport::default()
         } else {
-            self.merge(doc, changes)?
+            self.merge(doc, changes, &proofs)?
         };
         let bare = sync::Message {
             changes: sync::ChunkList::empty(),
@@ -290,8 +325,9 @@ impl Store {
         Ok(report)
     }
 
-    /// Local changes committed since the last call, for gossip: (document, raw change).
-    pub fn take_outbox(&mut self) -> Vec<(DocId, Vec<u8>)> {
+    /// Local changes committed since the last call, for gossip: (document, raw
+    /// change, the proofs signed with it).
+    pub fn take_outbox(&mut self) -> Vec<(DocId, Vec<u8>, Vec<Proof>)> {
         std::mem::take(&mut self.outbox)
     }
 }

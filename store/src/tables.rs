@@ -10,7 +10,7 @@
 use redb::{MultimapTableDefinition, TableDefinition};
 
 /// The store format written by this build; `meta.format` holds the file's.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("docs");
@@ -35,6 +35,13 @@ pub(crate) const BUCKETS: TableDefinition<u8, &[u8]> = TableDefinition::new("buc
 /// Automerge sync state per peer and document (`<peer>\0<doc>`).
 pub(crate) const SYNC_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("sync_states");
 
+/// Proofs of authorship kept per document, signer and head actor
+/// (`<doc>\0<signer>\0<actor>` → an encoded one-proof list).
+pub(crate) const PROOFS: TableDefinition<&str, &[u8]> = TableDefinition::new("proofs");
+/// Hashes a valid proof reached before this till held them (`<doc>\0<hash>` →
+/// the signers, 32 bytes each): the change is proven when it arrives.
+pub(crate) const PROVEN: TableDefinition<&str, &[u8]> = TableDefinition::new("proven");
+
 /// One-time invitations made on this till (BLAKE3 of the secret → state).
 pub(crate) const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites");
 
@@ -56,6 +63,9 @@ pub(crate) mod meta {
     pub const AUDIT_HEAD: &str = "audit_head";
     pub const ADMIN_KEY: &str = "admin_key";
     pub const STORE_SECRETS: &str = "store_secrets";
+    /// Present on a store made before signed changes until the admin key has
+    /// signed the heads of every document it held then.
+    pub const LEGACY_HISTORY: &str = "legacy_history";
 }
 
 /// Bookkeeping of one document's storage.

@@ -57,12 +57,27 @@ pub fn certified_stores(
     store_name: &str,
     names: &[String],
     setup: impl FnOnce(&mut Store),
+    create: impl FnMut(usize, TillKey, NewStore) -> Store,
+) -> Vec<(Store, TillKey)> {
+    let roles: Vec<Role> = (0..names.len())
+        .map(|i| if i == 0 { Role::BackOffice } else { Role::Till })
+        .collect();
+    certified_with_roles(store_name, names, &roles, setup, create)
+}
+
+/// [`certified_stores`] with till `i` certified in `roles[i]` (the founder
+/// holds the admin key whatever its role).
+pub fn certified_with_roles(
+    store_name: &str,
+    names: &[String],
+    roles: &[Role],
+    setup: impl FnOnce(&mut Store),
     mut create: impl FnMut(usize, TillKey, NewStore) -> Store,
 ) -> Vec<(Store, TillKey)> {
     let store_id = StoreId::random();
     let admin = TillKey::generate();
     let keys: Vec<TillKey> = names.iter().map(|_| TillKey::generate()).collect();
-    let role = |i: usize| if i == 0 { Role::BackOffice } else { Role::Till };
+    let role = |i: usize| roles[i];
     let new = |i: usize| NewStore {
         store_id,
         store_name: store_name.into(),
@@ -72,6 +87,9 @@ pub fn certified_stores(
     };
     let mut founder = create(0, keys[0].clone(), new(0));
     founder.set_admin_key(admin.till_id()).expect("admin key");
+    founder
+        .set_admin_signer(admin.clone())
+        .expect("admin signer");
     setup(&mut founder);
     for (i, k) in keys.iter().enumerate() {
         let name = names[i].parse().expect("till name");
@@ -79,20 +97,64 @@ pub fn certified_stores(
             .certify(&admin, k.till_id(), &name, role(i))
             .expect("certify");
     }
-    let mut seed = Vec::new();
-    for doc in founder.doc_ids().expect("docs") {
-        seed.push((doc, founder.changes_since(&doc, &[]).expect("changes")));
-    }
+    let seed = everything(&mut founder);
     let mut out = vec![(founder, keys[0].clone())];
     for (i, k) in keys.iter().enumerate().skip(1) {
         let mut s = create(i, k.clone(), new(i));
         s.set_admin_key(admin.till_id()).expect("admin key");
-        for (doc, changes) in &seed {
-            s.apply_changes(doc, changes).expect("seed");
-        }
+        deliver(&mut s, &seed);
         out.push((s, k.clone()));
     }
     out
+}
+
+/// Every document of `store` as changes with the proofs it keeps, membership
+/// first: what a new till receives from it.
+pub fn everything(store: &mut Store) -> Vec<(crate::DocId, Vec<Vec<u8>>, Vec<crate::Proof>)> {
+    let mut docs = store.doc_ids().expect("docs");
+    docs.sort_by_key(|d| *d != crate::DocId::Membership);
+    docs.into_iter()
+        .map(|doc| {
+            let changes = store.changes_since(&doc, &[]).expect("changes");
+            let proofs = store.proofs(&doc).expect("proofs");
+            (doc, changes, proofs)
+        })
+        .collect()
+}
+
+/// Apply what [`everything`] gave to `store`.
+pub fn deliver(store: &mut Store, docs: &[(crate::DocId, Vec<Vec<u8>>, Vec<crate::Proof>)]) {
+    for (doc, changes, proofs) in docs {
+        store.apply_changes(doc, changes, proofs).expect("deliver");
+    }
+}
+
+/// Certify more tills on the founder (`stores[0]`, which holds the admin key
+/// since [`certified_stores`]) and hand the membership to the other stores.
+pub fn certify_more(stores: &mut [(Store, TillKey)], tills: &[(TillKey, &str, Role)]) {
+    let admin = stores[0]
+        .0
+        .admin_signer
+        .clone()
+        .expect("the founder holds the admin key");
+    for (key, name, role) in tills {
+        stores[0]
+            .0
+            .certify(
+                &admin,
+                key.till_id(),
+                &name.parse().expect("till name"),
+                *role,
+            )
+            .expect("certify");
+    }
+    let doc = crate::DocId::Membership;
+    let changes = stores[0].0.changes_since(&doc, &[]).expect("changes");
+    let proofs = stores[0].0.proofs(&doc).expect("proofs");
+    for (s, _) in stores.iter_mut().skip(1) {
+        s.apply_changes(&doc, &changes, &proofs)
+            .expect("membership");
+    }
 }
 
 /// [`certified_stores`] in memory.
@@ -104,4 +166,75 @@ pub fn certified_in_memory(
     certified_stores(store_name, names, setup, |_, key, new| {
         Store::create_in_memory(key, new, StoreOptions::default()).expect("in-memory store")
     })
+}
+
+/// Give `to` every change `from` has that `to` lacks, with `from`'s proofs,
+/// membership first; gives the conflicts logged.
+pub fn sync_from(from: &mut Store, to: &mut Store) -> usize {
+    let mut docs = from.doc_ids().expect("docs");
+    docs.sort_by_key(|d| *d != crate::DocId::Membership);
+    let mut conflicts = 0;
+    for doc in docs {
+        let have = to.heads(&doc).expect("heads");
+        let changes = from.changes_since(&doc, &have).expect("changes");
+        if !changes.is_empty() {
+            let proofs = from.proofs(&doc).expect("proofs");
+            conflicts += to
+                .apply_changes(&doc, &changes, &proofs)
+                .expect("apply")
+                .conflicts;
+        }
+    }
+    conflicts
+}
+
+/// Two certified tills in memory with their own clocks: A (back office, the
+/// admin till) holding `setup`'s data, and B in `role_b`, each holding all.
+pub fn pair_with_clocks(
+    role_b: Role,
+    ca: &crate::ManualClock,
+    cb: &crate::ManualClock,
+    setup: impl FnOnce(&mut Store),
+) -> (Store, Store) {
+    let clocks = [ca.clone(), cb.clone()];
+    let mut v = certified_with_roles(
+        "Test Shop",
+        &["A".to_string(), "B".to_string()],
+        &[Role::BackOffice, role_b],
+        setup,
+        |i, key, new| {
+            let opts = StoreOptions {
+                clock: std::sync::Arc::new(clocks[i].clone()),
+                ..StoreOptions::default()
+            };
+            Store::create_in_memory(key, new, opts).expect("in-memory store")
+        },
+    );
+    let (b, _) = v.pop().expect("B");
+    let (a, _) = v.pop().expect("A");
+    (a, b)
+}
+
+/// Two certified tills in memory: A founds the store and holds its admin key,
+/// B has received only the membership document (as right after joining).
+pub fn members_pair(role_a: Role, role_b: Role) -> (Store, Store) {
+    let store_id = StoreId::random();
+    let admin = TillKey::generate();
+    let mut a = till(store_id, "A", role_a, true, StoreOptions::default());
+    let mut b = till(store_id, "B", role_b, false, StoreOptions::default());
+    for s in [&mut a, &mut b] {
+        s.set_admin_key(admin.till_id()).expect("trust root");
+    }
+    a.set_admin_signer(admin.clone()).expect("admin key");
+    let (ida, idb) = (a.till_id(), b.till_id());
+    a.certify(&admin, ida, &"A".parse().expect("name"), role_a)
+        .expect("certify A");
+    a.certify(&admin, idb, &"B".parse().expect("name"), role_b)
+        .expect("certify B");
+    let doc = crate::DocId::Membership;
+    let changes = a.changes_since(&doc, &[]).expect("changes");
+    let proofs = a.proofs(&doc).expect("proofs");
+    b.apply_changes(&doc, &changes, &proofs)
+        .expect("membership");
+    (a, b)
 }

@@ -39,6 +39,8 @@ pub(crate) struct Writer<'s> {
     pub(crate) audit_head: AuditHead,
     /// Remote timestamps seen in this write, observed by the clock at commit.
     pub(crate) seen: Vec<Hlc>,
+    /// Proofs that came with remote changes, kept at commit.
+    pub(crate) proofs_in: Vec<(DocId, Vec<crate::proofs::Proof>)>,
     /// Conflicts logged by this write.
     pub(crate) conflicts_logged: usize,
     /// Stock states moved by this write, written to their view at commit.
@@ -83,6 +85,7 @@ impl<'s> Writer<'s> {
             rederived: HashSet::new(),
             adopted: HashMap::new(),
             seen: Vec::new(),
+            proofs_in: Vec::new(),
             conflicts_logged: 0,
             stock: BTreeMap::new(),
             committed: false,
@@ -139,6 +142,8 @@ impl<'s> Writer<'s> {
         hlc: Hlc,
         fields: &[(String, serde_json::Value)],
     ) -> Result<(), StorageError> {
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        self.check_local_write(&id, &keys)?;
         let mut encoded = Vec::with_capacity(fields.len());
         for (key, value) in fields {
             let fv = FieldValue {
@@ -161,19 +166,27 @@ impl<'s> Writer<'s> {
         })
     }
 
-    /// Apply changes from elsewhere; returns how many were new.
+    /// Apply changes from elsewhere, each proven by `proofs` or by what earlier
+    /// proofs reached (checked before anything is applied); returns how many
+    /// were new.
     pub(crate) fn apply_remote(
         &mut self,
         id: DocId,
         changes: Vec<Change>,
+        proofs: &[crate::proofs::Proof],
     ) -> Result<usize, ApplyError> {
         let doc = self.touch(id)?;
         let mut seen = BTreeSet::new();
         let fresh: Vec<Change> = changes
             .into_iter()
-            .filter(|c| doc.get_change_by_hash(&c.hash()).is_none() && seen.insert(c.hash()))
+            .filter(|c| doc.get_change_meta_by_hash(&c.hash()).is_none() && seen.insert(c.hash()))
             .collect();
         let n = fresh.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        self.check_batch(id, &fresh, proofs)?;
+        let doc = self.touch(id)?;
         doc.apply_changes(fresh.clone())
             .map_err(|e| ApplyError::Refused {
                 doc: id.to_string(),
@@ -220,7 +233,8 @@ impl<'s> Writer<'s> {
         }
         self.flush_stock()?;
         let mut compact = Vec::new();
-        let mut outbox = Vec::new();
+        let mut outbox: Vec<(DocId, Vec<u8>)> = Vec::new();
+        let mut signed: Vec<DocId> = Vec::new();
         {
             let txn = self.txn.as_ref().expect("transaction present until commit");
             let mut docs = txn.open_table(tables::DOCS)?;
@@ -260,6 +274,9 @@ impl<'s> Writer<'s> {
                         outbox.push((*id, c.raw_bytes().to_vec()));
                     }
                 }
+                if outbox.last().is_some_and(|(d, _)| d == id) {
+                    signed.push(*id);
+                }
                 if to_store.is_empty() {
                     continue;
                 }
@@ -284,6 +301,7 @@ impl<'s> Writer<'s> {
         for hlc in std::mem::take(&mut self.seen) {
             self.s.hlc.observe(hlc);
         }
+        let own_proofs = self.keep_proofs(&signed)?;
         {
             let txn = self.txn.as_ref().expect("transaction present until commit");
             let mut m = txn.open_table(tables::META)?;
@@ -304,7 +322,16 @@ impl<'s> Writer<'s> {
         self.committed = true;
         self.s.next_receipt = self.next_receipt;
         self.s.audit_head = self.audit_head;
-        self.s.outbox.extend(outbox);
+        self.s
+            .outbox
+            .extend(outbox.into_iter().map(|(doc, change)| {
+                let proofs = own_proofs
+                    .iter()
+                    .find(|(d, _)| *d == doc)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default();
+                (doc, change, proofs)
+            }));
         // Nobody drains the outbox when no daemon runs; peers catch up by
         // anti-entropy, so old entries can go.
         let excess = self.s.outbox.len().saturating_sub(OUTBOX_LIMIT);

@@ -92,6 +92,11 @@ fn stocked_store() -> Store {
         mem_opts(),
     )
     .expect("create");
+    let admin = TillKey::generate();
+    s.set_admin_key(admin.till_id()).expect("trust root");
+    let me = s.till_id();
+    s.certify(&admin, me, &"T1".parse().expect("name"), Role::Manager)
+        .expect("certify");
     s.add_product(milk()).expect("milk");
     s.add_product(apples()).expect("apples");
     s.receive_stock(&sku("MILK"), 24).expect("receive");
@@ -644,24 +649,13 @@ fn missing_store_and_wrong_key_are_named() {
 
 /// Two tills of one store, each with a sale; B has received A's catalog.
 fn two_tills() -> (Store, Store) {
-    let store_id = StoreId::random();
-    let mut a = Store::create_in_memory(
-        TillKey::generate(),
-        new_store(store_id, "A", true),
-        mem_opts(),
-    )
-    .expect("a");
-    let mut b = Store::create_in_memory(
-        TillKey::generate(),
-        new_store(store_id, "B", false),
-        mem_opts(),
-    )
-    .expect("b");
+    let (mut a, mut b) = tillmesh_store::test_utils::members_pair(Role::Manager, Role::Manager);
     a.add_product(milk()).expect("milk");
     for doc in a.doc_ids().expect("ids") {
         if doc.owner().is_none() {
             let changes = a.changes_since(&doc, &[]).expect("changes");
-            b.apply_changes(&doc, &changes).expect("join");
+            let proofs = a.proofs(&doc).expect("proofs");
+            b.apply_changes(&doc, &changes, &proofs).expect("join");
         }
     }
     a.record_sale(line("MILK", Some(1), None, 0))
@@ -685,6 +679,7 @@ fn malformed_changes_are_refused_whole() {
     let (mut a, mut b) = two_tills();
     let doc = sales_doc(&mut a);
     let real = a.changes_since(&doc, &[]).expect("changes");
+    let proofs = a.proofs(&doc).expect("proofs");
     assert!(!real.is_empty());
     let cut = real[0][..real[0].len() / 2].to_vec();
     let mut flipped = real[0].clone();
@@ -712,7 +707,7 @@ fn malformed_changes_are_refused_whole() {
         ),
     ] {
         let before = snapshot(&mut b);
-        let err = b.apply_changes(&doc, &batch).expect_err(what);
+        let err = b.apply_changes(&doc, &batch, &proofs).expect_err(what);
         match &err {
             ApplyError::Malformed {
                 index: i, doc: d, ..
@@ -733,7 +728,7 @@ fn malformed_changes_are_refused_whole() {
         );
     }
     // The real changes are still welcome afterwards.
-    let report = b.apply_changes(&doc, &real).expect("real changes");
+    let report = b.apply_changes(&doc, &real, &proofs).expect("real changes");
     assert_eq!(report.new_changes, real.len());
     assert_eq!(b.sales(None, None).expect("sales").len(), 2);
 }
@@ -746,6 +741,7 @@ fn changes_presented_as_another_tills_document_are_refused() {
         unreachable!()
     };
     let a_changes = a.changes_since(&a_doc, &[]).expect("changes");
+    let a_proofs = a.proofs(&a_doc).expect("proofs");
     let c = TillKey::generate().till_id();
 
     for (what, target) in [
@@ -756,7 +752,9 @@ fn changes_presented_as_another_tills_document_are_refused() {
     ] {
         let existed = b.doc_ids().expect("ids").contains(&target);
         let before = snapshot(&mut b);
-        let err = b.apply_changes(&target, &a_changes).expect_err(what);
+        let err = b
+            .apply_changes(&target, &a_changes, &a_proofs)
+            .expect_err(what);
         match &err {
             ApplyError::NotOwner { doc, writer } => {
                 assert_eq!(doc, &target.to_string(), "{what}");
@@ -779,11 +777,13 @@ fn changes_presented_as_another_tills_document_are_refused() {
     let mut mixed = a_changes.clone();
     mixed.extend(b_changes);
     let before = snapshot(&mut b);
-    let err = b.apply_changes(&a_doc, &mixed).expect_err("mixed writers");
+    let err = b
+        .apply_changes(&a_doc, &mixed, &a_proofs)
+        .expect_err("mixed writers");
     assert!(matches!(err, ApplyError::NotOwner { .. }), "{err:?}");
     assert_eq!(snapshot(&mut b), before);
     // Under its true name the same changes are accepted.
-    b.apply_changes(&a_doc, &a_changes)
+    b.apply_changes(&a_doc, &a_changes, &a_proofs)
         .expect("A's own document");
     assert_eq!(b.sales(None, None).expect("sales").len(), 2);
 }
@@ -813,6 +813,20 @@ fn forge_audit_change(victim: &mut Store, doc: &DocId, key: &str, forged: &Audit
         .expect("the forged change")
         .raw_bytes()
         .to_vec()
+}
+
+/// A proof over `change` signed with the key of the till holding `s`.
+fn signed_by_owner(s: &Store, doc: &DocId, change: &[u8]) -> Vec<tillmesh_store::Proof> {
+    let hash = automerge::Change::from_bytes(change.to_vec())
+        .expect("a change")
+        .hash();
+    vec![tillmesh_store::Proof::sign(
+        s.till_key(),
+        &s.store_id(),
+        doc,
+        0,
+        vec![hash],
+    )]
 }
 
 #[derive(serde::Serialize)]
@@ -881,8 +895,16 @@ fn audit_chain_detects_forged_rewrites() {
     let mut forged = victim.clone();
     forged.detail = serde_json::json!({"old_cents": 119, "new_cents": 121});
     let change = forge_audit_change(&mut s, &doc, &key, &forged);
-    s.apply_changes(&doc, &[change])
-        .expect("the change itself carries the till's actor id");
+    // Without its till's signature the rewrite does not get in at all.
+    let err = s
+        .apply_changes(&doc, std::slice::from_ref(&change), &[])
+        .expect_err("unproven");
+    assert!(matches!(err, ApplyError::Unproven { .. }), "{err:?}");
+    // A forger holding the till's key (a stolen till) gets it in; the audit
+    // chain still tells.
+    let proofs = signed_by_owner(&s, &doc, &change);
+    s.apply_changes(&doc, &[change], &proofs)
+        .expect("signed with the till's own key");
     let report = &s.verify_audit().expect("verify")[0];
     assert!(!report.intact(), "forgery went unnoticed: {report:?}");
     assert!(
@@ -911,7 +933,8 @@ fn audit_chain_detects_forged_rewrites() {
     forged.hash = entry_hash(&forged);
     assert_ne!(forged.hash, victim.hash);
     let change = forge_audit_change(&mut s, &doc, &key, &forged);
-    s.apply_changes(&doc, &[change])
+    let proofs = signed_by_owner(&s, &doc, &change);
+    s.apply_changes(&doc, &[change], &proofs)
         .expect("accepted as a change");
     let report = &s.verify_audit().expect("verify")[0];
     assert!(
@@ -949,7 +972,7 @@ fn audit_chain_detects_forged_rewrites() {
         .to_vec();
     let before = snapshot(&mut s);
     let err = s
-        .apply_changes(&doc, &[change])
+        .apply_changes(&doc, &[change], &[])
         .expect_err("foreign writer");
     assert!(matches!(err, ApplyError::NotOwner { .. }), "{err:?}");
     assert_eq!(snapshot(&mut s), before);

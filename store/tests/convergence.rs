@@ -24,9 +24,9 @@ use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use tillmesh_store::{
-    Barcode, ChangeHash, Day, DocId, EntryKind, Hlc, LineRequest, ManualClock, NewProduct,
-    NewStore, RefundLine, Role, SaleEntry, SaleError, SaleRequest, Sku, Store, StoreId,
-    StoreOptions, Tender, TillId, TillKey, Totals, Unit,
+    ApplyError, Barcode, ChangeHash, Day, DocId, EntryKind, Hlc, LineRequest, ManualClock,
+    NewProduct, NewStore, Proof, RefundLine, Role, SaleEntry, SaleError, SaleRequest, Sku, Store,
+    StoreId, StoreOptions, Tender, TillId, TillKey, Totals, Unit,
 };
 
 const HOUR_MS: i64 = 3_600_000;
@@ -76,6 +76,8 @@ struct Msg {
     to: usize,
     doc: DocId,
     changes: Vec<Vec<u8>>,
+    /// The sender's proofs of authorship when it sent the batch.
+    proofs: Vec<Proof>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -217,6 +219,8 @@ struct Stats {
     refunds: usize,
     deliveries: usize,
     queued_batches: usize,
+    /// Batches refused because no proof reached them.
+    unproven: usize,
     /// Catalog deliveries after which the till held changes still waiting for
     /// their dependencies.
     catalog_waiting: usize,
@@ -236,7 +240,12 @@ impl Sim {
                 store_id,
                 store_name: "Convergence Grocers".into(),
                 till_name: format!("T{i}").parse().expect("till name"),
-                role: if i == 0 { Role::BackOffice } else { Role::Till },
+                // Managers: every till edits prices here.
+                role: if i == 0 {
+                    Role::BackOffice
+                } else {
+                    Role::Manager
+                },
                 founder: i == 0,
             };
             let opts = StoreOptions {
@@ -251,6 +260,23 @@ impl Sim {
             ids.push(store.till_id());
             tills.push(store);
             clocks.push(clock);
+        }
+        // The founder holds the store's admin key and certifies every till.
+        let admin = TillKey::from_seed(rng.random());
+        for t in &mut tills {
+            t.set_admin_key(admin.till_id()).expect("trust root");
+        }
+        tills[0].set_admin_signer(admin.clone()).expect("admin key");
+        for i in 0..n {
+            let role = if i == 0 {
+                Role::BackOffice
+            } else {
+                Role::Manager
+            };
+            let name = format!("T{i}").parse().expect("till name");
+            tills[0]
+                .certify(&admin, ids[i], &name, role)
+                .expect("certify");
         }
         Sim {
             seed,
@@ -274,11 +300,18 @@ impl Sim {
     }
 
     /// Merge a batch into till `to`, keeping the model's catalog record in step.
-    fn deliver(&mut self, to: usize, doc: DocId, changes: &[Vec<u8>]) -> usize {
+    /// A batch that no proof of authorship reaches (a random subset of a
+    /// till's changes, say) is refused whole, like a lost message.
+    fn deliver(&mut self, to: usize, doc: DocId, changes: &[Vec<u8>], proofs: &[Proof]) -> usize {
         let seed = self.seed;
-        let report = self.tills[to]
-            .apply_changes(&doc, changes)
-            .unwrap_or_else(|e| panic!("seed {seed}: till {to} refused a batch for {doc}: {e}"));
+        let report = match self.tills[to].apply_changes(&doc, changes, proofs) {
+            Ok(r) => r,
+            Err(ApplyError::Unproven { .. }) => {
+                self.stats.unproven += 1;
+                return 0;
+            }
+            Err(e) => panic!("seed {seed}: till {to} refused a batch for {doc}: {e}"),
+        };
         self.stats.deliveries += 1;
         if doc == DocId::Catalog {
             for bytes in changes {
@@ -361,10 +394,13 @@ impl Sim {
 
     /// Join: every till receives all of the founder's documents.
     fn join_all(&mut self) {
+        let mut docs = self.tills[0].doc_ids().expect("doc ids");
+        docs.sort_by_key(|d| *d != DocId::Membership);
         for t in 1..self.n() {
-            for doc in self.tills[0].doc_ids().expect("doc ids") {
-                let changes = self.tills[0].changes_since(&doc, &[]).expect("changes");
-                self.deliver(t, doc, &changes);
+            for doc in &docs {
+                let changes = self.tills[0].changes_since(doc, &[]).expect("changes");
+                let proofs = self.tills[0].proofs(doc).expect("proofs");
+                self.deliver(t, *doc, &changes, &proofs);
             }
         }
     }
@@ -390,7 +426,8 @@ impl Sim {
             let changes = self.tills[0]
                 .changes_since(&DocId::Catalog, &[])
                 .expect("changes");
-            self.deliver(t, DocId::Catalog, &changes);
+            let proofs = self.tills[0].proofs(&DocId::Catalog).expect("proofs");
+            self.deliver(t, DocId::Catalog, &changes, &proofs);
         }
     }
 
@@ -625,11 +662,13 @@ impl Sim {
             if all.is_empty() {
                 continue;
             }
+            let proofs = self.tills[from].proofs(&doc).expect("proofs");
             match self.rng.random_range(0..4) {
                 0 => self.queue.push(Msg {
                     to,
                     doc,
                     changes: all,
+                    proofs: proofs.clone(),
                 }),
                 1 => {
                     let subset: Vec<Vec<u8>> = all
@@ -641,6 +680,7 @@ impl Sim {
                             to,
                             doc,
                             changes: subset,
+                            proofs: proofs.clone(),
                         });
                     }
                 }
@@ -651,6 +691,7 @@ impl Sim {
                         to,
                         doc,
                         changes: tail,
+                        proofs: proofs.clone(),
                     });
                 }
                 _ => {
@@ -662,6 +703,7 @@ impl Sim {
                                 to,
                                 doc,
                                 changes: part.to_vec(),
+                                proofs: proofs.clone(),
                             });
                         }
                     }
@@ -691,7 +733,7 @@ impl Sim {
             batch.reverse();
         }
         for msg in batch {
-            self.deliver(msg.to, msg.doc, &msg.changes);
+            self.deliver(msg.to, msg.doc, &msg.changes, &msg.proofs);
         }
     }
 
@@ -720,7 +762,7 @@ impl Sim {
         let mut rest = std::mem::take(&mut self.queue);
         rest.shuffle(&mut self.rng);
         for msg in rest {
-            self.deliver(msg.to, msg.doc, &msg.changes);
+            self.deliver(msg.to, msg.doc, &msg.changes, &msg.proofs);
         }
         let n = self.n();
         for round in 0.. {
@@ -741,7 +783,8 @@ impl Sim {
                             .changes_since(&doc, &have)
                             .expect("changes");
                         if !changes.is_empty() {
-                            moved += self.deliver(to, doc, &changes);
+                            let proofs = self.tills[from].proofs(&doc).expect("proofs");
+                            moved += self.deliver(to, doc, &changes, &proofs);
                         }
                     }
                 }

@@ -5,43 +5,23 @@
 //! still orders a stock count after the sales it has received.
 
 use tillmesh_store::{
-    ConflictStatus, DocId, ManualClock, Policy, Role, Sku, Store, StoreId, StoreOptions, Tender,
-    test_utils,
+    ConflictStatus, DocId, ManualClock, Policy, Role, Sku, Store, Tender, test_utils,
 };
 
 const T0: u64 = 1_790_000_000_000;
 
-fn till(store_id: StoreId, name: &str, role: Role, founder: bool, clock: &ManualClock) -> Store {
-    let opts = StoreOptions {
-        clock: std::sync::Arc::new(clock.clone()),
-        ..StoreOptions::default()
-    };
-    test_utils::till(store_id, name, role, founder, opts)
-}
-
 /// Give `to` every change `from` has that `to` lacks.
 fn sync(from: &mut Store, to: &mut Store) -> usize {
-    let mut conflicts = 0;
-    for doc in from.doc_ids().expect("docs") {
-        let have = to.heads(&doc).expect("heads");
-        let changes = from.changes_since(&doc, &have).expect("changes");
-        if !changes.is_empty() {
-            conflicts += to.apply_changes(&doc, &changes).expect("apply").conflicts;
-        }
-    }
-    conflicts
+    test_utils::sync_from(from, to)
 }
 
 fn pair(role_b: Role) -> (Store, Store, ManualClock, ManualClock) {
-    let id = StoreId::random();
     let ca = ManualClock::new(T0);
     let cb = ManualClock::new(T0);
-    let mut a = till(id, "A", Role::BackOffice, true, &ca);
-    let mut b = till(id, "B", role_b, false, &cb);
-    a.add_product(test_utils::product("TEA", 200))
-        .expect("product");
-    sync(&mut a, &mut b);
-    sync(&mut b, &mut a);
+    let (a, b) = test_utils::pair_with_clocks(role_b, &ca, &cb, |a| {
+        a.add_product(test_utils::product("TEA", 200))
+            .expect("product");
+    });
     (a, b, ca, cb)
 }
 
@@ -65,7 +45,7 @@ fn concurrent_edits(a: &mut Store, b: &mut Store, ca: &ManualClock, cb: &ManualC
 
 #[test]
 fn latest_wins_by_hlc() {
-    let (mut a, mut b, ca, cb) = pair(Role::Till);
+    let (mut a, mut b, ca, cb) = pair(Role::Manager);
     concurrent_edits(&mut a, &mut b, &ca, &cb);
     assert_eq!((price(&a), price(&b)), (250, 250));
     for s in [&a, &b] {
@@ -90,7 +70,7 @@ fn latest_wins_by_hlc() {
 
 #[test]
 fn role_priority_prefers_the_back_office_even_when_older() {
-    let (mut a, mut b, ca, cb) = pair(Role::Till);
+    let (mut a, mut b, ca, cb) = pair(Role::Manager);
     a.set_conflict_policy("catalog", Policy::RolePriority)
         .expect("policy");
     sync(&mut a, &mut b);
@@ -138,15 +118,14 @@ fn manual_queues_until_an_operator_picks() {
 
 #[test]
 fn a_slow_clock_still_counts_after_the_sales_it_has_seen() {
-    let id = StoreId::random();
     let ca = ManualClock::new(T0);
     // B's clock is three hours slow.
     let cb = ManualClock::new(T0 - 3 * 3_600_000);
-    let mut a = till(id, "A", Role::BackOffice, true, &ca);
-    let mut b = till(id, "B", Role::Manager, false, &cb);
+    let (mut a, mut b) = test_utils::pair_with_clocks(Role::Manager, &ca, &cb, |a| {
+        a.add_product(test_utils::product("TEA", 200))
+            .expect("product");
+    });
     let tea: Sku = "TEA".parse().expect("sku");
-    a.add_product(test_utils::product("TEA", 200))
-        .expect("product");
     a.receive_stock(&tea, 10).expect("receive");
     for _ in 0..3 {
         ca.advance(1_000);

@@ -4,14 +4,12 @@
 //! all of it and this till's later edits written under this till's own actor.
 
 use automerge::Change;
-use tillmesh_store::test_utils::{product, sale, till};
-use tillmesh_store::{ApplyError, DocId, Role, StoreId, StoreOptions, Tender};
+use tillmesh_store::test_utils::{members_pair, product, sale};
+use tillmesh_store::{ApplyError, DocId, Role, Tender};
 
 #[test]
 fn saved_documents_are_checked_and_adopted_as_this_tills() {
-    let id = StoreId::random();
-    let mut a = till(id, "A", Role::BackOffice, true, StoreOptions::default());
-    let mut b = till(id, "B", Role::Till, false, StoreOptions::default());
+    let (mut a, mut b) = members_pair(Role::BackOffice, Role::Manager);
     a.add_product(product("TEA", 250)).expect("product");
     for _ in 0..3 {
         a.record_sale(sale("TEA", 2, Tender::Cash)).expect("sale");
@@ -27,13 +25,19 @@ fn saved_documents_are_checked_and_adopted_as_this_tills() {
     };
     let (saved_sales, _) = a.save_doc(&sales).expect("save");
     let (saved_catalog, _) = a.save_doc(&DocId::Catalog).expect("save");
+    let sales_proofs = a.proofs(&sales).expect("proofs");
+    let catalog_proofs = a.proofs(&DocId::Catalog).expect("proofs");
 
     // A's sales offered as B's own day: refused whole, nothing kept.
     let forged = DocId::Sales(b.till_id(), day);
     let err = b
         .apply_saved_many(&[
-            (DocId::Catalog, saved_catalog.as_slice()),
-            (forged, saved_sales.as_slice()),
+            (
+                DocId::Catalog,
+                saved_catalog.as_slice(),
+                catalog_proofs.clone(),
+            ),
+            (forged, saved_sales.as_slice(), sales_proofs.clone()),
         ])
         .expect_err("refused");
     assert!(matches!(err, ApplyError::NotOwner { .. }), "{err}");
@@ -46,8 +50,12 @@ fn saved_documents_are_checked_and_adopted_as_this_tills() {
 
     let r = b
         .apply_saved_many(&[
-            (DocId::Catalog, saved_catalog.as_slice()),
-            (sales, saved_sales.as_slice()),
+            (
+                DocId::Catalog,
+                saved_catalog.as_slice(),
+                catalog_proofs.clone(),
+            ),
+            (sales, saved_sales.as_slice(), sales_proofs.clone()),
         ])
         .expect("adopt");
     assert!(r.new_changes >= 4, "{r:?}");
@@ -62,7 +70,7 @@ fn saved_documents_are_checked_and_adopted_as_this_tills() {
     );
     // Merging the same documents again adds nothing.
     let again = b
-        .apply_saved_many(&[(sales, saved_sales.as_slice())])
+        .apply_saved_many(&[(sales, saved_sales.as_slice(), sales_proofs.clone())])
         .expect("again");
     assert_eq!(again.new_changes, 0);
 

@@ -5,12 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use tillmesh_store::{
-    DocId, Role, Store, StoreId, StoreOptions, SyncState, Tender, TillKey, test_utils,
-};
+use tillmesh_store::{DocId, Role, Store, SyncState, Tender, TillKey, test_utils};
 
-fn till(id: StoreId, name: &str, founder: bool) -> Store {
-    test_utils::till(id, name, Role::Manager, founder, StoreOptions::default())
+fn pair() -> (Store, Store) {
+    test_utils::members_pair(Role::Manager, Role::Manager)
 }
 
 fn sell(s: &mut Store, n: usize) {
@@ -46,9 +44,7 @@ fn differing(a: &Store, b: &Store) -> BTreeSet<DocId> {
 
 /// Two tills of one store, level after a first sync of A's catalog.
 fn synced_pair() -> (Store, Store) {
-    let id = StoreId::random();
-    let mut a = till(id, "A", true);
-    let mut b = till(id, "B", false);
+    let (mut a, mut b) = pair();
     a.add_product(test_utils::product("TEA", 200))
         .expect("product");
     let docs = differing(&a, &b);
@@ -100,9 +96,7 @@ fn run_sync(a: &mut Store, b: &mut Store, docs: &BTreeSet<DocId>, rounds: Option
 
 #[test]
 fn buckets_find_the_differences_and_sync_levels_the_tills() {
-    let id = StoreId::random();
-    let mut a = till(id, "A", true);
-    let mut b = till(id, "B", false);
+    let (mut a, mut b) = pair();
     a.add_product(test_utils::product("TEA", 200))
         .expect("product");
     let first = differing(&a, &b);
@@ -195,9 +189,7 @@ fn an_interrupted_catch_up_resumes_instead_of_restarting() {
 
 #[test]
 fn a_sync_message_cannot_write_another_tills_sales() {
-    let id = StoreId::random();
-    let mut a = till(id, "A", true);
-    let mut b = till(id, "B", false);
+    let (mut a, mut b) = pair();
     let c = TillKey::generate().till_id();
     a.add_product(test_utils::product("TEA", 200))
         .expect("product");

@@ -74,15 +74,21 @@ fn a_catch_up_cut_short_by_killing_the_sender_resumes() {
     // Weeks of A's sales that B has never seen: one document per day.
     {
         let key = TillKey::load(&a.home.join("till.key")).expect("A's key");
-        let mut store =
-            Store::open(&a.home.join("store.redb"), key, StoreOptions::default()).expect("store");
+        let mut store = Store::open(
+            &a.home.join("store.redb"),
+            key.clone(),
+            StoreOptions::default(),
+        )
+        .expect("store");
         tillmesh_sim::workload::add_products(&mut store, 20).expect("products");
         let till = store.till_id();
+        let store_id = store.store_id();
         let name = store.till_name().clone();
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         for d in 0..DAYS {
-            let changes = tillmesh_sim::workload::day_of_sales(
-                till,
+            let (changes, proofs) = tillmesh_sim::workload::signed_day_of_sales(
+                &key,
+                &store_id,
                 &name,
                 day(d),
                 1_000_000 + (d * PER_DAY) as u64,
@@ -91,7 +97,7 @@ fn a_catch_up_cut_short_by_killing_the_sender_resumes() {
                 &mut rng,
             );
             store
-                .apply_changes(&DocId::Sales(till, day(d)), &changes)
+                .apply_changes(&DocId::Sales(till, day(d)), &changes, &proofs)
                 .expect("A's sales");
         }
     }

@@ -115,7 +115,7 @@ fn main() -> Result<()> {
     let source = a
         .dir
         .join(format!("big-{}x{}x{}", b.tills, b.days, b.per_day));
-    let (path, key) = b.build(&source, &mut rng)?;
+    let (path, key, admin) = b.build(&source, &mut rng)?;
 
     let work = a.dir.join("backup-bench");
     let _ = std::fs::remove_dir_all(&work);
@@ -123,11 +123,8 @@ fn main() -> Result<()> {
     let copy = work.join("store.redb");
     std::fs::copy(&path, &copy)?;
     let mut store = Store::open(&copy, key.clone(), StoreOptions::default())?;
-    // The till making backups is a certified member holding the store's key.
-    let admin = TillKey::generate();
-    store.set_admin_key(admin.till_id())?;
-    let me = store.till_id();
-    store.certify(&admin, me, &"B0".parse()?, Role::BackOffice)?;
+    // The till making backups is the admin till, holding the store's key.
+    store.set_admin_signer(admin.clone())?;
     store.add_store_secret(keys::generate(1))?;
     let secrets = store.store_secrets()?;
     let sink = FolderSink::new(work.join("sink"))?;
@@ -146,12 +143,17 @@ fn main() -> Result<()> {
     let store_file = std::fs::metadata(&copy)?.len();
 
     // One till's next day of sales, then the bundle the sink lacks.
-    let till = TillKey::generate().till_id();
+    let seller = TillKey::generate();
+    let till = seller.till_id();
     let tname: TillName = "T999".parse()?;
+    store.certify(&admin, till, &tname, Role::Till)?;
+    let store_id = store.store_id();
     let day = BigStore::first_day().add_days(b.days as i64);
-    let changes = workload::day_of_sales(till, &tname, day, 1, b.per_day, b.products, &mut rng);
+    let (changes, proofs) = workload::signed_day_of_sales(
+        &seller, &store_id, &tname, day, 1, b.per_day, b.products, &mut rng,
+    );
     let raw_changes: u64 = changes.iter().map(|c| c.len() as u64).sum();
-    store.apply_changes(&DocId::Sales(till, day), &changes)?;
+    store.apply_changes(&DocId::Sales(till, day), &changes, &proofs)?;
     let staged_bundle = staged(&mut store, &sink, Kind::Bundle)?;
     let bundle_time = staged_bundle.total;
     let bundle = staged_bundle.report.clone();
@@ -166,9 +168,13 @@ fn main() -> Result<()> {
         b.products,
         &mut rng,
     );
-    store.apply_changes(&DocId::Sales(till, day.add_days(1)), &next_hour[..more / 2])?;
+    let next_doc = DocId::Sales(till, day.add_days(1));
+    let first_half = &next_hour[..more / 2];
+    let proofs = workload::proofs_for(&seller, &store_id, &next_doc, first_half);
+    store.apply_changes(&next_doc, first_half, &proofs)?;
     archive::backup(&mut store, &sink, Kind::Bundle)?;
-    store.apply_changes(&DocId::Sales(till, day.add_days(1)), &next_hour[more / 2..])?;
+    let proofs = workload::proofs_for(&seller, &store_id, &next_doc, &next_hour);
+    store.apply_changes(&next_doc, &next_hour[more / 2..], &proofs)?;
     let partial = archive::backup(&mut store, &sink, Kind::Bundle)?;
     let store_id = store.store_id();
     let docs = store.doc_ids()?.len();

@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
 use tillmesh_sim::report::{bytes_sent, flags, init_logs};
 use tillmesh_sim::workload;
-use tillmesh_store::{Day, DocId, TillKey, TillName, test_utils};
+use tillmesh_store::{Day, DocId, Role, TillKey, TillName, test_utils};
 
 struct Args {
     tills: usize,
@@ -76,13 +76,23 @@ async fn main() -> Result<()> {
     let first_day = Day::from_unix_ms(1_767_225_600_000); // 2026-01-01
     let start = Instant::now();
     let mut week_docs = Vec::new();
-    for t in 0..sellers {
-        let till = TillKey::generate().till_id();
-        let name: TillName = format!("S{t:03}").parse()?;
+    let seller_keys: Vec<TillKey> = (0..sellers).map(|_| TillKey::generate()).collect();
+    let seller_names: Vec<String> = (0..sellers).map(|t| format!("S{t:03}")).collect();
+    let enrol: Vec<(TillKey, &str, Role)> = seller_keys
+        .iter()
+        .zip(&seller_names)
+        .map(|(k, n)| (k.clone(), n.as_str(), Role::Till))
+        .collect();
+    test_utils::certify_more(&mut stores, &enrol);
+    let store_id = stores[0].0.store_id();
+    for (t, seller) in seller_keys.iter().enumerate() {
+        let till = seller.till_id();
+        let name: TillName = seller_names[t].parse()?;
         for d in 0..a.days {
             let day = first_day.add_days(d as i64);
-            let changes = workload::day_of_sales(
-                till,
+            let (changes, proofs) = workload::signed_day_of_sales(
+                seller,
+                &store_id,
                 &name,
                 day,
                 (d * per_day) as u64 + 1,
@@ -91,7 +101,7 @@ async fn main() -> Result<()> {
                 &mut rng,
             );
             for (s, _) in stores.iter_mut().take(a.peers) {
-                s.apply_changes(&DocId::Sales(till, day), &changes)?;
+                s.apply_changes(&DocId::Sales(till, day), &changes, &proofs)?;
             }
             week_docs.push(DocId::Sales(till, day));
         }

@@ -125,7 +125,7 @@ fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
         per_day: a.per_day,
         products: a.products,
     };
-    let (path, key) = big.build(&dir, rng)?;
+    let (path, key, _admin) = big.build(&dir, rng)?;
     let total_sales = big.sales();
     let first_day = workload::BigStore::first_day();
     let size = std::fs::metadata(&path)?.len();
