@@ -524,7 +524,7 @@ pub struct Imported {
 
 /// Decode every record of `c` before anything is merged.
 fn decode_records(c: &format::Contents) -> Result<VecDeque<Incoming>, BackupError> {
-    let mut out = VecDeque::with_capacity(c.records.len());
+    let mut out: VecDeque<Incoming> = VecDeque::with_capacity(c.records.len());
     for (e, r) in c.manifest.entries.iter().zip(&c.records) {
         let id: DocId = e
             .doc

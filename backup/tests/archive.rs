@@ -40,14 +40,14 @@ fn shop() -> Shop {
     let id = StoreId::random();
     let admin = TillKey::generate();
     let mut a = till(id, "A", Role::BackOffice, true, StoreOptions::default());
-    let mut b = till(id, "B", Role::Till, false, StoreOptions::default());
+    let mut b = till(id, "B", Role::Manager, false, StoreOptions::default());
     for s in [&mut a, &mut b] {
         s.set_admin_key(admin.till_id()).expect("admin");
     }
     let (ta, tb) = (a.till_id(), b.till_id());
     a.certify(&admin, ta, &"A".parse().expect("n"), Role::BackOffice)
         .expect("cert a");
-    a.certify(&admin, tb, &"B".parse().expect("n"), Role::Till)
+    a.certify(&admin, tb, &"B".parse().expect("n"), Role::Manager)
         .expect("cert b");
     a.add_product(product("TEA", 250)).expect("product");
     let secret = keys::generate(1);

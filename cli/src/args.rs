@@ -330,6 +330,10 @@ pub struct InviteArgs {
     /// How long the ticket stays valid, in hours.
     #[arg(long, default_value_t = 24)]
     pub hours: u64,
+    /// The new till's role: till (sells), manager (also edits the catalog) or
+    /// back-office (also the store's configuration).
+    #[arg(long, default_value = "till")]
+    pub role: String,
 }
 
 #[derive(Debug, Args)]

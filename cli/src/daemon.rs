@@ -373,7 +373,7 @@ async fn exec(
                 Ok(out)
             })))
         }
-        Command::Invite(a) => Ok(done(invite(&sh, a.hours).await)),
+        Command::Invite(a) => Ok(done(invite(&sh, a.hours, &a.role).await)),
         // A backup made in steps, so the till keeps selling meanwhile.
         Command::Backup(a) if a.cmd.is_none() => {
             Ok(done(backups::backup_stepped(&sh.store, &sh.home, &a).await))
@@ -427,7 +427,8 @@ async fn exec(
     }
 }
 
-async fn invite(sh: &Shared, hours: u64) -> Result<Vec<u8>> {
+async fn invite(sh: &Shared, hours: u64, role: &str) -> Result<Vec<u8>> {
+    let role: tillmesh_store::Role = role.parse().map_err(exit::Rejected)?;
     let admin = sh.admin.clone().ok_or_else(|| {
         exit::Rejected("only the admin till (the one that ran `tillmesh init`) can invite".into())
     })?;
@@ -438,7 +439,7 @@ async fn invite(sh: &Shared, hours: u64) -> Result<Vec<u8>> {
     let adm = admin.clone();
     let secret = sh
         .store
-        .call(move |s| s.create_invite(&adm, expires))
+        .call(move |s| s.create_invite_as(&adm, expires, role))
         .await??;
     let addr = sh.node.addr();
     // The fingerprints of the relays in the ticket's address, under the URLs as

@@ -13,7 +13,7 @@ use std::time::Duration;
 use iroh::endpoint::{Connection, VarInt};
 use iroh::protocol::{AcceptError, ProtocolHandler};
 use serde::{Deserialize, Serialize};
-use tillmesh_store::{Role, StoreId, TillId, TillKey, TillName};
+use tillmesh_store::{StoreId, TillId, TillKey, TillName};
 
 use crate::actor::StoreHandle;
 use crate::node::PeerAddr;
@@ -218,24 +218,27 @@ impl ProtocolHandler for JoinProto {
                     Ok(_) => {}
                     Err(e) => return JoinReply::Refused(e.to_string()),
                 }
-                if let Err(e) = s.redeem_invite(&req.secret, now_ms()) {
-                    let _ = s.record_refused(&joiner.to_string(), &format!("join: {e}"));
-                    return JoinReply::Refused(e.to_string());
-                }
-                if let Err(e) = s.certify(&admin, joiner, &name, Role::Till) {
+                let role = match s.redeem_invite(&req.secret, now_ms()) {
+                    Ok(role) => role,
+                    Err(e) => {
+                        let _ = s.record_refused(&joiner.to_string(), &format!("join: {e}"));
+                        return JoinReply::Refused(e.to_string());
+                    }
+                };
+                if let Err(e) = s.certify(&admin, joiner, &name, role) {
                     return JoinReply::Refused(e.to_string());
                 }
                 if version >= 2 {
                     JoinReply::AcceptedWithKeys {
                         store_name: s.store_name().to_string(),
-                        role: Role::Till.to_string(),
+                        role: role.to_string(),
                         relays,
                         store_keys: s.store_secrets().unwrap_or_default(),
                     }
                 } else {
                     JoinReply::Accepted {
                         store_name: s.store_name().to_string(),
-                        role: Role::Till.to_string(),
+                        role: role.to_string(),
                         relays,
                     }
                 }

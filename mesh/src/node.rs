@@ -985,8 +985,13 @@ impl Node {
             let sender = sender.clone();
             let (neighbours, wake) = (neighbours.clone(), node.wake.clone());
             let members = node.ctx.members.clone();
+            let after = node.ctx.after.clone();
             node.tasks.push(tokio::spawn(async move {
                 while let Some((doc, change, proofs)) = outbox.recv().await {
+                    // A membership change made here (a revocation) acts at once.
+                    if doc == tillmesh_store::DocId::Membership {
+                        after.membership.notify_one();
+                    }
                     // With no gossip neighbour the change would go nowhere: a sync
                     // round carries it instead.
                     if neighbours.load(Ordering::Relaxed) == 0
@@ -1487,12 +1492,7 @@ impl SyncContext {
         {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                if e.to_string()
-                    .contains(String::from_utf8_lossy(REVOKED_REASON).as_ref())
-                {
-                    tracing::warn!(peer = %peer.fmt_short(), "a peer says this till's membership was revoked; it stops syncing");
-                    self.revoked.store(true, Ordering::Relaxed);
-                }
+                self.note_refusal(peer, &e);
                 self.mark_offline(peer, &e.to_string());
                 return Err(unreachable(e.to_string()));
             }
@@ -1504,6 +1504,7 @@ impl SyncContext {
         let (send, recv) = match conn.open_bi().await {
             Ok(s) => s,
             Err(e) => {
+                self.note_refusal(peer, &e);
                 self.mark_offline(peer, &e.to_string());
                 return Err(unreachable(e.to_string()));
             }
@@ -1524,6 +1525,18 @@ impl SyncContext {
         self.after.session(peer, &result);
         conn.close(VarInt::from_u32(0), b"done");
         Ok(result?)
+    }
+
+    /// A peer that refused this till as revoked (its close code and reason)
+    /// tells it its membership is over: it stops syncing.
+    fn note_refusal(&self, peer: TillId, e: &dyn std::fmt::Debug) {
+        let text = format!("{e:?}");
+        if text.contains(String::from_utf8_lossy(REVOKED_REASON).as_ref())
+            || text.contains(&format!("error_code: {REVOKED}"))
+        {
+            tracing::warn!(peer = %peer.fmt_short(), "a peer says this till's membership was revoked; it stops syncing");
+            self.revoked.store(true, Ordering::Relaxed);
+        }
     }
 
     fn mark_offline(&self, peer: TillId, why: &str) {

@@ -273,8 +273,8 @@ async fn join_sync_and_refusals_over_real_endpoints() {
         .await
         .expect("call")
         .expect("rotate");
-    assert_eq!(b.fetch_keys(ka.till_id()).await.expect("fetch"), 1);
-    assert_eq!(b.fetch_keys(ka.till_id()).await.expect("again"), 0);
+    assert_eq!(b.fetch_keys(ka.till_id(), |_| true).await.expect("fetch"), 1);
+    assert_eq!(b.fetch_keys(ka.till_id(), |_| true).await.expect("again"), 0);
     let held = |h: StoreHandle| async move {
         h.call(|s| s.store_secrets())
             .await
@@ -303,6 +303,7 @@ async fn join_sync_and_refusals_over_real_endpoints() {
         b.sync_with(ka.till_id()).await.is_err(),
         "revoked till is refused"
     );
+    assert!(b.is_revoked(), "the refusal tells B it was revoked");
     // Give gossip time to deliver, had the revoked till kept its connections.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sales(&hb).await, before, "no data reached the revoked till");
@@ -312,7 +313,10 @@ async fn join_sync_and_refusals_over_real_endpoints() {
         .await
         .expect("call")
         .expect("rotate on revoke");
-    assert!(b.fetch_keys(ka.till_id()).await.is_err(), "keys refused");
+    assert!(
+        b.fetch_keys(ka.till_id(), |_| true).await.is_err(),
+        "keys refused"
+    );
     assert!(!held(hb.clone()).await.contains(&"k3".to_string()));
 
     b.shutdown().await;

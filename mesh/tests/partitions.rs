@@ -33,29 +33,32 @@ async fn twenty_tills_converge_after_random_partitions() {
         .unwrap_or_else(rand::random);
     println!("seed {seed} (replay with TILLMESH_TEST_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let id = StoreId::random();
-
-    let mut founder = test_utils::till(id, "T00", Role::BackOffice, true, StoreOptions::default());
-    for sku in ["TEA", "MILK", "BREAD"] {
-        founder
-            .add_product(test_utils::product(sku, 100))
-            .expect("product");
-    }
+    // Every till certified by the founder (managers: they edit prices), each
+    // starting from the founder's documents.
+    let names: Vec<String> = (0..TILLS).map(|i| format!("T{i:02}")).collect();
+    let roles: Vec<Role> = (0..TILLS)
+        .map(|i| if i == 0 { Role::BackOffice } else { Role::Manager })
+        .collect();
+    let stores = test_utils::certified_with_roles(
+        "Partition Shop",
+        &names,
+        &roles,
+        |f| {
+            for sku in ["TEA", "MILK", "BREAD"] {
+                f.add_product(test_utils::product(sku, 100))
+                    .expect("product");
+            }
+        },
+        |_, key, new| {
+            tillmesh_store::Store::create_in_memory(key, new, StoreOptions::default())
+                .expect("in-memory store")
+        },
+    );
+    let id = stores[0].0.store_id();
     let mut tills: Vec<(StoreHandle, TillId)> = Vec::new();
-    let fid = founder.till_id();
-    tills.push((StoreHandle::spawn(founder, None).0, fid));
-    for i in 1..TILLS {
-        let s = test_utils::till(
-            id,
-            &format!("T{i:02}"),
-            Role::Till,
-            false,
-            StoreOptions::default(),
-        );
+    for (s, _) in stores {
         let t = s.till_id();
         tills.push((StoreHandle::spawn(s, None).0, t));
-        // Each till starts from the founder's catalog.
-        session(&tills[0], &tills[i], id).await;
     }
 
     let mut sold: BTreeSet<String> = BTreeSet::new();

@@ -29,9 +29,8 @@ async fn session(
 
 #[tokio::test]
 async fn two_tills_converge_and_the_next_session_is_small() {
-    let id = StoreId::random();
-    let mut a = till(id, "A", true);
-    let b = till(id, "B", false);
+    let (mut a, b) = test_utils::members_pair(Role::Manager, Role::Manager);
+    let id = a.store_id();
     let (ia, ib) = (a.till_id(), b.till_id());
     a.add_product(test_utils::product("TEA", 200))
         .expect("product");
@@ -128,9 +127,8 @@ async fn garbage_and_strangers_are_refused() {
 #[tokio::test]
 async fn a_document_larger_than_a_frame_crosses_in_pieces() {
     use rand::RngCore;
-    let id = StoreId::random();
-    let mut a = till(id, "A", true);
-    let b = till(id, "B", false);
+    let (mut a, b) = test_utils::members_pair(Role::Manager, Role::Manager);
+    let id = a.store_id();
     let (ia, ib) = (a.till_id(), b.till_id());
     // Three settings of 12 MiB of hex each: random, so they do not compress
     // below the frame limit.

@@ -78,6 +78,14 @@ pub(crate) fn sig_ok(admin: &TillId, msg: &[u8], sig_hex: Option<&str>) -> bool 
 struct Invite {
     expires_ms: u64,
     used: bool,
+    /// The role the new till is certified in (invitations made before roles
+    /// were chosen at invitation: a till).
+    #[serde(default = "default_role")]
+    role: Role,
+}
+
+fn default_role() -> Role {
+    Role::Till
 }
 
 impl Store {
@@ -223,6 +231,17 @@ impl Store {
         admin: &TillKey,
         expires_ms: u64,
     ) -> Result<[u8; 32], MembershipError> {
+        self.create_invite_as(admin, expires_ms, Role::Till)
+    }
+
+    /// Record a one-time invitation for a till of `role`, valid until
+    /// `expires_ms`; returns its secret.
+    pub fn create_invite_as(
+        &mut self,
+        admin: &TillKey,
+        expires_ms: u64,
+        role: Role,
+    ) -> Result<[u8; 32], MembershipError> {
         self.check_admin(admin)?;
         let secret: [u8; 32] = rand::random();
         let id = blake3::hash(&secret).to_hex().to_string();
@@ -234,6 +253,7 @@ impl Store {
                 serde_json::to_vec(&Invite {
                     expires_ms,
                     used: false,
+                    role,
                 })
                 .map_err(|e| StorageError::Database(e.to_string()))?
                 .as_slice(),
@@ -243,10 +263,16 @@ impl Store {
         Ok(secret)
     }
 
-    /// Use an invitation: succeeds once, before it expires.
-    pub fn redeem_invite(&mut self, secret: &[u8; 32], now_ms: u64) -> Result<(), MembershipError> {
+    /// Use an invitation: succeeds once, before it expires; gives the role the
+    /// admin chose for the new till.
+    pub fn redeem_invite(
+        &mut self,
+        secret: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<Role, MembershipError> {
         let id = blake3::hash(secret).to_hex().to_string();
         let txn = self.db.begin_write().map_err(StorageError::from)?;
+        let role;
         {
             let mut t = txn
                 .open_table(tables::INVITES)
@@ -265,6 +291,7 @@ impl Store {
                     "this invitation has expired".into(),
                 ));
             }
+            role = invite.role;
             let used = serde_json::to_vec(&Invite {
                 used: true,
                 ..invite
@@ -274,7 +301,7 @@ impl Store {
                 .map_err(StorageError::from)?;
         }
         txn.commit().map_err(StorageError::from)?;
-        Ok(())
+        Ok(role)
     }
 }
 

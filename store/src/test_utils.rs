@@ -238,3 +238,11 @@ pub fn members_pair(role_a: Role, role_b: Role) -> (Store, Store) {
         .expect("membership");
     (a, b)
 }
+
+/// The admin key a store holds (the founder of [`certified_stores`]).
+pub fn admin_key(store: &Store) -> TillKey {
+    store
+        .admin_signer
+        .clone()
+        .expect("this store holds the admin key")
+}

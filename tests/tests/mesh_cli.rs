@@ -60,8 +60,9 @@ fn three_tills_and_a_relay() {
 
     let b = Till::new(dir.path(), "b");
     let c = Till::new(dir.path(), "c");
-    for (till, name) in [(&b, "B"), (&c, "C")] {
-        let ticket = till.join(&a, name);
+    // B sells; C is a manager's till, which may also edit the catalog.
+    for (till, name, role) in [(&b, "B", "till"), (&c, "C", "manager")] {
+        let ticket = till.join_as(&a, name, role);
         // A ticket works once.
         let again = Till::new(dir.path(), &format!("{name}-again"));
         let out = again.run(&[
@@ -91,6 +92,11 @@ fn three_tills_and_a_relay() {
     dc.stop();
     a.ok(&["product", "set-price", "TEA", "2.10"]);
     c.ok(&["product", "set-price", "TEA", "2.50"]);
+    // A checkout till may not: refused up front, naming who may.
+    let out = b.run(&["product", "set-price", "TEA", "0.01"]);
+    assert_eq!(out.status.code(), Some(3), "a till may not change prices");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("manager"), "{err}");
     // Meanwhile B keeps selling: C will have to catch up on these.
     for _ in 0..5 {
         b.ok(&["sale", "--line", "TEA", "--tender", "card"]);

@@ -65,7 +65,13 @@ impl Till {
     /// Join the store of `admin` (whose daemon runs) as till `name`, with a new
     /// ticket from it; return the ticket (used now).
     pub fn join(&self, admin: &Till, name: &str) -> String {
-        let ticket = admin.ok(&["invite"]);
+        self.join_as(admin, name, "till")
+    }
+
+    /// [`Till::join`] with the role the admin till gives it in the ticket.
+    #[allow(dead_code)]
+    pub fn join_as(&self, admin: &Till, name: &str, role: &str) -> String {
+        let ticket = admin.ok(&["invite", "--role", role]);
         let joined = self.ok(&[
             "join",
             ticket.trim(),
