@@ -53,6 +53,7 @@ mod audit;
 mod catalog;
 mod conflicts;
 mod error;
+pub mod fuzzing;
 mod hlc;
 mod ids;
 mod keys;
