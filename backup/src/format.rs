@@ -97,7 +97,7 @@ pub struct Header {
 }
 
 impl Header {
-    fn encode(&self) -> [u8; HEADER_LEN] {
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..8].copy_from_slice(MAGIC);
         h[8..10].copy_from_slice(&self.version.to_le_bytes());
@@ -383,7 +383,7 @@ impl Recipients {
     }
 }
 
-fn signing_input(signed: &[u8]) -> Vec<u8> {
+pub(crate) fn signing_input(signed: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(SIGNING_DOMAIN.len() + signed.len());
     m.extend_from_slice(SIGNING_DOMAIN);
     m.extend_from_slice(signed);

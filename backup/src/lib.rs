@@ -16,6 +16,7 @@
 pub mod archive;
 pub mod device;
 pub mod format;
+pub mod fuzzing;
 pub mod keys;
 pub mod prune;
 pub mod retention;

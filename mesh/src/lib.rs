@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod actor;
+pub mod fuzzing;
 pub mod gossip;
 pub mod join;
 pub mod keys;

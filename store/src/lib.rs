@@ -54,6 +54,7 @@ mod authorship;
 mod catalog;
 mod conflicts;
 mod error;
+pub mod fuzzing;
 mod hlc;
 mod ids;
 mod keys;

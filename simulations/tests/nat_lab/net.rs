@@ -84,8 +84,76 @@ pub fn nft_router(router: &Router, rules: &str) {
     );
 }
 
-/// A new lab with the relay running on `dc`'s device `relay`.
-pub async fn lab_with_relay() -> Net {
+/// What the lab needs from this machine and how to get each: the capabilities
+/// root has (network namespaces, nftables), the `nft` and `ip` commands, and the
+/// TUN device of the delay line.
+fn missing_here() -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    // CAP_NET_ADMIN is bit 12, CAP_SYS_ADMIN bit 21 of the effective set.
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .unwrap_or(0);
+    if caps & (1 << 12) == 0 || caps & (1 << 21) == 0 {
+        missing.push("root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run the tests as root");
+    }
+    let runs = |program: &str, arg: &str| {
+        Command::new(program)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    };
+    if !runs("nft", "--version") {
+        missing.push("the nft command: apt-get install nftables");
+    }
+    if !runs("ip", "-V") {
+        missing.push("the ip command: apt-get install iproute2");
+    }
+    if !std::path::Path::new("/dev/net/tun").exists() {
+        missing.push("/dev/net/tun: modprobe tun");
+    }
+    missing
+}
+
+/// Whether the lab can run here. If not, says once, on the real stderr (a passing
+/// test's printed output is hidden), what is missing and how to get it, and the
+/// tests return without checking anything; with `TILLMESH_NAT_LAB=require` (set
+/// by .ci/run) a missing piece fails the test instead.
+fn available() -> bool {
+    static MISSING: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let missing = MISSING.get_or_init(|| {
+        let missing = missing_here();
+        if missing.is_empty() {
+            return None;
+        }
+        let line = format!(
+            "nat_lab: SKIPPED, this machine lacks {} (scripts/test, run as root, installs the commands)",
+            missing.join("; ")
+        );
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{line}");
+        Some(line)
+    });
+    match missing {
+        None => true,
+        Some(line) if std::env::var("TILLMESH_NAT_LAB").as_deref() == Ok("require") => {
+            panic!("TILLMESH_NAT_LAB=require, but {line}")
+        }
+        Some(_) => false,
+    }
+}
+
+/// A new lab with the relay running on `dc`'s device `relay`, or `None` where
+/// the lab cannot run (see [`available`]).
+pub async fn lab_with_relay() -> Option<Net> {
+    if !available() {
+        return None;
+    }
     // We run as root, so patchbay's user-namespace bootstrap (an ELF constructor,
     // which would need `unsafe`) is not needed; every namespace thread still gets
     // its own private mount namespace from patchbay.
@@ -146,14 +214,14 @@ pub async fn lab_with_relay() -> Net {
         })
         .expect("echo runtime");
     rx.await.expect("echo server starts");
-    Net {
+    Some(Net {
         lab,
         relay_url,
         relay_cert,
         relay_dev,
         echoed,
         _reflector: reflector,
-    }
+    })
 }
 
 impl Net {

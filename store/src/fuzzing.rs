@@ -1,0 +1,260 @@
+//! Fuzz targets: the shape every crate's targets share ([`Target`]), this crate's
+//! own target (a batch of changes from another till, [`store_changes`]) and the
+//! check that runs every committed input as an ordinary test ([`check_corpus`]).
+//!
+//! A target's body takes any bytes and says whether they were accepted. It must
+//! never panic: a panic is a bug, found by cargo-fuzz (`fuzz/`) or by the
+//! corpus check, which both call the same body. Inputs live in
+//! `fuzz/corpus/<target>/` (seeds `valid-*` and `broken-*`, and whatever the
+//! fuzzer kept) and `fuzz/crashers/<target>/` (inputs that once crashed). See
+//! docs/fuzzing.md.
+
+/// One fuzz target, as the fuzz crate and the corpus tests see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    /// Its name: `fuzz/fuzz_targets/<name>.rs`, `fuzz/corpus/<name>/`.
+    pub name: &'static str,
+    /// The body: whether the input was accepted; panics only on a bug.
+    pub run: fn(&[u8]) -> bool,
+    /// Inputs to start from, as (file name, bytes): the body must accept a
+    /// `valid-*` input and refuse it cut short; it must refuse a `broken-*` one.
+    pub seeds: fn() -> Vec<(String, Vec<u8>)>,
+}
+
+/// This crate's targets.
+#[cfg(any(test, feature = "test-utils"))]
+pub const TARGETS: &[Target] = &[Target {
+    name: "store_changes",
+    run: store_changes,
+    seeds: store_changes_seeds,
+}];
+
+#[cfg(any(test, feature = "test-utils"))]
+pub use changes::{store_changes, store_changes_seeds};
+
+#[cfg(any(test, feature = "test-utils"))]
+mod changes {
+    use crate::{DocId, NewStore, Role, Store, StoreId, StoreOptions, TillKey};
+
+    /// Whether the batch is a whole saved document rather than raw changes.
+    const SAVED: u8 = 1;
+
+    /// A fresh in-memory till of a fixed store, as a receiver of the input.
+    fn till(seed: u8) -> Store {
+        Store::create_in_memory(
+            TillKey::from_seed([seed; 32]),
+            NewStore {
+                store_id: StoreId::from_bytes([7; 16]),
+                store_name: "Fuzz Shop".into(),
+                till_name: format!("T{seed}").parse().expect("till name"),
+                role: Role::BackOffice,
+                founder: true,
+            },
+            StoreOptions::default(),
+        )
+        .expect("in-memory store")
+    }
+
+    /// The input's layout: a flags byte ([`SAVED`]), a byte giving the length
+    /// of the document id, the id, the number of changes (one byte), then each
+    /// change as a 4-byte little-endian length and its bytes. `None` when the
+    /// layout itself does not hold (an input cut short never does).
+    fn split(data: &[u8]) -> Option<(u8, &str, Vec<Vec<u8>>)> {
+        let (&flags, rest) = data.split_first()?;
+        let (&id_len, rest) = rest.split_first()?;
+        let (doc, rest) = rest.split_at_checked(usize::from(id_len))?;
+        let doc = std::str::from_utf8(doc).ok()?;
+        let (&count, mut rest) = rest.split_first()?;
+        let mut changes = Vec::new();
+        for _ in 0..count {
+            let (len, tail) = rest.split_at_checked(4)?;
+            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+            let (change, tail) = tail.split_at_checked(len)?;
+            changes.push(change.to_vec());
+            rest = tail;
+        }
+        rest.is_empty().then_some((flags, doc, changes))
+    }
+
+    /// The inverse of [`split`].
+    fn join(flags: u8, doc: &DocId, changes: &[Vec<u8>]) -> Vec<u8> {
+        let doc = doc.to_string();
+        let mut out = vec![flags, doc.len() as u8];
+        out.extend_from_slice(doc.as_bytes());
+        out.push(changes.len() as u8);
+        for c in changes {
+            out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    /// A batch of changes (or a saved document) from another till, merged into
+    /// a fresh in-memory till through [`Store::apply_changes`] (or
+    /// [`Store::apply_saved`]). A refused batch leaves the document as it was;
+    /// an accepted one, delivered again, brings nothing new.
+    pub fn store_changes(data: &[u8]) -> bool {
+        let Some((flags, doc, changes)) = split(data) else {
+            return false;
+        };
+        let Ok(doc) = doc.parse::<DocId>() else {
+            return false;
+        };
+        let mut store = till(1);
+        let before = store.changes_since(&doc, &[]).expect("read before");
+        let apply = |store: &mut Store| {
+            if flags & SAVED != 0 {
+                let saved = changes.concat();
+                store.apply_saved(&doc, &saved)
+            } else {
+                store.apply_changes(&doc, &changes)
+            }
+        };
+        match apply(&mut store) {
+            Ok(_) => {
+                let again = apply(&mut store).expect("the same batch again");
+                assert_eq!(again.new_changes, 0, "a batch delivered twice adds nothing");
+                true
+            }
+            Err(_) => {
+                let after = store.changes_since(&doc, &[]).expect("read after");
+                assert_eq!(before, after, "a refused batch keeps nothing");
+                false
+            }
+        }
+    }
+
+    /// Changes and saved documents made by another till of the same store: its
+    /// catalog after adding a product, its sales of a day, and damaged copies.
+    pub fn store_changes_seeds() -> Vec<(String, Vec<u8>)> {
+        let mut other = till(2);
+        other
+            .add_product(crate::test_utils::product("MILK1L", 119))
+            .expect("product");
+        other
+            .record_sale(crate::test_utils::sale("MILK1L", 2, crate::Tender::Card))
+            .expect("sale");
+        let sales = other
+            .doc_ids()
+            .expect("docs")
+            .into_iter()
+            .find(|d| d.kind() == "sales")
+            .expect("a sales document");
+        let catalog = other.changes_since(&DocId::Catalog, &[]).expect("changes");
+        let sold = other.changes_since(&sales, &[]).expect("changes");
+        let (saved, _) = other.save_doc(&DocId::Catalog).expect("save");
+        let mut flipped = sold.clone();
+        if let Some(b) = flipped[0].get_mut(20) {
+            *b ^= 0x40;
+        }
+        vec![
+            (
+                "valid-catalog-changes".into(),
+                join(0, &DocId::Catalog, &catalog),
+            ),
+            ("valid-sales-changes".into(), join(0, &sales, &sold)),
+            (
+                "valid-catalog-saved".into(),
+                join(SAVED, &DocId::Catalog, &[saved]),
+            ),
+            // Till 2's sales, handed over as the receiving till's own.
+            (
+                "broken-sales-of-another-till".into(),
+                join(0, &other_till_sales(&sales, &till(1)), &sold),
+            ),
+            ("broken-flipped-byte".into(), join(0, &sales, &flipped)),
+            ("broken-unknown-doc".into(), {
+                let mut b = join(0, &DocId::Catalog, &catalog);
+                b[2] = b'K';
+                b
+            }),
+        ]
+    }
+
+    /// `sales`, but of `till`'s own sales.
+    fn other_till_sales(sales: &DocId, till: &Store) -> DocId {
+        match sales {
+            DocId::Sales(_, day) => DocId::Sales(till.till_id(), *day),
+            other => *other,
+        }
+    }
+}
+
+/// Run every target's seeds, and every file in `fuzz/corpus/<target>/` and
+/// `fuzz/crashers/<target>/` under `fuzz_dir`, through its body: nothing may
+/// panic, a `valid-*` input must be accepted and refused when cut short, a
+/// `broken-*` one refused. With `TILLMESH_FUZZ_SEEDS=write` the seeds are first
+/// written into the corpus (to refresh it after a format change).
+#[cfg(any(test, feature = "test-utils"))]
+pub fn check_corpus(fuzz_dir: &std::path::Path, targets: &[Target]) {
+    let write = std::env::var("TILLMESH_FUZZ_SEEDS").as_deref() == Ok("write");
+    for t in targets {
+        assert!(
+            fuzz_dir
+                .join(format!("fuzz_targets/{}.rs", t.name))
+                .exists(),
+            "target {} has no fuzz/fuzz_targets/{}.rs",
+            t.name,
+            t.name
+        );
+        let corpus = fuzz_dir.join("corpus").join(t.name);
+        let mut inputs = Vec::new();
+        for (name, bytes) in (t.seeds)() {
+            if write {
+                std::fs::create_dir_all(&corpus).expect("corpus folder");
+                std::fs::write(corpus.join(&name), &bytes).expect("write seed");
+            }
+            inputs.push((format!("seed {name}"), name, bytes));
+        }
+        let mut files = 0;
+        for dir in [corpus.clone(), fuzz_dir.join("crashers").join(t.name)] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.expect("corpus entry").path();
+                let bytes = std::fs::read(&path).expect("corpus file");
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                inputs.push((path.display().to_string(), name, bytes));
+                files += 1;
+            }
+        }
+        assert!(files > 0, "{} is empty", corpus.display());
+        for (what, name, bytes) in &inputs {
+            let run = |input: &[u8]| {
+                std::panic::catch_unwind(|| (t.run)(input))
+                    .unwrap_or_else(|_| panic!("target {} panicked on {what}", t.name))
+            };
+            let accepted = run(bytes);
+            if name.starts_with("valid-") {
+                assert!(accepted, "target {} refused {what}", t.name);
+                let mut cuts = vec![0, 1, bytes.len() / 2, bytes.len().saturating_sub(1)];
+                cuts.retain(|c| *c < bytes.len());
+                cuts.dedup();
+                for cut in cuts {
+                    assert!(
+                        !run(&bytes[..cut]),
+                        "target {} accepted {what} cut to {cut} bytes",
+                        t.name
+                    );
+                }
+            } else if name.starts_with("broken-") {
+                assert!(!accepted, "target {} accepted {what}", t.name);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every committed input of this crate's targets (the other crates' run in
+    /// their own tests).
+    #[test]
+    fn the_corpus_runs_clean() {
+        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        super::check_corpus(&fuzz, super::TARGETS);
+    }
+}
