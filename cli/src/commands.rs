@@ -560,7 +560,11 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
     if a.json {
         let list: Vec<SaleJson<'_>> = records
             .iter()
-            .map(|r| sale_json(&r.entry, &r.till))
+            // The day of its document: a wall-clock day, which the HLC may not be.
+            .map(|r| SaleJson {
+                day: r.day.clone(),
+                ..sale_json(&r.entry, &r.till)
+            })
             .collect();
         return print_json(out, &list);
     }

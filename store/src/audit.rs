@@ -100,7 +100,9 @@ impl Writer<'_> {
         subject: &str,
         detail: serde_json::Value,
     ) -> Result<(), StorageError> {
-        let hlc = self.s.tick();
+        // The month comes from the wall clock, not the HLC (see sales).
+        let now = self.s.opts.clock.now_ms();
+        let hlc = self.s.hlc.tick(now);
         let mut e = AuditEntry {
             version: ENTRY_VERSION,
             seq: self.audit_head.seq + 1,
@@ -115,7 +117,7 @@ impl Writer<'_> {
         let hash = body_hash(&e);
         e.hash = hex::encode(hash);
         e.sig = hex::encode(self.s.key.sign(&hash));
-        let doc = DocId::Audit(self.s.till, Day::from_unix_ms(hlc.ms()).month());
+        let doc = DocId::Audit(self.s.till, Day::from_unix_ms(now).month());
         self.put_entry(doc, &format!("{:012}", e.seq), &e, hlc)?;
         self.audit_head.seq = e.seq;
         self.audit_head.hash = hash;

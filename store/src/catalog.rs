@@ -517,4 +517,18 @@ impl Store {
             get(SNAPSHOT_INTERVAL, 86_400)?,
         ))
     }
+
+    /// How far ahead of this till's wall clock another till's timestamp may be
+    /// and still move its hybrid logical clock, in seconds: the configuration's
+    /// `clock/max_skew_s`, or [`crate::hlc::DEFAULT_MAX_SKEW_S`].
+    pub fn max_clock_skew_s(&self) -> Result<u64, StorageError> {
+        Ok(self
+            .config_value(MAX_CLOCK_SKEW)?
+            .and_then(|v| v.as_u64())
+            .filter(|v| *v > 0)
+            .unwrap_or(crate::hlc::DEFAULT_MAX_SKEW_S))
+    }
 }
+
+/// Configuration key of the clock skew bound, in seconds.
+pub const MAX_CLOCK_SKEW: &str = "clock/max_skew_s";

@@ -56,6 +56,9 @@ pub(crate) mod meta {
     pub const AUDIT_HEAD: &str = "audit_head";
     pub const ADMIN_KEY: &str = "admin_key";
     pub const STORE_SECRETS: &str = "store_secrets";
+    /// The largest clock skew of another till seen beyond the bound
+    /// ([`crate::hlc::ClockSkew`], JSON).
+    pub const CLOCK_SKEW: &str = "clock_skew";
 }
 
 /// Bookkeeping of one document's storage.
