@@ -69,7 +69,7 @@ mod views;
 mod writer;
 
 pub use apply::ApplyReport;
-pub use audit::{AuditEntry, ChainReport};
+pub use audit::{AuditEntry, AuditProblem, AuditProblemKind, ChainReport};
 pub use automerge::ChangeHash;
 pub use catalog::{
     BACKUP_INTERVAL, DEFAULT_TAX_RATES, MAX_CLOCK_SKEW, NewProduct, ProductEdit, RecoveryRecipient,

@@ -355,7 +355,9 @@ impl<'s> Writer<'s> {
         }
         let Some(worst) = worst else { return Ok(None) };
         let recorded = self.s.clock_skew()?;
-        Ok((recorded.is_none_or(|r| worst.ahead_ms > r.ahead_ms)).then_some(worst))
+        Ok(recorded
+            .is_none_or(|r| worst.ahead_ms > r.ahead_ms)
+            .then_some(worst))
     }
 
     /// The keys of `id` written since this write began, and whether each is new.
