@@ -522,12 +522,24 @@ impl Store {
     /// and still move its hybrid logical clock, in seconds: the configuration's
     /// `clock/max_skew_s`, or [`crate::hlc::DEFAULT_MAX_SKEW_S`].
     pub fn max_clock_skew_s(&self) -> Result<u64, StorageError> {
-        Ok(self
-            .config_value(MAX_CLOCK_SKEW)?
-            .and_then(|v| v.as_u64())
-            .filter(|v| *v > 0)
-            .unwrap_or(crate::hlc::DEFAULT_MAX_SKEW_S))
+        let txn = self.db.begin_read()?;
+        max_clock_skew_in(&txn.open_table(tables::V_CONFIG)?)
     }
+}
+
+/// [`Store::max_clock_skew_s`] as the configuration view `t` holds it (a write
+/// reads its own, so a bound arriving with the changes it governs applies).
+pub(crate) fn max_clock_skew_in(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StorageError> {
+    let value: Option<serde_json::Value> = t
+        .get(MAX_CLOCK_SKEW)?
+        .map(|v| read_json("v_config", v.value()))
+        .transpose()?;
+    Ok(value
+        .and_then(|v| v.as_u64())
+        .filter(|v| *v > 0)
+        .unwrap_or(crate::hlc::DEFAULT_MAX_SKEW_S))
 }
 
 /// Configuration key of the clock skew bound, in seconds.

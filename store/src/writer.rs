@@ -333,7 +333,8 @@ impl<'s> Writer<'s> {
         };
         // Only a timestamp ahead of the wall clock needs the configured bound.
         let bound = if latest > now {
-            self.s.max_clock_skew_s()?.saturating_mul(1000)
+            let config = self.txn().open_table(tables::V_CONFIG)?;
+            crate::catalog::max_clock_skew_in(&config)?.saturating_mul(1000)
         } else {
             u64::MAX
         };

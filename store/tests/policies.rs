@@ -5,8 +5,8 @@
 //! still orders a stock count after the sales it has received.
 
 use tillmesh_store::{
-    ConflictStatus, DocId, ManualClock, Policy, Role, Sku, Store, StoreId, StoreOptions, Tender,
-    test_utils,
+    ConflictStatus, DocId, MAX_CLOCK_SKEW, ManualClock, Policy, Role, Sku, Store, StoreId,
+    StoreOptions, Tender, test_utils,
 };
 
 const T0: u64 = 1_790_000_000_000;
@@ -145,6 +145,10 @@ fn a_slow_clock_still_counts_after_the_sales_it_has_seen() {
     let mut a = till(id, "A", Role::BackOffice, true, &ca);
     let mut b = till(id, "B", Role::Manager, false, &cb);
     let tea: Sku = "TEA".parse().expect("sku");
+    // Three hours is beyond the default bound on following another till's clock
+    // (five minutes, against a clock years ahead); this store allows four.
+    a.set_config_value(MAX_CLOCK_SKEW, serde_json::json!(4 * 3_600))
+        .expect("bound");
     a.add_product(test_utils::product("TEA", 200))
         .expect("product");
     a.receive_stock(&tea, 10).expect("receive");
