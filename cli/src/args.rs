@@ -248,6 +248,19 @@ pub enum RecoveryCmd {
         #[arg(long = "till", value_name = "NAME", default_value = "R01")]
         till: String,
     },
+    /// Rehearse `recovery restore`: restore into a temporary home, check every
+    /// document, backup file and audit chain, say what a recovery would get,
+    /// and delete the temporary home. This till's own store is not touched.
+    Drill {
+        /// The recovery file.
+        file: PathBuf,
+        /// The backups: a sink's name or a folder.
+        #[arg(long, value_name = "SINK|DIR")]
+        from: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {

@@ -575,7 +575,11 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
     if a.json {
         let list: Vec<SaleJson<'_>> = records
             .iter()
-            .map(|r| sale_json(&r.entry, &r.till))
+            // The day of its document: a wall-clock day, which the HLC may not be.
+            .map(|r| SaleJson {
+                day: r.day.clone(),
+                ..sale_json(&r.entry, &r.till)
+            })
             .collect();
         return print_json(out, &list);
     }
@@ -815,19 +819,21 @@ pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()
         } else {
             let mut t = Table::new(&["TILL", ">ENTRIES", "CHAIN", "MISSING"]);
             let tills = store.tills()?;
-            for r in &reports {
-                let name = tills
+            let name_of = |id: &TillId| {
+                tills
                     .iter()
-                    .find(|t| t.id == r.till)
+                    .find(|t| t.id == *id)
                     .map(|t| t.name.clone())
-                    .unwrap_or_else(|| r.till.fmt_short());
+                    .unwrap_or_else(|| id.fmt_short())
+            };
+            for r in &reports {
                 t.row(vec![
-                    name,
+                    name_of(&r.till),
                     r.entries.to_string(),
                     if r.intact() {
                         "intact".into()
                     } else {
-                        r.broken.join("; ")
+                        format!("BROKEN ({} problems)", r.problems.len())
                     },
                     if r.missing.is_empty() {
                         "-".into()
@@ -837,11 +843,36 @@ pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()
                 ]);
             }
             write!(out, "{}", t.render())?;
+            for r in &reports {
+                for p in &r.problems {
+                    writeln!(
+                        out,
+                        "! till {} ({}) entry {}: {}",
+                        name_of(&r.till),
+                        r.till.fmt_short(),
+                        p.seq,
+                        p.text
+                    )?;
+                }
+            }
         }
         let broken: Vec<_> = reports.iter().filter(|r| !r.intact()).collect();
         if !broken.is_empty() {
+            let first = broken
+                .iter()
+                .flat_map(|r| r.problems.iter().map(move |p| (r.till, p)))
+                .next()
+                .map(|(till, p)| {
+                    format!(
+                        "; first: till {} entry {}: {}",
+                        till.fmt_short(),
+                        p.seq,
+                        p.text
+                    )
+                })
+                .unwrap_or_default();
             return Err(Damaged(format!(
-                "audit chain of {} till(s) failed verification: entries were altered or forged",
+                "audit chain of {} till(s) failed verification: entries were altered, removed or forked{first}",
                 broken.len()
             ))
             .into());

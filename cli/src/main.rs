@@ -30,9 +30,9 @@ fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
         Command::Join(a) => enrol::join(&ctx, a, &mut out)?,
         Command::Relay(a) => enrol::relay(&ctx.home, a)?,
         Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
-        Command::Recovery(c @ args::RecoveryCmd::Restore { .. }) => {
-            backups::recovery(&ctx.home, c, &mut out)?
-        }
+        Command::Recovery(
+            c @ (args::RecoveryCmd::Restore { .. } | args::RecoveryCmd::Drill { .. }),
+        ) => backups::recovery(&ctx.home, c, &mut out)?,
         other => loop {
             // While the daemon holds the store, the command runs in the daemon.
             if let Some(api) = client::discover(&ctx.home) {

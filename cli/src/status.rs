@@ -48,7 +48,21 @@ pub struct StatusReport {
     pub me: SelfInfo,
     pub tills: Vec<TillRow>,
     pub sinks: Vec<SinkRow>,
+    /// The largest clock skew of another till this till has seen beyond the
+    /// store's bound (its timestamps did not move this till's clock).
+    pub clock_skew: Option<SkewRow>,
     pub alerts: Vec<String>,
+}
+
+/// Another till's clock, seen ahead of this till's by more than the bound.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkewRow {
+    pub till: String,
+    pub name: String,
+    /// How far ahead its timestamp was, in ms.
+    pub ahead_ms: u64,
+    /// Unix ms (this till's clock) when this till saw it.
+    pub seen_at: u64,
 }
 
 /// One configured sink of this till, with its scheduled backups.
@@ -195,6 +209,24 @@ pub fn collect(
     if let Some(a) = crate::backups::stale_recovery(store, home)? {
         alerts.push(a);
     }
+    let clock_skew = store.clock_skew()?.map(|k| SkewRow {
+        till: k.till.to_string(),
+        name: tills
+            .iter()
+            .find(|t| t.id == k.till)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| k.till.fmt_short()),
+        ahead_ms: k.ahead_ms,
+        seen_at: k.seen_at_ms,
+    });
+    if let Some(k) = &clock_skew {
+        alerts.push(format!(
+            "till {}'s clock was {} ahead of this till's (seen {}): its timestamps did not move this till's clock; set its clock right",
+            k.name,
+            span(k.ahead_ms),
+            time(k.seen_at)
+        ));
+    }
     let pending = store.pending_conflicts()?.len();
     if pending > 0 {
         alerts.push(format!(
@@ -215,8 +247,19 @@ pub fn collect(
         },
         tills: rows,
         sinks,
+        clock_skew,
         alerts,
     })
+}
+
+/// A duration for people: `3650 days`, `5 h 12 min`, `7 min`.
+fn span(ms: u64) -> String {
+    let min = ms / 60_000;
+    match min {
+        m if m >= 2 * 1440 => format!("{} days", m / 1440),
+        m if m >= 60 => format!("{} h {} min", m / 60, m % 60),
+        m => format!("{m} min"),
+    }
 }
 
 /// Print the report.

@@ -539,6 +539,14 @@ impl Store {
             get(SNAPSHOT_INTERVAL, 86_400)?,
         ))
     }
+
+    /// How far ahead of this till's wall clock another till's timestamp may be
+    /// and still move its hybrid logical clock, in seconds: the configuration's
+    /// `clock/max_skew_s`, or [`crate::hlc::DEFAULT_MAX_SKEW_S`].
+    pub fn max_clock_skew_s(&self) -> Result<u64, StorageError> {
+        let txn = self.db.begin_read()?;
+        max_clock_skew_in(&txn.open_table(tables::V_CONFIG)?)
+    }
 }
 
 /// What the admin key signs when it announces the current backup key.
@@ -550,3 +558,21 @@ fn key_announcement(store: &StoreId, key_id: &str, holder: &TillId) -> Vec<u8> {
     m.extend_from_slice(holder.as_bytes());
     m
 }
+
+/// [`Store::max_clock_skew_s`] as the configuration view `t` holds it (a write
+/// reads its own, so a bound arriving with the changes it governs applies).
+pub(crate) fn max_clock_skew_in(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<u64, StorageError> {
+    let value: Option<serde_json::Value> = t
+        .get(MAX_CLOCK_SKEW)?
+        .map(|v| read_json("v_config", v.value()))
+        .transpose()?;
+    Ok(value
+        .and_then(|v| v.as_u64())
+        .filter(|v| *v > 0)
+        .unwrap_or(crate::hlc::DEFAULT_MAX_SKEW_S))
+}
+
+/// Configuration key of the clock skew bound, in seconds.
+pub const MAX_CLOCK_SKEW: &str = "clock/max_skew_s";

@@ -6,12 +6,31 @@
 //! local event is later than every event the till has seen, local or received,
 //! whatever its wall clock says. Ties between tills are broken by till id where a
 //! total order is needed.
+//!
+//! One till with a clock years ahead must not drag every other till's clock
+//! along: a till observes a remote timestamp only while it is at most a bound
+//! (the store's `clock/max_skew_s`, [`DEFAULT_MAX_SKEW_S`] by default) ahead of its
+//! own wall clock. The change carrying it is merged all the same; the largest such
+//! skew is kept as a [`ClockSkew`] for `status` to raise. Calendar placement (the
+//! day of a sale or stock movement, the month of an audit entry) comes from the
+//! till's wall clock, never from the HLC, so a clock that was wrong once cannot
+//! file later sales under a wrong day.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::StorageError;
+use crate::ids::TillId;
+use crate::store::Store;
+use crate::tables::{self, meta};
+use redb::ReadableDatabase;
+
+/// How far ahead of a till's wall clock a remote timestamp may be and still move
+/// its HLC, unless the store's configuration says otherwise: five minutes.
+pub const DEFAULT_MAX_SKEW_S: u64 = 5 * 60;
 
 /// A hybrid logical timestamp.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
@@ -137,11 +156,66 @@ impl HlcState {
         };
         self.last
     }
-    /// Take note of a timestamp received from another till.
-    pub fn observe(&mut self, remote: Hlc) {
+    /// Take note of a timestamp received from another till, at wall time
+    /// `now_ms`. A timestamp more than `max_ahead_ms` ahead of the wall clock does
+    /// not move the clock; then the answer is how far ahead it is.
+    pub fn observe(&mut self, remote: Hlc, now_ms: u64, max_ahead_ms: u64) -> Option<u64> {
+        let ahead = remote.ms().saturating_sub(now_ms);
+        if ahead > max_ahead_ms {
+            return Some(ahead);
+        }
         if remote > self.last {
             self.last = remote;
         }
+        None
+    }
+}
+
+/// The largest skew of another till's clock this till has seen beyond the bound,
+/// kept in the store (versioned JSON in its meta table).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ClockSkew {
+    /// Format version ([`ClockSkew::VERSION`]).
+    #[serde(rename = "v")]
+    pub version: u32,
+    /// The till whose timestamp it was.
+    #[serde(with = "crate::model::till_hex")]
+    pub till: TillId,
+    /// How far its timestamp was ahead of this till's wall clock, in ms.
+    pub ahead_ms: u64,
+    /// The timestamp.
+    pub hlc: Hlc,
+    /// This till's wall clock when it saw it (unix ms).
+    pub seen_at_ms: u64,
+}
+
+impl ClockSkew {
+    /// The format version this build writes.
+    pub const VERSION: u32 = 1;
+}
+
+impl Store {
+    /// The largest skew of another till's clock this till has seen beyond the
+    /// bound ([`Store::max_clock_skew_s`]), if any: that till's timestamps did not
+    /// move this till's clock.
+    pub fn clock_skew(&self) -> Result<Option<ClockSkew>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::META)?;
+        let Some(v) = t.get(meta::CLOCK_SKEW)? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice::<ClockSkew>(v.value()) {
+            Ok(skew) => Ok(Some(skew)),
+            Err(e) => Err(StorageError::Database(format!(
+                "meta entry {} does not read: {e}",
+                meta::CLOCK_SKEW
+            ))),
+        }
+    }
+
+    /// This till's wall clock (unix ms), as its [`Clock`] says.
+    pub fn wall_ms(&self) -> u64 {
+        self.opts.clock.now_ms()
     }
 }
 
@@ -165,9 +239,29 @@ mod tests {
         // after what it has received.
         let mut s = HlcState::default();
         let remote = Hlc::from_ms(1_000_000_000 + 3 * 3_600_000);
-        s.observe(remote);
+        // Its clock is behind, so the remote is ahead of it: within a bound of
+        // four hours it is taken.
+        assert_eq!(s.observe(remote, 1_000_000_000, 4 * 3_600_000), None);
         let local = s.tick(1_000_000_000);
         assert!(local > remote);
+    }
+
+    #[test]
+    fn remote_far_ahead_of_the_wall_clock_is_not_followed() {
+        let now = 1_800_000_000_000;
+        let mut s = HlcState::resume(Hlc::from_ms(now - 1_000));
+        let ten_years = 10 * 365 * 86_400_000;
+        let bound = DEFAULT_MAX_SKEW_S * 1000;
+        assert_eq!(
+            s.observe(Hlc::from_ms(now + ten_years), now, bound),
+            Some(ten_years)
+        );
+        assert_eq!(s.last(), Hlc::from_ms(now - 1_000));
+        let local = s.tick(now);
+        assert_eq!(local, Hlc::from_ms(now));
+        // Just within the bound, it is followed.
+        assert_eq!(s.observe(Hlc::from_ms(now + bound), now, bound), None);
+        assert_eq!(s.last(), Hlc::from_ms(now + bound));
     }
 
     #[test]

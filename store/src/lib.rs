@@ -72,16 +72,16 @@ mod views;
 mod writer;
 
 pub use apply::ApplyReport;
-pub use audit::{AuditEntry, ChainReport};
+pub use audit::{AuditEntry, AuditProblem, AuditProblemKind, ChainReport};
 pub use automerge::ChangeHash;
 pub use catalog::{
-    BACKUP_INTERVAL, DEFAULT_TAX_RATES, NewProduct, ProductEdit, RecoveryRecipient,
+    BACKUP_INTERVAL, DEFAULT_TAX_RATES, MAX_CLOCK_SKEW, NewProduct, ProductEdit, RecoveryRecipient,
     SNAPSHOT_INTERVAL,
 };
 pub use error::{
     ApplyError, ConflictError, OpenStoreError, ProductError, SaleError, StockError, StorageError,
 };
-pub use hlc::{Clock, Hlc, HlcState, ManualClock, SystemClock};
+pub use hlc::{Clock, ClockSkew, DEFAULT_MAX_SKEW_S, Hlc, HlcState, ManualClock, SystemClock};
 pub use ids::{Barcode, Day, DocId, Month, ParseIdError, Receipt, Sku, StoreId, TillId, TillName};
 pub use keys::{KeyFileError, TillKey, verify};
 pub use membership::{MemberStatus, MembershipError, StoreSecret};

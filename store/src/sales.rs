@@ -201,7 +201,10 @@ impl Store {
         tender: Tender,
         audit: Option<serde_json::Value>,
     ) -> Result<SaleEntry, SaleError> {
-        let hlc = self.tick();
+        // The day comes from the wall clock, not the HLC: a timestamp from a till
+        // whose clock was far ahead must not file today's sales under its day.
+        let now = self.opts.clock.now_ms();
+        let hlc = self.hlc.tick(now);
         let receipt = Receipt::new(self.till_name.clone(), self.next_receipt);
         let entry = SaleEntry {
             version: ENTRY_VERSION,
@@ -214,7 +217,7 @@ impl Store {
             tender,
             hlc,
         };
-        let doc = DocId::Sales(self.till, Day::from_unix_ms(hlc.ms()));
+        let doc = DocId::Sales(self.till, Day::from_unix_ms(now));
         let mut w = self.writer()?;
         w.put_entry(doc, &receipt.to_string(), &entry, hlc)?;
         w.next_receipt += 1;

@@ -54,7 +54,9 @@ impl Store {
                 "quantity {qty} is beyond {MAX_STOCK_QTY}; typo?"
             )));
         }
-        let hlc = self.tick();
+        // The day comes from the wall clock, not the HLC (see `write_entry` of sales).
+        let now = self.opts.clock.now_ms();
+        let hlc = self.hlc.tick(now);
         let entry = StockEntry {
             version: ENTRY_VERSION,
             kind,
@@ -63,7 +65,7 @@ impl Store {
             reason: reason.trim().to_string(),
             hlc,
         };
-        let doc = DocId::Stock(self.till, Day::from_unix_ms(hlc.ms()));
+        let doc = DocId::Stock(self.till, Day::from_unix_ms(now));
         let mut w = self.writer()?;
         // The HLC is unique per till, so it names the entry.
         w.put_entry(doc, &format!("{kind}-{:016x}", hlc.as_u64()), &entry, hlc)?;

@@ -66,6 +66,9 @@ pub(crate) mod meta {
     /// Present on a store made before signed changes until the admin key has
     /// signed the heads of every document it held then.
     pub const LEGACY_HISTORY: &str = "legacy_history";
+    /// The largest clock skew of another till seen beyond the bound
+    /// ([`crate::hlc::ClockSkew`], JSON).
+    pub const CLOCK_SKEW: &str = "clock_skew";
 }
 
 /// Bookkeeping of one document's storage.

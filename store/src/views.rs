@@ -177,12 +177,12 @@ impl Writer<'_> {
         match id {
             DocId::Sales(till, day) => {
                 let entries = self.new_entries::<SaleEntry>(&id, &keys)?;
-                self.seen.extend(entries.iter().map(|(_, e)| e.hlc));
+                self.seen.extend(entries.iter().map(|(_, e)| (till, e.hlc)));
                 self.apply_sale_entries(&id, till, day, &entries)?;
             }
             DocId::Stock(till, _) => {
                 for (key, e) in self.new_entries::<StockEntry>(&id, &keys)? {
-                    self.seen.push(e.hlc);
+                    self.seen.push((till, e.hlc));
                     self.apply_stock_entry(till, &key, &e)?;
                 }
             }
@@ -322,7 +322,7 @@ impl Writer<'_> {
                 field_values(doc, key)
             };
             for (fv, _) in &values {
-                self.seen.push(fv.hlc);
+                self.seen.push((fv.till, fv.hlc));
             }
             if values.len() > 1 {
                 self.log_conflict(&id, key, values, policy)?;

@@ -14,8 +14,8 @@ use automerge::{AutomergeError, Change, ChangeHash, ROOT, ReadDoc};
 use redb::{ReadableTable, WriteTransaction};
 
 use crate::error::{ApplyError, StorageError, damaged};
-use crate::hlc::Hlc;
-use crate::ids::DocId;
+use crate::hlc::{ClockSkew, Hlc};
+use crate::ids::{DocId, TillId};
 use crate::model::{ENTRY_VERSION, FieldValue};
 use crate::store::{AuditHead, Store};
 use crate::tables::{self, DocState, meta};
@@ -37,8 +37,9 @@ pub(crate) struct Writer<'s> {
     adopted: HashMap<DocId, Vec<u8>>,
     pub(crate) next_receipt: u64,
     pub(crate) audit_head: AuditHead,
-    /// Remote timestamps seen in this write, observed by the clock at commit.
-    pub(crate) seen: Vec<Hlc>,
+    /// Timestamps seen in this write and whose they are, observed by the clock
+    /// at commit.
+    pub(crate) seen: Vec<(TillId, Hlc)>,
     /// Proofs that came with remote changes, kept at commit.
     pub(crate) proofs_in: Vec<(DocId, Vec<crate::proofs::Proof>)>,
     /// Conflicts logged by this write.
@@ -298,9 +299,7 @@ impl<'s> Writer<'s> {
                 docs.insert(key.as_str(), bytes.as_slice())?;
             }
         }
-        for hlc in std::mem::take(&mut self.seen) {
-            self.s.hlc.observe(hlc);
-        }
+        let skew = self.observe_seen()?;
         let own_proofs = self.keep_proofs(&signed)?;
         {
             let txn = self.txn.as_ref().expect("transaction present until commit");
@@ -316,6 +315,11 @@ impl<'s> Writer<'s> {
             let head = serde_json::to_vec(&self.audit_head)
                 .map_err(|e| StorageError::Database(e.to_string()))?;
             m.insert(meta::AUDIT_HEAD, head.as_slice())?;
+            if let Some(skew) = skew {
+                let bytes =
+                    serde_json::to_vec(&skew).map_err(|e| StorageError::Database(e.to_string()))?;
+                m.insert(meta::CLOCK_SKEW, bytes.as_slice())?;
+            }
         }
         let txn = self.txn.take().expect("transaction present until commit");
         txn.commit()?;
@@ -343,6 +347,45 @@ impl<'s> Writer<'s> {
             }
         }
         Ok(self.conflicts_logged)
+    }
+
+    /// Move the clock by the timestamps seen in this write, except those too far
+    /// ahead of the wall clock; gives the skew to record when one of those is the
+    /// largest seen so far.
+    fn observe_seen(&mut self) -> Result<Option<ClockSkew>, StorageError> {
+        let seen = std::mem::take(&mut self.seen);
+        let now = self.s.opts.clock.now_ms();
+        let Some(latest) = seen.iter().map(|(_, h)| h.ms()).max() else {
+            return Ok(None);
+        };
+        // Only a timestamp ahead of the wall clock needs the configured bound.
+        let bound = if latest > now {
+            let config = self.txn().open_table(tables::V_CONFIG)?;
+            crate::catalog::max_clock_skew_in(&config)?.saturating_mul(1000)
+        } else {
+            u64::MAX
+        };
+        let mut worst: Option<ClockSkew> = None;
+        for (till, hlc) in seen {
+            if let Some(ahead_ms) = self.s.hlc.observe(hlc, now, bound)
+                && till != self.s.till
+                && worst.is_none_or(|w| ahead_ms > w.ahead_ms)
+            {
+                tracing::warn!(%till, ahead_ms, "a till's clock is far ahead; its timestamp does not move this till's clock");
+                worst = Some(ClockSkew {
+                    version: ClockSkew::VERSION,
+                    till,
+                    ahead_ms,
+                    hlc,
+                    seen_at_ms: now,
+                });
+            }
+        }
+        let Some(worst) = worst else { return Ok(None) };
+        let recorded = self.s.clock_skew()?;
+        Ok(recorded
+            .is_none_or(|r| worst.ahead_ms > r.ahead_ms)
+            .then_some(worst))
     }
 
     /// The keys of `id` written since this write began, and whether each is new.

@@ -768,3 +768,110 @@ fn a_backup_through_the_daemon_is_made_in_steps_and_verifies() {
         "{out:?}"
     );
 }
+
+/// `recovery drill` restores into a temporary home, checks it all and says what
+/// a recovery would get; a wrong passphrase or a damaged file fails with the
+/// documented code; the temporary home is gone either way and the till's own
+/// store is not touched.
+#[test]
+fn a_recovery_drill_checks_the_backups_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (a, rec) = founder_with_recovery(dir.path());
+    sell(&a, 3);
+    let nas = dir.path().join("nas");
+    std::fs::create_dir(&nas).expect("nas");
+    a.ok(&["sink", "add", "nas", "folder", nas.to_str().expect("path")]);
+    a.ok(&["backup"]);
+    sell(&a, 2);
+    a.ok(&["backup", "--bundle"]);
+    let snapshot_docs = a
+        .json(&["backup", "verify"])
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v["docs"].as_u64().expect("docs"))
+        .max()
+        .expect("a file");
+    let store_before = std::fs::read(a.home.join("store.redb")).expect("store");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let drill = |passphrase: &str, from: &str, json: bool| {
+        let mut args = vec![
+            "recovery",
+            "drill",
+            rec.to_str().expect("path"),
+            "--from",
+            from,
+        ];
+        if json {
+            args.push("--json");
+        }
+        a.cmd(&args)
+            .env("TILLMESH_RECOVERY_PASSPHRASE", passphrase)
+            .env("TMPDIR", &tmp)
+            .output()
+            .expect("run")
+    };
+    let left_in_tmp = || std::fs::read_dir(&tmp).expect("tmp").count();
+
+    // By the sink's name, with JSON.
+    let out = drill("correct horse battery", "nas", true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(r["sales"], 5, "{r}");
+    assert_eq!(r["receipts"], 5, "{r}");
+    assert_eq!(r["tills"], 1, "{r}");
+    assert_eq!(r["bundles"], 1, "{r}");
+    assert_eq!(r["files_verified"], 2, "{r}");
+    assert_eq!(r["audit_chains"], 1, "{r}");
+    assert!(
+        r["documents"].as_u64().expect("docs") >= snapshot_docs,
+        "{r}"
+    );
+    assert!(r["newest_sale"].as_u64().is_some(), "{r}");
+    assert!(r["newest_backup"].as_u64().is_some(), "{r}");
+    assert_eq!(left_in_tmp(), 0, "the temporary home is gone");
+
+    // By the folder, as text.
+    let out = drill("correct horse battery", nas.to_str().expect("path"), false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("5 sales"), "{text}");
+    assert_eq!(left_in_tmp(), 0);
+
+    // A wrong passphrase: input refused (3), nothing left.
+    let out = drill("wrong horse battery", "nas", false);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase"));
+    assert_eq!(left_in_tmp(), 0);
+
+    // A damaged bundle: the drill fails as damaged (6), naming the file, and
+    // still leaves nothing.
+    let bundle = walk(&nas)
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".tmb"))
+        })
+        .expect("a bundle file");
+    let mut bytes = std::fs::read(&bundle).expect("bundle");
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x40;
+    std::fs::write(&bundle, bytes).expect("damage");
+    let out = drill("correct horse battery", "nas", false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("failed verification"), "{err}");
+    assert_eq!(left_in_tmp(), 0);
+
+    assert_eq!(
+        std::fs::read(a.home.join("store.redb")).expect("store"),
+        store_before,
+        "the till's own store is not touched"
+    );
+}
