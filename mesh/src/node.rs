@@ -724,6 +724,7 @@ impl Node {
                     admin: admin.clone(),
                     relays: relays.clone(),
                     wake: wake.clone(),
+                    refusals: Default::default(),
                 },
             );
         }
