@@ -345,8 +345,7 @@ impl Pending {
 pub fn sink_heads(opener: &Opener, sink: &dyn Sink) -> Result<Heads, BackupError> {
     let mut out = Heads::new();
     for obj in sink.list(&format!("{}/index/", opener.store_id()))? {
-        let bytes = sink.get(&obj.name)?;
-        match opener.open(&bytes) {
+        match read(sink, &obj.name, obj.size)?.and_then(|b| opener.open(&b)) {
             Ok((_, c)) => {
                 for e in c.manifest.entries {
                     let slot = out.entry(e.doc).or_default();
@@ -486,8 +485,7 @@ pub fn verify_with(
         if name.is_some_and(|n| !l.name.ends_with(n)) {
             continue;
         }
-        let bytes = sink.get(&l.name)?;
-        let v = match opener.open(&bytes) {
+        let v = match read(sink, &l.name, l.bytes)?.and_then(|b| opener.open(&b)) {
             Ok((_, c)) => Verified {
                 name: l.name,
                 docs: c.records.len(),
@@ -721,6 +719,38 @@ fn import_with(store: &mut Store, opener: &Opener, bytes: &[u8]) -> Result<Impor
     merge(store, &c)
 }
 
+/// Read file `name` of `size` bytes (as listed) whole, once its header shows
+/// that size is right and within [`format::MAX_BODY`]: a file announcing more,
+/// or whose size does not match its header, is refused (`Ok(Err)`) after
+/// reading its header alone. `Err` when the sink fails.
+pub fn read(
+    sink: &dyn Sink,
+    name: &str,
+    size: u64,
+) -> Result<Result<Vec<u8>, FormatError>, SinkError> {
+    let start = sink.get_start(name, format::HEADER_LEN)?;
+    let checked = Header::decode(&start).and_then(|h| format::check_size(&h, size));
+    if let Err(e) = checked {
+        return Ok(Err(e));
+    }
+    match sink.get_limited(name, size) {
+        // It grew since it was listed.
+        Err(SinkError::TooLarge { .. }) => Ok(Err(FormatError::TrailingBytes)),
+        other => other.map(Ok),
+    }
+}
+
+/// Read and open a listed file: `Err` when the sink fails (the medium is
+/// gone: stop), `Ok(Err)` when this file is refused (too large, damaged,
+/// forged, encrypted to a key this till lacks: go on with the next).
+pub fn open_listed(
+    sink: &dyn Sink,
+    opener: &Opener,
+    l: &Listed,
+) -> Result<Result<(Header, format::Contents), FormatError>, SinkError> {
+    Ok(read(sink, &l.name, l.bytes)?.and_then(|b| opener.open(&b)))
+}
+
 /// What `usb sync` moved.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UsbReport {
@@ -807,9 +837,7 @@ pub fn usb_sync(
         ..UsbReport::default()
     };
     for l in files {
-        let bytes = sink.get(&l.name)?;
-        let result = opener
-            .open(&bytes)
+        let result = open_listed(sink, &opener, &l)?
             .map_err(BackupError::from)
             .and_then(|(_, c)| merge(store, &c));
         if report.add(l.name, result) {
@@ -895,9 +923,10 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
             Pick::At(t) if created > *t => continue,
             _ => {}
         }
-        let bytes = sink.get(&l.name)?;
         // Membership is checked once the snapshot's membership document is in.
-        match format::open(&bytes, spec.store_id, &openers, |_| true) {
+        let opened = read(sink, &l.name, l.bytes)?
+            .and_then(|b| format::open(&b, spec.store_id, &openers, |_| true));
+        match opened {
             Ok((h, c)) => {
                 chosen = Some((l.name.clone(), h, c));
                 break;
@@ -989,10 +1018,9 @@ fn restore_into(
         {
             continue;
         }
-        let bytes = sink.get(&l.name)?;
-        let merged = opener
-            .open(&bytes)
+        let merged = read(sink, &l.name, l.bytes)?
             .map_err(BackupError::from)
+            .and_then(|b| opener.open(&b).map_err(BackupError::from))
             .and_then(|(_, c)| merge_restoring(&mut store, &c));
         match merged {
             Ok(i) => {

@@ -32,8 +32,18 @@ pub const SIGNATURE_LEN: usize = 64;
 /// What the signature signs: this prefix, then every byte before the signature.
 const SIGNING_DOMAIN: &[u8] = b"tillmesh backup v1\0";
 
-/// Decompressed payloads larger than this are refused (a bomb, not a store).
-pub const MAX_PAYLOAD: u64 = 16 << 30;
+/// Largest ciphertext a file may hold (1 GiB): a file announcing more is refused
+/// by its header and size alone, before it is read, and a backup that would be
+/// larger is not written (a till could not read it back).
+pub const MAX_BODY: u64 = 1 << 30;
+
+/// Largest file: [`MAX_BODY`] with its header and signature.
+pub const MAX_FILE: u64 = HEADER_LEN as u64 + MAX_BODY + SIGNATURE_LEN as u64;
+
+/// Decompressed payloads larger than this (4 GiB) are refused as they are
+/// decompressed (a bomb, not a store); a backup that would be larger is not
+/// written.
+pub const MAX_PAYLOAD: u64 = 4 << 30;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +300,15 @@ impl Writer {
     ) -> Result<Vec<u8>, FormatError> {
         let manifest =
             postcard::to_stdvec(&self.manifest).map_err(|e| FormatError::Encode(e.to_string()))?;
+        let payload =
+            4 + manifest.len() as u64 + self.records.iter().map(|r| r.len() as u64).sum::<u64>();
+        if payload > MAX_PAYLOAD {
+            return Err(FormatError::TooLarge {
+                what: "payload",
+                len: payload,
+                max: MAX_PAYLOAD,
+            });
+        }
         let mut plain = Vec::new();
         plain.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
         plain.extend_from_slice(&manifest);
@@ -309,6 +328,13 @@ impl Writer {
         w.write_all(&compressed)
             .map_err(|e| FormatError::Encode(e.to_string()))?;
         w.finish().map_err(|e| FormatError::Encode(e.to_string()))?;
+        if body.len() as u64 > MAX_BODY {
+            return Err(FormatError::TooLarge {
+                what: "body",
+                len: body.len() as u64,
+                max: MAX_BODY,
+            });
+        }
         let header = Header {
             version: FORMAT_VERSION,
             kind: self.kind,
@@ -397,6 +423,27 @@ pub fn key_id_bytes(hex_id: &str) -> Result<[u8; 8], FormatError> {
         .map_err(|_| FormatError::BadKey(hex_id.to_string()))
 }
 
+/// Check a file of `size` bytes against its `header` before reading it: the
+/// body the header announces is within [`MAX_BODY`], and the file is exactly
+/// header, body and signature long.
+pub fn check_size(header: &Header, size: u64) -> Result<(), FormatError> {
+    if header.body_len > MAX_BODY {
+        return Err(FormatError::TooLarge {
+            what: "body",
+            len: header.body_len,
+            max: MAX_BODY,
+        });
+    }
+    let want = HEADER_LEN as u64 + header.body_len + SIGNATURE_LEN as u64;
+    if size < want {
+        return Err(FormatError::Truncated { have: size, want });
+    }
+    if size > want {
+        return Err(FormatError::TrailingBytes);
+    }
+    Ok(())
+}
+
 /// Check a whole file's header, length and signature, without decrypting it.
 /// `is_member` decides whether the signer may write for the store.
 pub fn check(
@@ -408,16 +455,7 @@ pub fn check(
     if header.store != store {
         return Err(FormatError::OtherStore(header.store));
     }
-    let want = HEADER_LEN as u64 + header.body_len + SIGNATURE_LEN as u64;
-    if (bytes.len() as u64) < want {
-        return Err(FormatError::Truncated {
-            have: bytes.len() as u64,
-            want,
-        });
-    }
-    if bytes.len() as u64 > want {
-        return Err(FormatError::TrailingBytes);
-    }
+    check_size(&header, bytes.len() as u64)?;
     let split = bytes.len() - SIGNATURE_LEN;
     let mut sig = [0u8; SIGNATURE_LEN];
     sig.copy_from_slice(&bytes[split..]);
@@ -487,9 +525,11 @@ pub fn decode_plain(compressed: &[u8]) -> Result<Contents, FormatError> {
         .read_to_end(&mut plain)
         .map_err(|e| FormatError::Damaged(format!("compression: {e}")))?;
     if plain.len() as u64 > MAX_PAYLOAD {
-        return Err(FormatError::Damaged(
-            "the payload is implausibly large".into(),
-        ));
+        return Err(FormatError::TooLarge {
+            what: "payload",
+            len: plain.len() as u64,
+            max: MAX_PAYLOAD,
+        });
     }
     if plain.len() < 4 {
         return Err(FormatError::Damaged("no manifest".into()));
@@ -545,6 +585,16 @@ pub enum FormatError {
     /// Longer than its header says.
     #[error("the file has bytes after its signature")]
     TrailingBytes,
+    /// Larger than a till reads (or writes).
+    #[error("the file's {what} is {len} bytes, over the {max}-byte limit; refused")]
+    TooLarge {
+        /// What is too large: its `body` or decompressed `payload`.
+        what: &'static str,
+        /// Its length in bytes.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Written by a newer Tillmesh.
     #[error("format version {0} is newer than this Tillmesh reads; upgrade Tillmesh")]
     NewerVersion(u16),

@@ -27,8 +27,17 @@ pub trait Sink: std::fmt::Debug {
     /// Store `bytes` as `name`, replacing an older object of that name; when this
     /// returns, the object is complete, durable and verified.
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), SinkError>;
-    /// The whole object `name`.
-    fn get(&self, name: &str) -> Result<Vec<u8>, SinkError>;
+    /// The whole object `name`. No backup file is larger than
+    /// [`MAX_FILE`](crate::format::MAX_FILE): a larger object is refused
+    /// ([`SinkError::TooLarge`]), by [`FolderSink`] before it is read.
+    fn get(&self, name: &str) -> Result<Vec<u8>, SinkError> {
+        self.get_limited(name, crate::format::MAX_FILE)
+    }
+    /// The whole object `name` when it is at most `max` bytes long, else
+    /// [`SinkError::TooLarge`]; never more than `max` bytes are held in memory
+    /// (by [`FolderSink`]; a sink without its own implementation reads the
+    /// object, then checks).
+    fn get_limited(&self, name: &str, max: u64) -> Result<Vec<u8>, SinkError>;
     /// The first `len` bytes of object `name` (all of it when shorter): enough
     /// to read a file's header without reading the rest. By default the whole
     /// object, cut.
@@ -233,9 +242,29 @@ impl Sink for FolderSink {
         Ok(())
     }
 
-    fn get(&self, name: &str) -> Result<Vec<u8>, SinkError> {
+    fn get_limited(&self, name: &str, max: u64) -> Result<Vec<u8>, SinkError> {
+        use std::io::Read;
         let path = self.path(name)?;
-        fs::read(&path).map_err(|e| self.io(&path, e, 0))
+        let too_large = |size| SinkError::TooLarge {
+            path: path.display().to_string(),
+            size,
+            max,
+        };
+        let file = fs::File::open(&path).map_err(|e| self.io(&path, e, 0))?;
+        let size = file.metadata().map_err(|e| self.io(&path, e, 0))?.len();
+        if size > max {
+            return Err(too_large(size));
+        }
+        // The size may change while the file is read (a medium being written
+        // to, or one that lies): never read past the limit.
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io(&path, e, 0))?;
+        if bytes.len() as u64 > max {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 
     fn get_start(&self, name: &str, len: usize) -> Result<Vec<u8>, SinkError> {
@@ -296,6 +325,16 @@ pub enum SinkError {
     /// The object read back differs from what was written.
     #[error("{0} read back differently from what was written; the device may be failing")]
     VerifyFailed(String),
+    /// An object larger than it may be: refused before it is read.
+    #[error("{path} is {size} bytes, over the {max}-byte limit for a backup file; refused")]
+    TooLarge {
+        /// The object.
+        path: String,
+        /// Its size, or as much of it as was read.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// An object name that could escape the sink.
     #[error("invalid object name {0:?}")]
     BadName(String),
@@ -343,6 +382,26 @@ mod tests {
         ));
         sink.put("s/snapshots/a.tms", b"uno").expect("replace");
         assert_eq!(sink.get("s/snapshots/a.tms").expect("get"), b"uno");
+        // An object over the limit is refused, also by `get` over the largest
+        // backup file (a sparse file: nothing of it is on disk).
+        assert!(matches!(
+            sink.get_limited("s/snapshots/a.tms", 2),
+            Err(SinkError::TooLarge {
+                size: 3,
+                max: 2,
+                ..
+            })
+        ));
+        assert_eq!(
+            sink.get_limited("s/snapshots/a.tms", 3).expect("fits"),
+            b"uno"
+        );
+        let huge = fs::File::create(dir.path().join("s/snapshots/huge.tms")).expect("file");
+        huge.set_len(crate::format::MAX_FILE + 1).expect("sparse");
+        assert!(matches!(
+            sink.get("s/snapshots/huge.tms"),
+            Err(SinkError::TooLarge { .. })
+        ));
         sink.delete("s/snapshots/a.tms").expect("delete");
         assert!(matches!(
             sink.get("s/snapshots/a.tms"),

@@ -351,7 +351,10 @@ pub struct InviteArgs {
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
-    /// The ticket printed by `tillmesh invite`.
+    /// The ticket printed by `tillmesh invite`; `-` reads it from standard
+    /// input and `@FILE` from a file, so it need not appear in the process list
+    /// or the shell history.
+    #[arg(value_name = "TICKET|-|@FILE")]
     pub ticket: String,
     /// This till's short name, used in receipt numbers (like T02).
     #[arg(long = "till", value_name = "NAME")]

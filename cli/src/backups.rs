@@ -1113,13 +1113,11 @@ pub async fn usb_sync_beside(
         ..archive::UsbReport::default()
     };
     for l in files {
-        let (s2, o2, name) = (sink.clone(), opener.clone(), l.name.clone());
+        let (s2, o2, l2) = (sink.clone(), opener.clone(), l.clone());
         // A stick that cannot be read stops the sync (as without the daemon);
-        // a file that does not open or decode is refused.
+        // a file that is too large, does not open or decode is refused.
         let opened = tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
-            let bytes = s2.get(&name)?;
-            Ok(o2
-                .open(&bytes)
+            Ok(archive::open_listed(&s2, &o2, &l2)?
                 .map_err(BackupError::from)
                 .and_then(|(_, c)| Import::new(&c)))
         })

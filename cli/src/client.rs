@@ -1,6 +1,14 @@
 //! The command line's side of the daemon's local API: while `tillmesh run` holds a
-//! till's store, other commands send their arguments to it over HTTP on 127.0.0.1
-//! with the bearer token the daemon wrote (mode 0600) into the till's home.
+//! till's store, other commands send their arguments to it over HTTP on the Unix
+//! socket `api.sock` in the till's home, with the bearer token the daemon wrote
+//! (mode 0600) into `api.json`.
+//!
+//! The socket is the proof that the daemon listening is this till's: only the
+//! home's owner can create it, since the home is mode 0700 (checked before
+//! connecting). The daemon also serves 127.0.0.1 for other local programs, but
+//! the command line never sends its token there: after a `kill -9` any process
+//! could have taken the port named in a stale `api.json`. A dead daemon's socket
+//! refuses connections, which counts as no daemon, as a stale file always did.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +20,16 @@ use serde::{Deserialize, Serialize};
 pub struct ApiInfo {
     /// File format version (1).
     pub version: u32,
-    /// Local TCP port.
+    /// Local TCP port, for other local programs; the command line uses the
+    /// socket.
     pub port: u16,
     /// Bearer token.
     pub token: String,
     /// The daemon's process id.
     pub pid: u32,
+    /// The daemon's socket (`api.sock` beside the file; not written in it).
+    #[serde(skip)]
+    pub socket: PathBuf,
 }
 
 /// The reply to an exec request.
@@ -46,26 +58,31 @@ pub fn api_file(home: &Path) -> PathBuf {
     home.join("api.json")
 }
 
+/// Where the daemon's API socket lives.
+pub fn api_socket(home: &Path) -> PathBuf {
+    home.join("api.sock")
+}
+
 /// The running daemon's API, if its file is there.
 pub fn discover(home: &Path) -> Option<ApiInfo> {
     let text = std::fs::read_to_string(api_file(home)).ok()?;
-    serde_json::from_str(&text).ok()
+    let mut info: ApiInfo = serde_json::from_str(&text).ok()?;
+    info.socket = api_socket(home);
+    Some(info)
 }
 
 /// Run `args` in the daemon. `Ok(None)` when no daemon answers (a stale file).
 pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
     use std::io::{Read, Write};
-    let mut stream = match std::net::TcpStream::connect(("127.0.0.1", api.port)) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Ok(None),
-        Err(e) => return Err(e).context("cannot reach the daemon's local API"),
+    let Some(mut stream) = connect(&api.socket)? else {
+        return Ok(None);
     };
     let body = serde_json::to_vec(&ExecRequest {
         args: args.to_vec(),
         cwd: std::env::current_dir().ok(),
     })?;
     let head = format!(
-        "POST /v1/exec HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+        "POST /v1/exec HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         api.token,
         body.len()
@@ -94,4 +111,60 @@ pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
     let reply: ExecReply = serde_json::from_slice(&response[split + 4..])
         .context("the daemon sent an unreadable reply")?;
     Ok(Some(reply))
+}
+
+/// Connect to the daemon's socket once it is shown to be the till's own;
+/// `None` when no daemon listens there.
+#[cfg(unix)]
+fn connect(socket: &Path) -> Result<Option<std::os::unix::net::UnixStream>> {
+    use std::io::ErrorKind;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = match std::fs::symlink_metadata(socket) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot reach the daemon at {}", socket.display()));
+        }
+    };
+    let home = socket.parent().unwrap_or(Path::new("."));
+    let home_meta = std::fs::metadata(home)
+        .with_context(|| format!("cannot read the till home {}", home.display()))?;
+    // Anyone who may create files in the home could have put a socket of
+    // their own there.
+    if home_meta.mode() & 0o022 != 0 {
+        anyhow::bail!(
+            "the till home {} can be written by other users (mode {:o}), so the daemon's \
+             socket there proves nothing; make it private: chmod 700 {}",
+            home.display(),
+            home_meta.mode() & 0o777,
+            home.display()
+        );
+    }
+    if !meta.file_type().is_socket() || meta.uid() != home_meta.uid() {
+        anyhow::bail!(
+            "{} is not the daemon's socket (not a socket, or not owned by the till home's owner); \
+             stop any daemon of this till, remove the file and start `tillmesh run` again",
+            socket.display()
+        );
+    }
+    match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound) => {
+            Ok(None)
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot reach the daemon at {}", socket.display()))
+        }
+    }
+}
+
+/// Without Unix sockets there is no way to tell the till's daemon from another
+/// program on its old port, so the command line does not talk to it.
+#[cfg(not(unix))]
+fn connect(_socket: &Path) -> Result<Option<std::net::TcpStream>> {
+    anyhow::bail!(
+        "the daemon runs for this till, and on this system commands cannot reach it safely; \
+         stop it first (Ctrl-C in its window)"
+    )
 }

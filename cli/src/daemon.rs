@@ -1,17 +1,20 @@
 //! `tillmesh run`: the till's daemon. It holds the store, runs the mesh node and
-//! serves the local HTTP API (127.0.0.1, bearer token in `api.json`, mode 0600)
-//! through which every other command runs while the daemon is up. SIGINT or
-//! SIGTERM (or `tillmesh stop`) shut it down cleanly: the API stops taking
-//! requests, the node closes its connections, the store thread finishes its last
-//! transaction and closes the file.
+//! serves the local HTTP API (on the Unix socket `api.sock` in the till's home,
+//! which the command line uses, and on 127.0.0.1 for other local programs; bearer
+//! token in `api.json`, mode 0600) through which every other command runs while
+//! the daemon is up. SIGINT or SIGTERM (or `tillmesh stop`) shut it down cleanly:
+//! the API stops taking requests, the node closes its connections, the store
+//! thread finishes its last transaction and closes the file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use clap::Parser;
@@ -20,7 +23,7 @@ use tillmesh_store::{StoreId, TillKey};
 use tokio::sync::Notify;
 
 use crate::args::{Cli, Command, ConflictsArgs, RunArgs, StockArgs};
-use crate::client::{ApiInfo, ExecReply, ExecRequest, api_file};
+use crate::client::{ApiInfo, ExecReply, ExecRequest, api_file, api_socket};
 use crate::commands::{self, Ctx};
 use crate::{backups, exit, status};
 
@@ -28,7 +31,6 @@ struct Shared {
     store: StoreHandle,
     node: Arc<Node>,
     home: PathBuf,
-    token: String,
     key: TillKey,
     admin: Option<TillKey>,
     store_id: StoreId,
@@ -121,6 +123,9 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         .await
         .context("cannot open the local API port")?;
     let port = listener.local_addr()?.port();
+    // The socket before the file: a command that finds the file finds the socket.
+    #[cfg(unix)]
+    let socket = bind_socket(&ctx.home)?;
     let token = hex::encode(rand::random::<[u8; 32]>());
     write_api_file(
         &ctx.home,
@@ -129,6 +134,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
             port,
             token: token.clone(),
             pid: std::process::id(),
+            socket: api_socket(&ctx.home),
         },
     )?;
     let stop = Arc::new(Notify::new());
@@ -136,7 +142,6 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         store: handle.clone(),
         node: node.clone(),
         home: ctx.home.clone(),
-        token,
         key: key.clone(),
         admin,
         store_id,
@@ -167,6 +172,17 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let app = Router::new()
         .route("/v1/exec", post(exec))
         .with_state(shared.clone());
+    let gate = |host_port| {
+        let gate = Arc::new(Gate {
+            token: token.clone(),
+            host_port,
+        });
+        app.clone()
+            .layer(axum::middleware::from_fn_with_state(gate, check_request))
+    };
+    let tcp_app = gate(Some(port));
+    #[cfg(unix)]
+    let unix_app = gate(None);
     let stop_signal = stop.clone();
     let shutdown = async move {
         #[cfg(unix)]
@@ -186,10 +202,32 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
             _ = stop_signal.notified() => {}
         }
     };
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    // Both listeners stop together.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    let down = move || {
+        let mut rx = down_rx.clone();
+        async move {
+            let _ = rx.wait_for(|down| *down).await;
+        }
+    };
+    let signal = async move {
+        shutdown.await;
+        let _ = down_tx.send(true);
+    };
+    let tcp = axum::serve(listener, tcp_app).with_graceful_shutdown(down());
+    #[cfg(unix)]
+    let (_, tcp, unix) = tokio::join!(
+        signal,
+        tcp.into_future(),
+        axum::serve(socket, unix_app)
+            .with_graceful_shutdown(down())
+            .into_future()
+    );
+    #[cfg(not(unix))]
+    let (_, tcp, unix) = tokio::join!(signal, tcp.into_future(), async { Ok(()) });
+    let served = tcp.and(unix);
     let _ = std::fs::remove_file(api_file(&ctx.home));
+    let _ = std::fs::remove_file(api_socket(&ctx.home));
     for task in [scheduler, keeper, relay_watch] {
         task.abort();
         let _ = task.await;
@@ -317,19 +355,94 @@ fn reply(code: i32, stdout: String, stderr: String) -> Json<ExecReply> {
     })
 }
 
+/// The local API's socket in `home`, mode 0600 in the home of mode 0700. A
+/// socket left by a daemon that died is replaced: the store is open by now, so
+/// no other daemon of this till runs.
+#[cfg(unix)]
+fn bind_socket(home: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = api_socket(home);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            tracing::info!(socket = %path.display(), "replaced the socket of a daemon that did not stop cleanly")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove the old {}", path.display()));
+        }
+    }
+    let socket = tokio::net::UnixListener::bind(&path).with_context(|| {
+        format!(
+            "cannot open the local API socket {} (a till home's path must stay under about 100 bytes)",
+            path.display()
+        )
+    })?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    Ok(socket)
+}
+
+/// Who may use one listener of the local API.
+struct Gate {
+    token: String,
+    /// The TCP port whose names a request's `Host` must use (`None`: the Unix
+    /// socket, out of a browser's reach).
+    host_port: Option<u16>,
+}
+
+/// Checks every request on its headers, before its body is read: the `Host`
+/// (on TCP, so a web page in a browser on this machine cannot reach the API
+/// under another name: DNS rebinding), then the bearer token.
+async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+    if let Some(port) = gate.host_port
+        && let Err(code) = check_host(req.headers(), port)
+    {
+        return code.into_response();
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !token.is_some_and(|t| same_token(t, &gate.token)) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    next.run(req).await
+}
+
+/// A `Host` naming this machine's loopback at `port`: 400 when it is missing
+/// or unreadable, 421 when it names anything else.
+fn check_host(headers: &HeaderMap, port: u16) -> Result<(), StatusCode> {
+    let host = headers
+        .get(header::HOST)
+        .ok_or(StatusCode::BAD_REQUEST)?
+        .to_str()
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    let ok = ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .any(|name| host.eq_ignore_ascii_case(&format!("{name}:{port}")));
+    if ok {
+        Ok(())
+    } else {
+        Err(StatusCode::MISDIRECTED_REQUEST)
+    }
+}
+
+/// Compare tokens in time that depends only on their lengths (public: 64 hex
+/// digits), never on where they first differ.
+fn same_token(given: &str, want: &str) -> bool {
+    let (a, b) = (given.as_bytes(), want.as_bytes());
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 async fn exec(
     State(sh): State<Arc<Shared>>,
-    headers: HeaderMap,
     Json(req): Json<ExecRequest>,
 ) -> Result<Json<ExecReply>, StatusCode> {
-    let authorised = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t == sh.token);
-    if !authorised {
-        return Err(StatusCode::UNAUTHORIZED);
-    }
     let argv = std::iter::once("tillmesh".to_string()).chain(req.args);
     let mut cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,

@@ -16,8 +16,42 @@ use crate::exit::Rejected;
 struct NoHooks;
 impl iroh::endpoint::EndpointHooks for NoHooks {}
 
+/// Largest ticket read from standard input or a file: a real one is a few
+/// hundred bytes.
+const MAX_TICKET: u64 = 64 * 1024;
+
+/// The ticket's text: the argument itself, or from standard input (`-`) or a
+/// file (`@FILE`).
+fn ticket_text(arg: &str) -> Result<String> {
+    use std::io::Read;
+    let (source, from): (Box<dyn Read>, String) = if arg == "-" {
+        (Box::new(std::io::stdin().lock()), "standard input".into())
+    } else if let Some(path) = arg.strip_prefix('@') {
+        let f = std::fs::File::open(path)
+            .with_context(|| format!("cannot read the ticket file {path}"))?;
+        (Box::new(f), path.to_string())
+    } else {
+        return Ok(arg.to_string());
+    };
+    let mut text = String::new();
+    source
+        .take(MAX_TICKET + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read the ticket from {from}"))?;
+    if text.len() as u64 > MAX_TICKET {
+        bail!(Rejected(format!(
+            "{from} holds more than a ticket ({MAX_TICKET} bytes or more); give the file with the line `tillmesh invite` printed"
+        )));
+    }
+    if text.trim().is_empty() {
+        bail!(Rejected(format!("no ticket in {from}")));
+    }
+    Ok(text.trim().to_string())
+}
+
 pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()> {
-    let mut ticket = Ticket::decode(&a.ticket).map_err(|e| Rejected(e.to_string()))?;
+    let text = ticket_text(&a.ticket)?;
+    let mut ticket = Ticket::decode(&text).map_err(|e| Rejected(e.to_string()))?;
     // Relays given here are tried too, as ways to the admin till.
     for r in &a.relays {
         crate::commands::check_relay_url(r)?;

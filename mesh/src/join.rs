@@ -166,6 +166,40 @@ pub enum JoinReply {
     },
 }
 
+/// How long either side of a join or keys request waits for the other: for the
+/// request once the connection is open, for the reply once it is sent.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Refused join attempts audited per hour at most, whoever makes them: a
+/// stranger with a forged ticket and ever new keys costs the admin till at
+/// most this many audit entries (each fsync'd and replicated to every till).
+pub const MAX_AUDITED_REFUSALS_PER_HOUR: usize = 60;
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// Which refused join attempts go into the audit trail: once per peer and
+/// cause per hour, and at most [`MAX_AUDITED_REFUSALS_PER_HOUR`] in all. The
+/// others are only logged.
+#[derive(Debug, Default)]
+pub(crate) struct RefusalAudit {
+    /// When each (peer, cause) was last audited (Unix milliseconds).
+    last: std::collections::HashMap<(TillId, String), u64>,
+}
+
+impl RefusalAudit {
+    /// Whether the refusal of `peer` for `cause` at `now_ms` is audited.
+    pub(crate) fn admit(&mut self, peer: TillId, cause: &str, now_ms: u64) -> bool {
+        self.last
+            .retain(|_, at| now_ms.saturating_sub(*at) < HOUR_MS);
+        let key = (peer, cause.to_string());
+        if self.last.contains_key(&key) || self.last.len() >= MAX_AUDITED_REFUSALS_PER_HOUR {
+            return false;
+        }
+        self.last.insert(key, now_ms);
+        true
+    }
+}
+
 /// The admin till's side of enrolment.
 #[derive(Debug, Clone)]
 pub(crate) struct JoinProto {
@@ -174,6 +208,8 @@ pub(crate) struct JoinProto {
     pub relays: crate::node::Relays,
     /// Wakes anti-entropy, so the other tills learn of a new member at once.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Which refusals are audited.
+    pub refusals: std::sync::Arc<std::sync::Mutex<RefusalAudit>>,
 }
 
 fn now_ms() -> u64 {
@@ -186,9 +222,21 @@ fn now_ms() -> u64 {
 impl ProtocolHandler for JoinProto {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let joiner = TillId::from_bytes(*conn.remote_id().as_bytes());
-        let (mut send, mut recv) = conn.accept_bi().await?;
-        let (req, _) = match read_msg::<_, JoinRequest>(&mut recv).await {
-            Ok(r) => r,
+        let read = async {
+            let (send, mut recv) = conn.accept_bi().await?;
+            let req = read_msg::<_, JoinRequest>(&mut recv).await;
+            Ok::<_, AcceptError>((send, req))
+        };
+        let (mut send, req) = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::info!(peer = %joiner.fmt_short(), "no join request in time");
+                conn.close(VarInt::from_u32(408), b"request timeout");
+                return Ok(());
+            }
+        };
+        let req = match req {
+            Ok((r, _)) => r,
             Err(e) => {
                 tracing::warn!(peer = %joiner.fmt_short(), error = %e, "unreadable join request");
                 conn.close(VarInt::from_u32(400), b"bad request");
@@ -198,9 +246,25 @@ impl ProtocolHandler for JoinProto {
         let admin = self.admin.clone();
         let version = req.version;
         let relays = self.relays.urls();
+        let refusals = self.refusals.clone();
         let reply = self
             .store
             .call(move |s| -> JoinReply {
+                // The secret first: without it a stranger learns nothing, not
+                // even whether a till name exists.
+                let now = now_ms();
+                if let Err(e) = s.check_invite(&req.secret, now) {
+                    let cause = format!("join: {e}");
+                    let audit = refusals
+                        .lock()
+                        .map(|mut r| r.admit(joiner, &cause, now))
+                        .unwrap_or(false);
+                    tracing::warn!(peer = %joiner.fmt_short(), audited = audit, reason = %e, "refused a join");
+                    if audit {
+                        let _ = s.record_refused(&joiner.to_string(), &cause);
+                    }
+                    return JoinReply::Refused(e.to_string());
+                }
                 let name: TillName = match req.name.parse() {
                     Ok(n) => n,
                     Err(e) => return JoinReply::Refused(e.to_string()),
@@ -218,12 +282,9 @@ impl ProtocolHandler for JoinProto {
                     Ok(_) => {}
                     Err(e) => return JoinReply::Refused(e.to_string()),
                 }
-                let role = match s.redeem_invite(&req.secret, now_ms()) {
+                let role = match s.redeem_invite(&req.secret, now) {
                     Ok(role) => role,
-                    Err(e) => {
-                        let _ = s.record_refused(&joiner.to_string(), &format!("join: {e}"));
-                        return JoinReply::Refused(e.to_string());
-                    }
+                    Err(e) => return JoinReply::Refused(e.to_string()),
                 };
                 if let Err(e) = s.certify(&admin, joiner, &name, role) {
                     return JoinReply::Refused(e.to_string());
@@ -248,11 +309,33 @@ impl ProtocolHandler for JoinProto {
         if !matches!(reply, JoinReply::Refused(_)) {
             self.wake.notify_one();
         }
-        let _ = write_msg(&mut send, &reply).await;
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, write_msg(&mut send, &reply)).await;
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
         Ok(())
     }
+}
+
+/// `request` within [`REQUEST_TIMEOUT`] (after the connection's own 20 s to
+/// connect): a peer that accepts and never answers is a clear error, not a
+/// command that hangs.
+pub(crate) async fn within<T>(
+    limit: Duration,
+    peer: &TillId,
+    what: &str,
+    request: impl Future<Output = Result<T, crate::NodeError>>,
+) -> Result<T, crate::NodeError> {
+    tokio::time::timeout(limit, request)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::NodeError::Unreachable {
+                peer: peer.fmt_short(),
+                reason: format!(
+                    "no answer to the {what} request within {} s (is its daemon running and reachable?)",
+                    limit.as_secs()
+                ),
+            })
+        })
 }
 
 /// Ask the admin till of `ticket` to admit the till with `key` under `name`.
@@ -270,19 +353,22 @@ pub async fn request_join(
         .addr
         .endpoint_addr(&admin)
         .ok_or_else(|| unreachable("the ticket's address is invalid".into()))?;
-    request(
-        endpoint,
-        addr,
-        JOIN_ALPN,
+    let req = JoinRequest {
+        version: JOIN_VERSION,
+        secret: ticket.secret,
+        name: name.to_string(),
+    };
+    within(
+        CONNECT_TIMEOUT + REQUEST_TIMEOUT,
         &admin,
-        &JoinRequest {
-            version: JOIN_VERSION,
-            secret: ticket.secret,
-            name: name.to_string(),
-        },
+        "join",
+        request(endpoint, addr, JOIN_ALPN, &admin, &req),
     )
     .await
 }
+
+/// How long `request` tries to connect.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The store id a ticket is for.
 pub fn ticket_store(t: &Ticket) -> StoreId {
@@ -307,6 +393,54 @@ mod tests {
             expires_ms: 5,
             relay_certs,
         }
+    }
+
+    #[test]
+    fn refused_joins_are_audited_once_per_peer_and_cause_an_hour_and_few_in_all() {
+        let mut r = RefusalAudit::default();
+        let (p, q) = (TillKey::generate().till_id(), TillKey::generate().till_id());
+        assert!(r.admit(p, "join: unknown invitation", 0));
+        assert!(
+            !r.admit(p, "join: unknown invitation", 1_000),
+            "the same again"
+        );
+        assert!(
+            r.admit(p, "join: this invitation has expired", 1_000),
+            "another cause"
+        );
+        assert!(
+            r.admit(q, "join: unknown invitation", 1_000),
+            "another peer"
+        );
+        assert!(
+            r.admit(p, "join: unknown invitation", HOUR_MS),
+            "an hour later"
+        );
+        // Ever new keys: at most the cap an hour, then again the next hour.
+        let mut audited = 0;
+        for i in 0..1_000 {
+            audited += usize::from(r.admit(TillKey::generate().till_id(), "x", 2 * HOUR_MS + i));
+        }
+        assert_eq!(audited, MAX_AUDITED_REFUSALS_PER_HOUR);
+        assert!(r.admit(p, "x", 4 * HOUR_MS));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_without_an_answer_times_out_clearly() {
+        let peer = TillKey::generate().till_id();
+        let e = within(
+            REQUEST_TIMEOUT,
+            &peer,
+            "join",
+            std::future::pending::<Result<(), crate::NodeError>>(),
+        )
+        .await
+        .expect_err("times out");
+        assert!(
+            e.to_string()
+                .contains("no answer to the join request within 30 s"),
+            "{e}"
+        );
     }
 
     #[test]

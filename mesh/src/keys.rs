@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tillmesh_store::{MemberStatus, StoreSecret, TillId};
 
 use crate::actor::StoreHandle;
+use crate::join::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, within};
 use crate::wire::{read_msg, request, write_msg};
 
 /// The ALPN of key fetching.
@@ -47,8 +48,20 @@ pub(crate) struct KeysProto {
 impl ProtocolHandler for KeysProto {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         let peer = TillId::from_bytes(*conn.remote_id().as_bytes());
-        let (mut send, mut recv) = conn.accept_bi().await?;
-        if let Err(e) = read_msg::<_, KeysRequest>(&mut recv).await {
+        let read = async {
+            let (send, mut recv) = conn.accept_bi().await?;
+            let req = read_msg::<_, KeysRequest>(&mut recv).await;
+            Ok::<_, AcceptError>((send, req))
+        };
+        let (mut send, req) = match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
+            Ok(r) => r?,
+            Err(_) => {
+                tracing::info!(peer = %peer.fmt_short(), "no keys request in time");
+                conn.close(VarInt::from_u32(408), b"request timeout");
+                return Ok(());
+            }
+        };
+        if let Err(e) = req {
             tracing::warn!(peer = %peer.fmt_short(), error = %e, "unreadable keys request");
             conn.close(VarInt::from_u32(400), b"bad request");
             return Ok(());
@@ -71,7 +84,7 @@ impl ProtocolHandler for KeysProto {
         if let KeysReply::Keys(k) = &reply {
             tracing::info!(peer = %peer.fmt_short(), keys = k.len(), "handed the backup keys to a member");
         }
-        let _ = write_msg(&mut send, &reply).await;
+        let _ = tokio::time::timeout(REQUEST_TIMEOUT, write_msg(&mut send, &reply)).await;
         let _ = send.finish();
         let _ = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
         Ok(())
@@ -88,12 +101,17 @@ pub(crate) async fn fetch(
         reason,
     };
     let eid = EndpointId::from_bytes(holder.as_bytes()).map_err(|e| unreachable(e.to_string()))?;
-    let reply: KeysReply = request(
-        endpoint,
-        eid,
-        KEYS_ALPN,
+    let reply: KeysReply = within(
+        CONNECT_TIMEOUT + REQUEST_TIMEOUT,
         &holder,
-        &KeysRequest { version: 1 },
+        "keys",
+        request(
+            endpoint,
+            eid,
+            KEYS_ALPN,
+            &holder,
+            &KeysRequest { version: 1 },
+        ),
     )
     .await?;
     match reply {

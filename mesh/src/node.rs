@@ -793,6 +793,7 @@ impl Node {
                     admin: admin.clone(),
                     relays: relays.clone(),
                     wake: wake.clone(),
+                    refusals: Default::default(),
                 },
             );
         }

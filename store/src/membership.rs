@@ -73,6 +73,22 @@ pub(crate) fn sig_ok(admin: &TillId, msg: &[u8], sig_hex: Option<&str>) -> bool 
     sig_hex.is_some_and(|h| hex::decode_to_slice(h, &mut sig).is_ok() && verify(admin, msg, &sig))
 }
 
+/// An invitation that exists, is unused and has not expired.
+fn usable(invite: Option<Invite>, now_ms: u64) -> Result<Invite, MembershipError> {
+    let invite = invite.ok_or_else(|| MembershipError::Invite("unknown invitation".into()))?;
+    if invite.used {
+        return Err(MembershipError::Invite(
+            "this invitation was already used".into(),
+        ));
+    }
+    if now_ms > invite.expires_ms {
+        return Err(MembershipError::Invite(
+            "this invitation has expired".into(),
+        ));
+    }
+    Ok(invite)
+}
+
 /// An invitation as the admin till keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Invite {
@@ -263,6 +279,21 @@ impl Store {
         Ok(secret)
     }
 
+    /// Whether `secret` is an invitation [`Store::redeem_invite`] would take
+    /// now, without using it.
+    pub fn check_invite(&self, secret: &[u8; 32], now_ms: u64) -> Result<(), MembershipError> {
+        let id = blake3::hash(secret).to_hex().to_string();
+        let txn = self.db.begin_read().map_err(StorageError::from)?;
+        let t = txn
+            .open_table(tables::INVITES)
+            .map_err(StorageError::from)?;
+        let invite: Option<Invite> = match t.get(id.as_str()).map_err(StorageError::from)? {
+            Some(v) => Some(read_json("invites", v.value())?),
+            None => None,
+        };
+        usable(invite, now_ms).map(|_| ())
+    }
+
     /// Use an invitation: succeeds once, before it expires; gives the role the
     /// admin chose for the new till.
     pub fn redeem_invite(
@@ -277,20 +308,11 @@ impl Store {
             let mut t = txn
                 .open_table(tables::INVITES)
                 .map_err(StorageError::from)?;
-            let invite: Invite = match t.get(id.as_str()).map_err(StorageError::from)? {
-                Some(v) => read_json("invites", v.value())?,
-                None => return Err(MembershipError::Invite("unknown invitation".into())),
+            let invite: Option<Invite> = match t.get(id.as_str()).map_err(StorageError::from)? {
+                Some(v) => Some(read_json("invites", v.value())?),
+                None => None,
             };
-            if invite.used {
-                return Err(MembershipError::Invite(
-                    "this invitation was already used".into(),
-                ));
-            }
-            if now_ms > invite.expires_ms {
-                return Err(MembershipError::Invite(
-                    "this invitation has expired".into(),
-                ));
-            }
+            let invite = usable(invite, now_ms)?;
             role = invite.role;
             let used = serde_json::to_vec(&Invite {
                 used: true,

@@ -157,6 +157,21 @@ fn map_open_error(path: &Path, e: redb::DatabaseError) -> OpenStoreError {
     }
 }
 
+/// Only the till's user may read the store: it holds the backup keys and every
+/// sale. Mode 0600, whatever the umask.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path)?.permissions().mode() & 0o777 != 0o600 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl Store {
     /// Create a new till store at `path` (which must not exist).
     pub fn create(
@@ -174,6 +189,7 @@ impl Store {
             ));
         }
         let db = Database::create(path).map_err(|e| map_open_error(path, e))?;
+        owner_only(path)?;
         init_db(&db, &key.till_id(), &new)?;
         let mut store = Self::from_db(db, path, key, opts)?;
         store.write_initial_docs(&new)?;
@@ -184,6 +200,10 @@ impl Store {
     pub fn open(path: &Path, key: TillKey, opts: StoreOptions) -> Result<Store, OpenStoreError> {
         if !path.exists() {
             return Err(OpenStoreError::NotFound(path.display().to_string()));
+        }
+        // A store made before it was kept private is made private now.
+        if let Err(e) = owner_only(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the store file private (mode 0600)");
         }
         // redb trusts the pages it reads and can panic on a damaged file instead of
         // returning an error; report that as damage, like the errors it does return.
