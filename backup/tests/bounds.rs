@@ -146,11 +146,7 @@ fn usb_sync_refuses_a_huge_file_by_name_and_takes_the_rest() {
     a.add_store_secret(secret.clone()).expect("secret");
     b.add_store_secret(secret).expect("secret");
     // B learns who the members are, as at its enrolment.
-    for id in a.doc_ids().expect("ids") {
-        let have = b.heads(&id).expect("heads");
-        let changes = a.changes_since(&id, &have).expect("changes");
-        b.apply_changes(&id, &changes).expect("apply");
-    }
+    tillmesh_store::test_utils::sync_from(&mut a, &mut b);
     for _ in 0..3 {
         a.record_sale(sale("TEA", 1, Tender::Cash)).expect("sale");
     }

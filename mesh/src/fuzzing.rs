@@ -216,11 +216,11 @@ fn sync_pieces_seeds() -> Vec<(String, Vec<u8>)> {
 pub fn gossip(data: &[u8]) -> bool {
     match gossip::decode_checked(data) {
         None => false,
-        Some(Incoming::Change(doc, change)) => {
-            if let Some(again) = gossip::encode(&doc, change.clone()) {
+        Some(Incoming::Change(doc, change, proofs)) => {
+            if let Some(again) = gossip::encode(&doc, change.clone(), &proofs) {
                 assert_eq!(
                     gossip::decode_checked(&again),
-                    Some(Incoming::Change(doc, change))
+                    Some(Incoming::Change(doc, change, proofs))
                 );
             }
             true
@@ -240,8 +240,8 @@ fn gossip_seeds() -> Vec<(String, Vec<u8>)> {
     };
     let heartbeat = gossip::encode_heartbeat(&key, &hb).expect("heartbeat");
     let forged = gossip::encode_heartbeat(&TillKey::from_seed([6; 32]), &hb).expect("heartbeat");
-    let change =
-        gossip::encode(&DocId::Catalog, vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]).expect("change");
+    let change = gossip::encode(&DocId::Catalog, vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3], &[])
+        .expect("change");
     let unknown_doc = postcard::to_stdvec(&gossip::GossipMsg::Change {
         doc: "catalogue".into(),
         change: vec![1],

@@ -1488,20 +1488,19 @@ impl SyncContext {
         };
         let eid =
             EndpointId::from_bytes(peer.as_bytes()).map_err(|e| unreachable(e.to_string()))?;
-        let conn = match tokio::time::timeout(DIAL_TIMEOUT, self.endpoint.connect(eid, SYNC_ALPN))
-            .await
-        {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                self.note_refusal(peer, &e);
-                self.mark_offline(peer, &e.to_string());
-                return Err(unreachable(e.to_string()));
-            }
-            Err(_) => {
-                self.mark_offline(peer, "timed out");
-                return Err(unreachable("timed out".into()));
-            }
-        };
+        let conn =
+            match tokio::time::timeout(DIAL_TIMEOUT, self.endpoint.connect(eid, SYNC_ALPN)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    self.note_refusal(peer, &e);
+                    self.mark_offline(peer, &e.to_string());
+                    return Err(unreachable(e.to_string()));
+                }
+                Err(_) => {
+                    self.mark_offline(peer, "timed out");
+                    return Err(unreachable("timed out".into()));
+                }
+            };
         let (send, recv) = match conn.open_bi().await {
             Ok(s) => s,
             Err(e) => {

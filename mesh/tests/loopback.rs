@@ -273,8 +273,14 @@ async fn join_sync_and_refusals_over_real_endpoints() {
         .await
         .expect("call")
         .expect("rotate");
-    assert_eq!(b.fetch_keys(ka.till_id(), |_| true).await.expect("fetch"), 1);
-    assert_eq!(b.fetch_keys(ka.till_id(), |_| true).await.expect("again"), 0);
+    assert_eq!(
+        b.fetch_keys(ka.till_id(), |_| true).await.expect("fetch"),
+        1
+    );
+    assert_eq!(
+        b.fetch_keys(ka.till_id(), |_| true).await.expect("again"),
+        0
+    );
     let held = |h: StoreHandle| async move {
         h.call(|s| s.store_secrets())
             .await

@@ -37,7 +37,13 @@ async fn twenty_tills_converge_after_random_partitions() {
     // starting from the founder's documents.
     let names: Vec<String> = (0..TILLS).map(|i| format!("T{i:02}")).collect();
     let roles: Vec<Role> = (0..TILLS)
-        .map(|i| if i == 0 { Role::BackOffice } else { Role::Manager })
+        .map(|i| {
+            if i == 0 {
+                Role::BackOffice
+            } else {
+                Role::Manager
+            }
+        })
         .collect();
     let stores = test_utils::certified_with_roles(
         "Partition Shop",

@@ -29,7 +29,13 @@ async fn store_of_tills() -> Vec<Till> {
     let names: Vec<String> = (0..TILLS).map(|i| format!("T{i:02}")).collect();
     // Managers: every till edits prices here.
     let roles: Vec<Role> = (0..TILLS)
-        .map(|i| if i == 0 { Role::BackOffice } else { Role::Manager })
+        .map(|i| {
+            if i == 0 {
+                Role::BackOffice
+            } else {
+                Role::Manager
+            }
+        })
         .collect();
     let stores = test_utils::certified_with_roles(
         "Partition Shop",

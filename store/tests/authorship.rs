@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tillmesh_store::test_utils::{members_pair, product, sale, sync_from};
 use tillmesh_store::{
-    ApplyError, DocId, Proof, Role, Sku, Store, StorageError, Tender, TillKey, test_utils,
+    ApplyError, DocId, Proof, Role, Sku, StorageError, Store, Tender, TillKey, test_utils,
 };
 
 /// A raw change to `doc` that `writer` makes under an actor naming `actor_till`
@@ -66,10 +66,7 @@ fn a_till_cannot_change_prices_even_when_it_signs_its_own_change() {
     sync_from(&mut a, &mut b);
     // Refused up front on the till itself.
     let err = b.set_price(&tea(), 1).expect_err("a till may not");
-    assert!(
-        err.to_string().contains("manager"),
-        "names who may: {err}"
-    );
+    assert!(err.to_string().contains("manager"), "names who may: {err}");
     // Written raw, under its own name and signed with its own key, claiming
     // the back office's role: refused on arrival, nothing kept.
     let b_key = b.till_key().clone();
@@ -92,7 +89,10 @@ fn a_till_cannot_change_prices_even_when_it_signs_its_own_change() {
         let err = a
             .apply_changes(&doc, &[change], &proofs)
             .expect_err("refused");
-        assert!(matches!(err, ApplyError::Forbidden { .. }), "{doc}: {err:?}");
+        assert!(
+            matches!(err, ApplyError::Forbidden { .. }),
+            "{doc}: {err:?}"
+        );
     }
     // A till may publish its own address in the membership document.
     let key = format!("till/{}/addr", b.till_id());
@@ -131,13 +131,10 @@ fn a_change_under_another_tills_name_or_without_proof_is_refused() {
 
 #[test]
 fn a_revoked_tills_later_changes_are_refused_and_its_earlier_ones_kept() {
-    let mut tills = test_utils::certified_in_memory(
-        "Shop",
-        &["A".into(), "B".into(), "C".into()],
-        |a| {
+    let mut tills =
+        test_utils::certified_in_memory("Shop", &["A".into(), "B".into(), "C".into()], |a| {
             a.add_product(product("TEA", 200)).expect("product");
-        },
-    );
+        });
     let (mut a, _) = tills.remove(0);
     let (mut b, _) = tills.remove(0);
     let (mut c, _) = tills.remove(0);
@@ -157,16 +154,16 @@ fn a_revoked_tills_later_changes_are_refused_and_its_earlier_ones_kept() {
     // From B itself: its proofs no longer count, the whole batch is refused.
     let all = b.changes_since(&doc, &[]).expect("changes");
     let proofs = b.proofs(&doc).expect("proofs");
-    let err = c
-        .apply_changes(&doc, &all, &proofs)
-        .expect_err("revoked");
+    let err = c.apply_changes(&doc, &all, &proofs).expect_err("revoked");
     assert!(matches!(err, ApplyError::Unproven { .. }), "{err:?}");
     // From the admin till: the sale made before the revocation, under the
     // admin key's signature of B's documents at the revocation.
     sync_from(&mut a, &mut c);
     assert_eq!(c.sales(None, None).expect("sales").len(), 1);
     // B's later sale still does not get in, on its own.
-    let later = b.changes_since(&doc, &c.heads(&doc).expect("heads")).expect("later");
+    let later = b
+        .changes_since(&doc, &c.heads(&doc).expect("heads"))
+        .expect("later");
     assert_eq!(later.len(), 1);
     assert!(c.apply_changes(&doc, &later, &proofs).is_err());
     assert_eq!(c.sales(None, None).expect("sales").len(), 1);
@@ -189,9 +186,7 @@ fn random_writes_forgeries_and_revocations_converge_to_the_allowed_writes() {
             |a| {
                 a.add_product(product("TEA", 200)).expect("product");
             },
-            |_, key, new| {
-                Store::create_in_memory(key, new, Default::default()).expect("store")
-            },
+            |_, key, new| Store::create_in_memory(key, new, Default::default()).expect("store"),
         )
         .into_iter()
         .map(|(s, _)| s)
@@ -210,7 +205,12 @@ fn random_writes_forgeries_and_revocations_converge_to_the_allowed_writes() {
                     assert_eq!(r.is_ok(), roles[t] != Role::Till, "seed {seed}: {r:?}");
                     if let Err(e) = r {
                         assert!(
-                            matches!(e, tillmesh_store::ProductError::Storage(StorageError::Forbidden { .. })),
+                            matches!(
+                                e,
+                                tillmesh_store::ProductError::Storage(
+                                    StorageError::Forbidden { .. }
+                                )
+                            ),
                             "seed {seed}: {e:?}"
                         );
                     }
@@ -225,8 +225,14 @@ fn random_writes_forgeries_and_revocations_converge_to_the_allowed_writes() {
                     let id = *tills[t].till_id().as_bytes();
                     let field = price_field(&tills[t], cents, "back-office");
                     if roles[t] == Role::Till {
-                        let (c, p) =
-                            raw_change(&mut tills[t], &DocId::Catalog, &id, "TEA/price", &field, &key);
+                        let (c, p) = raw_change(
+                            &mut tills[t],
+                            &DocId::Catalog,
+                            &id,
+                            "TEA/price",
+                            &field,
+                            &key,
+                        );
                         forbidden_prices.push(cents);
                         let to = (t + 1) % 4;
                         assert!(tills[to].apply_changes(&DocId::Catalog, &[c], &p).is_err());
@@ -252,7 +258,7 @@ fn random_writes_forgeries_and_revocations_converge_to_the_allowed_writes() {
                     .sales(None, None)
                     .expect("sales")
                     .iter()
-                    .filter(|s| s.receipt.to_string().starts_with("T3-"))
+                    .filter(|s| s.entry.receipt.to_string().starts_with("T3-"))
                     .count();
                 revoked = true;
             }
@@ -282,7 +288,7 @@ fn random_writes_forgeries_and_revocations_converge_to_the_allowed_writes() {
                 .sales(None, None)
                 .expect("sales")
                 .iter()
-                .filter(|s| s.receipt.to_string().starts_with("T3-"))
+                .filter(|s| s.entry.receipt.to_string().starts_with("T3-"))
                 .count();
             assert_eq!(sold, t3_sales, "seed {seed}");
         }

@@ -73,9 +73,12 @@ fn a_rogue_tills_price_change_is_refused_by_every_honest_till() {
     // its own key, claiming the back office's role.
     {
         let key = TillKey::load(&b.home.join("till.key")).expect("B's key");
-        let mut store =
-            Store::open(&b.home.join("store.redb"), key.clone(), StoreOptions::default())
-                .expect("B's store");
+        let mut store = Store::open(
+            &b.home.join("store.redb"),
+            key.clone(),
+            StoreOptions::default(),
+        )
+        .expect("B's store");
         let mut am = Automerge::new();
         let mut actor = key.till_id().as_bytes().to_vec();
         actor.extend_from_slice(&[0xAB; 8]);
@@ -93,11 +96,21 @@ fn a_rogue_tills_price_change_is_refused_by_every_honest_till() {
         })
         .expect("write");
         let change = am.get_last_local_change().expect("change");
-        let proof = Proof::sign(&key, &store.store_id(), &DocId::Catalog, 1, vec![change.hash()]);
+        let proof = Proof::sign(
+            &key,
+            &store.store_id(),
+            &DocId::Catalog,
+            1,
+            vec![change.hash()],
+        );
         // Its own store checks too: only the legacy door lets it in.
         assert!(
             store
-                .apply_changes(&DocId::Catalog, &[change.raw_bytes().to_vec()], &[proof.clone()])
+                .apply_changes(
+                    &DocId::Catalog,
+                    &[change.raw_bytes().to_vec()],
+                    &[proof.clone()]
+                )
                 .is_err()
         );
         store.accept_legacy_history(true).expect("legacy door");
