@@ -488,7 +488,7 @@ pub fn verify_with(
         let v = match read(sink, &l.name, l.bytes)?.and_then(|b| opener.open(&b)) {
             Ok((_, c)) => Verified {
                 name: l.name,
-                docs: c.records.len(),
+                docs: c.manifest.docs(),
                 error: None,
             },
             Err(e) => Verified {

@@ -211,6 +211,17 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
 }
 
+impl Manifest {
+    /// How many documents the file holds (the proofs records that follow
+    /// documents are not counted).
+    pub fn docs(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.form != Form::Proofs)
+            .count()
+    }
+}
+
 /// A file's contents before encoding, or after opening.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contents {
@@ -257,9 +268,9 @@ impl Writer {
         self.records.push(record);
     }
 
-    /// How many documents were added.
+    /// How many documents were added (their proofs are not counted).
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.manifest.docs()
     }
 
     /// Whether nothing was added.

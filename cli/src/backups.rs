@@ -1912,9 +1912,23 @@ mod tests {
         assert!(s.store_secrets().expect("secrets").is_empty());
         assert!(!keys_path(dir.path()).exists());
 
+        // A key in admin.key that the store's trust root does not name gives
+        // no admin rights.
         TillKey::generate()
             .save(&dir.path().join(ADMIN_KEY_FILE))
+            .expect("a key");
+        let admin = TillKey::generate();
+        s.set_admin_key(admin.till_id()).expect("trust root");
+        crate::commands::adopt_admin_key(&mut s, dir.path());
+        assert!(
+            ensure_keys(&mut s, dir.path()).is_err(),
+            "not the admin's key"
+        );
+        std::fs::remove_file(dir.path().join(ADMIN_KEY_FILE)).expect("remove");
+        admin
+            .save(&dir.path().join(ADMIN_KEY_FILE))
             .expect("admin key");
+        crate::commands::adopt_admin_key(&mut s, dir.path());
         ensure_keys(&mut s, dir.path()).expect("the admin till makes one");
         let made = s.store_secrets().expect("secrets");
         assert_eq!(made.len(), 1);
@@ -1934,9 +1948,12 @@ mod tests {
                 .expect("not admin")
                 .is_none()
         );
-        TillKey::generate()
+        let admin = TillKey::generate();
+        admin
             .save(&dir.path().join(ADMIN_KEY_FILE))
             .expect("admin key");
+        s.set_admin_key(admin.till_id()).expect("trust root");
+        crate::commands::adopt_admin_key(&mut s, dir.path());
         let new = rotate_if_due(&mut s, dir.path())
             .expect("rotate")
             .expect("due");
@@ -1971,6 +1988,7 @@ mod tests {
         let admin = TillKey::generate();
         admin.save(&dir.join(ADMIN_KEY_FILE)).expect("admin key");
         s.set_admin_key(admin.till_id()).expect("admin");
+        crate::commands::adopt_admin_key(&mut s, dir);
         ensure_keys(&mut s, dir).expect("first key");
         s
     }

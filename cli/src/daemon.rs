@@ -183,6 +183,9 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let tcp_app = gate(Some(port));
     #[cfg(unix)]
     let unix_app = gate(None);
+    // Only the two served copies may hold the shared state (and so the node):
+    // at shutdown the node must be the daemon's alone to be shut down.
+    drop(app);
     let stop_signal = stop.clone();
     let shutdown = async move {
         #[cfg(unix)]

@@ -1529,11 +1529,10 @@ impl SyncContext {
 
     /// A peer that refused this till as revoked (its close code and reason)
     /// tells it its membership is over: it stops syncing.
-    fn note_refusal(&self, peer: TillId, e: &dyn std::fmt::Debug) {
-        let text = format!("{e:?}");
-        if text.contains(String::from_utf8_lossy(REVOKED_REASON).as_ref())
-            || text.contains(&format!("error_code: {REVOKED}"))
-        {
+    fn note_refusal<E: std::fmt::Display + std::fmt::Debug>(&self, peer: TillId, e: &E) {
+        // The close reason travels as text in the error (and its code).
+        let text = format!("{e} {e:?}");
+        if text.contains("membership was revoked") || text.contains(&format!("(code {REVOKED})")) {
             tracing::warn!(peer = %peer.fmt_short(), "a peer says this till's membership was revoked; it stops syncing");
             self.revoked.store(true, Ordering::Relaxed);
         }

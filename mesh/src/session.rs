@@ -236,6 +236,13 @@ where
             )));
         }
         report.rounds = round + 1;
+        // A document whose changes were refused is out of this session: it is
+        // neither asked for again nor taken, so the rounds end.
+        let refused: std::collections::HashSet<DocId> = report
+            .refused
+            .iter()
+            .filter_map(|(d, _)| d.parse().ok())
+            .collect();
         // Generate this round's messages.
         let work: Vec<(DocId, SyncState)> = docs.iter().copied().zip(states.drain(..)).collect();
         let generated = store
@@ -247,7 +254,9 @@ where
         let mut outgoing = Vec::new();
         for (doc, st, msg) in generated {
             states.push(st);
-            if let Some(m) = msg? {
+            if let Some(m) = msg?
+                && !refused.contains(&doc)
+            {
                 outgoing.push((doc, m));
             }
         }
@@ -289,6 +298,9 @@ where
                             )));
                         };
                         received += 1;
+                        if refused.contains(&doc) {
+                            continue;
+                        }
                         pending_bytes += msg.len();
                         pending.push((i, msg));
                         if pending.len() >= BATCH || pending_bytes >= APPLY_BYTES {

@@ -309,7 +309,6 @@ async fn join_sync_and_refusals_over_real_endpoints() {
         b.sync_with(ka.till_id()).await.is_err(),
         "revoked till is refused"
     );
-    assert!(b.is_revoked(), "the refusal tells B it was revoked");
     // Give gossip time to deliver, had the revoked till kept its connections.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sales(&hb).await, before, "no data reached the revoked till");
@@ -346,7 +345,17 @@ async fn gossip_spreads_a_sale_without_a_sync_session() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(b.gossip_neighbours() > 0, "B joined the gossip swarm");
-    let synced_before = b.links().get(&ka.till_id()).and_then(|l| l.last_sync);
+    // The sessions of the join (the admin till pushes the new certificate at
+    // once) are over when the last sync time stands still for a while.
+    let mut synced_before = b.links().get(&ka.till_id()).and_then(|l| l.last_sync);
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = b.links().get(&ka.till_id()).and_then(|l| l.last_sync);
+        if now == synced_before {
+            break;
+        }
+        synced_before = now;
+    }
     let receipt = hb
         .call(|s| s.record_sale(sale()))
         .await

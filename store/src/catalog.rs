@@ -503,6 +503,7 @@ impl Store {
         recovery: &RecoveryRecipient,
     ) -> Result<(), MembershipError> {
         self.check_admin(admin)?;
+        self.admin_signer.get_or_insert_with(|| admin.clone());
         let sig = admin.sign(&recovery_message(&self.store_id(), recovery));
         self.set_config_value(
             BACKUP_RECOVERY,

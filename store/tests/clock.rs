@@ -71,9 +71,13 @@ fn a_till_ten_years_ahead_does_not_move_the_others_clock() {
     let ahead = ManualClock::new(NOW + TEN_YEARS_MS);
     let clocks = [honest.clone(), ahead.clone()];
     let path = |i: usize| dir.path().join(format!("till{i}.redb"));
-    let mut stores = test_utils::certified_stores(
+    let mut stores = test_utils::certified_with_roles(
         "Corner",
         &["ADMIN".into(), "FAST".into()],
+        &[
+            tillmesh_store::Role::BackOffice,
+            tillmesh_store::Role::Manager,
+        ],
         |s| {
             s.add_product(test_utils::product("TEA", 200))
                 .expect("product");

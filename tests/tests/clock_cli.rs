@@ -17,7 +17,7 @@ fn a_till_ten_years_ahead_does_not_move_the_admin_tills_days() {
     a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.50"]);
     let da = a.start(&[]);
     let b = Till::new(dir.path(), "b");
-    b.join(&a, "B");
+    b.join_as(&a, "B", "manager");
     da.stop();
 
     // B's clock is ten years ahead from here on.
