@@ -63,7 +63,7 @@ fn till() -> TillKey {
     TillKey::from_seed([3; 32])
 }
 
-/// A whole backup file, read for [`STORE`] with its key, every signer a
+/// A whole backup file, read for `STORE` with its key, every signer a
 /// member. A file that opens passed the checks before it.
 pub fn backup_file(data: &[u8]) -> bool {
     let header = Header::decode(data);

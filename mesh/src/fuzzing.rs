@@ -1,6 +1,6 @@
 //! Fuzz target bodies for everything a till decodes from a peer: sync frames
 //! ([`wire_frame`]) and sync messages sent in pieces ([`sync_pieces`]), gossip
-//! ([`gossip`]), tickets ([`ticket`]), and the join and keys requests and replies
+//! ([`gossip()`]), tickets ([`ticket`]), and the join and keys requests and replies
 //! ([`join`], [`keys`]). Each body is called by its cargo-fuzz target (`fuzz/`)
 //! and, on every committed input, by an ordinary test; see
 //! [`tillmesh_store::fuzzing`] and docs/fuzzing.md.

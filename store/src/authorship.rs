@@ -196,7 +196,7 @@ impl Store {
                     continue;
                 }
                 let p = Proof::sign(&self.key, &self.store_id(), &doc, hlc, heads);
-                let slot = p.slot(&doc, &self.actor.to_bytes());
+                let slot = p.slot(&doc, self.actor.to_bytes());
                 proofs.insert(slot.as_str(), Proof::encode_list(&[p]).as_slice())?;
             }
             let mut m = txn.open_table(tables::META)?;
@@ -465,7 +465,7 @@ impl Writer<'_> {
             };
             let heads = doc.get_heads();
             let mut mine = vec![Proof::sign(&self.s.key, &store_id, id, hlc, heads.clone())];
-            keep.push((mine[0].slot(id, &self.s.actor.to_bytes()), mine[0].clone()));
+            keep.push((mine[0].slot(id, self.s.actor.to_bytes()), mine[0].clone()));
             if let (Some(admin), None) = (&self.s.admin_signer, id.owner()) {
                 let p = Proof::sign(admin, &store_id, id, hlc, heads);
                 keep.push((Proof::admin_slot(id, &admin.till_id()), p.clone()));

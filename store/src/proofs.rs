@@ -50,7 +50,7 @@ pub struct Proof {
     pub hlc: u64,
     /// The heads signed.
     pub heads: Vec<ChangeHash>,
-    /// ed25519 signature by `signer` over [`Proof::message`].
+    /// ed25519 signature by `signer` over the store id, document id, HLC and heads.
     pub sig: Signature,
 }
 

@@ -108,9 +108,12 @@ pub fn certified_with_roles(
     out
 }
 
+/// A document's changes with the proofs that travel with them.
+pub type Delivery = (crate::DocId, Vec<Vec<u8>>, Vec<crate::Proof>);
+
 /// Every document of `store` as changes with the proofs it keeps, membership
 /// first: what a new till receives from it.
-pub fn everything(store: &mut Store) -> Vec<(crate::DocId, Vec<Vec<u8>>, Vec<crate::Proof>)> {
+pub fn everything(store: &mut Store) -> Vec<Delivery> {
     let mut docs = store.doc_ids().expect("docs");
     docs.sort_by_key(|d| *d != crate::DocId::Membership);
     docs.into_iter()
@@ -123,7 +126,7 @@ pub fn everything(store: &mut Store) -> Vec<(crate::DocId, Vec<Vec<u8>>, Vec<cra
 }
 
 /// Apply what [`everything`] gave to `store`.
-pub fn deliver(store: &mut Store, docs: &[(crate::DocId, Vec<Vec<u8>>, Vec<crate::Proof>)]) {
+pub fn deliver(store: &mut Store, docs: &[Delivery]) {
     for (doc, changes, proofs) in docs {
         store.apply_changes(doc, changes, proofs).expect("deliver");
     }

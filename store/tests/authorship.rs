@@ -75,7 +75,7 @@ fn a_till_cannot_change_prices_even_when_it_signs_its_own_change() {
     let (change, proofs) = raw_change(&mut b, &DocId::Catalog, &b_id, "TEA/price", &field, &b_key);
     let before = a.heads(&DocId::Catalog).expect("heads");
     let err = a
-        .apply_changes(&DocId::Catalog, &[change.clone()], &proofs)
+        .apply_changes(&DocId::Catalog, std::slice::from_ref(&change), &proofs)
         .expect_err("refused");
     assert!(matches!(err, ApplyError::Forbidden { .. }), "{err:?}");
     assert_eq!(a.heads(&DocId::Catalog).expect("heads"), before);
@@ -112,7 +112,7 @@ fn a_change_under_another_tills_name_or_without_proof_is_refused() {
     // B writes a price under A's actor id and signs it itself: refused.
     let (change, proofs) = raw_change(&mut b, &DocId::Catalog, &a_id, "TEA/price", &field, &b_key);
     let err = a
-        .apply_changes(&DocId::Catalog, &[change.clone()], &proofs)
+        .apply_changes(&DocId::Catalog, std::slice::from_ref(&change), &proofs)
         .expect_err("forged");
     assert!(matches!(err, ApplyError::Unproven { .. }), "{err:?}");
     // Nor with no proof, nor with a proof by a stranger's key.
@@ -121,7 +121,7 @@ fn a_change_under_another_tills_name_or_without_proof_is_refused() {
     let strange = Proof::sign(&stranger, &a.store_id(), &DocId::Catalog, 1, vec![hash]);
     for proofs in [vec![], vec![strange]] {
         let err = b
-            .apply_changes(&DocId::Catalog, &[change.clone()], &proofs)
+            .apply_changes(&DocId::Catalog, std::slice::from_ref(&change), &proofs)
             .expect_err("unproven");
         assert!(matches!(err, ApplyError::Unproven { .. }), "{err:?}");
     }

@@ -267,16 +267,14 @@ impl Sim {
             t.set_admin_key(admin.till_id()).expect("trust root");
         }
         tills[0].set_admin_signer(admin.clone()).expect("admin key");
-        for i in 0..n {
+        for (i, id) in ids.iter().enumerate() {
             let role = if i == 0 {
                 Role::BackOffice
             } else {
                 Role::Manager
             };
             let name = format!("T{i}").parse().expect("till name");
-            tills[0]
-                .certify(&admin, ids[i], &name, role)
-                .expect("certify");
+            tills[0].certify(&admin, *id, &name, role).expect("certify");
         }
         Sim {
             seed,

@@ -109,7 +109,7 @@ fn a_rogue_tills_price_change_is_refused_by_every_honest_till() {
                 .apply_changes(
                     &DocId::Catalog,
                     &[change.raw_bytes().to_vec()],
-                    &[proof.clone()]
+                    std::slice::from_ref(&proof)
                 )
                 .is_err()
         );
