@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tillmesh_mesh::{StoreHandle, run_session};
-use tillmesh_store::{Role, StoreId, StoreOptions, Tender, TillId, test_utils};
+use tillmesh_store::{StoreId, Tender, TillId, test_utils};
 
 const TILLS: usize = 20;
 
@@ -36,30 +36,12 @@ async fn twenty_tills_converge_after_random_partitions() {
     // Every till certified by the founder (managers: they edit prices), each
     // starting from the founder's documents.
     let names: Vec<String> = (0..TILLS).map(|i| format!("T{i:02}")).collect();
-    let roles: Vec<Role> = (0..TILLS)
-        .map(|i| {
-            if i == 0 {
-                Role::BackOffice
-            } else {
-                Role::Manager
-            }
-        })
-        .collect();
-    let stores = test_utils::certified_with_roles(
-        "Partition Shop",
-        &names,
-        &roles,
-        |f| {
-            for sku in ["TEA", "MILK", "BREAD"] {
-                f.add_product(test_utils::product(sku, 100))
-                    .expect("product");
-            }
-        },
-        |_, key, new| {
-            tillmesh_store::Store::create_in_memory(key, new, StoreOptions::default())
-                .expect("in-memory store")
-        },
-    );
+    let stores = test_utils::managers_in_memory("Partition Shop", &names, |f| {
+        for sku in ["TEA", "MILK", "BREAD"] {
+            f.add_product(test_utils::product(sku, 100))
+                .expect("product");
+        }
+    });
     let id = stores[0].0.store_id();
     let mut tills: Vec<(StoreHandle, TillId)> = Vec::new();
     for (s, _) in stores {

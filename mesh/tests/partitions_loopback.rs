@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle};
-use tillmesh_store::{Role, Tender, TillId, test_utils};
+use tillmesh_store::{Tender, TillId, test_utils};
 
 const TILLS: usize = 20;
 const SKUS: [&str; 3] = ["TEA", "MILK", "BREAD"];
@@ -28,30 +28,12 @@ struct Till {
 async fn store_of_tills() -> Vec<Till> {
     let names: Vec<String> = (0..TILLS).map(|i| format!("T{i:02}")).collect();
     // Managers: every till edits prices here.
-    let roles: Vec<Role> = (0..TILLS)
-        .map(|i| {
-            if i == 0 {
-                Role::BackOffice
-            } else {
-                Role::Manager
-            }
-        })
-        .collect();
-    let stores = test_utils::certified_with_roles(
-        "Partition Shop",
-        &names,
-        &roles,
-        |f| {
-            for sku in SKUS {
-                f.add_product(test_utils::product(sku, 100))
-                    .expect("product");
-            }
-        },
-        |_, key, new| {
-            tillmesh_store::Store::create_in_memory(key, new, Default::default())
-                .expect("in-memory store")
-        },
-    );
+    let stores = test_utils::managers_in_memory("Partition Shop", &names, |f| {
+        for sku in SKUS {
+            f.add_product(test_utils::product(sku, 100))
+                .expect("product");
+        }
+    });
     let mut tills = Vec::new();
     for (s, k) in stores {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

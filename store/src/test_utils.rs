@@ -160,6 +160,28 @@ pub fn certify_more(stores: &mut [(Store, TillKey)], tills: &[(TillKey, &str, Ro
     }
 }
 
+/// Tills in memory, certified as after joining: the first is the back office
+/// holding the admin key, every other a manager (so that any till may edit
+/// prices), each starting from the first's documents after `setup`.
+pub fn managers_in_memory(
+    store_name: &str,
+    names: &[String],
+    setup: impl FnOnce(&mut Store),
+) -> Vec<(Store, TillKey)> {
+    let roles: Vec<Role> = (0..names.len())
+        .map(|i| {
+            if i == 0 {
+                Role::BackOffice
+            } else {
+                Role::Manager
+            }
+        })
+        .collect();
+    certified_with_roles(store_name, names, &roles, setup, |_, key, new| {
+        Store::create_in_memory(key, new, StoreOptions::default()).expect("in-memory store")
+    })
+}
+
 /// [`certified_stores`] in memory.
 pub fn certified_in_memory(
     store_name: &str,

@@ -11,21 +11,6 @@ use automerge::{ActorId, Automerge, ROOT};
 use common::{Till, wait_for};
 use tillmesh_store::{DocId, Proof, Store, StoreOptions, TillKey};
 
-fn price(t: &Till) -> i64 {
-    t.json(&["product", "show", "TEA"])["price_cents"]
-        .as_i64()
-        .expect("price")
-}
-
-fn receipts(t: &Till) -> Vec<String> {
-    t.json(&["sales"])
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s["receipt"].as_str().expect("receipt").to_string())
-        .collect()
-}
-
 fn shop(dir: &std::path::Path) -> (Till, Till) {
     let a = Till::new(dir, "a");
     a.ok(&["init", "--store", "Rogue Test", "--till", "A"]);
@@ -53,7 +38,7 @@ fn a_till_key_copied_to_admin_key_gives_no_admin_rights() {
     }
     // Its own key announcement would be ignored anyway: nothing changed on A.
     assert_eq!(a.json(&["keys", "list"]), keys_before);
-    assert_eq!(price(&b), 200);
+    assert_eq!(b.price_cents("TEA"), 200);
 }
 
 #[test]
@@ -125,13 +110,13 @@ fn a_rogue_tills_price_change_is_refused_by_every_honest_till() {
     let sale = b.json(&["sale", "--line", "TEA", "--tender", "cash"]);
     let r = sale["receipt"].as_str().expect("receipt").to_string();
     for t in [&a, &c] {
-        wait_for("B's sale on every till", || receipts(t).contains(&r));
+        wait_for("B's sale on every till", || t.receipts().contains(&r));
     }
     // A few sync rounds later the price is still the honest one everywhere
     // honest, and the refusal is in the audit trail.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    assert_eq!(price(&a), 200);
-    assert_eq!(price(&c), 200);
+    assert_eq!(a.price_cents("TEA"), 200);
+    assert_eq!(c.price_cents("TEA"), 200);
     let audit = a.ok(&["audit"]);
     assert!(
         audit.contains("refused") && audit.contains("catalog"),

@@ -8,21 +8,6 @@ mod common;
 
 use common::{Till, start_relay, wait_for};
 
-fn receipts(t: &Till) -> Vec<String> {
-    t.json(&["sales"])
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s["receipt"].as_str().expect("receipt").to_string())
-        .collect()
-}
-
-fn price(t: &Till) -> i64 {
-    t.json(&["product", "show", "TEA"])["price_cents"]
-        .as_i64()
-        .expect("price")
-}
-
 #[test]
 fn three_tills_and_a_relay() {
     let mut dir = tempfile::tempdir().expect("tempdir");
@@ -83,7 +68,7 @@ fn three_tills_and_a_relay() {
     let sale = b.json(&["sale", "--line", "TEA", "--tender", "cash"]);
     let r = sale["receipt"].as_str().expect("receipt").to_string();
     for t in [&a, &c] {
-        wait_for("the sale to reach every till", || receipts(t).contains(&r));
+        wait_for("the sale to reach every till", || t.receipts().contains(&r));
     }
 
     // Concurrent price edits on A and C (both daemons stopped, so neither sees the
@@ -104,10 +89,14 @@ fn three_tills_and_a_relay() {
     let da = a.start(&[]);
     let dc = c.start(&[]);
     wait_for("one price everywhere", || {
-        let (pa, pb, pc) = (price(&a), price(&b), price(&c));
+        let (pa, pb, pc) = (
+            a.price_cents("TEA"),
+            b.price_cents("TEA"),
+            c.price_cents("TEA"),
+        );
         pa == pb && pb == pc
     });
-    assert!([210, 250].contains(&price(&a)));
+    assert!([210, 250].contains(&a.price_cents("TEA")));
     wait_for("the conflict to be logged on A and C", || {
         [&a, &c].iter().all(|t| {
             t.json(&["conflicts", "--all"])
@@ -115,7 +104,7 @@ fn three_tills_and_a_relay() {
                 .is_some_and(|l| l.len() == 1 && l[0]["key"] == "TEA/price_cents")
         })
     });
-    wait_for("C to catch up on B's sales", || receipts(&c).len() == 6);
+    wait_for("C to catch up on B's sales", || c.receipts().len() == 6);
 
     // Status on A: every till online, over a direct path.
     wait_for("A to see B and C online", || {
@@ -135,7 +124,7 @@ fn three_tills_and_a_relay() {
     let sale = a.json(&["sale", "--line", "TEA", "--tender", "card"]);
     let r = sale["receipt"].as_str().expect("receipt").to_string();
     wait_for("a sale to reach the relay-only till", || {
-        receipts(&c).contains(&r)
+        c.receipts().contains(&r)
     });
     wait_for("C's status to show the relay path", || {
         let s = c.json(&["status"]);

@@ -84,6 +84,23 @@ impl Till {
         ticket
     }
 
+    /// The price of `sku` on this till, in cents.
+    pub fn price_cents(&self, sku: &str) -> i64 {
+        self.json(&["product", "show", sku])["price_cents"]
+            .as_i64()
+            .expect("price")
+    }
+
+    /// The receipt numbers of every sale this till holds.
+    pub fn receipts(&self) -> Vec<String> {
+        self.json(&["sales"])
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|s| s["receipt"].as_str().expect("receipt").to_string())
+            .collect()
+    }
+
     /// Run a command with `--json` that must succeed; return the parsed output.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
