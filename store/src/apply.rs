@@ -1,9 +1,9 @@
 //! The merge entry point: changes that arrive from other tills (the mesh) or from
 //! backups and USB sticks, checked before any of them is kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use automerge::Change;
+use automerge::{Change, ChangeHash};
 use redb::{ReadableDatabase, ReadableMultimapTable, ReadableTable};
 
 use crate::error::{ApplyError, StorageError};
@@ -87,7 +87,7 @@ impl Store {
             return Ok(a);
         }
         // The signers of the proofs, judged once by this till's membership.
-        let mut signers = std::collections::HashSet::new();
+        let mut signers = HashSet::new();
         let store_id = self.store_id();
         for (id, _, proofs) in docs {
             for p in proofs {
@@ -167,9 +167,60 @@ impl Store {
         changes: Vec<Change>,
         proofs: &[Proof],
     ) -> Result<ApplyReport, ApplyError> {
+        let mut first = ApplyReport::default();
+        if *doc == DocId::Membership {
+            first = self.merge_certificates_first(&changes, proofs)?;
+        }
         let mut w = self.writer()?;
         let new_changes = w.apply_remote(*doc, changes, proofs)?;
-        w.commit_new(new_changes)
+        let then = w.commit_new(new_changes)?;
+        Ok(ApplyReport {
+            new_changes: first.new_changes + then.new_changes,
+            conflicts: first.conflicts + then.conflicts,
+        })
+    }
+
+    /// A membership batch can hold a new member's certificate (under the admin
+    /// key's proof) and that member's own entries (its address, under its own
+    /// proof, which counts only once it is certified): the changes the admin
+    /// key's proofs reach are merged first, on their own.
+    fn merge_certificates_first(
+        &mut self,
+        changes: &[Change],
+        proofs: &[Proof],
+    ) -> Result<ApplyReport, ApplyError> {
+        let Some(admin) = self.admin else {
+            return Ok(ApplyReport::default());
+        };
+        let by_admin: Vec<Proof> = proofs
+            .iter()
+            .filter(|p| p.signer == admin)
+            .cloned()
+            .collect();
+        if by_admin.is_empty() || by_admin.len() == proofs.len() {
+            return Ok(ApplyReport::default());
+        }
+        let by_hash: HashMap<ChangeHash, &Change> = changes.iter().map(|c| (c.hash(), c)).collect();
+        let mut reached: HashSet<ChangeHash> = HashSet::new();
+        let mut stack: Vec<ChangeHash> = by_admin.iter().flat_map(|p| p.heads.clone()).collect();
+        while let Some(h) = stack.pop() {
+            if let Some(c) = by_hash.get(&h)
+                && reached.insert(h)
+            {
+                stack.extend(c.deps().iter().copied());
+            }
+        }
+        if reached.is_empty() || reached.len() == changes.len() {
+            return Ok(ApplyReport::default());
+        }
+        let part: Vec<Change> = changes
+            .iter()
+            .filter(|c| reached.contains(&c.hash()))
+            .cloned()
+            .collect();
+        let mut w = self.writer()?;
+        let n = w.apply_remote(DocId::Membership, part, &by_admin)?;
+        w.commit_new(n)
     }
 
     /// Drop every view and derive it again from the documents. The conflict log
@@ -263,7 +314,7 @@ fn load_checked<'a>(
     (id, saved, proofs): &(DocId, &'a [u8], Vec<Proof>),
     store: crate::ids::StoreId,
     admin: Option<crate::ids::TillId>,
-    signers: &std::collections::HashSet<crate::ids::TillId>,
+    signers: &HashSet<crate::ids::TillId>,
     legacy: bool,
 ) -> Result<Loaded<'a>, ApplyError> {
     let doc = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
@@ -295,7 +346,7 @@ fn load_checked<'a>(
         ph == heads && (Some(p.signer) == id.owner() || Some(p.signer) == admin)
     });
     if !whole {
-        let nodes: std::collections::HashMap<automerge::ChangeHash, Node> = meta
+        let nodes: HashMap<ChangeHash, Node> = meta
             .iter()
             .map(|m| {
                 (

@@ -310,3 +310,44 @@ fn deliver_all(tills: &mut [Store], from: usize, to: usize) {
         let _ = tills[to].apply_changes(&doc, &changes, &proofs);
     }
 }
+
+/// A new member's own entry (its address, under its own proof) may reach a
+/// till in the same batch as its certificate (under the admin key's proof):
+/// the certificate is taken first, then the entry it makes valid.
+#[test]
+fn a_new_members_address_arrives_with_its_certificate_in_one_batch() {
+    let mut tills = test_utils::certified_in_memory("Shop", &["A".into(), "B".into()], |_| {});
+    let (mut a, _) = tills.remove(0);
+    let (mut b, _) = tills.remove(0);
+    let admin = test_utils::admin_key(&a);
+    let key = TillKey::generate();
+    let name = "C".parse().expect("name");
+    a.certify(&admin, key.till_id(), &name, Role::Till)
+        .expect("certify");
+    let mut c = Store::create_in_memory(
+        key.clone(),
+        tillmesh_store::NewStore {
+            store_id: a.store_id(),
+            store_name: "Shop".into(),
+            till_name: name,
+            role: Role::Till,
+            founder: false,
+        },
+        tillmesh_store::StoreOptions::default(),
+    )
+    .expect("C");
+    c.set_admin_key(admin.till_id()).expect("admin key");
+    test_utils::deliver(&mut c, &test_utils::everything(&mut a));
+    let addr = serde_json::json!({"at": "127.0.0.1:4000"});
+    c.publish_address(addr.clone()).expect("address");
+    sync_from(&mut c, &mut a);
+    // B has neither the certificate nor the address: both come in one batch.
+    sync_from(&mut a, &mut b);
+    let seen = b
+        .tills()
+        .expect("tills")
+        .into_iter()
+        .find(|t| t.id == key.till_id())
+        .expect("C is a member on B");
+    assert_eq!(seen.addr, Some(addr));
+}
