@@ -155,7 +155,7 @@ where
     }
 
     // Buckets, then the manifest of the buckets that differ.
-    let ours = store.call(|s| s.manifest_buckets()).await??;
+    let (ours, own) = store.call(|s| s.manifest_buckets_and_own()).await??;
     report.bytes_sent += write_frame(&mut send, &Frame::Buckets(ours.clone())).await?;
     let theirs = match expect_frame(&mut recv, &mut report).await? {
         Frame::Buckets(b) if b.len() == ours.len() => b,
@@ -217,6 +217,20 @@ where
         .map(|(d, _)| d)
         .collect();
     report.docs = docs.len();
+    // This till's own documents that do not differ (in a bucket with the same
+    // digest, or listed with the same heads): the peer holds them as they were
+    // when the digests were read. So recorded, what only this till holds is
+    // known without a sync round.
+    let differs: BTreeSet<&DocId> = docs.iter().collect();
+    let held: Vec<(DocId, Vec<ChangeHash>)> = own
+        .into_iter()
+        .filter(|(d, _)| !differs.contains(d))
+        .collect();
+    if !held.is_empty() {
+        store
+            .call(move |s| s.note_peer_holds(&peer, &held))
+            .await??;
+    }
 
     // Sync rounds.
     let mut states: Vec<SyncState> = {

@@ -196,6 +196,61 @@ impl Store {
         Ok(out)
     }
 
+    /// The 256 bucket digests together with the heads of this till's own
+    /// documents (its sales, stock and audit), read at one instant: a peer whose
+    /// digest for a bucket is the same holds exactly these heads of its documents.
+    pub fn manifest_buckets_and_own(
+        &self,
+    ) -> Result<(BucketDigests, Vec<(DocId, Vec<ChangeHash>)>), StorageError> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(tables::BUCKETS)?;
+        let mut buckets = vec![[0u8; 32]; BUCKETS];
+        for row in t.iter()? {
+            let (k, v) = row?;
+            buckets[usize::from(k.value())].copy_from_slice(v.value());
+        }
+        let heads = txn.open_table(tables::DOC_HEADS)?;
+        let me = self.till_id();
+        let mut own = Vec::new();
+        for kind in ["audit", "sales", "stock"] {
+            let (from, to) = (format!("{kind}/{me}/"), format!("{kind}/{me}0"));
+            for row in heads.range(from.as_str()..to.as_str())? {
+                let (k, v) = row?;
+                if let Ok(doc) = k.value().parse::<DocId>() {
+                    own.push((doc, decode_heads(&doc, v.value())?));
+                }
+            }
+        }
+        Ok((buckets, own))
+    }
+
+    /// Note that `peer` holds these heads of these documents (it showed the same
+    /// heads in a session): what [`Store::unreplicated`] and
+    /// [`Store::unsynced_sales`] count as held, written only where it moved.
+    pub fn note_peer_holds(
+        &mut self,
+        peer: &TillId,
+        docs: &[(DocId, Vec<ChangeHash>)],
+    ) -> Result<(), StorageError> {
+        let mut moved = Vec::new();
+        for (doc, heads) in docs {
+            let mut st = self.sync_state(peer, doc)?;
+            let mut h = heads.clone();
+            h.sort();
+            let mut shared = st.shared_heads.clone();
+            shared.sort();
+            if h != shared {
+                st.shared_heads = h;
+                moved.push((*doc, st));
+            }
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<(DocId, &sync::State)> = moved.iter().map(|(d, s)| (*d, s)).collect();
+        self.save_sync_states(peer, &refs)
+    }
+
     /// The documents (with heads) of the given buckets.
     pub fn manifest(
         &self,
