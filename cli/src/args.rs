@@ -69,6 +69,16 @@ pub enum Command {
         /// The till's name or id.
         till: String,
     },
+    /// Write this till's own sales that no member holds to a JSON file, for the
+    /// back office to review (a revoked till's last sales).
+    ExportUnsynced {
+        /// The file to write (it must not exist yet).
+        file: PathBuf,
+    },
+    /// The store's admin key: a second admin till, so losing one machine does
+    /// not lock the store.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Run the store's own relay server.
     Relay(RelayArgs),
     /// The store's relay list, shared by every till.
@@ -225,6 +235,24 @@ pub enum UsbCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AdminCmd {
+    /// Write the admin key, with the backup keys, to a passphrase-protected file
+    /// (admin till; the passphrase comes from `$TILLMESH_RECOVERY_PASSPHRASE`).
+    /// The file has the recovery file's format: either one imports.
+    Export {
+        /// Where to write it (it must not exist yet).
+        file: PathBuf,
+    },
+    /// Make this till an admin till too, from a file of `admin export` or
+    /// `recovery create` (daemon stopped; passphrase from
+    /// `$TILLMESH_RECOVERY_PASSPHRASE`).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RecoveryCmd {
     /// Write the recovery file (admin till). The passphrase comes from
     /// `$TILLMESH_RECOVERY_PASSPHRASE`.
@@ -300,6 +328,8 @@ impl Command {
             }
             Command::Sink(SinkCmd::Add { path, .. }) => fix(path),
             Command::Usb(UsbCmd::Sync { dir, .. }) => fix(dir),
+            Command::ExportUnsynced { file }
+            | Command::Admin(AdminCmd::Export { file } | AdminCmd::Import { file }) => fix(file),
             Command::Recovery(
                 RecoveryCmd::Create { file, .. } | RecoveryCmd::Restore { file, .. },
             ) => fix(file),

@@ -273,7 +273,7 @@ pub fn write_keys_file(store: &Store, home: &Path) -> Result<()> {
     write_secret(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
 }
 
-fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut o = std::fs::OpenOptions::new();
@@ -1293,7 +1293,7 @@ pub fn recovery_create(
 /// Write the recovery file, the passphrase from `$TILLMESH_RECOVERY_PASSPHRASE`.
 /// The passphrase for a recovery file, from `$TILLMESH_RECOVERY_PASSPHRASE`.
 fn passphrase() -> Result<String> {
-    std::env::var("TILLMESH_RECOVERY_PASSPHRASE").map_err(|_| {
+    crate::client::caller_env("TILLMESH_RECOVERY_PASSPHRASE").ok_or_else(|| {
         rejected("set TILLMESH_RECOVERY_PASSPHRASE to the passphrase for the recovery file")
     })
 }
@@ -1407,8 +1407,7 @@ pub fn recovery_note(store: &Store, home: &Path) -> Result<String> {
 
 /// age's scrypt work factor (2^N); tests may lower it.
 fn work_factor() -> u8 {
-    std::env::var("TILLMESH_SCRYPT_WORK_FACTOR")
-        .ok()
+    crate::client::caller_env("TILLMESH_SCRYPT_WORK_FACTOR")
         .and_then(|v| v.parse().ok())
         .unwrap_or(18)
 }
@@ -1590,15 +1589,15 @@ fn restore_error(e: BackupError) -> anyhow::Error {
 }
 
 /// A recovery file opened with the passphrase in `$TILLMESH_RECOVERY_PASSPHRASE`.
-struct OpenedRecovery {
-    r: keys::Recovery,
-    store_id: StoreId,
-    admin_key: TillKey,
+pub(crate) struct OpenedRecovery {
+    pub(crate) r: keys::Recovery,
+    pub(crate) store_id: StoreId,
+    pub(crate) admin_key: TillKey,
 }
 
 impl OpenedRecovery {
-    fn read(file: &Path) -> Result<Self> {
-        let pass = std::env::var("TILLMESH_RECOVERY_PASSPHRASE").map_err(|_| {
+    pub(crate) fn read(file: &Path) -> Result<Self> {
+        let pass = crate::client::caller_env("TILLMESH_RECOVERY_PASSPHRASE").ok_or_else(|| {
             rejected("set TILLMESH_RECOVERY_PASSPHRASE to the recovery file's passphrase")
         })?;
         let bytes =

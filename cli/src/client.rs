@@ -51,6 +51,42 @@ pub struct ExecRequest {
     /// The caller's working directory: relative paths in `args` are relative to it.
     #[serde(default)]
     pub cwd: Option<PathBuf>,
+    /// The caller's values of [`FORWARDED_ENV`]: a passphrase is the caller's,
+    /// not the daemon's.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// Environment variables a command reads that the daemon takes from the
+/// caller when it runs the command for it.
+pub const FORWARDED_ENV: &[&str] = &[
+    "TILLMESH_RECOVERY_PASSPHRASE",
+    "TILLMESH_SCRYPT_WORK_FACTOR",
+];
+
+thread_local! {
+    static CALLER_ENV: std::cell::RefCell<Option<std::collections::BTreeMap<String, String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A variable of [`FORWARDED_ENV`] as the command's caller set it: from the
+/// request while the daemon runs a command for a client, else this process's.
+pub fn caller_env(name: &str) -> Option<String> {
+    CALLER_ENV
+        .with(|e| e.borrow().as_ref().map(|m| m.get(name).cloned()))
+        .unwrap_or_else(|| std::env::var(name).ok())
+}
+
+/// Run `f` (a command the daemon runs for a client, on this thread) with the
+/// client's environment as [`caller_env`] sees it.
+pub fn with_caller_env<T>(
+    env: std::collections::BTreeMap<String, String>,
+    f: impl FnOnce() -> T,
+) -> T {
+    CALLER_ENV.with(|e| *e.borrow_mut() = Some(env));
+    let out = f();
+    CALLER_ENV.with(|e| *e.borrow_mut() = None);
+    out
 }
 
 /// Where the daemon's API file lives.
@@ -80,6 +116,10 @@ pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
     let body = serde_json::to_vec(&ExecRequest {
         args: args.to_vec(),
         cwd: std::env::current_dir().ok(),
+        env: FORWARDED_ENV
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect(),
     })?;
     let head = format!(
         "POST /v1/exec HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\

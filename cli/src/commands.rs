@@ -922,6 +922,8 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Audit(a) => audit(store, a, out),
         Command::Info(f) => info(store, home, f.json, out),
         Command::Revoke { till } => revoke(store, home, till, out),
+        Command::ExportUnsynced { file } => crate::admin::export_unsynced(store, file, out),
+        Command::Admin(c) => crate::admin::admin(store, home, c, out),
         Command::Relays(c) => relays(store, c, out),
         Command::Keys(c) => crate::backups::keys_cmd(store, home, c, out),
         Command::Backup(a) => crate::backups::backup(store, home, a, out),
@@ -934,7 +936,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
             "restoring writes a new till home: run it with --home NEWDIR, not on a live till",
         )),
         Command::Status(a) => {
-            let report = crate::status::collect(store, home, None, 0)?;
+            let report = crate::status::collect(store, home, None)?;
             crate::status::render(&report, a.json, out)
         }
         Command::Invite(_) => Err(rejected(

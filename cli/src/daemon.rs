@@ -467,8 +467,11 @@ async fn exec(
     };
     match cli.command {
         Command::Status(a) => {
-            let links = sh.node.links();
-            let window = sh.online_window_ms;
+            let live = status::Live {
+                links: sh.node.links(),
+                revocation: sh.node.revocation(),
+                online_window_ms: sh.online_window_ms,
+            };
             let home = sh.home.clone();
             let relay = sh
                 .node
@@ -479,7 +482,7 @@ async fn exec(
                 .map(|u| u.to_string());
             let report = sh
                 .store
-                .call(move |s| status::collect(s, &home, Some(&links), window))
+                .call(move |s| status::collect(s, &home, Some(&live)))
                 .await
                 .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
             Ok(done(report.and_then(|mut r| {
@@ -514,6 +517,7 @@ async fn exec(
         | Command::Run(_)
         | Command::Join(_)
         | Command::Relay(_)
+        | Command::Admin(crate::args::AdminCmd::Import { .. })
         | Command::Demo(_) => Ok(reply(
             exit::REJECTED,
             String::new(),
@@ -524,11 +528,15 @@ async fn exec(
             let home = sh.home.clone();
             let changes = mutates(&other);
             let revoke = matches!(other, Command::Revoke { .. });
+            let env = req.env.clone();
             let result = sh
                 .store
                 .call(move |s| {
                     let mut out = Vec::new();
-                    commands::dispatch(s, &home, &other, &mut out).map(|_| out)
+                    crate::client::with_caller_env(env, || {
+                        commands::dispatch(s, &home, &other, &mut out)
+                    })
+                    .map(|_| out)
                 })
                 .await
                 .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;

@@ -4,6 +4,7 @@
 //! directory, calls the libraries and formats what they return. Exit codes are
 //! listed in [`exit`] and docs/OPERATIONS.md.
 
+mod admin;
 mod args;
 mod backups;
 mod client;

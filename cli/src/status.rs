@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 use tillmesh_backup::{FolderSink, Sink};
-use tillmesh_mesh::PeerLink;
+use tillmesh_mesh::{PeerLink, Revocation};
 use tillmesh_store::{MemberStatus, Store, TillId};
 
 use crate::backups::now_ms;
@@ -94,15 +94,24 @@ pub struct SelfInfo {
     pub relays: Vec<String>,
     /// The relay the daemon is connected to now (its home relay), if any.
     pub relay_connected: Option<String>,
+    /// Set when this till's membership was revoked: how it learned it.
+    pub revoked: Option<String>,
 }
 
-/// Build the report. `links` is the daemon's view of its peers (None without one).
-pub fn collect(
-    store: &mut Store,
-    home: &Path,
-    links: Option<&HashMap<TillId, PeerLink>>,
-    online_window_ms: u64,
-) -> Result<StatusReport> {
+/// What the daemon knows that the store does not: its links to peers and
+/// what peers said of this till's membership.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub links: HashMap<TillId, PeerLink>,
+    pub revocation: Option<Revocation>,
+    /// A peer counts as online when heard from within this many ms.
+    pub online_window_ms: u64,
+}
+
+/// Build the report. `live` is the daemon's view (None without one).
+pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<StatusReport> {
+    let links = live.map(|l| &l.links);
+    let online_window_ms = live.map_or(0, |l| l.online_window_ms);
     let me = store.till_id();
     let tills = store.tills()?;
     let peers: Vec<TillId> = tills.iter().map(|t| t.id).filter(|t| *t != me).collect();
@@ -173,7 +182,13 @@ pub fn collect(
         }
         rows.push(row);
     }
-    if links.is_none() {
+    let revoked = revoked_because(store, live, &tills)?;
+    if let Some(why) = &revoked {
+        alerts.push(format!(
+            "this till's membership was revoked ({why}): it syncs with nobody and keeps selling locally; \
+             `tillmesh export-unsynced FILE` writes the sales only it holds for the back office"
+        ));
+    } else if links.is_none() {
         alerts.push(
             "the daemon is not running: this till is not syncing (start it with `tillmesh run`)"
                 .into(),
@@ -244,12 +259,53 @@ pub fn collect(
             version: env!("CARGO_PKG_VERSION").to_string(),
             relays: store.relays()?,
             relay_connected: None,
+            revoked,
         },
         tills: rows,
         sinks,
         clock_skew,
         alerts,
     })
+}
+
+/// How this till learned that its membership was revoked, if it was.
+fn revoked_because(
+    store: &Store,
+    live: Option<&Live>,
+    tills: &[tillmesh_store::TillInfo],
+) -> Result<Option<String>> {
+    if matches!(
+        store.member_status(&store.till_id())?,
+        MemberStatus::Revoked(_)
+    ) {
+        return Ok(Some("the admin's signed revocation reached it".into()));
+    }
+    let Some(r) = live.and_then(|l| l.revocation.as_ref()) else {
+        return Ok(None);
+    };
+    if r.refused_by.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = r
+        .refused_by
+        .iter()
+        .map(|id| {
+            tills
+                .iter()
+                .find(|t| t.id == *id)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| id.fmt_short())
+        })
+        .collect();
+    Ok(Some(format!(
+        "{} refused it as revoked{}",
+        names.join(", "),
+        if r.signed {
+            ""
+        } else {
+            ", not yet confirmed by a signed revocation"
+        }
+    )))
 }
 
 /// A duration for people: `3650 days`, `5 h 12 min`, `7 min`.
@@ -267,6 +323,9 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(r)?)?;
         return Ok(());
+    }
+    if let Some(why) = &r.me.revoked {
+        writeln!(out, "THIS TILL WAS REVOKED: {why}")?;
     }
     writeln!(
         out,

@@ -20,5 +20,7 @@ pub mod wire;
 
 pub use actor::{Outbox, StoreClosed, StoreHandle};
 pub use join::{JOIN_ALPN, JoinReply, Ticket, request_join};
-pub use node::{Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink, endpoint};
+pub use node::{
+    Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink, Revocation, endpoint,
+};
 pub use session::{SessionError, SessionReport, run_session};

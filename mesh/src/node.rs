@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use iroh::address_lookup::memory::MemoryLookup;
 use iroh::endpoint::{
-    AfterHandshakeOutcome, Connection, EndpointHooks, PortmapperConfig, Side, VarInt,
-    WeakConnectionHandle, presets,
+    AfterHandshakeOutcome, Connection, ConnectionError, EndpointHooks, PortmapperConfig, Side,
+    VarInt, WeakConnectionHandle, presets,
 };
 use iroh::protocol::{AcceptError, ProtocolHandler, Router};
 use iroh::{
@@ -61,6 +61,33 @@ pub const REVOKED_REASON: &[u8] = b"this till's membership was revoked by the st
 
 /// QUIC close code for a refused peer.
 pub const NOT_A_MEMBER: u32 = 403;
+
+/// A till stops syncing on its peers' word that it was revoked once this many
+/// different members refused it so (or every other member, in a smaller store):
+/// one rogue member alone cannot silence an honest till.
+const REFUSALS_TO_STOP: usize = 3;
+
+/// How this till learned that its own membership is over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocation {
+    /// The membership this till holds carries the admin's signed revocation.
+    pub signed: bool,
+    /// Members that refused this till as revoked (QUIC close code [`REVOKED`]).
+    pub refused_by: Vec<TillId>,
+}
+
+/// Whether `e` (or an error beneath it) is a connection the peer closed with
+/// code [`REVOKED`].
+fn refused_as_revoked(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(ConnectionError::ApplicationClosed(c)) = err.downcast_ref::<ConnectionError>() {
+            return c.error_code == VarInt::from_u32(REVOKED);
+        }
+        cur = err.source();
+    }
+    false
+}
 
 /// QUIC close code for a peer cut off by [`Node::cut_off`].
 const CUT_OFF: u32 = 503;
@@ -1173,10 +1200,22 @@ impl Node {
     }
 
     /// Whether this till learned that its own membership was revoked (from
-    /// its membership document, or from a peer that refused it as revoked): it
-    /// then syncs with nobody and keeps selling locally.
+    /// its membership document, or from enough members that refused it as
+    /// revoked): it then syncs with nobody and keeps selling locally.
     pub fn is_revoked(&self) -> bool {
-        self.ctx.revoked.load(Ordering::Relaxed)
+        self.ctx.is_revoked()
+    }
+
+    /// What this till knows of its own revocation, if anything: the signed
+    /// revocation it holds, and the members that refused it as revoked.
+    pub fn revocation(&self) -> Option<Revocation> {
+        let r = self
+            .ctx
+            .revoked
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        (r.signed || !r.refused_by.is_empty()).then_some(r)
     }
 
     /// This till's gossip neighbours now.
@@ -1269,12 +1308,21 @@ struct SyncContext {
     joined: mpsc::UnboundedSender<Vec<EndpointId>>,
     conns: Conns,
     after: AfterSession,
-    /// Set once this till learns that its own membership was revoked (from its
-    /// membership document, or a peer's refusal): it stops syncing.
-    revoked: Arc<std::sync::atomic::AtomicBool>,
+    /// What this till learned of its own revocation (from its membership
+    /// document, or peers' refusals): see [`SyncContext::is_revoked`].
+    revoked: Arc<Mutex<Revocation>>,
 }
 
 impl SyncContext {
+    /// Revoked by the membership it holds, or refused as revoked by
+    /// [`REFUSALS_TO_STOP`] members (all others, in a smaller store).
+    fn is_revoked(&self) -> bool {
+        let others = self.members.read().map(|m| m.len()).unwrap_or(0);
+        self.revoked
+            .lock()
+            .is_ok_and(|r| r.signed || r.refused_by.len() >= REFUSALS_TO_STOP.min(others.max(1)))
+    }
+
     /// Up to `n` members not in `except`, chosen at random.
     fn random_members(&self, n: usize, except: &HashSet<EndpointId>) -> Vec<EndpointId> {
         let mut all: Vec<EndpointId> = self
@@ -1410,10 +1458,11 @@ impl SyncContext {
         if matches!(
             self.store.call(move |s| s.member_status(&me)).await?,
             Ok(MemberStatus::Revoked(_))
-        ) {
-            self.revoked.store(true, Ordering::Relaxed);
+        ) && let Ok(mut r) = self.revoked.lock()
+        {
+            r.signed = true;
         }
-        if self.revoked.load(Ordering::Relaxed) {
+        if self.is_revoked() {
             // A revoked till keeps selling locally and syncs with nobody.
             return Ok(());
         }
@@ -1527,14 +1576,23 @@ impl SyncContext {
         Ok(result?)
     }
 
-    /// A peer that refused this till as revoked (its close code and reason)
-    /// tells it its membership is over: it stops syncing.
-    fn note_refusal<E: std::fmt::Display + std::fmt::Debug>(&self, peer: TillId, e: &E) {
-        // The close reason travels as text in the error (and its code).
-        let text = format!("{e} {e:?}");
-        if text.contains("membership was revoked") || text.contains(&format!("(code {REVOKED})")) {
-            tracing::warn!(peer = %peer.fmt_short(), "a peer says this till's membership was revoked; it stops syncing");
-            self.revoked.store(true, Ordering::Relaxed);
+    /// A peer that closed the connection with [`REVOKED`] says this till's
+    /// membership is over: noted, and once enough members said so (see
+    /// [`SyncContext::is_revoked`]) the till stops syncing.
+    fn note_refusal(&self, peer: TillId, e: &(dyn std::error::Error + 'static)) {
+        if !refused_as_revoked(e) {
+            return;
+        }
+        if let Ok(mut r) = self.revoked.lock()
+            && !r.refused_by.contains(&peer)
+        {
+            r.refused_by.push(peer);
+            tracing::warn!(peer = %peer.fmt_short(), "a peer refused this till as revoked");
+        }
+        if self.is_revoked() {
+            tracing::warn!(
+                "this till's membership was revoked: it stops syncing and keeps selling locally"
+            );
         }
     }
 

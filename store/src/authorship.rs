@@ -33,6 +33,18 @@ impl Store {
         Ok(())
     }
 
+    /// Take up the store's admin key brought from another till (a second
+    /// admin): checked like [`Store::set_admin_signer`], and this till's audit
+    /// chain records it.
+    pub fn import_admin_key(&mut self, key: TillKey) -> Result<(), MembershipError> {
+        let id = key.till_id();
+        self.set_admin_signer(key)?;
+        let mut w = self.writer()?;
+        w.audit("admin-key-import", &id.to_string(), serde_json::json!({}))?;
+        w.commit()?;
+        Ok(())
+    }
+
     /// While `on`, accept changes without proofs of authorship: for restoring
     /// a backup made before signed changes, whose signer (a member) vouches for
     /// it, into a new till home. What is accepted so is marked as history for

@@ -417,6 +417,48 @@ impl Store {
         Ok(out)
     }
 
+    /// This till's own sales, voids and refunds that no till in `peers` is
+    /// known to hold (by the sync states of past sessions), ordered by time: what
+    /// a revoked till hands the back office for review.
+    pub fn unsynced_sales(&mut self, peers: &[TillId]) -> Result<Vec<SaleRecord>, StorageError> {
+        let me = self.till_id();
+        let own: Vec<DocId> = self
+            .doc_ids()?
+            .into_iter()
+            .filter(|d| matches!(d, DocId::Sales(t, _) if *t == me))
+            .collect();
+        let mut out = Vec::new();
+        for id in own {
+            let DocId::Sales(t, d) = id else { continue };
+            let mut held = Vec::new();
+            for p in peers {
+                held.extend(self.sync_state(p, &id)?.shared_heads);
+            }
+            held.sort();
+            held.dedup();
+            let doc = self.doc(&id)?;
+            // What the peers hold: the document as of their shared heads.
+            let shared = doc
+                .fork_at(&held)
+                .map_err(|e| crate::error::damaged(&id, format!("at its shared heads: {e}")))?;
+            for key in automerge::ReadDoc::keys(doc, automerge::ROOT) {
+                let known = automerge::ReadDoc::get(&shared, automerge::ROOT, key.as_str())
+                    .ok()
+                    .flatten()
+                    .is_some();
+                if !known && let Some(entry) = read_entry::<SaleEntry>(doc, &id, &key) {
+                    out.push(SaleRecord {
+                        entry,
+                        till: t,
+                        day: d.to_string(),
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|r| (r.entry.hlc, r.till));
+        Ok(out)
+    }
+
     /// Whether this till holds the entry with receipt `r`.
     pub fn has_receipt(&self, r: &Receipt) -> Result<bool, StorageError> {
         Ok(self.receipt_info(r)?.is_some_and(|i| i.doc.is_some()))

@@ -126,3 +126,148 @@ fn a_rogue_tills_price_change_is_refused_by_every_honest_till() {
     dc.stop();
     da.stop();
 }
+
+/// Whether `on` holds the sale with receipt `r`.
+fn has_receipt(on: &Till, r: &str) -> bool {
+    on.receipts().iter().any(|x| x == r)
+}
+
+#[test]
+fn a_revoked_till_is_cut_off_learns_it_keeps_selling_and_exports_what_only_it_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = shop(dir.path());
+    let da = a.start(&[]);
+    b.join(&a, "B");
+    let c = Till::new(dir.path(), "c");
+    c.join(&a, "C");
+    let (db, dc) = (b.start(&[]), c.start(&[]));
+    let sale = |t: &Till| {
+        t.json(&["sale", "--line", "TEA", "--tender", "cash"])["receipt"]
+            .as_str()
+            .expect("receipt")
+            .to_string()
+    };
+    let before = sale(&b);
+    for t in [&a, &c] {
+        wait_for("B's first sale everywhere", || has_receipt(t, &before));
+    }
+
+    a.ok(&["revoke", "B"]);
+    // B hears of it (the admin's signed revocation, or the refusals of both
+    // its peers), says so, and keeps selling.
+    wait_for("B knows it was revoked", || {
+        !b.json(&["status"])["self"]["revoked"].is_null()
+    });
+    assert!(b.ok(&["status"]).contains("THIS TILL WAS REVOKED"));
+    let after = sale(&b);
+    let from_a = sale(&a);
+    wait_for("A's new sale on C", || has_receipt(&c, &from_a));
+    // Sync rounds run every few seconds: give them time to leak, if they would.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(
+        !has_receipt(&b, &from_a),
+        "B got a sale made after its revocation"
+    );
+    for t in [&a, &c] {
+        assert!(
+            !has_receipt(t, &after),
+            "B's sale after its revocation arrived"
+        );
+    }
+
+    // What only B holds goes to the back office in a file.
+    let file = dir.path().join("b-unsynced.json");
+    let said = b.ok(&["export-unsynced", file.to_str().expect("path")]);
+    assert!(said.contains("Wrote 1 entry "), "{said}");
+    let export: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("export file")).expect("JSON");
+    let receipts: Vec<&str> = export["sales"]
+        .as_array()
+        .expect("sales")
+        .iter()
+        .map(|s| s["receipt"].as_str().expect("receipt"))
+        .collect();
+    assert_eq!(receipts, vec![after.as_str()]);
+    // A second export never overwrites the first.
+    let again = b.run(&["export-unsynced", file.to_str().expect("path")]);
+    assert_eq!(again.status.code(), Some(3));
+    db.stop();
+    dc.stop();
+    da.stop();
+}
+
+#[test]
+fn a_second_admin_from_admin_export_can_run_the_store_when_the_first_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = shop(dir.path());
+    let da = a.start(&[]);
+    b.join(&a, "B");
+    let c = Till::new(dir.path(), "c");
+    c.join(&a, "C");
+    // C listens on one port throughout, so B finds it again after its restart.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let c_bind = format!("127.0.0.1:{port}");
+    let c_args = ["--bind", c_bind.as_str()];
+    let (db, dc) = (b.start(&[]), c.start(&c_args));
+    wait_for("B and C in touch", || {
+        b.json(&["status"])["tills"]
+            .as_array()
+            .expect("tills")
+            .iter()
+            .any(|t| t["name"] == "C" && t["online"] == true)
+    });
+    let file = dir.path().join("admin.age");
+    let with_pass = |t: &Till, pass: &str, args: &[&str]| {
+        t.cmd(args)
+            .env("TILLMESH_RECOVERY_PASSPHRASE", pass)
+            .env("TILLMESH_SCRYPT_WORK_FACTOR", "4")
+            .output()
+            .expect("run tillmesh")
+    };
+    // Only an admin till can export; the passphrase goes to the daemon with
+    // the command.
+    let out = with_pass(&b, "correct horse battery", &["admin", "export", "x.age"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = with_pass(
+        &a,
+        "correct horse battery",
+        &["admin", "export", file.to_str().expect("path")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    da.stop();
+    dc.stop();
+    // The admin till is lost. C, a plain till, cannot change prices...
+    assert_eq!(
+        c.run(&["product", "set-price", "TEA", "1.50"])
+            .status
+            .code(),
+        Some(3)
+    );
+    // ...until it imports the admin key (with the right passphrase).
+    let path = file.to_str().expect("path");
+    let wrong = with_pass(&c, "wrong passphrase!", &["admin", "import", path]);
+    assert!(!wrong.status.success());
+    assert!(!c.home.join("admin.key").exists());
+    let out = with_pass(&c, "correct horse battery", &["admin", "import", path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.ok(&["product", "set-price", "TEA", "1.50"]);
+    // Every other till takes the new admin's changes, and it can invite.
+    let dc = c.start(&c_args);
+    wait_for("the new price on B", || b.price_cents("TEA") == 150);
+    let d = Till::new(dir.path(), "d");
+    d.join(&c, "D");
+    assert_eq!(d.price_cents("TEA"), 150);
+    db.stop();
+    dc.stop();
+}

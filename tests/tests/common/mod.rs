@@ -129,14 +129,10 @@ impl Till {
     pub fn start_logging(&self, extra: &[&str], filter: Option<&str>) -> Daemon {
         let _ = std::fs::remove_file(self.home.join("api.json"));
         // No mDNS: tests stay on loopback.
-        let mut args = vec![
-            "run",
-            "--bind",
-            "127.0.0.1:0",
-            "--sync-interval",
-            "1",
-            "--no-mdns",
-        ];
+        let mut args = vec!["run", "--sync-interval", "1", "--no-mdns"];
+        if !extra.contains(&"--bind") {
+            args.extend(["--bind", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let log = std::fs::OpenOptions::new()
             .create(true)
