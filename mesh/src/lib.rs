@@ -21,6 +21,7 @@ pub mod wire;
 pub use actor::{Outbox, StoreClosed, StoreHandle};
 pub use join::{JOIN_ALPN, JoinReply, Ticket, request_join};
 pub use node::{
-    Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink, Revocation, endpoint,
+    BUSY, MAX_SESSIONS_PER_PEER, Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink,
+    Revocation, endpoint,
 };
 pub use session::{SessionError, SessionReport, run_session};

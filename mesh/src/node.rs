@@ -62,6 +62,15 @@ pub const REVOKED_REASON: &[u8] = b"this till's membership was revoked by the st
 /// QUIC close code for a refused peer.
 pub const NOT_A_MEMBER: u32 = 403;
 
+/// At most this many sync sessions run with one peer at once (both sides may
+/// dial at the same moment): a peer that opens more connections is refused with
+/// [`BUSY`], so one peer cannot multiply what its sessions hold in memory (each
+/// reassembles a sync message of up to [`crate::wire::MAX_SYNC_MESSAGE`] bytes).
+pub const MAX_SESSIONS_PER_PEER: u32 = 2;
+
+/// QUIC close code for a sync connection over [`MAX_SESSIONS_PER_PEER`].
+pub const BUSY: u32 = 429;
+
 /// A till stops syncing on its peers' word that it was revoked once this many
 /// different members refused it so (or every other member, in a smaller store):
 /// one rogue member alone cannot silence an honest till.
@@ -233,6 +242,21 @@ impl SessionMark {
             links: links.clone(),
             peer,
         }
+    }
+
+    /// A mark for a session `peer` asked for, unless [`MAX_SESSIONS_PER_PEER`]
+    /// already run with it.
+    fn within_limit(links: &Links, peer: TillId) -> Option<SessionMark> {
+        let mut l = links.lock().ok()?;
+        let link = l.entry(peer).or_default();
+        if link.sessions >= MAX_SESSIONS_PER_PEER {
+            return None;
+        }
+        link.sessions += 1;
+        Some(SessionMark {
+            links: links.clone(),
+            peer,
+        })
     }
 }
 
@@ -428,8 +452,15 @@ impl ProtocolHandler for SyncProto {
             );
             return Ok(());
         }
+        let Some(_mark) = SessionMark::within_limit(&self.links, peer) else {
+            tracing::warn!(peer = %peer.fmt_short(), "refused a sync session: too many at once with this peer");
+            conn.close(
+                VarInt::from_u32(BUSY),
+                b"too many sync sessions at once with this till",
+            );
+            return Ok(());
+        };
         let (send, recv) = conn.accept_bi().await?;
-        let _mark = SessionMark::new(&self.links, peer);
         let result = run_session(&self.store, self.store_id, peer, recv, send).await;
         record(&self.links, peer, &conn, &result);
         self.after.session(peer, &result);

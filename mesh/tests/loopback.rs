@@ -386,3 +386,66 @@ async fn gossip_spreads_a_sale_without_a_sync_session() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A member that opens more sync connections at once than a till runs with one
+/// peer gets the extra ones closed with `BUSY`; the others stay up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_gets_at_most_two_sync_sessions_at_once() {
+    logs();
+    let (a, ha, ka, admin, _id) = founder().await;
+    // A member whose node does not run: only these connections are its sessions.
+    let member = TillKey::generate();
+    let (adm, m) = (admin.clone(), member.till_id());
+    ha.call(move |s| s.certify(&adm, m, &"M".parse().expect("name"), Role::Till))
+        .await
+        .expect("call")
+        .expect("certify");
+    a.refresh().await.expect("refresh");
+    let ep = endpoint(
+        &member,
+        loopback(),
+        &[],
+        &Default::default(),
+        None::<NoHooks>,
+    )
+    .await
+    .expect("endpoint");
+    let addr = a.addr().endpoint_addr(&ka.till_id()).expect("addr");
+    let mut conns = Vec::new();
+    for _ in 0..=tillmesh_mesh::MAX_SESSIONS_PER_PEER {
+        let conn = ep
+            .connect(addr.clone(), wire::SYNC_ALPN)
+            .await
+            .expect("connect");
+        // A stream is seen by the other side once something is written on it;
+        // one byte of a frame leaves the session waiting for the rest.
+        let (mut send, _recv) = conn.open_bi().await.expect("stream");
+        send.write_all(&[0]).await.expect("write");
+        conns.push((conn, send, _recv));
+    }
+    let mut busy = 0;
+    for _ in 0..200 {
+        busy = conns
+            .iter()
+            .filter(|(c, _, _)| {
+                matches!(
+                    c.close_reason(),
+                    Some(iroh::endpoint::ConnectionError::ApplicationClosed(ref f))
+                        if f.error_code == iroh::endpoint::VarInt::from_u32(tillmesh_mesh::BUSY)
+                )
+            })
+            .count();
+        if busy > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(busy, 1, "one connection over the limit is refused");
+    let open = conns
+        .iter()
+        .filter(|(c, _, _)| c.close_reason().is_none())
+        .count();
+    assert_eq!(open, tillmesh_mesh::MAX_SESSIONS_PER_PEER as usize);
+    ep.close().await;
+    a.shutdown().await;
+}
