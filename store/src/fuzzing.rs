@@ -1,5 +1,6 @@
 //! Fuzz targets: the shape every crate's targets share ([`Target`]), this crate's
-//! own target (a batch of changes from another till, [`store_changes`]) and the
+//! own targets (a batch of changes from another till, [`store_changes`], and
+//! signed changes with their proofs checked, [`signed_changes`]) and the
 //! check that runs every committed input as an ordinary test ([`check_corpus`]).
 //!
 //! A target's body takes any bytes and says whether they were accepted. It must
@@ -23,14 +24,190 @@ pub struct Target {
 
 /// This crate's targets.
 #[cfg(any(test, feature = "test-utils"))]
-pub const TARGETS: &[Target] = &[Target {
-    name: "store_changes",
-    run: store_changes,
-    seeds: store_changes_seeds,
-}];
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "store_changes",
+        run: store_changes,
+        seeds: store_changes_seeds,
+    },
+    Target {
+        name: "signed_changes",
+        run: signed::signed_changes,
+        seeds: signed::signed_changes_seeds,
+    },
+];
 
 #[cfg(any(test, feature = "test-utils"))]
 pub use changes::{store_changes, store_changes_seeds};
+#[cfg(any(test, feature = "test-utils"))]
+pub use signed::{signed_changes, signed_changes_seeds};
+
+#[cfg(any(test, feature = "test-utils"))]
+mod signed {
+    use crate::{DocId, NewStore, Proof, Role, Store, StoreId, StoreOptions, TillKey};
+
+    const STORE: [u8; 16] = [9; 16];
+
+    fn new_store(key: &TillKey, name: &str, founder: bool) -> Store {
+        let admin = TillKey::from_seed([1; 32]);
+        let mut s = Store::create_in_memory(
+            key.clone(),
+            NewStore {
+                store_id: StoreId::from_bytes(STORE),
+                store_name: "Fuzz Shop".into(),
+                till_name: name.parse().expect("till name"),
+                role: if founder { Role::BackOffice } else { Role::Till },
+                founder,
+            },
+            StoreOptions::default(),
+        )
+        .expect("in-memory store");
+        s.set_admin_key(admin.till_id()).expect("admin key");
+        s
+    }
+
+    /// The receiving till: the admin till of a store in which till `[2; 32]`
+    /// is a certified member (and `[3; 32]` is not).
+    fn receiver() -> Store {
+        let admin = TillKey::from_seed([1; 32]);
+        let mut s = new_store(&TillKey::from_seed([4; 32]), "A", true);
+        s.set_admin_signer(admin.clone()).expect("admin signer");
+        s.certify(
+            &admin,
+            TillKey::from_seed([2; 32]).till_id(),
+            &"B".parse().expect("name"),
+            Role::Till,
+        )
+        .expect("certify");
+        s
+    }
+
+    /// The input's layout: a byte giving the length of the document id, the
+    /// id, the proofs as [`Proof::encode_list`] writes them after a 4-byte
+    /// little-endian length, the number of changes (one byte), then each
+    /// change as a 4-byte little-endian length and its bytes.
+    fn split(data: &[u8]) -> Option<(&str, &[u8], Vec<Vec<u8>>)> {
+        let (&id_len, rest) = data.split_first()?;
+        let (doc, rest) = rest.split_at_checked(usize::from(id_len))?;
+        let doc = std::str::from_utf8(doc).ok()?;
+        let (len, rest) = rest.split_at_checked(4)?;
+        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+        let (proofs, rest) = rest.split_at_checked(len)?;
+        let (&count, mut rest) = rest.split_first()?;
+        let mut changes = Vec::new();
+        for _ in 0..count {
+            let (len, tail) = rest.split_at_checked(4)?;
+            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+            let (change, tail) = tail.split_at_checked(len)?;
+            changes.push(change.to_vec());
+            rest = tail;
+        }
+        rest.is_empty().then_some((doc, proofs, changes))
+    }
+
+    fn join(doc: &DocId, proofs: &[u8], changes: &[Vec<u8>]) -> Vec<u8> {
+        let doc = doc.to_string();
+        let mut out = vec![doc.len() as u8];
+        out.extend_from_slice(doc.as_bytes());
+        out.extend_from_slice(&(proofs.len() as u32).to_le_bytes());
+        out.extend_from_slice(proofs);
+        out.push(changes.len() as u8);
+        for c in changes {
+            out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+            out.extend_from_slice(c);
+        }
+        out
+    }
+
+    /// Signed changes from another till: the proofs are decoded
+    /// ([`Proof::decode_list`]) and the batch merged through
+    /// [`Store::apply_changes`], with the proofs checked as on any till (no
+    /// legacy door). A refused batch keeps nothing.
+    pub fn signed_changes(data: &[u8]) -> bool {
+        let Some((doc, proofs, changes)) = split(data) else {
+            return false;
+        };
+        let Ok(doc) = doc.parse::<DocId>() else {
+            return false;
+        };
+        let Ok(proofs) = Proof::decode_list(proofs) else {
+            return false;
+        };
+        let mut store = receiver();
+        let before = store.changes_since(&doc, &[]).expect("read before");
+        match store.apply_changes(&doc, &changes, &proofs) {
+            Ok(r) => r.new_changes > 0,
+            Err(_) => {
+                let after = store.changes_since(&doc, &[]).expect("read after");
+                assert_eq!(before, after, "a refused batch keeps nothing");
+                false
+            }
+        }
+    }
+
+    /// Member B's sales of a day with its proofs; the same signed by a till
+    /// that is no member, with a damaged signature, and without proofs.
+    pub fn signed_changes_seeds() -> Vec<(String, Vec<u8>)> {
+        let mut admin_till = receiver();
+        let key = TillKey::from_seed([2; 32]);
+        let mut b = new_store(&key, "B", false);
+        for d in [DocId::Membership, DocId::Catalog] {
+            let changes = admin_till.changes_since(&d, &[]).expect("changes");
+            let proofs = admin_till.proofs(&d).expect("proofs");
+            b.apply_changes(&d, &changes, &proofs).expect("deliver");
+        }
+        b.add_product(crate::test_utils::product("MILK1L", 119))
+            .expect_err("a till may not edit the catalog");
+        admin_till
+            .add_product(crate::test_utils::product("MILK1L", 119))
+            .expect("product");
+        let changes = admin_till
+            .changes_since(&DocId::Catalog, &[])
+            .expect("changes");
+        let proofs = admin_till.proofs(&DocId::Catalog).expect("proofs");
+        b.apply_changes(&DocId::Catalog, &changes, &proofs)
+            .expect("catalog");
+        b.record_sale(crate::test_utils::sale("MILK1L", 2, crate::Tender::Card))
+            .expect("sale");
+        let sales = b
+            .doc_ids()
+            .expect("docs")
+            .into_iter()
+            .find(|d| d.kind() == "sales")
+            .expect("a sales document");
+        let sold = b.changes_since(&sales, &[]).expect("changes");
+        let proofs = b.proofs(&sales).expect("proofs");
+        let heads: Vec<_> = proofs.iter().flat_map(|p| p.heads.clone()).collect();
+        let stranger = Proof::sign(
+            &TillKey::from_seed([3; 32]),
+            &StoreId::from_bytes(STORE),
+            &sales,
+            1,
+            heads,
+        );
+        let mut damaged = Proof::encode_list(&proofs);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        vec![
+            (
+                "valid-member-sales".into(),
+                join(&sales, &Proof::encode_list(&proofs), &sold),
+            ),
+            (
+                "broken-signed-by-a-stranger".into(),
+                join(&sales, &Proof::encode_list(&[stranger]), &sold),
+            ),
+            (
+                "broken-damaged-signature".into(),
+                join(&sales, &damaged, &sold),
+            ),
+            (
+                "broken-no-proofs".into(),
+                join(&sales, &Proof::encode_list(&[]), &sold),
+            ),
+        ]
+    }
+}
 
 #[cfg(any(test, feature = "test-utils"))]
 mod changes {
