@@ -442,6 +442,8 @@ fn list_where(
                 l.key_id = Some(h.key_id_hex());
                 if h.store != store_id {
                     l.problem = Some(FormatError::OtherStore(h.store).to_string());
+                } else if let Err(e) = format::check_time(&h) {
+                    l.problem = Some(e.to_string());
                 }
             }
             Err(e) => l.problem = Some(e.to_string()),

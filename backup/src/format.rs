@@ -476,7 +476,29 @@ pub fn check(
     if !is_member(&header.creator) {
         return Err(FormatError::NotMember(header.creator));
     }
+    check_time(&header)?;
     Ok(header)
+}
+
+/// A file may be dated at most this far ahead of this till's clock (the
+/// store's default clock bound): one dated later would sort after every honest
+/// file and steer restore and retention.
+pub const FUTURE_SLACK_MS: u64 = 5 * 60 * 1000;
+
+/// Refuse a header dated more than [`FUTURE_SLACK_MS`] ahead of this till's
+/// clock.
+pub fn check_time(header: &Header) -> Result<(), FormatError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if header.created_ms > now.saturating_add(FUTURE_SLACK_MS) {
+        return Err(FormatError::FromTheFuture {
+            created_ms: header.created_ms,
+            now_ms: now,
+        });
+    }
+    Ok(())
 }
 
 /// Open a whole file: [`check`] it, decrypt with the key of `keys` its header
@@ -621,6 +643,17 @@ pub enum FormatError {
     /// Signed by a till that is not a member of the store.
     #[error("the file is signed by {0}, which is not a member of this store; refused")]
     NotMember(TillId),
+    /// Dated ahead of this till's clock by more than [`FUTURE_SLACK_MS`].
+    #[error(
+        "the file is dated {} s ahead of this till's clock; refused (a wrong clock on the till that wrote it, or a forged date)",
+        created_ms.saturating_sub(*now_ms) / 1000
+    )]
+    FromTheFuture {
+        /// The header's time (unix ms).
+        created_ms: u64,
+        /// This till's clock when it read it.
+        now_ms: u64,
+    },
     /// Encrypted to a key this till does not hold.
     #[error(
         "the file is encrypted to store key {0}, which this till does not hold (rotated away, or from before this till joined)"

@@ -4,8 +4,8 @@
 //! than the oldest snapshot kept. It never deletes the only copy of any data:
 //! a file is deleted only when the newest intact snapshot on the sink holds
 //! every change the file holds (every head of every document in it is a
-//! change of that document in the newest snapshot, and an Automerge document
-//! holding a change holds its whole history). Files it cannot open (damaged,
+//! change of that document as the newest snapshot's records hold it, and an
+//! Automerge document holding a change holds its whole history). Files it cannot open (damaged,
 //! forged, encrypted to a key this till lacks) are left alone and reported.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,36 +37,35 @@ pub struct PruneReport {
     pub dry_run: bool,
 }
 
-/// The newest intact snapshot: its heads per document, and its records, loaded
-/// into Automerge only when a head is not among the snapshot's own heads.
+/// The newest intact snapshot: the documents its manifest lists, and its
+/// records, loaded into Automerge when a file to delete names a change of them.
 struct Newest {
     contents: Contents,
-    heads: BTreeMap<String, BTreeSet<[u8; 32]>>,
+    docs: BTreeSet<String>,
     loaded: BTreeMap<String, Option<automerge::Automerge>>,
 }
 
 impl Newest {
     fn new(contents: Contents) -> Newest {
-        let heads = contents
+        let docs = contents
             .manifest
             .entries
             .iter()
-            .map(|e| (e.doc.clone(), e.heads.iter().copied().collect()))
+            .map(|e| e.doc.clone())
             .collect();
         Newest {
             contents,
-            heads,
+            docs,
             loaded: BTreeMap::new(),
         }
     }
 
-    /// Whether the snapshot holds the change `head` of document `doc`.
+    /// Whether the snapshot holds the change `head` of document `doc`: looked
+    /// up in the document its records hold, never taken from its manifest's
+    /// heads alone (a manifest could name heads its records lack).
     fn holds(&mut self, doc: &str, head: &[u8; 32]) -> bool {
-        let Some(own) = self.heads.get(doc) else {
+        if !self.docs.contains(doc) {
             return false;
-        };
-        if own.contains(head) {
-            return true;
         }
         let contents = &self.contents;
         let loaded = self.loaded.entry(doc.to_string()).or_insert_with(|| {

@@ -57,6 +57,54 @@ fn shop() -> Shop {
     Shop { id, admin, a, b }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// A snapshot of `from`'s documents as `signer` (a member) writes it by hand,
+/// dated `created_ms`, its manifest naming `lie` (document, heads) for a
+/// document whose record is an empty document.
+fn hand_made_snapshot(
+    shop: &mut Shop,
+    sink: &FolderSink,
+    created_ms: u64,
+    lie: Option<(DocId, Vec<[u8; 32]>)>,
+) -> String {
+    let secret = shop.a.store_secrets().expect("secrets")[0].clone();
+    let identity: age::x25519::Identity = secret.identity.parse().expect("id");
+    let mut w = Writer::new(Kind::Snapshot, shop.id, "Test Shop");
+    for id in shop.a.doc_ids().expect("ids") {
+        let (saved, heads) = shop.a.save_doc(&id).expect("save");
+        w.add(
+            &id.to_string(),
+            heads.iter().map(|h| h.0).collect(),
+            Form::Saved,
+            saved,
+        );
+    }
+    if let Some((doc, heads)) = lie {
+        w.add(
+            &doc.to_string(),
+            heads,
+            Form::Saved,
+            automerge::Automerge::new().save(),
+        );
+    }
+    let bytes = w
+        .finish_to(shop.a.till_key(), &identity.to_public(), created_ms)
+        .expect("file");
+    let name = format!(
+        "{}/snapshots/{created_ms:013}-{}-00000001.tms",
+        shop.id,
+        shop.a.till_id().fmt_short()
+    );
+    sink.put(&name, &bytes).expect("put");
+    name
+}
+
 /// A recovery key for the shop, published (signed by the admin) on till A.
 fn publish_recovery(shop: &mut Shop) -> tillmesh_store::StoreSecret {
     let recovery = keys::generate(0);
@@ -627,11 +675,14 @@ fn a_bundle_forged_with_the_public_key_is_refused_whole() {
             postcard::to_stdvec(&changes).expect("encode"),
         );
     }
+    // Dated a minute ahead (within the clock bound), so restore reaches it
+    // after the snapshot made below.
+    let now = now_ms() + 60_000;
     let forged = w
-        .finish_to(forger.till_key(), &recipient, 9_999_999_999_999)
+        .finish_to(forger.till_key(), &recipient, now)
         .expect("forged file");
     let name = format!(
-        "{}/bundles/{}/9999999999999-00000000.tmb",
+        "{}/bundles/{}/{now:013}-00000000.tmb",
         shop.id,
         forger.till_id()
     );
@@ -781,4 +832,86 @@ fn prune_leaves_damaged_files_alone() {
     assert!(r.unreadable.iter().any(|(n, _)| *n == new), "{r:?}");
     assert!(r.kept.contains(&old), "{r:?}");
     assert_eq!(archive::list(&sink, shop.id).expect("list").len(), 2);
+}
+
+#[test]
+fn a_file_dated_in_the_future_is_refused_and_steers_neither_restore_nor_prune() {
+    use tillmesh_backup::retention::Policy;
+    let only_newest: Policy = "last=1,daily=0,weekly=0,monthly=0".parse().expect("policy");
+    let mut shop = shop();
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    sell(&mut shop.a, 2);
+    let honest = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("snapshot")
+        .name
+        .expect("name");
+    // A member's file dated a day ahead (a wrong clock, or a forged date).
+    let ahead = hand_made_snapshot(&mut shop, &sink, now_ms() + 86_400_000, None);
+    let listed = archive::list(&sink, shop.id).expect("list");
+    let row = listed.iter().find(|l| l.name == ahead).expect("listed");
+    assert!(
+        row.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("ahead of this till's clock")),
+        "{row:?}"
+    );
+    // Prune keeps the honest snapshot (the newest that counts) and leaves the
+    // future one alone, reported.
+    let r = tillmesh_backup::prune(&shop.a, &sink, &only_newest, false).expect("prune");
+    assert!(r.deleted.is_empty(), "{r:?}");
+    assert!(r.kept.contains(&honest), "{r:?}");
+    assert!(r.unreadable.iter().any(|(n, _)| *n == ahead), "{r:?}");
+    // Restore takes the honest one; a till syncing from the stick refuses the
+    // future one by name.
+    let (_restored, report, _home) = restore(&sink, &shop, Pick::Newest).expect("restore");
+    assert_eq!(report.snapshot, honest);
+    let synced = archive::usb_sync(&mut shop.b, &sink, &[], &Default::default()).expect("usb");
+    assert!(
+        synced.refused.iter().any(|(n, _)| *n == ahead),
+        "{synced:?}"
+    );
+}
+
+#[test]
+fn prune_checks_a_snapshots_heads_against_its_records() {
+    use tillmesh_backup::retention::Policy;
+    let only_newest: Policy = "last=1,daily=0,weekly=0,monthly=0".parse().expect("policy");
+    let mut shop = shop();
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    // B's sales exist only in B's bundle.
+    sell(&mut shop.b, 2);
+    let bundle = archive::backup(&mut shop.b, &sink, Kind::Bundle)
+        .expect("bundle")
+        .name
+        .expect("name");
+    let b_id = shop.b.till_id();
+    let doc = shop
+        .b
+        .doc_ids()
+        .expect("ids")
+        .into_iter()
+        .find(|d| matches!(d, DocId::Sales(t, _) if *t == b_id))
+        .expect("B's sales");
+    let heads: Vec<[u8; 32]> = shop
+        .b
+        .heads(&doc)
+        .expect("heads")
+        .iter()
+        .map(|h| h.0)
+        .collect();
+    std::thread::sleep(Duration::from_millis(3));
+    // A newer snapshot whose manifest names B's heads while its record for
+    // that document is empty.
+    hand_made_snapshot(&mut shop, &sink, now_ms(), Some((doc, heads)));
+    let r = tillmesh_backup::prune(&shop.a, &sink, &only_newest, false).expect("prune");
+    assert!(r.only_copy.contains(&bundle), "{r:?}");
+    assert!(!r.deleted.contains(&bundle), "{r:?}");
+    assert!(
+        archive::list(&sink, shop.id)
+            .expect("list")
+            .iter()
+            .any(|l| l.name == bundle)
+    );
 }

@@ -56,7 +56,11 @@ mod signed {
                 store_id: StoreId::from_bytes(STORE),
                 store_name: "Fuzz Shop".into(),
                 till_name: name.parse().expect("till name"),
-                role: if founder { Role::BackOffice } else { Role::Till },
+                role: if founder {
+                    Role::BackOffice
+                } else {
+                    Role::Till
+                },
                 founder,
             },
             StoreOptions::default(),
