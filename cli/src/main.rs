@@ -66,11 +66,17 @@ fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
 }
 
 fn main() {
+    use std::io::IsTerminal;
+    // Warnings by default; iroh's relay transport reports its own shutdown
+    // (`relay_recv_channel closed`) as an error when a command closes its
+    // endpoint, which is no news to whoever ran it (`status` shows the relay).
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,iroh::socket::transports::relay=off")
+            }),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let raw: Vec<String> = std::env::args().skip(1).collect();

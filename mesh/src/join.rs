@@ -177,9 +177,10 @@ pub const MAX_AUDITED_REFUSALS_PER_HOUR: usize = 60;
 
 const HOUR_MS: u64 = 3_600_000;
 
-/// Which refused join attempts go into the audit trail: once per peer and
-/// cause per hour, and at most [`MAX_AUDITED_REFUSALS_PER_HOUR`] in all. The
-/// others are only logged.
+/// Which refused attempts go into the audit trail: once per peer and cause per
+/// hour (for a stranger without a valid invitation, once per cause whatever its
+/// key), and at most [`MAX_AUDITED_REFUSALS_PER_HOUR`] in all. The others are
+/// only logged.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalAudit {
     /// When each (peer, cause) was last audited (Unix milliseconds).
@@ -197,6 +198,13 @@ impl RefusalAudit {
         }
         self.last.insert(key, now_ms);
         true
+    }
+
+    /// Whether the refusal of a stranger (one without a valid invitation) for
+    /// `cause` at `now_ms` is audited: a stranger can make a new key for every
+    /// attempt, so it is once per cause an hour, whichever key asks.
+    pub(crate) fn admit_stranger(&mut self, cause: &str, now_ms: u64) -> bool {
+        self.admit(TillId::from_bytes([0; 32]), cause, now_ms)
     }
 }
 
@@ -257,7 +265,7 @@ impl ProtocolHandler for JoinProto {
                     let cause = format!("join: {e}");
                     let audit = refusals
                         .lock()
-                        .map(|mut r| r.admit(joiner, &cause, now))
+                        .map(|mut r| r.admit_stranger(&cause, now))
                         .unwrap_or(false);
                     tracing::warn!(peer = %joiner.fmt_short(), audited = audit, reason = %e, "refused a join");
                     if audit {
@@ -423,6 +431,11 @@ mod tests {
         }
         assert_eq!(audited, MAX_AUDITED_REFUSALS_PER_HOUR);
         assert!(r.admit(p, "x", 4 * HOUR_MS));
+        // Strangers: once per cause, whatever key each attempt comes with.
+        let mut r = RefusalAudit::default();
+        assert!(r.admit_stranger("join: unknown invitation", 0));
+        assert!(!r.admit_stranger("join: unknown invitation", 1_000));
+        assert!(r.admit_stranger("join: this invitation has expired", 1_000));
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,8 +72,9 @@ pub const MAX_SESSIONS_PER_PEER: u32 = 2;
 pub const BUSY: u32 = 429;
 
 /// A till stops syncing on its peers' word that it was revoked once this many
-/// different members refused it so (or every other member, in a smaller store):
-/// one rogue member alone cannot silence an honest till.
+/// different members refused it so (or every member it synced with since it
+/// started, when fewer): one rogue member alone cannot silence an honest till
+/// that syncs with several.
 const REFUSALS_TO_STOP: usize = 3;
 
 /// How this till learned that its own membership is over.
@@ -93,7 +94,14 @@ fn refused_as_revoked(e: &(dyn std::error::Error + 'static)) -> bool {
         if let Some(ConnectionError::ApplicationClosed(c)) = err.downcast_ref::<ConnectionError>() {
             return c.error_code == VarInt::from_u32(REVOKED);
         }
-        cur = err.source();
+        // A stream's error reaches a session as an `io::Error` wrapping it,
+        // whose `source()` would skip the stream error itself.
+        cur = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     false
 }
@@ -1346,12 +1354,18 @@ struct SyncContext {
 
 impl SyncContext {
     /// Revoked by the membership it holds, or refused as revoked by
-    /// [`REFUSALS_TO_STOP`] members (all others, in a smaller store).
+    /// [`REFUSALS_TO_STOP`] members (or by every member it completed a sync
+    /// session with since it started, when fewer: one it never reached cannot
+    /// refuse it).
     fn is_revoked(&self) -> bool {
-        let others = self.members.read().map(|m| m.len()).unwrap_or(0);
+        let reached = self
+            .links
+            .lock()
+            .map(|l| l.values().filter(|l| l.last_sync.is_some()).count())
+            .unwrap_or(0);
         self.revoked
             .lock()
-            .is_ok_and(|r| r.signed || r.refused_by.len() >= REFUSALS_TO_STOP.min(others.max(1)))
+            .is_ok_and(|r| r.signed || r.refused_by.len() >= REFUSALS_TO_STOP.min(reached.max(1)))
     }
 
     /// Up to `n` members not in `except`, chosen at random.
@@ -1603,6 +1617,9 @@ impl SyncContext {
         };
         record(&self.links, peer, &conn, &result);
         self.after.session(peer, &result);
+        if let Err(e) = &result {
+            self.note_refusal(peer, e);
+        }
         conn.close(VarInt::from_u32(0), b"done");
         Ok(result?)
     }
@@ -1640,6 +1657,25 @@ impl SyncContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revoked_close_is_recognised_through_a_sessions_stream_error() {
+        let closed = |code: u32| {
+            ConnectionError::ApplicationClosed(iroh::endpoint::ApplicationClose {
+                error_code: VarInt::from_u32(code),
+                reason: REVOKED_REASON.to_vec().into(),
+            })
+        };
+        for (code, revoked) in [(REVOKED, true), (NOT_A_MEMBER, false)] {
+            let write = iroh::endpoint::WriteError::ConnectionLost(closed(code));
+            let session =
+                crate::SessionError::Wire(crate::wire::WireError::Io(std::io::Error::from(write)));
+            assert_eq!(refused_as_revoked(&session), revoked, "{code}");
+            assert_eq!(refused_as_revoked(&closed(code)), revoked, "{code}");
+        }
+        let other = crate::SessionError::Protocol("membership was revoked".into());
+        assert!(!refused_as_revoked(&other), "words alone prove nothing");
+    }
 
     #[test]
     fn each_store_has_its_own_short_mdns_service() {

@@ -32,8 +32,8 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "signed_changes",
-        run: signed::signed_changes,
-        seeds: signed::signed_changes_seeds,
+        run: signed_changes,
+        seeds: signed_changes_seeds,
     },
 ];
 

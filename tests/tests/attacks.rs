@@ -271,3 +271,39 @@ fn a_second_admin_from_admin_export_can_run_the_store_when_the_first_is_lost() {
     db.stop();
     dc.stop();
 }
+
+#[test]
+fn a_stranger_with_forged_tickets_learns_nothing_and_is_audited_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, _b) = shop(dir.path());
+    let da = a.start(&[]);
+    let real = a.ok(&["invite"]);
+    let mut forged = tillmesh_mesh::Ticket::decode(real.trim()).expect("ticket");
+    forged.secret = [7; 32];
+    let forged = forged.encode();
+    // Fifteen attempts, each from a new machine (a new key), naming a till that
+    // exists and one that does not: the same answer every time.
+    let mut answers = std::collections::BTreeSet::new();
+    for i in 0..15 {
+        let stranger = Till::new(dir.path(), &format!("x{i}"));
+        let name = if i % 2 == 0 { "A" } else { "ZZ" };
+        let out = stranger.run(&["join", &forged, "--till", name, "--bind", "127.0.0.1:0"]);
+        assert_eq!(out.status.code(), Some(3), "attempt {i}");
+        answers.insert(String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(!stranger.home.join("store.redb").exists());
+    }
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    let refused = a
+        .json(&["audit"])
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "refused")
+        .count();
+    assert_eq!(refused, 1, "fifteen forged tickets, one audit entry");
+    // The real ticket still works.
+    let b = Till::new(dir.path(), "b2");
+    let joined = b.ok(&["join", real.trim(), "--till", "B2", "--bind", "127.0.0.1:0"]);
+    assert!(joined.contains("Joined"), "{joined}");
+    da.stop();
+}
