@@ -75,6 +75,10 @@ pub enum Command {
         /// The file to write (it must not exist yet).
         file: PathBuf,
     },
+    /// The store's clock bound: how far ahead of a till's own clock another
+    /// till's timestamps may be and still move it (default 5 min). Setting it
+    /// takes the admin or back-office role.
+    Clock(ClockArgs),
     /// The store's admin key: a second admin till, so losing one machine does
     /// not lock the store.
     #[command(subcommand)]
@@ -232,6 +236,16 @@ pub enum UsbCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ClockArgs {
+    /// Set the bound for every till (e.g. 90s, 5m, 1h; at most 1d).
+    #[arg(long, value_name = "DURATION")]
+    pub max_skew: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

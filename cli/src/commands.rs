@@ -922,6 +922,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Audit(a) => audit(store, a, out),
         Command::Info(f) => info(store, home, f.json, out),
         Command::Revoke { till } => revoke(store, home, till, out),
+        Command::Clock(a) => clock(store, a, out),
         Command::ExportUnsynced { file } => crate::admin::export_unsynced(store, file, out),
         Command::Admin(c) => crate::admin::admin(store, home, c, out),
         Command::Relays(c) => relays(store, c, out),
@@ -978,6 +979,29 @@ fn revoke(store: &mut Store, home: &Path, till: &str, out: &mut dyn Write) -> Re
         "New backup key {}: backups from now on are encrypted to it; the other tills fetch it from this one, the revoked till never gets it. {}",
         key.key_id,
         crate::backups::recovery_note(store, home)?
+    )?;
+    Ok(())
+}
+
+/// `tillmesh clock [--max-skew DURATION]`: show, or set, the store's clock bound.
+fn clock(store: &mut Store, a: &ClockArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(d) = &a.max_skew {
+        let secs = crate::backups::parse_duration(d)?;
+        if secs > 86_400 {
+            return Err(rejected(format!(
+                "{d}: the clock bound is at most 1d; a larger one lets a wrong clock move every till's"
+            )));
+        }
+        store.check_may_write(&tillmesh_store::DocId::Config)?;
+        store.set_config_value(tillmesh_store::MAX_CLOCK_SKEW, secs.into())?;
+    }
+    let secs = store.max_clock_skew_s()?;
+    if a.json {
+        return print_json(out, &serde_json::json!({ "max_skew_s": secs }));
+    }
+    writeln!(
+        out,
+        "Clock bound: {secs} s. A timestamp further ahead of a till's own clock is merged but does not move that till's clock; the skew is shown in status."
     )?;
     Ok(())
 }

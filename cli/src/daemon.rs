@@ -46,6 +46,7 @@ fn mutates(cmd: &Command) -> bool {
             crate::args::ProductCmd::List(_) | crate::args::ProductCmd::Show { .. }
         ),
         Command::Sale(_) | Command::Void(_) | Command::Refund(_) | Command::Revoke { .. } => true,
+        Command::Clock(a) => a.max_skew.is_some(),
         Command::Stock(StockArgs { action, .. }) => action.is_some(),
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
         Command::Relays(c) => !matches!(c, crate::args::RelaysCmd::List(_)),

@@ -81,3 +81,31 @@ fn a_till_ten_years_ahead_does_not_move_the_admin_tills_days() {
         "{text}"
     );
 }
+
+#[test]
+fn the_clock_bound_is_set_by_the_back_office_and_refused_to_a_till() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Clock Shop", "--till", "A"]);
+    assert_eq!(a.json(&["clock"])["max_skew_s"], 300);
+    a.ok(&["clock", "--max-skew", "90s"]);
+    assert_eq!(a.json(&["clock"])["max_skew_s"], 90);
+    for bad in ["2d", "soon", "0s"] {
+        let out = a.run(&["clock", "--max-skew", bad]);
+        assert_eq!(out.status.code(), Some(3), "{bad}");
+    }
+    assert_eq!(a.json(&["clock"])["max_skew_s"], 90);
+    // A plain till reads the bound it received, and may not change it.
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    da.stop();
+    assert_eq!(b.json(&["clock"])["max_skew_s"], 90);
+    let out = b.run(&["clock", "--max-skew", "1h"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("back-office"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
