@@ -121,30 +121,21 @@ impl Store {
             txn.set_durability(redb::Durability::None)
                 .map_err(|e| StorageError::Database(e.to_string()))?;
         }
-        let mut wrote = false;
-        {
-            let heads_t = txn.open_table(tables::DOC_HEADS)?;
-            let mut proofs = txn.open_table(tables::PROOFS)?;
-            for doc in docs {
-                let heads = stored_heads(&heads_t, &doc)?;
-                if heads.is_empty() {
-                    continue;
-                }
-                let slot = Proof::admin_slot(&doc, &admin.till_id());
-                if let Some(v) = proofs.get(slot.as_str())? {
-                    let mut old = Proof::decode_list(v.value()).unwrap_or_default();
-                    if old.pop().is_some_and(|p| same_heads(&p.heads, &heads)) {
-                        continue;
-                    }
-                }
-                let p = Proof::sign(&admin, &self.store_id(), &doc, hlc, heads);
-                proofs.insert(slot.as_str(), Proof::encode_list(&[p]).as_slice())?;
-                wrote = true;
-            }
-            if legacy {
-                txn.open_table(tables::META)?.remove(meta::LEGACY_HISTORY)?;
-                wrote = true;
-            }
+        let admin_id = admin.till_id();
+        let mut wrote = sign_stored_heads(
+            &txn,
+            &Signing {
+                store: self.store_id(),
+                key: &admin,
+                hlc,
+                keep_same: true,
+            },
+            docs,
+            |doc, _| Proof::admin_slot(doc, &admin_id),
+        )?;
+        if legacy {
+            txn.open_table(tables::META)?.remove(meta::LEGACY_HISTORY)?;
+            wrote = true;
         }
         if wrote {
             txn.commit()?;
@@ -161,24 +152,23 @@ impl Store {
     ) -> Result<(), StorageError> {
         let hlc = self.hlc().as_u64();
         let txn = self.db.begin_write()?;
-        {
-            let heads_t = txn.open_table(tables::DOC_HEADS)?;
-            let mut proofs = txn.open_table(tables::PROOFS)?;
-            let docs: Vec<DocId> = heads_t
-                .iter()?
-                .filter_map(|row| row.ok().and_then(|(k, _)| k.value().parse().ok()))
-                .filter(|d: &DocId| d.owner() == Some(*till))
-                .collect();
-            for doc in docs {
-                let heads = stored_heads(&heads_t, &doc)?;
-                if heads.is_empty() {
-                    continue;
-                }
-                let p = Proof::sign(admin, &self.store_id(), &doc, hlc, heads);
-                let slot = Proof::admin_slot(&doc, &admin.till_id());
-                proofs.insert(slot.as_str(), Proof::encode_list(&[p]).as_slice())?;
-            }
-        }
+        let docs: Vec<DocId> = self
+            .doc_ids()?
+            .into_iter()
+            .filter(|d| d.owner() == Some(*till))
+            .collect();
+        let admin_id = admin.till_id();
+        sign_stored_heads(
+            &txn,
+            &Signing {
+                store: self.store_id(),
+                key: admin,
+                hlc,
+                keep_same: false,
+            },
+            docs,
+            |doc, _| Proof::admin_slot(doc, &admin_id),
+        )?;
         txn.commit()?;
         Ok(())
     }
@@ -193,24 +183,24 @@ impl Store {
         let txn = self.db.begin_write()?;
         crate::store::create_tables(&txn)?;
         {
-            let heads_t = txn.open_table(tables::DOC_HEADS)?;
-            let mut proofs = txn.open_table(tables::PROOFS)?;
-            let docs: Vec<DocId> = heads_t
+            let docs: Vec<DocId> = txn
+                .open_table(tables::DOC_HEADS)?
                 .iter()?
                 .filter_map(|row| row.ok().and_then(|(k, _)| k.value().parse().ok()))
+                .filter(|d: &DocId| d.owner().is_none_or(|o| o == me))
                 .collect();
-            for doc in docs {
-                if doc.owner().is_some_and(|o| o != me) {
-                    continue;
-                }
-                let heads = stored_heads(&heads_t, &doc)?;
-                if heads.is_empty() {
-                    continue;
-                }
-                let p = Proof::sign(&self.key, &self.store_id(), &doc, hlc, heads);
-                let slot = p.slot(&doc, self.actor.to_bytes());
-                proofs.insert(slot.as_str(), Proof::encode_list(&[p]).as_slice())?;
-            }
+            let actor = self.actor.to_bytes().to_vec();
+            sign_stored_heads(
+                &txn,
+                &Signing {
+                    store: self.store_id(),
+                    key: &self.key,
+                    hlc,
+                    keep_same: false,
+                },
+                docs,
+                |doc, p| p.slot(doc, &actor),
+            )?;
             let mut m = txn.open_table(tables::META)?;
             m.insert(meta::LEGACY_HISTORY, [1u8].as_slice())?;
             m.insert(
@@ -229,6 +219,48 @@ impl Store {
         Ok(self.admin.as_ref() == Some(signer)
             || matches!(self.member_status(signer)?, MemberStatus::Member(_)))
     }
+}
+
+/// Who signs stored heads, and how ([`sign_stored_heads`]).
+struct Signing<'a> {
+    store: crate::ids::StoreId,
+    key: &'a TillKey,
+    hlc: u64,
+    /// Leave a document whose slot already holds a proof of the same heads.
+    keep_same: bool,
+}
+
+/// Sign the stored heads of each of `docs` that has any, in `txn`, under the
+/// slot `slot` names for it; gives whether anything was written.
+fn sign_stored_heads(
+    txn: &redb::WriteTransaction,
+    signing: &Signing<'_>,
+    docs: impl IntoIterator<Item = DocId>,
+    slot: impl Fn(&DocId, &Proof) -> String,
+) -> Result<bool, StorageError> {
+    let heads_t = txn.open_table(tables::DOC_HEADS)?;
+    let mut proofs = txn.open_table(tables::PROOFS)?;
+    let mut wrote = false;
+    for doc in docs {
+        let heads = stored_heads(&heads_t, &doc)?;
+        if heads.is_empty() {
+            continue;
+        }
+        let p = Proof::sign(signing.key, &signing.store, &doc, signing.hlc, heads);
+        let at = slot(&doc, &p);
+        if signing.keep_same
+            && let Some(v) = proofs.get(at.as_str())?
+            && Proof::decode_list(v.value())
+                .unwrap_or_default()
+                .pop()
+                .is_some_and(|old| same_heads(&old.heads, &p.heads))
+        {
+            continue;
+        }
+        proofs.insert(at.as_str(), Proof::encode_list(&[p]).as_slice())?;
+        wrote = true;
+    }
+    Ok(wrote)
 }
 
 /// The heads recorded for `doc` in the `doc_heads` table.

@@ -89,7 +89,9 @@ pub use model::{
     Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, Line, Policy, Product,
     RefundLine, Role, SaleEntry, StockEntry, StockKind, StockLevel, Tender, TillInfo, Totals, Unit,
 };
-pub use proofs::{BadProofs, PROOF_VERSION, Proof, Signature, role_may_write, writers_of};
+pub use proofs::{
+    BadProofs, OwnChange, PROOF_VERSION, Proof, Signature, role_may_write, writers_of,
+};
 pub use sales::{LineRequest, MAX_GRAMS, MAX_LINES, MAX_QTY, SaleRecord, SaleRequest};
 pub use stock::MAX_STOCK_QTY;
 pub use store::{NewStore, Store, StoreOptions};

@@ -33,6 +33,67 @@ use crate::ids::{DocId, StoreId, TillId};
 use crate::keys::{TillKey, verify};
 use crate::model::Role;
 
+/// A proof that says no more than its change does: one proof, by the till that
+/// owns the document (its sales, stock or audit) and wrote the change, of that
+/// change alone. Gossip sends only this, and the receiver rebuilds the whole
+/// [`Proof`] from the change ([`OwnChange::expand`]): the signer is the
+/// change's author, the head its hash, the document the author's.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OwnChange {
+    /// The document kind: `sales`, `stock` or `audit`.
+    pub kind: String,
+    /// Its day (`YYYY-MM-DD`) or month (`YYYY-MM`).
+    pub period: String,
+    /// The proof's HLC.
+    pub hlc: u64,
+    /// The proof's signature.
+    pub sig: [u8; 64],
+}
+
+impl OwnChange {
+    /// `proofs` of `change` to `doc` in this short form, when they are exactly
+    /// one proof by the document's owner, who wrote the change, of the change
+    /// alone.
+    pub fn of(doc: &DocId, change: &[u8], proofs: &[Proof]) -> Option<OwnChange> {
+        let [p] = proofs else { return None };
+        let owner = doc.owner()?;
+        let c = automerge::Change::from_bytes(change.to_vec()).ok()?;
+        if p.signer != owner
+            || crate::store::actor_till(c.actor_id()) != Some(owner)
+            || p.heads != [c.hash()]
+        {
+            return None;
+        }
+        let text = doc.to_string();
+        let period = text.rsplit('/').next()?.to_string();
+        Some(OwnChange {
+            kind: doc.kind().to_string(),
+            period,
+            hlc: p.hlc,
+            sig: p.sig.0,
+        })
+    }
+
+    /// The document and the whole proof this stands for, given the change.
+    pub fn expand(&self, change: &[u8]) -> Option<(DocId, Proof)> {
+        let c = automerge::Change::from_bytes(change.to_vec()).ok()?;
+        let till = crate::store::actor_till(c.actor_id())?;
+        let doc: DocId = format!("{}/{till}/{}", self.kind, self.period).parse().ok()?;
+        if doc.owner() != Some(till) {
+            return None;
+        }
+        Some((
+            doc,
+            Proof {
+                signer: till,
+                hlc: self.hlc,
+                heads: vec![c.hash()],
+                sig: Signature(self.sig),
+            },
+        ))
+    }
+}
+
 /// The version of [`Proof`] lists this build writes.
 pub const PROOF_VERSION: u8 = 1;
 
