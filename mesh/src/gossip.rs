@@ -186,7 +186,12 @@ mod tests {
             proofs: Proof::encode_list(&proofs),
         })
         .expect("long form");
-        assert!(short.len() + 100 < long.len(), "{} vs {}", short.len(), long.len());
+        assert!(
+            short.len() + 100 < long.len(),
+            "{} vs {}",
+            short.len(),
+            long.len()
+        );
         assert_eq!(
             decode_checked(&short),
             Some(Incoming::Change(doc, change.clone(), proofs.clone()))

@@ -78,7 +78,9 @@ impl OwnChange {
     pub fn expand(&self, change: &[u8]) -> Option<(DocId, Proof)> {
         let c = automerge::Change::from_bytes(change.to_vec()).ok()?;
         let till = crate::store::actor_till(c.actor_id())?;
-        let doc: DocId = format!("{}/{till}/{}", self.kind, self.period).parse().ok()?;
+        let doc: DocId = format!("{}/{till}/{}", self.kind, self.period)
+            .parse()
+            .ok()?;
         if doc.owner() != Some(till) {
             return None;
         }
