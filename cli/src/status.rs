@@ -184,9 +184,17 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     }
     let revoked = revoked_because(store, live, &tills)?;
     if let Some(why) = &revoked {
+        let stopped = live
+            .and_then(|l| l.revocation.as_ref())
+            .is_none_or(|r| r.stopped);
         alerts.push(format!(
-            "this till's membership was revoked ({why}): it syncs with nobody and keeps selling locally; \
-             `tillmesh export-unsynced FILE` writes the sales only it holds for the back office"
+            "this till's membership was revoked ({why}): {}; it keeps selling locally, and \
+             `tillmesh export-unsynced FILE` writes the sales only it holds for the back office",
+            if stopped {
+                "it syncs with nobody"
+            } else {
+                "it stops syncing once the signed revocation arrives or more members refuse it"
+            }
         ));
     } else if links.is_none() {
         alerts.push(

@@ -84,6 +84,8 @@ pub struct Revocation {
     pub signed: bool,
     /// Members that refused this till as revoked (QUIC close code [`REVOKED`]).
     pub refused_by: Vec<TillId>,
+    /// It stopped syncing (see [`Node::is_revoked`]).
+    pub stopped: bool,
 }
 
 /// Whether `e` (or an error beneath it) is a connection the peer closed with
@@ -1248,12 +1250,13 @@ impl Node {
     /// What this till knows of its own revocation, if anything: the signed
     /// revocation it holds, and the members that refused it as revoked.
     pub fn revocation(&self) -> Option<Revocation> {
-        let r = self
+        let mut r = self
             .ctx
             .revoked
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default();
+        r.stopped = self.ctx.is_revoked();
         (r.signed || !r.refused_by.is_empty()).then_some(r)
     }
 

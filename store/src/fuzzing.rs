@@ -90,7 +90,10 @@ mod signed {
     /// id, the proofs as [`Proof::encode_list`] writes them after a 4-byte
     /// little-endian length, the number of changes (one byte), then each
     /// change as a 4-byte little-endian length and its bytes.
-    fn split(data: &[u8]) -> Option<(&str, &[u8], Vec<Vec<u8>>)> {
+    /// A split input: document id, encoded proofs, changes.
+    type Parts<'a> = (&'a str, &'a [u8], Vec<Vec<u8>>);
+
+    fn split(data: &[u8]) -> Option<Parts<'_>> {
         let (&id_len, rest) = data.split_first()?;
         let (doc, rest) = rest.split_at_checked(usize::from(id_len))?;
         let doc = std::str::from_utf8(doc).ok()?;

@@ -27,6 +27,9 @@ pub const ENVELOPE: u8 = 0x50;
 /// Number of manifest buckets.
 pub const BUCKETS: usize = 256;
 
+/// A document with its heads.
+pub type DocHeads = (DocId, Vec<ChangeHash>);
+
 /// The bucket digests of a store's manifest.
 pub type BucketDigests = Vec<[u8; 32]>;
 
@@ -199,9 +202,7 @@ impl Store {
     /// The 256 bucket digests together with the heads of this till's own
     /// documents (its sales, stock and audit), read at one instant: a peer whose
     /// digest for a bucket is the same holds exactly these heads of its documents.
-    pub fn manifest_buckets_and_own(
-        &self,
-    ) -> Result<(BucketDigests, Vec<(DocId, Vec<ChangeHash>)>), StorageError> {
+    pub fn manifest_buckets_and_own(&self) -> Result<(BucketDigests, Vec<DocHeads>), StorageError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(tables::BUCKETS)?;
         let mut buckets = vec![[0u8; 32]; BUCKETS];
