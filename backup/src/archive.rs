@@ -917,7 +917,6 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
         .collect();
     snapshots.reverse();
     let mut skipped = Vec::new();
-    let mut chosen = None;
     for l in snapshots {
         let created = l.created_ms.unwrap_or(0);
         match &spec.pick {
@@ -928,11 +927,8 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
         // Membership is checked once the snapshot's membership document is in.
         let opened = read(sink, &l.name, l.bytes)?
             .and_then(|b| format::open(&b, spec.store_id, &openers, |_| true));
-        match opened {
-            Ok((h, c)) => {
-                chosen = Some((l.name.clone(), h, c));
-                break;
-            }
+        let (header, contents) = match opened {
+            Ok(o) => o,
             Err(e) => {
                 if matches!(spec.pick, Pick::Named(_)) {
                     return Err(BackupError::Damaged {
@@ -942,34 +938,51 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
                 }
                 tracing::warn!(file = l.name, error = %e, "skipping a damaged snapshot");
                 skipped.push((l.name.clone(), e.to_string()));
+                continue;
             }
+        };
+        std::fs::create_dir_all(spec.home).map_err(|e| SinkError::Io {
+            path: spec.home.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let result = restore_into(
+            &path,
+            &spec,
+            &l.name,
+            &header,
+            &contents,
+            &listed,
+            skipped.clone(),
+            sink,
+        );
+        if result.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        match result {
+            // Signed by a till that everything restored says is no member (a
+            // revocation in a later file, say): an older snapshot may do.
+            Err(BackupError::Damaged {
+                name,
+                source: e @ FormatError::NotMember(_),
+            }) if !matches!(spec.pick, Pick::Named(_)) => {
+                tracing::warn!(file = name, error = %e, "skipping a snapshot of a till that is no member");
+                skipped.push((name, e.to_string()));
+            }
+            other => return other,
         }
     }
-    let Some((name, header, contents)) = chosen else {
-        return Err(BackupError::NoSnapshot {
-            at: match spec.pick {
-                Pick::At(t) => Some(t),
-                _ => None,
-            },
-            oldest_ms: listed
-                .iter()
-                .filter(|l| l.kind == Some(Kind::Snapshot))
-                .filter_map(|l| l.created_ms)
-                .min(),
-            skipped,
-        });
-    };
-    std::fs::create_dir_all(spec.home).map_err(|e| SinkError::Io {
-        path: spec.home.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let result = restore_into(
-        &path, &spec, &name, &header, &contents, &listed, skipped, sink,
-    );
-    if result.is_err() {
-        let _ = std::fs::remove_file(&path);
-    }
-    result
+    Err(BackupError::NoSnapshot {
+        at: match spec.pick {
+            Pick::At(t) => Some(t),
+            _ => None,
+        },
+        oldest_ms: listed
+            .iter()
+            .filter(|l| l.kind == Some(Kind::Snapshot))
+            .filter_map(|l| l.created_ms)
+            .min(),
+        skipped,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1000,11 +1013,12 @@ fn restore_into(
         store.add_store_secret(s.clone())?;
     }
     merge_restoring(&mut store, contents)?;
+    let not_member = || BackupError::Damaged {
+        name: name.to_string(),
+        source: FormatError::NotMember(header.creator),
+    };
     if !is_member(&store, &header.creator) {
-        return Err(BackupError::Damaged {
-            name: name.to_string(),
-            source: FormatError::NotMember(header.creator),
-        });
+        return Err(not_member());
     }
     // The store now holds the keys, the snapshot's members and the admin key.
     let recovery: &[StoreSecret] = spec.recovery.map(std::slice::from_ref).unwrap_or(&[]);
@@ -1036,6 +1050,12 @@ fn restore_into(
                 skipped.push((l.name.clone(), e.to_string()));
             }
         }
+    }
+    // The snapshot's signer once more, by the membership of everything
+    // restored: a revocation in a later file (which the signer's own snapshot
+    // may leave out) counts.
+    if !is_member(&store, &header.creator) {
+        return Err(not_member());
     }
     if let Some(admin) = spec.certify_with {
         let role = Role::Till;

@@ -915,3 +915,37 @@ fn prune_checks_a_snapshots_heads_against_its_records() {
             .any(|l| l.name == bundle)
     );
 }
+
+#[test]
+fn restore_passes_over_the_newest_snapshot_when_a_later_file_revokes_its_signer() {
+    let mut shop = shop();
+    let dir = tempfile::tempdir().expect("dir");
+    let sink = FolderSink::new(dir.path()).expect("sink");
+    sell(&mut shop.a, 2);
+    sync(&mut shop.a, &mut shop.b);
+    let by_a = archive::backup(&mut shop.a, &sink, Kind::Snapshot)
+        .expect("A's snapshot")
+        .name
+        .expect("name");
+    std::thread::sleep(Duration::from_millis(3));
+    // B's snapshot is the newest, and its membership says B is a member.
+    let by_b = archive::backup(&mut shop.b, &sink, Kind::Snapshot)
+        .expect("B's snapshot")
+        .name
+        .expect("name");
+    std::thread::sleep(Duration::from_millis(3));
+    // Then the admin revokes B, and A's next bundle carries the revocation.
+    let b_id = shop.b.till_id();
+    shop.a.revoke(&shop.admin, b_id).expect("revoke");
+    archive::backup(&mut shop.a, &sink, Kind::Bundle).expect("A's bundle");
+    let (mut restored, report, _home) = restore(&sink, &shop, Pick::Newest).expect("restore");
+    assert_eq!(report.snapshot, by_a, "{report:?}");
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|(n, why)| *n == by_b && why.contains("not a member")),
+        "{report:?}"
+    );
+    assert_eq!(receipts(&mut restored), receipts(&mut shop.a));
+}

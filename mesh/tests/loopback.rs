@@ -98,9 +98,7 @@ async fn ticket(
 /// A new till redeems `ticket` and fetches the store, as `tillmesh join` does.
 async fn join(ticket: &Ticket, name: &str) -> Result<(Node, StoreHandle, TillKey), String> {
     let key = TillKey::generate();
-    let ep = endpoint(&key, loopback(), &[], &Default::default(), None::<NoHooks>)
-        .await
-        .expect("endpoint");
+    let ep = bare_endpoint(&key).await;
     let reply = request_join(&ep, ticket, name)
         .await
         .map_err(|e| e.to_string())?;
@@ -150,6 +148,13 @@ fn logs() {
         .with_env_filter(std::env::var("TILLMESH_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
+}
+
+/// An endpoint of `key` on loopback with no node behind it.
+async fn bare_endpoint(key: &TillKey) -> iroh::Endpoint {
+    endpoint(key, loopback(), &[], &Default::default(), None::<NoHooks>)
+        .await
+        .expect("endpoint")
 }
 
 #[derive(Debug, Clone)]
@@ -206,15 +211,7 @@ async fn join_sync_and_refusals_over_real_endpoints() {
 
     // A stranger with A's address gets nothing: refused at the handshake.
     let stranger = TillKey::generate();
-    let ep = endpoint(
-        &stranger,
-        loopback(),
-        &[],
-        &Default::default(),
-        None::<NoHooks>,
-    )
-    .await
-    .expect("endpoint");
+    let ep = bare_endpoint(&stranger).await;
     let addr = a.addr().endpoint_addr(&ka.till_id()).expect("addr");
     let refused = async {
         let conn = ep
@@ -401,15 +398,7 @@ async fn a_member_gets_at_most_two_sync_sessions_at_once() {
         .expect("call")
         .expect("certify");
     a.refresh().await.expect("refresh");
-    let ep = endpoint(
-        &member,
-        loopback(),
-        &[],
-        &Default::default(),
-        None::<NoHooks>,
-    )
-    .await
-    .expect("endpoint");
+    let ep = bare_endpoint(&member).await;
     let addr = a.addr().endpoint_addr(&ka.till_id()).expect("addr");
     let mut conns = Vec::new();
     for _ in 0..=tillmesh_mesh::MAX_SESSIONS_PER_PEER {

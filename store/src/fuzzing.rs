@@ -42,6 +42,33 @@ pub use changes::{store_changes, store_changes_seeds};
 #[cfg(any(test, feature = "test-utils"))]
 pub use signed::{signed_changes, signed_changes_seeds};
 
+/// Changes as the store's targets lay them out: the count (one byte), then
+/// each change as a 4-byte little-endian length and its bytes, and nothing
+/// after. `None` when the layout does not hold.
+#[cfg(any(test, feature = "test-utils"))]
+fn read_changes(data: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (&count, mut rest) = data.split_first()?;
+    let mut changes = Vec::new();
+    for _ in 0..count {
+        let (len, tail) = rest.split_at_checked(4)?;
+        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+        let (change, tail) = tail.split_at_checked(len)?;
+        changes.push(change.to_vec());
+        rest = tail;
+    }
+    rest.is_empty().then_some(changes)
+}
+
+/// The inverse of [`read_changes`], appended to `out`.
+#[cfg(any(test, feature = "test-utils"))]
+fn write_changes(out: &mut Vec<u8>, changes: &[Vec<u8>]) {
+    out.push(changes.len() as u8);
+    for c in changes {
+        out.extend_from_slice(&(c.len() as u32).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+}
+
 #[cfg(any(test, feature = "test-utils"))]
 mod signed {
     use crate::{DocId, NewStore, Proof, Role, Store, StoreId, StoreOptions, TillKey};
@@ -100,16 +127,7 @@ mod signed {
         let (len, rest) = rest.split_at_checked(4)?;
         let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
         let (proofs, rest) = rest.split_at_checked(len)?;
-        let (&count, mut rest) = rest.split_first()?;
-        let mut changes = Vec::new();
-        for _ in 0..count {
-            let (len, tail) = rest.split_at_checked(4)?;
-            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-            let (change, tail) = tail.split_at_checked(len)?;
-            changes.push(change.to_vec());
-            rest = tail;
-        }
-        rest.is_empty().then_some((doc, proofs, changes))
+        Some((doc, proofs, super::read_changes(rest)?))
     }
 
     fn join(doc: &DocId, proofs: &[u8], changes: &[Vec<u8>]) -> Vec<u8> {
@@ -118,11 +136,7 @@ mod signed {
         out.extend_from_slice(doc.as_bytes());
         out.extend_from_slice(&(proofs.len() as u32).to_le_bytes());
         out.extend_from_slice(proofs);
-        out.push(changes.len() as u8);
-        for c in changes {
-            out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-            out.extend_from_slice(c);
-        }
+        super::write_changes(&mut out, changes);
         out
     }
 
@@ -248,16 +262,7 @@ mod changes {
         let (&id_len, rest) = rest.split_first()?;
         let (doc, rest) = rest.split_at_checked(usize::from(id_len))?;
         let doc = std::str::from_utf8(doc).ok()?;
-        let (&count, mut rest) = rest.split_first()?;
-        let mut changes = Vec::new();
-        for _ in 0..count {
-            let (len, tail) = rest.split_at_checked(4)?;
-            let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
-            let (change, tail) = tail.split_at_checked(len)?;
-            changes.push(change.to_vec());
-            rest = tail;
-        }
-        rest.is_empty().then_some((flags, doc, changes))
+        Some((flags, doc, super::read_changes(rest)?))
     }
 
     /// The inverse of [`split`].
@@ -265,11 +270,7 @@ mod changes {
         let doc = doc.to_string();
         let mut out = vec![flags, doc.len() as u8];
         out.extend_from_slice(doc.as_bytes());
-        out.push(changes.len() as u8);
-        for c in changes {
-            out.extend_from_slice(&(c.len() as u32).to_le_bytes());
-            out.extend_from_slice(c);
-        }
+        super::write_changes(&mut out, changes);
         out
     }
 

@@ -355,8 +355,22 @@ impl Writer<'_> {
         let doc = self.s.docs.get(id)?;
         let mut values: Vec<FieldValue> =
             field_values(doc, key).into_iter().map(|(v, _)| v).collect();
-        rank_values(&mut values, policy);
+        self.rank_certified(&mut values, policy);
         values.into_iter().next()
+    }
+
+    /// [`rank_values`], where under `role-priority` a writer's role counts at
+    /// most as high as its admin-signed certificate says (a revoked or unknown
+    /// writer as a checkout till): a change cannot raise its writer's rank by
+    /// claiming a role.
+    fn rank_certified(&self, values: &mut [FieldValue], policy: Policy) {
+        if policy == Policy::RolePriority && values.len() > 1 {
+            for v in values.iter_mut() {
+                let certified = self.s.certified_role(&v.till).ok().flatten();
+                v.role = certified.map_or(Role::Till, |c| c.min(v.role));
+            }
+        }
+        rank_values(values, policy);
     }
 
     fn materialise_product(&mut self, sku: &str, policy: Policy) -> Result<(), StorageError> {
@@ -487,7 +501,7 @@ impl Writer<'_> {
             return Ok(());
         }
         let mut vals: Vec<FieldValue> = values.into_iter().map(|(v, _)| v).collect();
-        rank_values(&mut vals, policy);
+        self.rank_certified(&mut vals, policy);
         let status = if policy == Policy::Manual {
             ConflictStatus::Pending
         } else {

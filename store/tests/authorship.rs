@@ -72,7 +72,14 @@ fn a_till_cannot_change_prices_even_when_it_signs_its_own_change() {
     let b_key = b.till_key().clone();
     let b_id = *b.till_id().as_bytes();
     let field = price_field(&b, 1, "back-office");
-    let (change, proofs) = raw_change(&mut b, &DocId::Catalog, &b_id, "TEA/price", &field, &b_key);
+    let (change, proofs) = raw_change(
+        &mut b,
+        &DocId::Catalog,
+        &b_id,
+        "TEA/price_cents",
+        &field,
+        &b_key,
+    );
     let before = a.heads(&DocId::Catalog).expect("heads");
     let err = a
         .apply_changes(&DocId::Catalog, std::slice::from_ref(&change), &proofs)
@@ -110,7 +117,14 @@ fn a_change_under_another_tills_name_or_without_proof_is_refused() {
     let b_key = b.till_key().clone();
     let field = price_field(&a, 5, "manager");
     // B writes a price under A's actor id and signs it itself: refused.
-    let (change, proofs) = raw_change(&mut b, &DocId::Catalog, &a_id, "TEA/price", &field, &b_key);
+    let (change, proofs) = raw_change(
+        &mut b,
+        &DocId::Catalog,
+        &a_id,
+        "TEA/price_cents",
+        &field,
+        &b_key,
+    );
     let err = a
         .apply_changes(&DocId::Catalog, std::slice::from_ref(&change), &proofs)
         .expect_err("forged");
@@ -229,7 +243,7 @@ fn random_writes_forgeries_and_revocations_converge_to_the_allowed_writes() {
                             &mut tills[t],
                             &DocId::Catalog,
                             &id,
-                            "TEA/price",
+                            "TEA/price_cents",
                             &field,
                             &key,
                         );
@@ -350,4 +364,42 @@ fn a_new_members_address_arrives_with_its_certificate_in_one_batch() {
         .find(|t| t.id == key.till_id())
         .expect("C is a member on B");
     assert_eq!(seen.addr, Some(addr));
+}
+
+/// Under `role-priority` a writer ranks by its certified role: a manager whose
+/// change claims the back office's role does not beat the back office.
+#[test]
+fn role_priority_ranks_a_writer_by_its_certificate_not_its_claim() {
+    let (mut a, mut m) = members_pair(Role::BackOffice, Role::Manager);
+    a.set_config_value(
+        "conflict_policy/catalog",
+        serde_json::json!("role-priority"),
+    )
+    .expect("policy");
+    a.add_product(product("TEA", 200)).expect("product");
+    sync_from(&mut a, &mut m);
+    // Concurrent edits: the back office sets 3.00; the manager writes 0.01 with
+    // a later clock, claiming to be the back office (its proof is its own, and
+    // a manager may edit prices, so the change itself is accepted).
+    a.set_price(&tea(), 300).expect("back office's price");
+    let m_key = m.till_key().clone();
+    let m_id = *m.till_id().as_bytes();
+    let field = serde_json::json!({
+        "v": 1, "value": 1, "hlc": u64::MAX >> 1,
+        "till": m.till_id().to_string(), "role": "back-office",
+    })
+    .to_string();
+    let (change, proofs) = raw_change(
+        &mut m,
+        &DocId::Catalog,
+        &m_id,
+        "TEA/price_cents",
+        &field,
+        &m_key,
+    );
+    a.apply_changes(&DocId::Catalog, &[change], &proofs)
+        .expect("a manager's price change is allowed");
+    assert_eq!(price(&a), 300, "the back office outranks a manager");
+    sync_from(&mut a, &mut m);
+    assert_eq!(price(&m), 300);
 }
