@@ -127,12 +127,30 @@ pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
         api.token,
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(&body)?;
+    // A daemon that is stopping closes its socket: a request it could not
+    // take whole was not run, so the command runs without it.
+    let sent = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(&body));
+    if let Err(e) = sent {
+        return match e.kind() {
+            std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted => Ok(None),
+            _ => Err(e.into()),
+        };
+    }
     let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .context("the daemon did not answer")?;
+    let read = stream.read_to_end(&mut response);
+    if response.is_empty() {
+        // It took the request and said nothing: whether the command ran is
+        // not known here (a sale: `tillmesh sales` shows it if it did).
+        anyhow::bail!(
+            "the daemon stopped before answering; the command may or may not have run \
+             (check with `tillmesh sales` or `tillmesh status`)"
+        );
+    }
+    read.context("the daemon did not answer")?;
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -81,7 +81,40 @@ impl Ctx {
         adopt_admin_key(&mut store, &self.home);
         Ok(store)
     }
+
+    /// [`Ctx::open`], waiting up to `patience` while another process of this
+    /// till (a command, or the daemon starting) holds the store. `Ok(None)`
+    /// when `give_way` says so meanwhile (the daemon's API came up: go through
+    /// it instead).
+    pub fn open_waiting(
+        &self,
+        patience: std::time::Duration,
+        give_way: impl Fn() -> bool,
+    ) -> Result<Option<Store>> {
+        let until = std::time::Instant::now() + patience;
+        loop {
+            match self.open() {
+                Err(e)
+                    if matches!(
+                        e.downcast_ref::<tillmesh_store::OpenStoreError>(),
+                        Some(tillmesh_store::OpenStoreError::InUse(_))
+                    ) && std::time::Instant::now() < until =>
+                {
+                    if give_way() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other.map(Some),
+            }
+        }
+    }
 }
+
+/// How long a command waits for the store while another process of the till
+/// holds it (a daemon starting, another command), and a starting daemon for a
+/// command to finish.
+pub const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Hold the admin key from `admin.key` when it is the one the store's trust
 /// root names; any other key there (a till key copied into its place, say) is

@@ -93,7 +93,10 @@ fn write_api_file(home: &std::path::Path, info: &ApiInfo) -> Result<()> {
 }
 
 async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
-    let store = ctx.open()?;
+    // A command run a moment ago may still hold the store: wait for it.
+    let store = ctx
+        .open_waiting(commands::STORE_PATIENCE, || false)?
+        .ok_or_else(|| anyhow::anyhow!("the store stayed in use"))?;
     let key = ctx.key()?;
     // Only the key the store's trust root names makes this the admin till.
     let admin = ctx.admin_key().filter(|_| store.holds_admin_key());

@@ -50,7 +50,15 @@ fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
                     }
                 }
             }
-            let mut store = ctx.open()?;
+            // The store is held by a daemon that is starting (its API comes up
+            // in a moment) or by another command: wait, then go through the
+            // daemon or open it.
+            let Some(mut store) = ctx.open_waiting(commands::STORE_PATIENCE, || {
+                client::discover(&ctx.home).is_some()
+            })?
+            else {
+                continue;
+            };
             commands::dispatch(&mut store, &ctx.home, other, &mut out)?;
             match other {
                 Command::Status(a) if a.watch.is_some() => {
