@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tillmesh_mesh::{JoinReply, Node, NodeConfig, StoreHandle, Ticket, endpoint, request_join};
-use tillmesh_store::{NewStore, Role, Store, StoreId, StoreOptions, TillKey};
+use tillmesh_store::{TillKey, test_utils};
 
 #[derive(Debug, Clone)]
 struct NoHooks;
@@ -30,28 +30,8 @@ fn refused(r: JoinReply) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_ticket_learns_nothing_and_is_audited_once() {
-    let (key, admin, id) = (TillKey::generate(), TillKey::generate(), StoreId::random());
-    let mut store = Store::create_in_memory(
-        key.clone(),
-        NewStore {
-            store_id: id,
-            store_name: "Gate Shop".into(),
-            till_name: "A".parse().expect("name"),
-            role: Role::BackOffice,
-            founder: true,
-        },
-        StoreOptions::default(),
-    )
-    .expect("store");
-    store.set_admin_key(admin.till_id()).expect("admin key");
-    store
-        .certify(
-            &admin,
-            key.till_id(),
-            &"A".parse().expect("name"),
-            Role::BackOffice,
-        )
-        .expect("certify");
+    let (store, key, admin) = test_utils::founder_in_memory("Gate Shop");
+    let id = store.store_id();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let (ha, _t) = StoreHandle::spawn(store, Some(tx));
     let node = Node::spawn(

@@ -32,30 +32,8 @@ fn sale() -> SaleRequest {
 
 /// The founding till: store, admin key, a product, its node.
 async fn founder() -> (Node, StoreHandle, TillKey, TillKey, StoreId) {
-    let key = TillKey::generate();
-    let admin = TillKey::generate();
-    let id = StoreId::random();
-    let mut store = Store::create_in_memory(
-        key.clone(),
-        NewStore {
-            store_id: id,
-            store_name: "Loop Shop".into(),
-            till_name: "A".parse().expect("name"),
-            role: Role::BackOffice,
-            founder: true,
-        },
-        StoreOptions::default(),
-    )
-    .expect("store");
-    store.set_admin_key(admin.till_id()).expect("admin key");
-    store
-        .certify(
-            &admin,
-            key.till_id(),
-            &"A".parse().expect("name"),
-            Role::BackOffice,
-        )
-        .expect("certify self");
+    let (mut store, key, admin) = test_utils::founder_in_memory("Loop Shop");
+    let id = store.store_id();
     store
         .add_product(test_utils::product("TEA", 200))
         .expect("product");

@@ -22,6 +22,31 @@ pub fn till(store_id: StoreId, name: &str, role: Role, founder: bool, opts: Stor
     .expect("in-memory store")
 }
 
+/// The founding till `A` of a new store named `store_name`, in memory, holding
+/// the trust root of a new admin key and certified by it as the back office:
+/// (its store, its key, the admin key).
+pub fn founder_in_memory(store_name: &str) -> (Store, TillKey, TillKey) {
+    let (key, admin) = (TillKey::generate(), TillKey::generate());
+    let name: crate::TillName = "A".parse().expect("valid till name");
+    let mut store = Store::create_in_memory(
+        key.clone(),
+        NewStore {
+            store_id: StoreId::random(),
+            store_name: store_name.into(),
+            till_name: name.clone(),
+            role: Role::BackOffice,
+            founder: true,
+        },
+        StoreOptions::default(),
+    )
+    .expect("in-memory store");
+    store.set_admin_key(admin.till_id()).expect("admin key");
+    store
+        .certify(&admin, key.till_id(), &name, Role::BackOffice)
+        .expect("certify the founder");
+    (store, key, admin)
+}
+
 /// A product sold each, standard tax, no barcode.
 pub fn product(sku: &str, price_cents: i64) -> NewProduct {
     NewProduct {

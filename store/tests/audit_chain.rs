@@ -107,6 +107,21 @@ fn last_change(am: &Automerge) -> Vec<u8> {
         .to_vec()
 }
 
+/// Put `entry` at its key in `doc`, as a change under `s`'s till on top of
+/// `base` (changes of `doc`), and inject it through the legacy door.
+fn forge_entry(s: &mut Store, doc: &DocId, base: &[Vec<u8>], entry: &AuditEntry) {
+    let mut am = forger(s.till_id(), base);
+    am.transact::<_, _, automerge::AutomergeError>(|tx| {
+        tx.put(
+            ROOT,
+            key(entry.seq),
+            serde_json::to_string(entry).expect("json"),
+        )
+    })
+    .expect("forge");
+    inject(s, doc, &[last_change(&am)]).expect("apply");
+}
+
 /// The changes of `doc` before the one that wrote `key`.
 fn changes_before(s: &mut Store, doc: &DocId, key: &str) -> Vec<Vec<u8>> {
     let all = s.changes_since(doc, &[]).expect("changes");
@@ -174,16 +189,8 @@ fn a_tampered_entry_is_named() {
         .expect("a price entry");
     let mut forged = victim.clone();
     forged.detail = serde_json::json!({"old_cents": 200, "new_cents": 1});
-    let mut am = forger(s.till_id(), &s.changes_since(&doc, &[]).expect("changes"));
-    am.transact::<_, _, automerge::AutomergeError>(|tx| {
-        tx.put(
-            ROOT,
-            key(victim.seq),
-            serde_json::to_string(&forged).expect("json"),
-        )
-    })
-    .expect("forge");
-    inject(&mut s, &doc, &[last_change(&am)]).expect("apply");
+    let base = s.changes_since(&doc, &[]).expect("changes");
+    forge_entry(&mut s, &doc, &base, &forged);
     let r = own_report(&mut s);
     assert!(!r.intact());
     let found = problems(&r);
@@ -294,16 +301,8 @@ fn two_entries_at_one_place_are_a_fork() {
     let mut other = at.clone();
     other.detail = serde_json::json!({"old_cents": 202, "new_cents": 2});
     sign(&s, &mut other);
-    let mut am = forger(s.till_id(), &changes_before(&mut s, &doc, &key(at.seq)));
-    am.transact::<_, _, automerge::AutomergeError>(|tx| {
-        tx.put(
-            ROOT,
-            key(at.seq),
-            serde_json::to_string(&other).expect("json"),
-        )
-    })
-    .expect("forge");
-    inject(&mut s, &doc, &[last_change(&am)]).expect("apply");
+    let base = changes_before(&mut s, &doc, &key(at.seq));
+    forge_entry(&mut s, &doc, &base, &other);
     let r = own_report(&mut s);
     assert_eq!(
         problems(&r),
@@ -325,16 +324,7 @@ fn two_entries_at_one_place_are_a_fork() {
         s.till_id(),
         tillmesh_store::Day::from_unix_ms(MAY + 40 * DAY_MS).month(),
     );
-    let mut am = forger(s.till_id(), &[]);
-    am.transact::<_, _, automerge::AutomergeError>(|tx| {
-        tx.put(
-            ROOT,
-            key(at.seq),
-            serde_json::to_string(&other).expect("json"),
-        )
-    })
-    .expect("forge");
-    inject(&mut s, &later, &[last_change(&am)]).expect("apply");
+    forge_entry(&mut s, &later, &[], &other);
     let r = own_report(&mut s);
     assert_eq!(problems(&r), vec![(at.seq, AuditProblemKind::Forked)]);
 }

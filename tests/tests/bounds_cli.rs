@@ -57,6 +57,19 @@ fn sales(t: &Till) -> usize {
     t.json(&["sales"]).as_array().expect("array").len()
 }
 
+/// `usb sync --json` output `r` refused the planted file alone, by name, and
+/// took changes from the rest; gives why it refused it.
+fn refused_only_the_huge_file(r: &serde_json::Value) -> String {
+    let refused = r["refused"].as_array().expect("refused");
+    assert_eq!(refused.len(), 1, "{r}");
+    assert!(
+        refused[0][0].as_str().expect("name").ends_with("huge.tmb"),
+        "{r}"
+    );
+    assert!(r["imported_changes"].as_u64().expect("n") > 0, "{r}");
+    refused[0][1].as_str().expect("why").to_string()
+}
+
 /// A file beside `bundle` with its header (naming the same store and till) but
 /// announcing a 4 GiB body, and that long: sparse, nothing of it is written.
 fn plant_huge(bundle: &Path) -> PathBuf {
@@ -148,20 +161,8 @@ fn tickets_from_stdin_or_a_file_and_a_huge_file_on_the_stick_refused_by_name() {
     // B, without a daemon: the huge file is refused by name, A's bundle taken.
     let before = sales(&b);
     let r = b.json(&["usb", "sync", s]);
-    let refused = r["refused"].as_array().expect("refused");
-    assert_eq!(refused.len(), 1, "{r}");
-    assert!(
-        refused[0][0].as_str().expect("name").ends_with("huge.tmb"),
-        "{r}"
-    );
-    assert!(
-        refused[0][1]
-            .as_str()
-            .expect("why")
-            .contains("over the 1073741824-byte limit"),
-        "{r}"
-    );
-    assert!(r["imported_changes"].as_u64().expect("n") > 0, "{r}");
+    let why = refused_only_the_huge_file(&r);
+    assert!(why.contains("over the 1073741824-byte limit"), "{r}");
     assert_eq!(sales(&b), before + 2);
     let text = b.ok(&["usb", "sync", s]);
     assert!(text.contains("REFUSED  huge.tmb"), "{text}");
@@ -171,13 +172,7 @@ fn tickets_from_stdin_or_a_file_and_a_huge_file_on_the_stick_refused_by_name() {
     a.ok(&["usb", "sync", s]);
     let db = b.start(&[]);
     let r = b.json(&["usb", "sync", s]);
-    let refused = r["refused"].as_array().expect("refused");
-    assert_eq!(refused.len(), 1, "{r}");
-    assert!(
-        refused[0][0].as_str().expect("name").ends_with("huge.tmb"),
-        "{r}"
-    );
-    assert!(r["imported_changes"].as_u64().expect("n") > 0, "{r}");
+    refused_only_the_huge_file(&r);
     assert_eq!(sales(&b), before + 3);
     db.stop();
 }
