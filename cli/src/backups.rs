@@ -1597,11 +1597,11 @@ pub(crate) struct OpenedRecovery {
 
 impl OpenedRecovery {
     pub(crate) fn read(file: &Path) -> Result<Self> {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let pass = crate::client::caller_env("TILLMESH_RECOVERY_PASSPHRASE").ok_or_else(|| {
             rejected("set TILLMESH_RECOVERY_PASSPHRASE to the recovery file's passphrase")
         })?;
-        let bytes =
-            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let r = keys::open_recovery(&bytes, &pass).map_err(|e| match e {
             keys::RecoveryError::WrongPassphrase => rejected(e.to_string()),
             other => Damaged(other.to_string()).into(),
