@@ -240,6 +240,8 @@ impl Store {
             txn.delete_table(tables::V_RECEIPTS)?;
             txn.delete_table(tables::V_TILLS)?;
             txn.delete_table(tables::V_CONFIG)?;
+            txn.delete_table(tables::V_SALES)?;
+            txn.delete_table(tables::V_REPORT)?;
             crate::store::create_tables(&txn)?;
             txn.commit()?;
         }

@@ -203,10 +203,7 @@ impl Store {
             )?;
             let mut m = txn.open_table(tables::META)?;
             m.insert(meta::LEGACY_HISTORY, [1u8].as_slice())?;
-            m.insert(
-                meta::FORMAT,
-                tables::FORMAT_VERSION.to_le_bytes().as_slice(),
-            )?;
+            m.insert(meta::FORMAT, tables::FORMAT_PROOFS.to_le_bytes().as_slice())?;
         }
         txn.commit()?;
         tracing::info!("store upgraded to signed changes; its history is accepted as it stands");

@@ -163,6 +163,9 @@ pub enum SaleError {
     /// The operation is not allowed on that receipt.
     #[error("{0}")]
     NotAllowed(String),
+    /// An idempotency key came back with another request than its first.
+    #[error("idempotency key {0:?} was already used for a different sale")]
+    KeyReused(String),
     /// Storage error; nothing was recorded.
     #[error(transparent)]
     Storage(#[from] StorageError),

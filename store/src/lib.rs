@@ -58,6 +58,7 @@ pub mod fuzzing;
 mod hlc;
 mod ids;
 mod keys;
+mod listing;
 mod membership;
 mod model;
 mod proofs;
@@ -84,6 +85,10 @@ pub use error::{
 pub use hlc::{Clock, ClockSkew, DEFAULT_MAX_SKEW_S, Hlc, HlcState, ManualClock, SystemClock};
 pub use ids::{Barcode, Day, DocId, Month, ParseIdError, Receipt, Sku, StoreId, TillId, TillName};
 pub use keys::{KeyFileError, TillKey, verify};
+pub use listing::{
+    BadCursor, ListError, MAX_IDEMPOTENCY_KEY, MAX_PAGE, ProductCell, ReportCell, SalesFilter,
+    SalesPage, SalesReport, StoreEvent, TOP_PRODUCTS,
+};
 pub use membership::{MemberStatus, MembershipError, StoreSecret};
 pub use model::{
     Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, Line, Policy, Product,

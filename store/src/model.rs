@@ -377,6 +377,20 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Add another set of totals to these.
+    pub(crate) fn absorb(&mut self, o: &Totals) {
+        self.sales += o.sales;
+        self.sales_cents += o.sales_cents;
+        self.tax_cents += o.tax_cents;
+        self.voids += o.voids;
+        self.voided_cents += o.voided_cents;
+        self.refunds += o.refunds;
+        self.refunded_cents += o.refunded_cents;
+        self.net_cents += o.net_cents;
+        self.cash_cents += o.cash_cents;
+        self.card_cents += o.card_cents;
+    }
+
     /// Count an entry into the totals.
     pub(crate) fn add(&mut self, e: &SaleEntry) {
         let signed = match e.kind {

@@ -46,7 +46,7 @@ pub struct SaleRequest {
 }
 
 /// A sales entry with where it lives, as listings show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SaleRecord {
     /// The entry itself.
     #[serde(flatten)]
@@ -177,6 +177,16 @@ impl Store {
 
     /// Record a sale. When this returns `Ok`, the sale is on disk.
     pub fn record_sale(&mut self, req: SaleRequest) -> Result<SaleEntry, SaleError> {
+        self.record_sale_with(req, None)
+    }
+
+    /// Record a sale, noting the idempotency key and request fingerprint
+    /// `once` in the same transaction.
+    pub(crate) fn record_sale_with(
+        &mut self,
+        req: SaleRequest,
+        once: Option<(&str, &str)>,
+    ) -> Result<SaleEntry, SaleError> {
         if req.lines.is_empty() {
             return Err(SaleError::Invalid("a sale needs at least one line".into()));
         }
@@ -190,7 +200,7 @@ impl Store {
             .iter()
             .map(|l| self.price_line(l))
             .collect::<Result<Vec<_>, _>>()?;
-        self.write_entry(EntryKind::Sale, None, lines, req.tender, None)
+        self.write_entry(EntryKind::Sale, None, lines, req.tender, None, once)
     }
 
     fn write_entry(
@@ -200,6 +210,7 @@ impl Store {
         lines: Vec<Line>,
         tender: Tender,
         audit: Option<serde_json::Value>,
+        once: Option<(&str, &str)>,
     ) -> Result<SaleEntry, SaleError> {
         // The day comes from the wall clock, not the HLC: a timestamp from a till
         // whose clock was far ahead must not file today's sales under its day.
@@ -224,11 +235,14 @@ impl Store {
         if let Some(detail) = audit {
             w.audit(&kind.to_string(), &receipt.to_string(), detail)?;
         }
+        if let Some((key, fingerprint)) = once {
+            crate::listing::note_key_use(w.txn(), key, fingerprint, &receipt, now)?;
+        }
         w.commit()?;
         Ok(entry)
     }
 
-    fn receipt_info(&self, r: &Receipt) -> Result<Option<ReceiptInfo>, StorageError> {
+    pub(crate) fn receipt_info(&self, r: &Receipt) -> Result<Option<ReceiptInfo>, StorageError> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(tables::V_RECEIPTS)?;
         t.get(r.to_string().as_str())?
@@ -279,6 +293,7 @@ impl Store {
             sale.lines,
             sale.tender,
             Some(detail),
+            None,
         )
     }
 
@@ -381,6 +396,7 @@ impl Store {
             out,
             sale.tender,
             Some(detail),
+            None,
         )
     }
 

@@ -110,6 +110,9 @@ pub struct Store {
     /// While set, changes without proofs are accepted (restoring a backup made
     /// before signed changes): see [`Store::accept_legacy_history`].
     pub(crate) legacy: bool,
+    /// Whether writes keep [`crate::StoreEvent`]s, and those kept.
+    pub(crate) watching: bool,
+    pub(crate) events: Vec<crate::StoreEvent>,
 }
 
 impl std::fmt::Debug for Store {
@@ -340,10 +343,15 @@ impl Store {
             admin,
             admin_signer: None,
             legacy: false,
+            watching: false,
+            events: Vec::new(),
         })
         .and_then(|mut store| {
-            if format < FORMAT_VERSION {
+            if format < tables::FORMAT_PROOFS {
                 store.migrate_to_proofs()?;
+            }
+            if format < FORMAT_VERSION {
+                store.migrate_to_listings()?;
             }
             Ok(store)
         })
@@ -590,6 +598,9 @@ pub(crate) fn create_tables(txn: &redb::WriteTransaction) -> Result<(), StorageE
     txn.open_table(tables::V_RECEIPTS)?;
     txn.open_table(tables::V_TILLS)?;
     txn.open_table(tables::V_CONFIG)?;
+    txn.open_table(tables::V_SALES)?;
+    txn.open_table(tables::V_REPORT)?;
+    txn.open_table(tables::IDEMPOTENCY)?;
     txn.open_table(tables::CONFLICTS)?;
     txn.open_table(tables::DOC_HEADS)?;
     txn.open_table(tables::BUCKETS)?;

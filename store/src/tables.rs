@@ -10,7 +10,10 @@
 use redb::{MultimapTableDefinition, TableDefinition};
 
 /// The store format written by this build; `meta.format` holds the file's.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The format that brought signed changes (proofs).
+pub(crate) const FORMAT_PROOFS: u32 = 2;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("docs");
@@ -27,6 +30,13 @@ pub(crate) const V_TOTALS: TableDefinition<(&str, &str), &[u8]> = TableDefinitio
 pub(crate) const V_RECEIPTS: TableDefinition<&str, &[u8]> = TableDefinition::new("v_receipts");
 pub(crate) const V_TILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("v_tills");
 pub(crate) const V_CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("v_config");
+/// Sales index: day, HLC, till → the entry as listings show it (format 3).
+pub(crate) const V_SALES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("v_sales");
+/// Report cells: (day, `hour:HH` | `tender:T` | `sku:S`) → count, cents, units
+/// (format 3).
+pub(crate) const V_REPORT: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("v_report");
+/// Idempotency keys of sales made through the local API (format 3).
+pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 
 /// Heads of each document (hex hashes joined by ','), for manifests.
 pub(crate) const DOC_HEADS: TableDefinition<&str, &str> = TableDefinition::new("doc_heads");

@@ -105,7 +105,7 @@ pub(crate) fn read_entry<T: for<'de> Deserialize<'de>>(
 }
 
 /// Every entry of a single-writer document, read in one pass.
-fn all_entries<T: for<'de> Deserialize<'de>>(
+pub(crate) fn all_entries<T: for<'de> Deserialize<'de>>(
     doc: &automerge::Automerge,
     id: &DocId,
 ) -> Vec<(String, T)> {
@@ -256,6 +256,19 @@ impl Writer<'_> {
                 record_receipt(&mut receipts, id, e)?;
             }
         }
+        crate::listing::index_entries(txn, till, day, entries)?;
+        if self.s.watching {
+            let local = till == self.s.till;
+            self.events
+                .extend(entries.iter().map(|(_, e)| crate::StoreEvent::Sale {
+                    record: crate::SaleRecord {
+                        entry: e.clone(),
+                        till,
+                        day: day.to_string(),
+                    },
+                    local,
+                }));
+        }
         let mut moves = txn.open_table(tables::V_MOVES)?;
         for (key, e) in entries {
             for (i, line) in e.lines.iter().enumerate() {
@@ -339,6 +352,15 @@ impl Writer<'_> {
                     groups.insert(key.clone());
                 }
             }
+        }
+        if id == DocId::Membership
+            && self.s.watching
+            && !self
+                .events
+                .iter()
+                .any(|e| matches!(e, crate::StoreEvent::MembershipChanged))
+        {
+            self.events.push(crate::StoreEvent::MembershipChanged);
         }
         for group in groups {
             match id {
@@ -536,6 +558,13 @@ impl Writer<'_> {
             .open_table(tables::CONFLICTS)?
             .insert(cid.as_str(), json(&record)?.as_slice())?;
         self.conflicts_logged += 1;
+        if self.s.watching {
+            self.events.push(crate::StoreEvent::ConflictRaised {
+                id: cid.clone(),
+                doc: id.to_string(),
+                key: key.to_string(),
+            });
+        }
         tracing::info!(doc = %id, key, conflict = %cid, %policy, "concurrent edits");
         let describe = |v: &FieldValue| serde_json::json!({"value": v.value, "till": v.till.to_string(), "hlc": v.hlc, "role": v.role});
         self.audit(
@@ -576,6 +605,13 @@ impl Writer<'_> {
             c.status = ConflictStatus::Resolved;
             c.resolution = Some(how.to_string());
             t.insert(cid, json(&c)?.as_slice())?;
+            drop(t);
+            if self.s.watching {
+                self.events.push(crate::StoreEvent::ConflictResolved {
+                    id: cid.to_string(),
+                    how: how.to_string(),
+                });
+            }
         }
         Ok(())
     }

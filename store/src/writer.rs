@@ -46,6 +46,8 @@ pub(crate) struct Writer<'s> {
     pub(crate) conflicts_logged: usize,
     /// Stock states moved by this write, written to their view at commit.
     pub(crate) stock: BTreeMap<String, StockState>,
+    /// Events this write raises, handed to the store at commit (when watched).
+    pub(crate) events: Vec<crate::StoreEvent>,
     committed: bool,
 }
 
@@ -89,6 +91,7 @@ impl<'s> Writer<'s> {
             proofs_in: Vec::new(),
             conflicts_logged: 0,
             stock: BTreeMap::new(),
+            events: Vec::new(),
             committed: false,
         })
     }
@@ -326,6 +329,15 @@ impl<'s> Writer<'s> {
         self.committed = true;
         self.s.next_receipt = self.next_receipt;
         self.s.audit_head = self.audit_head;
+        if self.s.watching {
+            self.s.events.append(&mut self.events);
+            let excess = self
+                .s
+                .events
+                .len()
+                .saturating_sub(crate::listing::EVENTS_LIMIT);
+            self.s.events.drain(..excess);
+        }
         self.s
             .outbox
             .extend(outbox.into_iter().map(|(doc, change)| {
