@@ -60,6 +60,8 @@ pub enum Command {
     Stop,
     /// Show every till of the mesh at a glance.
     Status(StatusArgs),
+    /// Follow what happens on this till as it happens (the daemon's event stream).
+    Events(EventsArgs),
     /// Make a one-time ticket for a new till to join (admin till, daemon running).
     Invite(InviteArgs),
     /// Join a store with a ticket from `tillmesh invite`.
@@ -618,7 +620,24 @@ pub struct SalesArgs {
     /// Only this till (name or id).
     #[arg(long)]
     pub till: Option<String>,
+    /// At most this many entries (a page; the last line or `next` says where
+    /// the next page starts).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Start after this cursor (the `next` of the previous page).
+    #[arg(long)]
+    pub after: Option<String>,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Start after this event id (replays what the daemon still holds).
+    #[arg(long)]
+    pub after: Option<u64>,
+    /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
 }

@@ -226,3 +226,136 @@ fn connect(_socket: &Path) -> Result<Option<std::net::TcpStream>> {
          stop it first (Ctrl-C in its window)"
     )
 }
+
+/// Follow the daemon's event stream (`GET /v1/events`), printing each event
+/// as it comes (one JSON object per line with `--json`), until the daemon
+/// stops or the reader goes away.
+pub fn follow_events(
+    home: &Path,
+    a: &crate::args::EventsArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let no_daemon = || {
+        crate::exit::Rejected(
+            "events come from the daemon, and none runs for this till; start it with `tillmesh run`"
+                .into(),
+        )
+    };
+    let api = discover(home).ok_or_else(no_daemon)?;
+    let mut stream = connect(&api.socket)?.ok_or_else(no_daemon)?;
+    let last = a
+        .after
+        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n{last}\
+         Accept: text/event-stream\r\nConnection: close\r\n\r\n",
+        api.token
+    )?;
+    let mut r = BufReader::new(stream);
+    let mut status = String::new();
+    r.read_line(&mut status)?;
+    if !status.contains(" 200 ") {
+        anyhow::bail!("the daemon refused the event stream: {}", status.trim());
+    }
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            break;
+        }
+        if line.to_ascii_lowercase() == "transfer-encoding: chunked" {
+            chunked = true;
+        }
+    }
+    let mut sse = SseLines::default();
+    loop {
+        let bytes = if chunked {
+            let mut size = String::new();
+            if r.read_line(&mut size)? == 0 {
+                return Ok(());
+            }
+            let n = usize::from_str_radix(size.trim(), 16)
+                .context("the daemon sent an unreadable event stream")?;
+            if n == 0 {
+                return Ok(());
+            }
+            let mut buf = vec![0u8; n + 2];
+            std::io::Read::read_exact(&mut r, &mut buf)?;
+            buf.truncate(n);
+            buf
+        } else {
+            let mut buf = Vec::new();
+            if r.read_until(b'\n', &mut buf)? == 0 {
+                return Ok(());
+            }
+            buf
+        };
+        for e in sse.feed(&bytes) {
+            let printed = if a.json {
+                writeln!(out, "{}", serde_json::to_string(&e)?)
+            } else {
+                writeln!(
+                    out,
+                    "{}  {:<18} {}",
+                    crate::output::time(e["at_ms"].as_u64().unwrap_or(0)),
+                    e["kind"].as_str().unwrap_or_default(),
+                    e["data"]
+                )
+            };
+            // The reader went away (`| head`): done.
+            if printed.and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Server-sent events parsed from bytes as they come.
+#[derive(Debug, Default)]
+struct SseLines {
+    partial: Vec<u8>,
+    id: Option<u64>,
+    kind: Option<String>,
+    data: String,
+}
+
+impl SseLines {
+    /// The events completed by `bytes`, as `{id, kind, at_ms, data}`.
+    fn feed(&mut self, bytes: &[u8]) -> Vec<serde_json::Value> {
+        self.partial.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    let body: serde_json::Value =
+                        serde_json::from_str(&self.data).unwrap_or_default();
+                    out.push(serde_json::json!({
+                        "id": self.id,
+                        "kind": self.kind.take().unwrap_or_else(|| "message".into()),
+                        "at_ms": body["at_ms"],
+                        "data": body.get("data").cloned().unwrap_or(body),
+                    }));
+                }
+                self.data.clear();
+                self.id = None;
+            } else if let Some(v) = line.strip_prefix("id:") {
+                self.id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                self.kind = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                self.data.push_str(v.trim_start());
+            }
+        }
+        out
+    }
+}

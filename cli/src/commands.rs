@@ -564,7 +564,7 @@ pub fn refund(store: &mut Store, a: &RefundArgs, out: &mut dyn Write) -> Result<
     Ok(())
 }
 
-fn find_till(store: &Store, s: &str) -> Result<TillId> {
+pub(crate) fn find_till(store: &Store, s: &str) -> Result<TillId> {
     let tills = store.tills()?;
     if let Some(t) = tills.iter().find(|t| t.name == s) {
         return Ok(t.id);
@@ -589,7 +589,7 @@ fn find_till(store: &Store, s: &str) -> Result<TillId> {
     }
 }
 
-fn parse_day(s: &str) -> Result<Day> {
+pub(crate) fn parse_day(s: &str) -> Result<Day> {
     if s == "today" {
         return Ok(Day::from_unix_ms(
             std::time::SystemTime::now()
@@ -604,7 +604,36 @@ fn parse_day(s: &str) -> Result<Day> {
 pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()> {
     let day = a.day.as_deref().map(parse_day).transpose()?;
     let till = a.till.as_deref().map(|t| find_till(store, t)).transpose()?;
-    let records = store.sales(day, till)?;
+    let paged = a.limit.is_some() || a.after.is_some();
+    let (records, next) = if paged {
+        let limit = a.limit.unwrap_or(100);
+        if !(1..=tillmesh_store::MAX_PAGE).contains(&limit) {
+            return Err(rejected(format!(
+                "--limit is 1 to {}",
+                tillmesh_store::MAX_PAGE
+            )));
+        }
+        let filter = tillmesh_store::SalesFilter {
+            from: day,
+            to: day,
+            till,
+            kind: None,
+        };
+        let page = store
+            .sales_page(&filter, a.after.as_deref(), limit)
+            .map_err(|e| match e {
+                tillmesh_store::ListError::Cursor(c) => rejected(c.to_string()),
+                tillmesh_store::ListError::Storage(s) => s.into(),
+            })?;
+        (page.items, page.next)
+    } else {
+        (store.sales(day, till)?, None)
+    };
+    if a.json && paged {
+        let items: Vec<crate::api::SaleOut> =
+            records.iter().map(crate::api::SaleOut::from).collect();
+        return print_json(out, &serde_json::json!({"items": items, "next": next}));
+    }
     if a.json {
         let list: Vec<SaleJson<'_>> = records
             .iter()
@@ -653,6 +682,9 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
     }
     write!(out, "{}", t.render())?;
     writeln!(out, "{} entries, net {}", records.len(), money(net))?;
+    if let Some(next) = next {
+        writeln!(out, "More: tillmesh sales --after {next}")?;
+    }
     Ok(())
 }
 
@@ -968,6 +1000,9 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         }
         Command::Recovery(_) | Command::Restore(_) => Err(rejected(
             "restoring writes a new till home: run it with --home NEWDIR, not on a live till",
+        )),
+        Command::Events(_) => Err(rejected(
+            "events come from the daemon; start it with `tillmesh run`",
         )),
         Command::Status(a) => {
             let report = crate::status::collect(store, home, None)?;

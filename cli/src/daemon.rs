@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
 use clap::Parser;
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle, Ticket};
 use tillmesh_store::{StoreId, TillKey};
@@ -27,15 +27,40 @@ use crate::client::{ApiInfo, ExecReply, ExecRequest, api_file, api_socket};
 use crate::commands::{self, Ctx};
 use crate::{backups, exit, status};
 
-struct Shared {
-    store: StoreHandle,
-    node: Arc<Node>,
-    home: PathBuf,
+/// What every request handler of the daemon shares.
+pub(crate) struct Shared {
+    pub(crate) store: StoreHandle,
+    pub(crate) node: Arc<Node>,
+    pub(crate) home: PathBuf,
     key: TillKey,
     admin: Option<TillKey>,
     store_id: StoreId,
     online_window_ms: u64,
     stop: Arc<Notify>,
+    pub(crate) hub: crate::events::Hub,
+}
+
+/// The status report with the daemon's live view.
+pub(crate) async fn live_status(sh: &Shared) -> Result<status::StatusReport> {
+    let live = status::Live {
+        links: sh.node.links(),
+        revocation: sh.node.revocation(),
+        online_window_ms: sh.online_window_ms,
+    };
+    let home = sh.home.clone();
+    let relay = sh
+        .node
+        .endpoint()
+        .addr()
+        .relay_urls()
+        .next()
+        .map(|u| u.to_string());
+    let mut report = sh
+        .store
+        .call(move |s| status::collect(s, &home, Some(&live)))
+        .await??;
+    report.me.relay_connected = relay;
+    Ok(report)
 }
 
 /// Whether a command changes data, so peers should hear of it at once.
@@ -104,7 +129,16 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let relay_certs = store.relay_certs()?;
     let store_id = store.store_id();
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (handle, thread) = StoreHandle::spawn(store, Some(outbox_tx));
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let hub = crate::events::Hub::new(backups::now_ms());
+    let (handle, thread) = StoreHandle::spawn_watched(store, Some(outbox_tx), Some(events_tx));
+    // Old idempotency keys go: a POS retries within minutes, not weeks.
+    if let Ok(Err(e)) = handle
+        .call(|s| s.prune_idempotency_keys(backups::now_ms().saturating_sub(IDEMPOTENCY_KEPT_MS)))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot prune old idempotency keys");
+    }
     let interval = Duration::from_secs(a.sync_interval.max(1));
     let node = Node::spawn(
         handle.clone(),
@@ -152,6 +186,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         // A peer counts as online if a sync succeeded within three intervals.
         online_window_ms: (interval.as_millis() as u64 * 3).max(30_000),
         stop: stop.clone(),
+        hub: hub.clone(),
     });
     let addr = node.addr();
     let reach: Vec<String> = addr
@@ -173,7 +208,29 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.clone()));
     let keeper = tokio::spawn(key_keeper(handle.clone(), node.clone(), ctx.home.clone()));
     let relay_watch = tokio::spawn(relay_watch(handle.clone(), node.clone()));
-    let app = Router::new()
+    let store_events = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events_rx.recv().await {
+                hub.store_event(e);
+            }
+        })
+    };
+    let sessions = tokio::spawn(crate::events::watch_sessions(node.clone(), hub.clone()));
+    let alerts = {
+        let sh = Arc::downgrade(&shared);
+        tokio::spawn(crate::events::watch_alerts(
+            move || {
+                let sh = sh.clone();
+                Box::pin(async move {
+                    let sh = sh.upgrade()?;
+                    live_status(&sh).await.ok().map(|r| r.alerts)
+                })
+            },
+            hub.clone(),
+        ))
+    };
+    let app = crate::api::router()
         .route("/v1/exec", post(exec))
         .with_state(shared.clone());
     let gate = |host_port| {
@@ -235,7 +292,14 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let served = tcp.and(unix);
     let _ = std::fs::remove_file(api_file(&ctx.home));
     let _ = std::fs::remove_file(api_socket(&ctx.home));
-    for task in [scheduler, keeper, relay_watch] {
+    for task in [
+        scheduler,
+        keeper,
+        relay_watch,
+        store_events,
+        sessions,
+        alerts,
+    ] {
         task.abort();
         let _ = task.await;
     }
@@ -250,6 +314,9 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     println!("tillmesh: stopped cleanly");
     served.context("the local API failed")
 }
+
+/// How long an idempotency key of a sale is kept (7 days).
+const IDEMPOTENCY_KEPT_MS: u64 = 7 * 86_400_000;
 
 /// How often the daemon checks the store's relay list.
 const RELAY_CHECK: Duration = Duration::from_secs(2);
@@ -404,7 +471,12 @@ async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
     if let Some(port) = gate.host_port
         && let Err(code) = check_host(req.headers(), port)
     {
-        return code.into_response();
+        return crate::api::Problem::new(
+            code,
+            "misdirected",
+            format!("the Host header must name 127.0.0.1:{port} or localhost:{port}"),
+        )
+        .into_response();
     }
     let token = req
         .headers()
@@ -412,7 +484,30 @@ async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !token.is_some_and(|t| same_token(t, &gate.token)) {
-        return StatusCode::UNAUTHORIZED.into_response();
+        return crate::api::Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer TOKEN with the token in the till home's api.json",
+        )
+        .into_response();
+    }
+    // A body said to be too large is refused before a byte of it is read
+    // (one sent without a length is cut off at the same size as it is read).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::api::MAX_BODY as u64) {
+        return crate::api::Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "a request body may hold at most {} bytes",
+                crate::api::MAX_BODY
+            ),
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -471,26 +566,15 @@ async fn exec(
     };
     match cli.command {
         Command::Status(a) => {
-            let live = status::Live {
-                links: sh.node.links(),
-                revocation: sh.node.revocation(),
-                online_window_ms: sh.online_window_ms,
-            };
-            let home = sh.home.clone();
-            let relay = sh
-                .node
-                .endpoint()
-                .addr()
-                .relay_urls()
-                .next()
-                .map(|u| u.to_string());
-            let report = sh
-                .store
-                .call(move |s| status::collect(s, &home, Some(&live)))
-                .await
-                .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-            Ok(done(report.and_then(|mut r| {
-                r.me.relay_connected = relay;
+            let report = live_status(&sh).await;
+            if report
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.is::<tillmesh_mesh::StoreClosed>())
+            {
+                return Err(StatusCode::SERVICE_UNAVAILABLE);
+            }
+            Ok(done(report.and_then(|r| {
                 let mut out = Vec::new();
                 status::render(&r, a.json, &mut out)?;
                 Ok(out)

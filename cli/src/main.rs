@@ -5,6 +5,7 @@
 //! listed in [`exit`] and docs/OPERATIONS.md.
 
 mod admin;
+mod api;
 mod args;
 mod backups;
 mod client;
@@ -12,6 +13,7 @@ mod commands;
 mod daemon;
 mod demo;
 mod enrol;
+mod events;
 mod exit;
 mod output;
 mod status;
@@ -28,6 +30,7 @@ fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
         Command::Init(a) => commands::init(&ctx, a, &mut out)?,
         Command::Demo(a) => demo::run(a)?,
         Command::Run(a) => daemon::run(&ctx, a)?,
+        Command::Events(a) => client::follow_events(&ctx.home, a, &mut out)?,
         Command::Join(a) => enrol::join(&ctx, a, &mut out)?,
         Command::Relay(a) => enrol::relay(&ctx.home, a)?,
         Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,

@@ -22,13 +22,26 @@ pub struct StoreHandle {
     tx: mpsc::Sender<Job>,
 }
 
+/// What writes did, for the daemon's event stream.
+pub type Events = tokio::sync::mpsc::UnboundedSender<tillmesh_store::StoreEvent>;
+
 /// Local changes leaving the store, for gossip: (document, raw change, proofs).
 pub type Outbox = tokio::sync::mpsc::UnboundedSender<(DocId, Vec<u8>, Vec<tillmesh_store::Proof>)>;
 
 impl StoreHandle {
     /// Move `store` to a new thread. The thread ends, closing the store, when the
     /// last handle is dropped; join the returned handle to wait for that.
-    pub fn spawn(mut store: Store, outbox: Option<Outbox>) -> (Self, JoinHandle<()>) {
+    pub fn spawn(store: Store, outbox: Option<Outbox>) -> (Self, JoinHandle<()>) {
+        Self::spawn_watched(store, outbox, None)
+    }
+
+    /// [`StoreHandle::spawn`], also sending what every write did to `events`.
+    pub fn spawn_watched(
+        mut store: Store,
+        outbox: Option<Outbox>,
+        events: Option<Events>,
+    ) -> (Self, JoinHandle<()>) {
+        store.watch_events(events.is_some());
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("tillmesh-store".into())
@@ -40,6 +53,11 @@ impl StoreHandle {
                         for item in out {
                             // A closed gossip channel only means gossip stopped first.
                             let _ = sink.send(item);
+                        }
+                    }
+                    if let Some(sink) = &events {
+                        for event in store.take_events() {
+                            let _ = sink.send(event);
                         }
                     }
                 }

@@ -18,7 +18,7 @@ pub mod relay;
 pub mod session;
 pub mod wire;
 
-pub use actor::{Outbox, StoreClosed, StoreHandle};
+pub use actor::{Events, Outbox, StoreClosed, StoreHandle};
 pub use join::{JOIN_ALPN, JoinReply, Ticket, request_join};
 pub use node::{
     BUSY, MAX_SESSIONS_PER_PEER, Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink,

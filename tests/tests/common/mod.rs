@@ -232,3 +232,4 @@ pub fn start_relay_with(home: &Path, extra: &[&str]) -> (Daemon, String, String)
         cert.trim().to_string(),
     )
 }
+pub mod http;

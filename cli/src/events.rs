@@ -1,0 +1,243 @@
+//! The daemon's event hub: what happened on this till (sales recorded here or
+//! arrived from a till, sync sessions, backups and USB syncs, conflicts,
+//! membership, alerts), each with an id, kept in a bounded buffer so that a
+//! client reconnecting with the last id it saw gets what it missed, and sent
+//! live to every follower of `GET /v1/events`.
+//!
+//! Ids grow across daemon restarts: each run starts from its start time in
+//! ms times 65,536, so a client holding an id from an earlier run is told to
+//! re-read (a `reset` event) rather than handed a later run's events as if
+//! nothing was lost.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tillmesh_mesh::{Node, PeerLink};
+use tillmesh_store::{StoreEvent, TillId};
+use tokio::sync::broadcast;
+
+/// How many events the hub keeps for clients that reconnect.
+pub const KEPT: usize = 4096;
+
+/// One event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Its id (the SSE `id`).
+    pub id: u64,
+    /// Its type (the SSE `event`), such as `sale.recorded`.
+    pub kind: &'static str,
+    /// When (unix ms).
+    pub at_ms: u64,
+    /// What happened (the SSE `data`, JSON).
+    pub data: serde_json::Value,
+}
+
+/// Every event type the hub sends, with what it means (also in the OpenAPI
+/// document).
+#[cfg(test)]
+pub const KINDS: &[(&str, &str)] = &[
+    (
+        "sale.recorded",
+        "a sale, void or refund was recorded on this till",
+    ),
+    (
+        "sale.arrived",
+        "a sale, void or refund made on another till arrived",
+    ),
+    ("sync.started", "a sync session with a till started"),
+    ("sync.finished", "a sync session with a till finished"),
+    ("backup.started", "a backup to a sink started"),
+    ("backup.finished", "a backup to a sink finished"),
+    ("backup.failed", "a backup to a sink failed"),
+    ("usb.started", "a USB or folder sync started"),
+    ("usb.finished", "a USB or folder sync finished"),
+    ("usb.failed", "a USB or folder sync failed"),
+    ("conflict.raised", "two tills wrote the same field at once"),
+    ("conflict.resolved", "a conflict was settled"),
+    (
+        "membership.changed",
+        "a till joined, changed role or was revoked",
+    ),
+    (
+        "alert.raised",
+        "an alert `tillmesh status` shows was raised",
+    ),
+    ("alert.cleared", "an alert was cleared"),
+    (
+        "reset",
+        "events were missed (the buffer moved on): re-read what you show",
+    ),
+];
+
+#[derive(Debug)]
+struct Ring {
+    next: u64,
+    kept: VecDeque<Arc<Event>>,
+}
+
+/// The hub: cheap to share.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    ring: Arc<Mutex<Ring>>,
+    live: broadcast::Sender<Arc<Event>>,
+    /// The first id of this run.
+    first: u64,
+}
+
+/// What a follower gets on connecting: what it missed, whether it missed
+/// more than the buffer holds, and the live feed from there on.
+#[derive(Debug)]
+pub struct Follow {
+    pub missed: Vec<Arc<Event>>,
+    pub reset: bool,
+    pub live: broadcast::Receiver<Arc<Event>>,
+}
+
+impl Hub {
+    /// A hub whose ids start from `start_ms` (the daemon's start).
+    pub fn new(start_ms: u64) -> Self {
+        let first = start_ms.saturating_mul(65_536).max(1);
+        let (live, _) = broadcast::channel(KEPT);
+        Self {
+            ring: Arc::new(Mutex::new(Ring {
+                next: first,
+                kept: VecDeque::new(),
+            })),
+            live,
+            first,
+        }
+    }
+
+    /// Record and send an event.
+    pub fn publish(&self, kind: &'static str, data: serde_json::Value) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let event = Arc::new(Event {
+            id: ring.next,
+            kind,
+            at_ms: crate::backups::now_ms(),
+            data,
+        });
+        ring.next += 1;
+        ring.kept.push_back(event.clone());
+        if ring.kept.len() > KEPT {
+            ring.kept.pop_front();
+        }
+        // Sent under the lock, so a follower never sees an id out of order.
+        let _ = self.live.send(event);
+    }
+
+    /// Follow from after `last` (the `Last-Event-ID` a client sent, if any).
+    pub fn follow(&self, last: Option<u64>) -> Follow {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.live.subscribe();
+        let Some(last) = last else {
+            return Follow {
+                missed: Vec::new(),
+                reset: false,
+                live,
+            };
+        };
+        let oldest = ring.kept.front().map_or(ring.next, |e| e.id);
+        // Events after `last` that are no longer kept, or ids of another run.
+        let reset = last + 1 < oldest.max(self.first) || last >= ring.next;
+        let missed = ring.kept.iter().filter(|e| e.id > last).cloned().collect();
+        Follow {
+            missed: if reset { Vec::new() } else { missed },
+            reset,
+            live,
+        }
+    }
+
+    /// The events of what the store did.
+    pub fn store_event(&self, e: StoreEvent) {
+        match e {
+            StoreEvent::Sale { record, local } => self.publish(
+                if local {
+                    "sale.recorded"
+                } else {
+                    "sale.arrived"
+                },
+                serde_json::to_value(crate::api::SaleOut::from(&record)).unwrap_or_default(),
+            ),
+            StoreEvent::ConflictRaised { id, doc, key } => self.publish(
+                "conflict.raised",
+                serde_json::json!({"id": id, "doc": doc, "key": key}),
+            ),
+            StoreEvent::ConflictResolved { id, how } => self.publish(
+                "conflict.resolved",
+                serde_json::json!({"id": id, "how": how}),
+            ),
+            StoreEvent::MembershipChanged => {
+                self.publish("membership.changed", serde_json::json!({}))
+            }
+        }
+    }
+}
+
+/// How often the watchers look at the node's links and at the alerts.
+const WATCH: Duration = Duration::from_millis(500);
+
+/// Sync sessions as events, read from the node's links: a session count going
+/// up is a session started, a newer `last_sync` one finished.
+pub async fn watch_sessions(node: Arc<Node>, hub: Hub) {
+    let mut seen: HashMap<TillId, PeerLink> = HashMap::new();
+    loop {
+        tokio::time::sleep(WATCH).await;
+        for (peer, link) in node.links() {
+            let before = seen.get(&peer);
+            if link.sessions > before.map_or(0, |b| b.sessions) {
+                hub.publish(
+                    "sync.started",
+                    serde_json::json!({"peer": peer.to_string(), "path": link.path}),
+                );
+            }
+            if link.last_sync.is_some() && link.last_sync != before.and_then(|b| b.last_sync) {
+                hub.publish(
+                    "sync.finished",
+                    serde_json::json!({
+                        "peer": peer.to_string(),
+                        "path": link.path,
+                        "changes": link.last_received,
+                    }),
+                );
+            }
+            seen.insert(peer, link);
+        }
+    }
+}
+
+/// Alerts as events: the status report's alerts, compared with the last look.
+pub async fn watch_alerts(
+    alerts: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<String>>> + Send>>,
+    hub: Hub,
+) {
+    // An alert is the same alert while its words stay the same: its numbers
+    // (minutes, counts) move without raising it again.
+    let subject = |a: &str| {
+        a.chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect::<String>()
+    };
+    let mut shown: Vec<(String, String)> = Vec::new();
+    loop {
+        if let Some(now) = alerts().await {
+            let now: Vec<(String, String)> = now.into_iter().map(|a| (subject(&a), a)).collect();
+            for (_, a) in now
+                .iter()
+                .filter(|(s, _)| !shown.iter().any(|(t, _)| t == s))
+            {
+                hub.publish("alert.raised", serde_json::json!({"message": a}));
+            }
+            for (_, a) in shown
+                .iter()
+                .filter(|(s, _)| !now.iter().any(|(t, _)| t == s))
+            {
+                hub.publish("alert.cleared", serde_json::json!({"message": a}));
+            }
+            shown = now;
+        }
+        tokio::time::sleep(WATCH * 4).await;
+    }
+}

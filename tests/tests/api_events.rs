@@ -1,0 +1,118 @@
+//! The local API's event stream: a local sale, a sale from another till, a
+//! backup and an alert each arrive as their event; a client that drops and
+//! reconnects with `Last-Event-ID` misses nothing; `tillmesh events` prints it.
+
+mod common;
+
+use common::Till;
+use common::http::Api;
+use serde_json::json;
+
+fn bread() -> serde_json::Value {
+    json!({"lines": [{"sku": "BREAD", "qty": 1}], "tender": "cash"})
+}
+
+#[test]
+fn events_arrive_and_a_reconnecting_client_misses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = Till::new(dir.path(), "till-1");
+    a.ok(&["init", "--store", "Event Shop", "--till", "T1"]);
+    a.ok(&[
+        "product", "add", "BREAD", "--name", "Bread", "--price", "2.50",
+    ]);
+    let _da = a.start(&[]);
+    let b = Till::new(dir.path(), "till-2");
+    b.join(&a, "T2");
+    let _db = b.start(&[]);
+    let api = Api::of(&a);
+    let mut stream = api.events(None);
+
+    // A sale here.
+    let mine = api.sale("e-1", &bread()).json();
+    let seen = stream.until("sale.recorded", |d| d["data"]["receipt"] == mine["receipt"]);
+    let last_id = seen.last().and_then(|e| e.id).expect("events have ids");
+
+    // A sale on T2 arrives.
+    let theirs = b.json(&["sale", "--line", "BREAD", "--tender", "card"]);
+    stream.until("sale.arrived", |d| {
+        d["data"]["receipt"] == theirs["receipt"]
+    });
+
+    // A backup.
+    let sink = dir.path().join("sink");
+    std::fs::create_dir_all(&sink).expect("sink");
+    let made = api.post("/v1/backups", &json!({"to": sink.to_str().expect("utf-8")}));
+    assert_eq!(made.status, 200, "{}", String::from_utf8_lossy(&made.body));
+    let backup = stream.until("backup.finished", |_| true);
+    assert!(backup.iter().any(|e| e.kind == "backup.started"));
+
+    // An alert: the recovery key file damaged, then mended.
+    let key = a.home.join("recovery.key");
+    let good = std::fs::read(&key).expect("the admin till's recovery key");
+    std::fs::write(&key, b"{not a key").expect("damage");
+    let raised = stream.until("alert.raised", |d| {
+        d["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("recovery.key"))
+    });
+    std::fs::write(&key, &good).expect("mend");
+    stream.until("alert.cleared", |d| {
+        d["data"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("recovery.key"))
+    });
+    let _ = raised;
+
+    // Drop the stream after the first sale's event; what came after it comes
+    // again on reconnecting, in order, and then what is new.
+    drop(stream);
+    let later = api.sale("e-2", &bread()).json();
+    let mut again = api.events(Some(last_id));
+    let replay = again.until("sale.recorded", |d| {
+        d["data"]["receipt"] == later["receipt"]
+    });
+    let kinds: Vec<&str> = replay.iter().map(|e| e.kind.as_str()).collect();
+    for want in [
+        "sale.arrived",
+        "backup.started",
+        "backup.finished",
+        "alert.raised",
+        "alert.cleared",
+    ] {
+        assert!(
+            kinds.contains(&want),
+            "{want} missing from the replay: {kinds:?}"
+        );
+    }
+    assert!(
+        !replay
+            .iter()
+            .any(|e| e.kind == "sale.recorded" && e.data["data"]["receipt"] == mine["receipt"]),
+        "nothing before Last-Event-ID comes again"
+    );
+    let ids: Vec<u64> = replay.iter().filter_map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    assert!(ids[0] > last_id);
+
+    // An id this run never gave (an earlier run's): told to re-read.
+    let mut stale = api.events(Some(1));
+    assert_eq!(stale.next().kind, "reset");
+
+    // `tillmesh events` follows the same stream.
+    let mut follow = a
+        .cmd(&["events", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("tillmesh events");
+    let out = follow.stdout.take().expect("stdout");
+    let sold = api.sale("e-3", &bread()).json();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    let found = lines.any(|l| {
+        let l = l.expect("line");
+        let v: serde_json::Value = serde_json::from_str(&l).expect("a JSON line per event");
+        v["kind"] == "sale.recorded" && v["data"]["receipt"] == sold["receipt"]
+    });
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(found, "tillmesh events printed the sale");
+}
