@@ -344,6 +344,14 @@ impl Command {
             }
             Command::Sink(SinkCmd::Add { path, .. }) => fix(path),
             Command::Usb(UsbCmd::Sync { dir, .. }) => fix(dir),
+            Command::Sales(SalesArgs {
+                cmd: Some(SalesCmd::Export(SalesExportArgs { file, .. })),
+                ..
+            })
+            | Command::Stock(StockArgs {
+                action: Some(StockCmd::Export { file, .. }),
+                ..
+            }) if file != std::path::Path::new("-") => fix(file),
             Command::ExportUnsynced { file }
             | Command::Admin(AdminCmd::Export { file } | AdminCmd::Import { file }) => fix(file),
             Command::Recovery(
@@ -613,7 +621,10 @@ pub struct RefundArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SalesArgs {
+    #[command(subcommand)]
+    pub cmd: Option<SalesCmd>,
     /// Only this day (YYYY-MM-DD, UTC); `today` for today.
     #[arg(long)]
     pub day: Option<String>,
@@ -630,6 +641,31 @@ pub struct SalesArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SalesCmd {
+    /// Write sales, voids and refunds to a file for accounting (CSV: one row
+    /// per line sold; JSON: one object per entry), streamed page by page.
+    Export(SalesExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SalesExportArgs {
+    /// The file to write (never overwritten), or `-` for standard output.
+    pub file: PathBuf,
+    /// First day (YYYY-MM-DD or `today`).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this till (name or id).
+    #[arg(long)]
+    pub till: Option<String>,
+    /// `csv` or `json` (default: by the file's extension, else CSV).
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -680,6 +716,14 @@ pub enum StockCmd {
         sku: String,
         /// What is on the shelf: pieces, or grams like 12000g.
         qty: String,
+    },
+    /// Write every product's stock on hand to a file (CSV or JSON).
+    Export {
+        /// The file to write (never overwritten), or `-` for standard output.
+        file: PathBuf,
+        /// `csv` or `json` (default: by the file's extension, else CSV).
+        #[arg(long)]
+        format: Option<String>,
     },
 }
 

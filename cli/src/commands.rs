@@ -601,7 +601,42 @@ pub(crate) fn parse_day(s: &str) -> Result<Day> {
     s.parse().map_err(|e| rejected(format!("{e}")))
 }
 
+/// The entries an export covers.
+pub fn export_filter(store: &Store, e: &SalesExportArgs) -> Result<tillmesh_store::SalesFilter> {
+    Ok(tillmesh_store::SalesFilter {
+        from: e.from.as_deref().map(parse_day).transpose()?,
+        to: e.to.as_deref().map(parse_day).transpose()?,
+        till: e.till.as_deref().map(|t| find_till(store, t)).transpose()?,
+        kind: None,
+    })
+}
+
+/// Run a sales export over `pages`; says where it went (nothing for `-`).
+pub fn sales_export(
+    e: &SalesExportArgs,
+    pages: &mut crate::export::Pages<'_>,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let format = crate::export::Format::of(e.format.as_deref(), &e.file)?;
+    let to_stdout = e.file == Path::new("-");
+    let mut w: Box<dyn Write + '_> = if to_stdout {
+        Box::new(&mut *out)
+    } else {
+        crate::export::open_output(&e.file)?
+    };
+    let n = crate::export::sales(pages, format, &mut w)?;
+    crate::export::finish(w, &e.file)?;
+    if !to_stdout {
+        writeln!(out, "Exported {n} entries to {}", e.file.display())?;
+    }
+    Ok(())
+}
+
 pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(SalesCmd::Export(e)) = &a.cmd {
+        let filter = export_filter(store, e)?;
+        return sales_export(e, &mut crate::export::pages_of(store, filter), out);
+    }
     let day = a.day.as_deref().map(parse_day).transpose()?;
     let till = a.till.as_deref().map(|t| find_till(store, t)).transpose()?;
     let paged = a.limit.is_some() || a.after.is_some();
@@ -699,6 +734,24 @@ struct StockJson {
 }
 
 pub fn stock(store: &mut Store, a: &StockArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(StockCmd::Export { file, format }) = &a.action {
+        let format = crate::export::Format::of(format.as_deref(), file)?;
+        let mut w: Box<dyn Write + '_> = if file == Path::new("-") {
+            Box::new(&mut *out)
+        } else {
+            crate::export::open_output(file)?
+        };
+        let n = crate::export::stock(store, format, &mut w)?;
+        crate::export::finish(w, file)?;
+        if file != Path::new("-") {
+            writeln!(
+                out,
+                "Exported the stock of {n} products to {}",
+                file.display()
+            )?;
+        }
+        return Ok(());
+    }
     if let Some(action) = &a.action {
         let (sku, entry) = match action {
             StockCmd::Receive { sku, qty } => {
@@ -716,6 +769,7 @@ pub fn stock(store: &mut Store, a: &StockArgs, out: &mut dyn Write) -> Result<()
                 let q = stock_qty(store, &sku, qty)?;
                 (sku.clone(), store.count_stock(&sku, q)?)
             }
+            StockCmd::Export { .. } => unreachable!("handled above"),
         };
         let level = store.stock(&sku)?;
         let unit = store.product(&sku)?.map(|p| p.unit).unwrap_or(Unit::Each);

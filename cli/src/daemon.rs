@@ -597,6 +597,11 @@ async fn exec(
             }
             Ok(done(result))
         }
+        // Pages read one short call at a time, so the till keeps selling.
+        Command::Sales(crate::args::SalesArgs {
+            cmd: Some(crate::args::SalesCmd::Export(e)),
+            ..
+        }) => Ok(done(export_beside(&sh, e).await)),
         Command::Stop => {
             sh.stop.notify_waiters();
             Ok(reply(0, "Stopping the daemon.\n".into(), String::new()))
@@ -637,6 +642,30 @@ async fn exec(
             Ok(done(result))
         }
     }
+}
+
+async fn export_beside(sh: &Shared, e: crate::args::SalesExportArgs) -> Result<Vec<u8>> {
+    let e = Arc::new(e);
+    let e2 = e.clone();
+    let filter = sh
+        .store
+        .call(move |s| commands::export_filter(s, &e2))
+        .await??;
+    let store = sh.store.clone();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut pages = move |after: Option<String>| {
+            let filter = filter.clone();
+            rt.block_on(store.call(move |s| {
+                s.sales_page(&filter, after.as_deref(), 500)
+                    .map_err(crate::export::page_error)
+            }))?
+        };
+        let mut out = Vec::new();
+        commands::sales_export(&e, &mut pages, &mut out)?;
+        Ok(out)
+    })
+    .await?
 }
 
 async fn invite(sh: &Shared, hours: u64, role: &str) -> Result<Vec<u8>> {

@@ -15,6 +15,7 @@ mod demo;
 mod enrol;
 mod events;
 mod exit;
+mod export;
 mod output;
 mod status;
 

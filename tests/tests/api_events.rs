@@ -98,20 +98,33 @@ fn events_arrive_and_a_reconnecting_client_misses_nothing() {
     let mut stale = api.events(Some(1));
     assert_eq!(stale.next().kind, "reset");
 
-    // `tillmesh events` follows the same stream.
+    // `tillmesh events` follows the same stream (from the first sale on, so
+    // a sale made before it connected comes too).
+    let sold = api.sale("e-3", &bread()).json();
     let mut follow = a
-        .cmd(&["events", "--json"])
+        .cmd(&["events", "--json", "--after", &last_id.to_string()])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("tillmesh events");
     let out = follow.stdout.take().expect("stdout");
-    let sold = api.sale("e-3", &bread()).json();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-    let found = lines.any(|l| {
-        let l = l.expect("line");
-        let v: serde_json::Value = serde_json::from_str(&l).expect("a JSON line per event");
-        v["kind"] == "sale.recorded" && v["data"]["receipt"] == sold["receipt"]
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+            let Ok(l) = l else { return };
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
     });
+    let mut found = false;
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        let v: serde_json::Value = serde_json::from_str(&l).expect("a JSON line per event");
+        assert!(v["id"].as_u64().is_some_and(|id| id > last_id), "{v}");
+        if v["kind"] == "sale.recorded" && v["data"]["receipt"] == sold["receipt"] {
+            found = true;
+            break;
+        }
+    }
     let _ = follow.kill();
     let _ = follow.wait();
     assert!(found, "tillmesh events printed the sale");
