@@ -493,11 +493,8 @@ async fn list_sales(
             till,
             kind,
         };
-        Ok(s.sales_page(&filter, after.as_deref(), limit)
-            .map_err(|e| match e {
-                tillmesh_store::ListError::Cursor(c) => exit::Rejected(c.to_string()).into(),
-                tillmesh_store::ListError::Storage(s) => anyhow::Error::from(s),
-            })?)
+        s.sales_page(&filter, after.as_deref(), limit)
+            .map_err(crate::export::page_error)
     })
     .await?;
     Ok(Json(Page {
@@ -809,18 +806,16 @@ async fn events(
             if let Some(e) = first.next() {
                 return Some((Ok(e), (first, live)));
             }
-            loop {
-                match live.recv().await {
-                    Ok(e) => return Some((Ok(sse(&e)), (first, live))),
-                    // Fell behind the buffer: tell the client to re-read.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        let e = SseEvent::default()
-                            .event("reset")
-                            .data(r#"{"reason":"events were missed; re-read what you show"}"#);
-                        return Some((Ok(e), (first, live)));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            match live.recv().await {
+                Ok(e) => Some((Ok(sse(&e)), (first, live))),
+                // Fell behind the buffer: tell the client to re-read.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let e = SseEvent::default()
+                        .event("reset")
+                        .data(r#"{"reason":"events were missed; re-read what you show"}"#);
+                    Some((Ok(e), (first, live)))
                 }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
             }
         },
     );

@@ -270,7 +270,7 @@ pub fn follow_events(
         if line.is_empty() {
             break;
         }
-        if line.to_ascii_lowercase() == "transfer-encoding: chunked" {
+        if line.eq_ignore_ascii_case("transfer-encoding: chunked") {
             chunked = true;
         }
     }

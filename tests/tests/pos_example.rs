@@ -19,22 +19,44 @@ fn the_example_client_rings_sales_once_through_restarts() {
     let till = Till::new(dir.path(), "till-1");
     till.ok(&["init", "--store", "POS Shop", "--till", "T1"]);
     till.ok(&[
-        "product", "add", "BREAD", "--name", "Bread", "--price", "2.50", "--barcode", "4006381333931",
+        "product",
+        "add",
+        "BREAD",
+        "--name",
+        "Bread",
+        "--price",
+        "2.50",
+        "--barcode",
+        "4006381333931",
     ]);
     let mut daemon = till.start(&[]);
     let scan = Command::new("python3")
         .arg(client())
-        .args(["--home", till.home.to_str().expect("utf-8"), "scan", "4006381333931"])
+        .args([
+            "--home",
+            till.home.to_str().expect("utf-8"),
+            "scan",
+            "4006381333931",
+        ])
         .output()
         .expect("python3 (the example client needs it)");
-    assert!(scan.status.success(), "{}", String::from_utf8_lossy(&scan.stderr));
+    assert!(
+        scan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
     let found: serde_json::Value = serde_json::from_slice(&scan.stdout).expect("JSON");
     assert_eq!(found[0]["sku"], "BREAD");
 
     let n = 40;
     let mut ring = Command::new("python3")
         .arg(client())
-        .args(["--home", till.home.to_str().expect("utf-8"), "ring", &n.to_string()])
+        .args([
+            "--home",
+            till.home.to_str().expect("utf-8"),
+            "ring",
+            &n.to_string(),
+        ])
         .args(["--code", "4006381333931"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

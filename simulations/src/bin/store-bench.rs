@@ -129,9 +129,15 @@ fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
     let total_sales = big.sales();
     let first_day = workload::BigStore::first_day();
     let size = std::fs::metadata(&path)?.len();
+    // A store of an earlier format is upgraded on its first open (the sales
+    // index and report view are built): timed apart from a plain open.
+    let t = Instant::now();
+    drop(Store::open(&path, key.clone(), StoreOptions::default())?);
+    let first_open = t.elapsed();
     let t = Instant::now();
     let mut store = Store::open(&path, key, StoreOptions::default())?;
     let open = t.elapsed();
+    let listing = listings(&store, &big)?;
 
     let n = 10_000;
     let t = Instant::now();
@@ -158,7 +164,14 @@ fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
     );
     println!("| measure | value |");
     println!("|---|---|");
+    println!(
+        "| first open (upgrade if the file is older) | {} |",
+        ms(first_open)
+    );
     println!("| open the store | {} |", ms(open));
+    for (what, took) in &listing {
+        println!("| {what} | {} |", ms(*took));
+    }
     println!(
         "| product by barcode (mean of {n}) | {:.1} µs |",
         by_barcode.as_secs_f64() * 1e6
@@ -176,6 +189,87 @@ fn big_store(a: &Args, rng: &mut impl Rng) -> Result<()> {
     println!("| file size | {:.1} MiB |", size as f64 / 1048576.0);
     println!("| on-disk bytes per sale | {} |\n", size / total_sales);
     Ok(())
+}
+
+/// Pages of 50 at the start, in the middle and at the end of the sales index;
+/// a month's report; a month exported page by page (resident memory measured
+/// before and after).
+fn listings(store: &Store, big: &workload::BigStore) -> Result<Vec<(String, Duration)>> {
+    use tillmesh_store::SalesFilter;
+    let first_day = workload::BigStore::first_day();
+    let runs = 100u32;
+    let mut out = Vec::new();
+    for (name, day) in [
+        ("first", first_day),
+        ("middle", first_day.add_days(big.days as i64 / 2)),
+        ("last", first_day.add_days(big.days as i64 - 1)),
+    ] {
+        let filter = SalesFilter {
+            from: Some(day),
+            ..SalesFilter::default()
+        };
+        let start = store.sales_page(&filter, None, 50)?.next;
+        let t = Instant::now();
+        for _ in 0..runs {
+            let page = store.sales_page(&filter, start.as_deref(), 50)?;
+            anyhow::ensure!(page.items.len() == 50, "a full page");
+            std::hint::black_box(page);
+        }
+        out.push((
+            format!("a page of 50 sales, {name} day (mean of {runs})"),
+            t.elapsed() / runs,
+        ));
+    }
+    let last = first_day.add_days(big.days as i64 - 1);
+    let t = Instant::now();
+    for _ in 0..10 {
+        std::hint::black_box(store.sales_report(first_day, last)?);
+    }
+    out.push((
+        format!(
+            "sales report of {} days, all {} tills (mean of 10)",
+            big.days, big.tills
+        ),
+        t.elapsed() / 10,
+    ));
+    let rss_before = rss_kib();
+    let t = Instant::now();
+    let mut after: Option<String> = None;
+    let mut bytes = 0usize;
+    let mut entries = 0usize;
+    loop {
+        let page = store.sales_page(&SalesFilter::default(), after.as_deref(), 500)?;
+        for r in &page.items {
+            bytes += serde_json::to_vec(r)?.len();
+            entries += 1;
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    out.push((
+        format!(
+            "export of every sale ({entries} entries, {:.0} MiB of JSON), pages of 500; resident memory {} → {} MiB",
+            bytes as f64 / 1048576.0,
+            rss_before / 1024,
+            rss_kib() / 1024
+        ),
+        t.elapsed(),
+    ));
+    Ok(out)
+}
+
+/// This process's resident memory (Linux), in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn main() -> Result<()> {
