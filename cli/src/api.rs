@@ -49,6 +49,10 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/members"),
     ("get", "/v1/reports/sales"),
     ("post", "/v1/backups"),
+    ("get", "/v1/backups"),
+    ("get", "/v1/conflicts"),
+    ("get", "/v1/audit"),
+    ("get", "/v1/relays"),
     ("post", "/v1/usb/sync"),
 ];
 
@@ -71,7 +75,10 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/stock/{sku}", get(get_stock))
         .route("/v1/members", get(members))
         .route("/v1/reports/sales", get(sales_report))
-        .route("/v1/backups", post(start_backup))
+        .route("/v1/backups", post(start_backup).get(list_backups))
+        .route("/v1/conflicts", get(conflicts))
+        .route("/v1/audit", get(audit))
+        .route("/v1/relays", get(relays))
         .route("/v1/usb/sync", post(usb_sync))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -870,6 +877,156 @@ async fn start_backup(
             Err(Problem::from(e))
         }
     }
+}
+
+/// Query of `GET /v1/backups`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupsQuery {
+    /// A configured sink's name, or a folder (default: the first sink).
+    from: Option<String>,
+}
+
+async fn list_backups(
+    State(sh): State<Arc<Shared>>,
+    Params(q): Params<BackupsQuery>,
+) -> Reply<Json<serde_json::Value>> {
+    if let Some(f) = &q.from
+        && (f.contains('/') || f.starts_with('.'))
+        && !std::path::Path::new(f).is_absolute()
+    {
+        return Err(rejected("`from` is a sink's name or an absolute path"));
+    }
+    let out = crate::backups::sink_cmd_beside(
+        &sh.store,
+        &sh.home,
+        crate::args::BackupCmd::List {
+            from: q.from,
+            json: true,
+        },
+    )
+    .await?;
+    Ok(Json(serde_json::from_slice(&out).unwrap_or_default()))
+}
+
+/// Query of `GET /v1/conflicts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConflictsQuery {
+    /// Every conflict seen, not only those waiting for an operator.
+    #[serde(default)]
+    all: bool,
+}
+
+async fn conflicts(
+    State(sh): State<Arc<Shared>>,
+    Params(q): Params<ConflictsQuery>,
+) -> Reply<Json<Vec<tillmesh_store::Conflict>>> {
+    Ok(Json(
+        on_store(&sh, move |s| {
+            Ok(if q.all {
+                s.conflicts()?
+            } else {
+                s.pending_conflicts()?
+            })
+        })
+        .await?,
+    ))
+}
+
+/// Query of `GET /v1/audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    till: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// An audit entry with its till.
+#[derive(Debug, Serialize)]
+struct AuditOut {
+    till_id: String,
+    #[serde(flatten)]
+    entry: tillmesh_store::AuditEntry,
+}
+
+async fn audit(
+    State(sh): State<Arc<Shared>>,
+    Params(q): Params<AuditQuery>,
+) -> Reply<Json<Page<AuditOut>>> {
+    let limit = q.limit.unwrap_or(PAGE);
+    if !(1..=tillmesh_store::MAX_PAGE).contains(&limit) {
+        return Err(rejected(format!(
+            "limit is 1 to {}",
+            tillmesh_store::MAX_PAGE
+        )));
+    }
+    // The cursor is `TILL_ID:SEQ` of the last entry given.
+    let after = match &q.after {
+        None => None,
+        Some(c) => Some(
+            c.split_once(':')
+                .and_then(|(t, n)| Some((t.to_string(), n.parse::<u64>().ok()?)))
+                .ok_or_else(|| rejected(format!("cursor {c:?} is not one a listing gave")))?,
+        ),
+    };
+    let till = q.till;
+    let items = on_store(&sh, move |s| {
+        let till = till
+            .as_deref()
+            .map(|t| crate::commands::find_till(s, t))
+            .transpose()?;
+        let mut items = Vec::new();
+        for (t, entries) in s.audit_entries(till)? {
+            let t = t.to_string();
+            for e in entries {
+                let past = after
+                    .as_ref()
+                    .is_none_or(|(at, n)| (t.as_str(), e.seq) > (at.as_str(), *n));
+                if past {
+                    items.push(AuditOut {
+                        till_id: t.clone(),
+                        entry: e,
+                    });
+                }
+                if items.len() > limit {
+                    return Ok(items);
+                }
+            }
+        }
+        Ok(items)
+    })
+    .await?;
+    let mut items = items;
+    let next = (items.len() > limit).then(|| {
+        items.truncate(limit);
+        items
+            .last()
+            .map(|e| format!("{}:{}", e.till_id, e.entry.seq))
+            .unwrap_or_default()
+    });
+    Ok(Json(Page { items, next }))
+}
+
+/// The store's relays.
+#[derive(Debug, Serialize)]
+struct RelaysOut {
+    relays: Vec<String>,
+    /// Certificate fingerprints by relay URL.
+    certs: std::collections::BTreeMap<String, String>,
+}
+
+async fn relays(State(sh): State<Arc<Shared>>) -> Reply<Json<RelaysOut>> {
+    Ok(Json(
+        on_store(&sh, |s| {
+            Ok(RelaysOut {
+                relays: s.relays()?,
+                certs: s.relay_certs()?,
+            })
+        })
+        .await?,
+    ))
 }
 
 /// The folder (USB stick, share) to merge with.

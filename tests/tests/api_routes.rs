@@ -211,6 +211,39 @@ fn every_route_answers_as_documented() {
         std::fs::read_dir(&sink).expect("sink").count() > 0,
         "a backup file"
     );
+    let listed = call(
+        "get",
+        "/v1/backups",
+        "/v1/backups",
+        &[],
+        None,
+    );
+    assert_eq!(listed.status, 422, "no sink configured and none named: {}", String::from_utf8_lossy(&listed.body));
+    let listed = call(
+        "get",
+        "/v1/backups",
+        &format!("/v1/backups?from={}", sink.to_str().expect("utf-8")),
+        &[],
+        None,
+    );
+    assert_eq!(listed.status, 200, "{}", String::from_utf8_lossy(&listed.body));
+    assert!(listed.body.windows(9).any(|w| w == b"snapshot\""), "{}", String::from_utf8_lossy(&listed.body));
+    let conflicts = call("get", "/v1/conflicts", "/v1/conflicts?all=true", &[], None).json();
+    assert!(conflicts.as_array().expect("array").is_empty());
+    let audit = call("get", "/v1/audit", "/v1/audit?limit=2", &[], None).json();
+    assert_eq!(audit["items"].as_array().expect("items").len(), 2);
+    let rest = api
+        .get(&format!("/v1/audit?limit=1000&after={}", audit["next"].as_str().expect("next")))
+        .json();
+    let kinds: Vec<&str> = rest["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    assert!(kinds.contains(&"void") && kinds.contains(&"refund"), "{kinds:?}");
+    let relays = call("get", "/v1/relays", "/v1/relays", &[], None).json();
+    assert!(relays["relays"].as_array().expect("relays").is_empty());
     let stick = dir.path().join("stick");
     std::fs::create_dir_all(&stick).expect("stick");
     let usb = call(
