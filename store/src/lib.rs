@@ -60,6 +60,7 @@ mod ids;
 mod keys;
 mod membership;
 mod model;
+mod money;
 mod proofs;
 mod sales;
 mod stock;
@@ -89,6 +90,7 @@ pub use model::{
     Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, Line, Policy, Product,
     RefundLine, Role, SaleEntry, StockEntry, StockKind, StockLevel, Tender, TillInfo, Totals, Unit,
 };
+pub use money::{ParseMoneyError, parse_money};
 pub use proofs::{
     BadProofs, OwnChange, PROOF_VERSION, Proof, Signature, role_may_write, writers_of,
 };
