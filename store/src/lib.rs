@@ -15,6 +15,11 @@
 //!   which checks them (decodable, and written by the owner for single-writer
 //!   documents) before merging. [`Store::changes_since`] is the other side.
 //!
+//! A whole product catalog file (CSV or JSON, [`CatalogFormat`]) goes in through
+//! [`Store::import_catalog`]: every row is checked first, and the file is
+//! written as one change in one commit, or not at all ([`ImportError::BadRows`]
+//! names every bad row by line).
+//!
 //! ```
 //! use tillmesh_store::{NewProduct, NewStore, Role, Store, StoreId, StoreOptions, TillKey, Unit};
 //! use tillmesh_store::{LineRequest, SaleRequest, Tender};
@@ -57,6 +62,7 @@ mod error;
 pub mod fuzzing;
 mod hlc;
 mod ids;
+mod import;
 mod keys;
 mod membership;
 mod model;
@@ -84,6 +90,9 @@ pub use error::{
 };
 pub use hlc::{Clock, ClockSkew, DEFAULT_MAX_SKEW_S, Hlc, HlcState, ManualClock, SystemClock};
 pub use ids::{Barcode, Day, DocId, Month, ParseIdError, Receipt, Sku, StoreId, TillId, TillName};
+pub use import::{
+    BadRow, CSV_COLUMNS, CatalogFormat, ImportError, ImportReport, ImportRow, parse_catalog_file,
+};
 pub use keys::{KeyFileError, TillKey, verify};
 pub use membership::{MemberStatus, MembershipError, StoreSecret};
 pub use model::{
