@@ -44,6 +44,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/products"),
     ("post", "/v1/products"),
     ("get", "/v1/products/{sku}"),
+    ("post", "/v1/products/import"),
     ("put", "/v1/products/{sku}/price"),
     ("get", "/v1/stock/{sku}"),
     ("get", "/v1/members"),
@@ -71,6 +72,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/sales/{receipt}/refund", post(refund_sale))
         .route("/v1/products", get(list_products).post(add_product))
         .route("/v1/products/{sku}", get(get_product))
+        .route("/v1/products/import", post(import_products))
         .route("/v1/products/{sku}/price", put(set_price))
         .route("/v1/stock/{sku}", get(get_stock))
         .route("/v1/members", get(members))
@@ -81,6 +83,13 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/relays", get(relays))
         .route("/v1/usb/sync", post(usb_sync))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see GET /v1/openapi.json)",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
@@ -195,6 +204,10 @@ fn storage_of<'a>(
         })
         .or_else(|| match e.downcast_ref::<ConflictError>()? {
             ConflictError::Storage(s) => Some(s),
+            _ => None,
+        })
+        .or_else(|| match e.downcast_ref::<tillmesh_store::ImportError>()? {
+            tillmesh_store::ImportError::Storage(s) => Some(s),
             _ => None,
         })
 }
@@ -694,6 +707,49 @@ async fn add_product(
     let product = on_store(&sh, move |s| Ok(s.add_product(new)?)).await?;
     sh.node.sync_now();
     Ok((StatusCode::CREATED, Json(product)))
+}
+
+/// How many products an import added, updated and left.
+#[derive(Debug, Serialize)]
+struct ImportOut {
+    added: usize,
+    updated: usize,
+    unchanged: usize,
+}
+
+/// `POST /v1/products/import`: a catalog file as the body (`text/csv` or
+/// `application/json`), all rows or none.
+async fn import_products(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Reply<Json<ImportOut>> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let format = match media.as_str() {
+        "text/csv" => tillmesh_store::CatalogFormat::Csv,
+        "application/json" => tillmesh_store::CatalogFormat::Json,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the catalog as Content-Type: text/csv or application/json",
+            ));
+        }
+    };
+    let report = on_store(&sh, move |s| Ok(s.import_catalog(&body, format)?)).await?;
+    if report.wrote() {
+        sh.node.sync_now();
+    }
+    Ok(Json(ImportOut {
+        added: report.added,
+        updated: report.updated,
+        unchanged: report.unchanged,
+    }))
 }
 
 /// A new price.

@@ -352,7 +352,8 @@ impl Command {
                 action: Some(StockCmd::Export { file, .. }),
                 ..
             }) if file != std::path::Path::new("-") => fix(file),
-            Command::ExportUnsynced { file }
+            Command::Product(ProductCmd::Import { file, .. })
+            | Command::ExportUnsynced { file }
             | Command::Admin(AdminCmd::Export { file } | AdminCmd::Import { file }) => fix(file),
             Command::Recovery(
                 RecoveryCmd::Create { file, .. } | RecoveryCmd::Restore { file, .. },
@@ -524,6 +525,21 @@ pub enum ProductCmd {
     Show {
         /// SKU or barcode.
         code: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add and update products from a CSV or JSON file, all or none: every row
+    /// is checked first, and one bad row refuses the file (each bad row is
+    /// named by its line). Products the file does not name stay as they are.
+    Import {
+        /// The file: CSV with the header
+        /// `sku,name,price,unit,tax_class,category,barcodes,active`, or a JSON
+        /// array of products (see docs/OPERATIONS.md).
+        file: PathBuf,
+        /// The file's format, when its name does not end in .csv or .json.
+        #[arg(long, value_parser = ["csv", "json"])]
+        format: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tillmesh_store::{
-    Barcode, Day, Line, LineRequest, NewProduct, NewStore, Policy, Product, ProductEdit, Receipt,
-    RefundLine, Role, SaleEntry, SaleRequest, Sku, Store, StoreId, StoreOptions, SystemClock,
-    Tender, TillId, TillInfo, TillKey, Unit,
+    Barcode, CatalogFormat, Day, Line, LineRequest, NewProduct, NewStore, Policy, Product,
+    ProductEdit, Receipt, RefundLine, Role, SaleEntry, SaleRequest, Sku, Store, StoreId,
+    StoreOptions, SystemClock, Tender, TillId, TillInfo, TillKey, Unit, parse_money,
 };
 
 use crate::args::*;
 use crate::exit::{Damaged, Rejected};
-use crate::output::{Qty, Table, hlc_time, money, parse_money, parse_qty, qty_text};
+use crate::output::{Qty, Table, hlc_time, money, parse_qty, qty_text};
 
 /// Where a till keeps its files, and how to open its store.
 #[derive(Debug)]
@@ -295,6 +295,10 @@ fn parse_sku(s: &str) -> Result<Sku> {
     s.parse().map_err(|e| rejected(format!("{e}")))
 }
 
+fn parse_price(s: &str) -> Result<i64> {
+    parse_money(s).map_err(|e| rejected(e.to_string()))
+}
+
 fn parse_barcodes(codes: &[String]) -> Result<Vec<Barcode>> {
     codes
         .iter()
@@ -309,7 +313,7 @@ pub fn product(store: &mut Store, cmd: &ProductCmd, out: &mut dyn Write) -> Resu
                 sku: parse_sku(&a.sku)?,
                 name: a.name.clone(),
                 barcodes: parse_barcodes(&a.barcodes)?,
-                price_cents: parse_money(&a.price).map_err(rejected)?,
+                price_cents: parse_price(&a.price)?,
                 unit: a.unit.parse().map_err(rejected)?,
                 tax_class: a.tax_class.clone(),
                 category: a.category.clone(),
@@ -326,7 +330,7 @@ pub fn product(store: &mut Store, cmd: &ProductCmd, out: &mut dyn Write) -> Resu
         ProductCmd::SetPrice { sku, price } => {
             let sku = parse_sku(sku)?;
             let old = store.product(&sku)?.map(|p| p.price_cents);
-            let p = store.set_price(&sku, parse_money(price).map_err(rejected)?)?;
+            let p = store.set_price(&sku, parse_price(price)?)?;
             writeln!(
                 out,
                 "{} {:?}: {} -> {}{}",
@@ -393,6 +397,51 @@ pub fn product(store: &mut Store, cmd: &ProductCmd, out: &mut dyn Write) -> Resu
             )?;
             writeln!(out, "On hand   {}", qty_text(stock.on_hand, p.unit))?;
         }
+        ProductCmd::Import { file, format, json } => {
+            return import_products(store, file, format.as_deref(), *json, out);
+        }
+    }
+    Ok(())
+}
+
+/// `tillmesh product import FILE`: the format from `--format` or the file's
+/// name, then the store's all-or-nothing import.
+fn import_products(
+    store: &mut Store,
+    file: &Path,
+    format: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let format = match format {
+        Some(f) => f.parse().map_err(rejected)?,
+        None => CatalogFormat::from_path(file).ok_or_else(|| {
+            rejected(format!(
+                "cannot tell the format of {} from its name: pass --format csv or --format json",
+                file.display()
+            ))
+        })?,
+    };
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let report = store
+        .import_catalog(&bytes, format)
+        .with_context(|| format!("importing {}", file.display()))?;
+    if json {
+        return print_json(out, &report);
+    }
+    let total = report.added + report.updated + report.unchanged;
+    if report.wrote() {
+        writeln!(
+            out,
+            "Imported {total} products ({} added, {} updated, {} unchanged) in one write",
+            report.added, report.updated, report.unchanged
+        )?;
+    } else {
+        writeln!(
+            out,
+            "Nothing to change: the catalog already holds the {total} products of {} as they are",
+            file.display()
+        )?;
     }
     Ok(())
 }

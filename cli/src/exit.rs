@@ -3,7 +3,7 @@
 
 use tillmesh_backup::{BackupError, SinkError};
 use tillmesh_store::{
-    ConflictError, OpenStoreError, ProductError, SaleError, StockError, StorageError,
+    ConflictError, ImportError, OpenStoreError, ProductError, SaleError, StockError, StorageError,
 };
 
 /// Something unexpected failed.
@@ -89,6 +89,12 @@ pub fn code(err: &anyhow::Error) -> i32 {
             return match e {
                 ProductError::Unknown(_) => NOT_FOUND,
                 ProductError::Storage(s) => storage(s),
+                _ => REJECTED,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<ImportError>() {
+            return match e {
+                ImportError::Storage(s) => storage(s),
                 _ => REJECTED,
             };
         }

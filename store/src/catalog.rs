@@ -60,7 +60,7 @@ pub struct ProductEdit {
 /// Highest price accepted, in cents: a typo guard, not a business rule.
 const MAX_PRICE_CENTS: i64 = 100_000_000;
 
-fn check_price(cents: i64) -> Result<(), ProductError> {
+pub(crate) fn check_price(cents: i64) -> Result<(), ProductError> {
     if cents < 0 {
         return Err(ProductError::Invalid(format!(
             "price must not be negative (got {cents} cents)"
@@ -74,7 +74,7 @@ fn check_price(cents: i64) -> Result<(), ProductError> {
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<(), ProductError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ProductError> {
     if name.trim().is_empty() || name.chars().count() > 200 {
         return Err(ProductError::Invalid(
             "product name must be 1 to 200 characters".into(),

@@ -15,6 +15,11 @@
 //!   which checks them (decodable, and written by the owner for single-writer
 //!   documents) before merging. [`Store::changes_since`] is the other side.
 //!
+//! A whole product catalog file (CSV or JSON, [`CatalogFormat`]) goes in through
+//! [`Store::import_catalog`]: every row is checked first, and the file is
+//! written as one change in one commit, or not at all ([`ImportError::BadRows`]
+//! names every bad row by line).
+//!
 //! ```
 //! use tillmesh_store::{NewProduct, NewStore, Role, Store, StoreId, StoreOptions, TillKey, Unit};
 //! use tillmesh_store::{LineRequest, SaleRequest, Tender};
@@ -57,10 +62,12 @@ mod error;
 pub mod fuzzing;
 mod hlc;
 mod ids;
+mod import;
 mod keys;
 mod listing;
 mod membership;
 mod model;
+mod money;
 mod proofs;
 mod sales;
 mod stock;
@@ -84,6 +91,9 @@ pub use error::{
 };
 pub use hlc::{Clock, ClockSkew, DEFAULT_MAX_SKEW_S, Hlc, HlcState, ManualClock, SystemClock};
 pub use ids::{Barcode, Day, DocId, Month, ParseIdError, Receipt, Sku, StoreId, TillId, TillName};
+pub use import::{
+    BadRow, CSV_COLUMNS, CatalogFormat, ImportError, ImportReport, ImportRow, parse_catalog_file,
+};
 pub use keys::{KeyFileError, TillKey, verify};
 pub use listing::{
     BadCursor, ListError, MAX_IDEMPOTENCY_KEY, MAX_PAGE, ProductCell, ReportCell, SalesFilter,
@@ -94,6 +104,7 @@ pub use model::{
     Conflict, ConflictStatus, ENTRY_VERSION, EntryKind, FieldValue, Line, Policy, Product,
     RefundLine, Role, SaleEntry, StockEntry, StockKind, StockLevel, Tender, TillInfo, Totals, Unit,
 };
+pub use money::{ParseMoneyError, parse_money};
 pub use proofs::{
     BadProofs, OwnChange, PROOF_VERSION, Proof, Signature, role_may_write, writers_of,
 };

@@ -156,6 +156,46 @@ fn every_route_answers_as_documented() {
         Some(json!({"sku": "MILK", "name": "Milk", "price_cents": 99})),
     );
     assert_eq!(added.status, 201);
+    let csv = "sku,name,price,unit,tax_class,category,barcodes,active\n\
+               TEA,\"Tea, green\",1.80,each,standard,drinks,,\n\
+               MILK,Milk,0.99,each,standard,dairy,,\n";
+    let imported = call(
+        "post",
+        "/v1/products/import",
+        "/v1/products/import",
+        &[("Content-Type", "text/csv")],
+        None,
+    );
+    assert_eq!(imported.status, 422, "an empty file is no catalog");
+    let imported = api.send(
+        "POST",
+        "/v1/products/import",
+        &[("Content-Type", "text/csv")],
+        csv.as_bytes(),
+    );
+    assert_documented(&doc, "post", "/v1/products/import", &imported);
+    assert_eq!(
+        imported.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&imported.body)
+    );
+    assert_eq!(imported.json()["added"], 1, "MILK is there already");
+    assert_eq!(imported.json()["updated"], 1);
+    assert_eq!(till.price_cents("MILK"), 99);
+    let bad = api.send(
+        "POST",
+        "/v1/products/import",
+        &[("Content-Type", "text/csv")],
+        b"sku,name,price,unit,tax_class,category,barcodes,active\nCAKE,Cake,1.00,each,standard,,4006381333932,\nPIE,Pie,-1,each,standard,,,\n",
+    );
+    assert_eq!(bad.status, 422);
+    let detail = bad.json()["detail"].as_str().expect("detail").to_string();
+    assert!(
+        detail.contains("line 2") && detail.contains("line 3"),
+        "{detail}"
+    );
+    assert_eq!(api.get("/v1/products/CAKE").status, 404, "nothing imported");
     let scanned_code = call(
         "get",
         "/v1/products/{sku}",
@@ -211,14 +251,13 @@ fn every_route_answers_as_documented() {
         std::fs::read_dir(&sink).expect("sink").count() > 0,
         "a backup file"
     );
-    let listed = call(
-        "get",
-        "/v1/backups",
-        "/v1/backups",
-        &[],
-        None,
+    let listed = call("get", "/v1/backups", "/v1/backups", &[], None);
+    assert_eq!(
+        listed.status,
+        422,
+        "no sink configured and none named: {}",
+        String::from_utf8_lossy(&listed.body)
     );
-    assert_eq!(listed.status, 422, "no sink configured and none named: {}", String::from_utf8_lossy(&listed.body));
     let listed = call(
         "get",
         "/v1/backups",
@@ -226,14 +265,26 @@ fn every_route_answers_as_documented() {
         &[],
         None,
     );
-    assert_eq!(listed.status, 200, "{}", String::from_utf8_lossy(&listed.body));
-    assert!(listed.body.windows(9).any(|w| w == b"snapshot\""), "{}", String::from_utf8_lossy(&listed.body));
+    assert_eq!(
+        listed.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&listed.body)
+    );
+    assert!(
+        listed.body.windows(9).any(|w| w == b"snapshot\""),
+        "{}",
+        String::from_utf8_lossy(&listed.body)
+    );
     let conflicts = call("get", "/v1/conflicts", "/v1/conflicts?all=true", &[], None).json();
     assert!(conflicts.as_array().expect("array").is_empty());
     let audit = call("get", "/v1/audit", "/v1/audit?limit=2", &[], None).json();
     assert_eq!(audit["items"].as_array().expect("items").len(), 2);
     let rest = api
-        .get(&format!("/v1/audit?limit=1000&after={}", audit["next"].as_str().expect("next")))
+        .get(&format!(
+            "/v1/audit?limit=1000&after={}",
+            audit["next"].as_str().expect("next")
+        ))
         .json();
     let kinds: Vec<&str> = rest["items"]
         .as_array()
@@ -241,7 +292,10 @@ fn every_route_answers_as_documented() {
         .iter()
         .map(|e| e["kind"].as_str().expect("kind"))
         .collect();
-    assert!(kinds.contains(&"void") && kinds.contains(&"refund"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"void") && kinds.contains(&"refund"),
+        "{kinds:?}"
+    );
     let relays = call("get", "/v1/relays", "/v1/relays", &[], None).json();
     assert!(relays["relays"].as_array().expect("relays").is_empty());
     let stick = dir.path().join("stick");

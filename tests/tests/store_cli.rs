@@ -1,6 +1,7 @@
 //! One till driven through the real binary: the catalog, sales by SKU and barcode,
 //! voids, refunds and stock, with the JSON field names scripts rely on, and bad
-//! input refused with its exit code while the till's data stays as it was.
+//! input refused with its exit code while the till's data stays as it was; a
+//! catalog file imported all or nothing, by the command and through the daemon.
 
 mod common;
 
@@ -276,4 +277,98 @@ fn damaged_store_file_gets_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(6), "{err}");
     assert!(err.contains("damaged") && err.contains("restore"), "{err}");
+}
+
+const CATALOG_HEADER: &str = "sku,name,price,unit,tax_class,category,barcodes,active\n";
+
+#[test]
+fn product_import_is_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let till = setup(dir.path());
+    let before = till.ok(&["product", "list", "--json"]);
+
+    // A bad row refuses the file: every bad row is named, nothing is imported.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!(
+            "{CATALOG_HEADER}TEA,Tea,2.50,each,standard,drinks,,true\n\
+             BREAD,\"Bread, white\",1.80,each,reduced,bakery,4006381333932,true\n\
+             CAKE,Cake,3.00,each,luxury,bakery,,true\n"
+        ),
+    )
+    .expect("write");
+    let out = till.run(&["product", "import", bad.to_str().expect("utf-8 path")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    for needle in [
+        "2 rows of the file cannot be imported; nothing was imported",
+        "line 3 (SKU BREAD): invalid barcode \"4006381333932\": wrong check digit",
+        "line 4 (SKU CAKE): unknown tax class \"luxury\"",
+    ] {
+        assert!(err.contains(needle), "{err:?} should say {needle:?}");
+    }
+    assert_eq!(till.run(&["product", "show", "TEA"]).status.code(), Some(4));
+    assert_eq!(till.ok(&["product", "list", "--json"]), before);
+
+    // A name that says no format needs --format.
+    let txt = dir.path().join("catalog.txt");
+    std::fs::write(&txt, "[]").expect("write");
+    let out = till.run(&["product", "import", txt.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format"));
+
+    // Through the daemon, with a path relative to the caller's directory.
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    std::fs::write(
+        work.join("catalog.csv"),
+        format!(
+            "{CATALOG_HEADER}TEA,Tea,2.50,each,standard,drinks,,true\n\
+             BREAD,\"Bread, white\",1.80,each,reduced,bakery,5901234123457,true\n\
+             MILK1L,Milk 1 l,1.25,each,reduced,dairy,4006381333931,true\n"
+        ),
+    )
+    .expect("write");
+    let daemon = till.start(&[]);
+    let out = till
+        .cmd(&["product", "import", "catalog.csv"])
+        .current_dir(&work)
+        .output()
+        .expect("run tillmesh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Imported 3 products (2 added, 1 updated, 0 unchanged) in one write\n"
+    );
+    let bread = till.json(&["product", "show", "BREAD"]);
+    assert_eq!(bread["name"], "Bread, white");
+    assert_eq!(bread["price_cents"], 180);
+    assert_eq!(bread["barcodes"], serde_json::json!(["5901234123457"]));
+    assert_eq!(till.price_cents("MILK1L"), 125);
+    assert_eq!(till.json(&["product", "show", "TEA"])["category"], "drinks");
+
+    // JSON with --format for a name that does not say it, and a JSON report.
+    std::fs::write(
+        work.join("more.txt"),
+        r#"[{"sku": "JAM", "name": "Jam", "price_cents": 320, "unit": "each", "tax_class": "reduced"}]"#,
+    )
+    .expect("write");
+    let report = till.json(&[
+        "product",
+        "import",
+        &work.join("more.txt").display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        report,
+        serde_json::json!({"added": 1, "updated": 0, "unchanged": 0})
+    );
+    assert_eq!(till.price_cents("JAM"), 320);
+    daemon.stop();
 }
