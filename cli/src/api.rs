@@ -419,13 +419,10 @@ async fn record_sale(
     let fingerprint = blake3_hex(&serde_json::to_vec(&sale).unwrap_or_default());
     let (record, new) = on_store(&sh, move |s| {
         let (entry, new) = s.record_sale_once(&key, &fingerprint, req)?;
-        let record = SaleRecord {
-            day: Day::from_unix_ms(entry.hlc.ms()).to_string(),
-            entry,
-            till: s.till_id(),
-        };
-        // The day of its document, which the HLC may not tell.
-        let record = s.sale_record(&record.entry.receipt)?.unwrap_or(record);
+        // As listings show it: with the day of its document.
+        let record = s
+            .sale_record(&entry.receipt)?
+            .ok_or_else(|| tillmesh_store::SaleError::UnknownReceipt(entry.receipt.to_string()))?;
         Ok((record, new))
     })
     .await?;

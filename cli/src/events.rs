@@ -176,8 +176,11 @@ impl Hub {
     }
 }
 
-/// How often the watchers look at the node's links and at the alerts.
+/// How often the session watcher looks at the node's links.
 const WATCH: Duration = Duration::from_millis(500);
+
+/// How often the alerts are evaluated (a status report: one store call).
+const ALERTS_EVERY: Duration = Duration::from_secs(5);
 
 /// Sync sessions as events, read from the node's links: a session count going
 /// up is a session started, a newer `last_sync` one finished.
@@ -238,6 +241,6 @@ pub async fn watch_alerts(
             }
             shown = now;
         }
-        tokio::time::sleep(WATCH * 4).await;
+        tokio::time::sleep(ALERTS_EVERY).await;
     }
 }
