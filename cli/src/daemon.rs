@@ -224,7 +224,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
                 let sh = sh.clone();
                 Box::pin(async move {
                     let sh = sh.upgrade()?;
-                    live_status(&sh).await.ok().map(|r| r.alerts)
+                    live_status(&sh).await.ok().map(|r| r.alert_details)
                 })
             },
             hub.clone(),

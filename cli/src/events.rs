@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tillmesh_mesh::{Node, PeerLink};
 use tillmesh_store::{StoreEvent, TillId};
+
+use crate::status::Alert;
 use tokio::sync::broadcast;
 
 /// How many events the hub keeps for clients that reconnect.
@@ -211,36 +213,37 @@ pub async fn watch_sessions(node: Arc<Node>, hub: Hub) {
     }
 }
 
-/// Alerts as events: the status report's alerts, compared with the last look.
+/// Alerts as events: the status report's alerts (the one evaluator),
+/// compared by id with the last look: an alert is raised once, with the time
+/// it was first seen (`since`), and cleared once.
 pub async fn watch_alerts(
-    alerts: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<String>>> + Send>>,
+    alerts: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<Alert>>> + Send>>,
     hub: Hub,
 ) {
-    // An alert is the same alert while its words stay the same: its numbers
-    // (minutes, counts) move without raising it again.
-    let subject = |a: &str| {
-        a.chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect::<String>()
-    };
-    let mut shown: Vec<(String, String)> = Vec::new();
+    let mut shown: HashMap<String, (Alert, u64)> = HashMap::new();
     loop {
         if let Some(now) = alerts().await {
-            let now: Vec<(String, String)> = now.into_iter().map(|a| (subject(&a), a)).collect();
-            for (_, a) in now
-                .iter()
-                .filter(|(s, _)| !shown.iter().any(|(t, _)| t == s))
-            {
-                hub.publish("alert.raised", serde_json::json!({"message": a}));
+            let at = crate::backups::now_ms();
+            for a in &now {
+                if !shown.contains_key(&a.id) {
+                    hub.publish("alert.raised", alert_json(a, at));
+                    shown.insert(a.id.clone(), (a.clone(), at));
+                }
             }
-            for (_, a) in shown
-                .iter()
-                .filter(|(s, _)| !now.iter().any(|(t, _)| t == s))
-            {
-                hub.publish("alert.cleared", serde_json::json!({"message": a}));
-            }
-            shown = now;
+            shown.retain(|id, (a, since)| {
+                let still = now.iter().any(|n| &n.id == id);
+                if !still {
+                    hub.publish("alert.cleared", alert_json(a, *since));
+                }
+                still
+            });
         }
         tokio::time::sleep(ALERTS_EVERY).await;
     }
+}
+
+fn alert_json(a: &Alert, since: u64) -> serde_json::Value {
+    let mut v = serde_json::to_value(a).unwrap_or_default();
+    v["since"] = since.into();
+    v
 }

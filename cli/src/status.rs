@@ -16,6 +16,45 @@ use crate::output::{Table, time};
 /// Unreplicated changes older than this raise an alert.
 const UNREPLICATED_ALERT_S: u64 = 15 * 60;
 
+/// Something an operator should act on, raised and cleared by
+/// [`collect`] (the one evaluator): `id` is stable while the condition lasts
+/// (kind and subject), so the event stream raises it once and clears it once.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Alert {
+    /// `KIND` or `KIND:SUBJECT`.
+    pub id: String,
+    /// What kind: `unreplicated`, `till_offline`, `clock_off`, `revoked`,
+    /// `daemon_stopped`, `sink_failing`, `recovery_key`, `recovery_file`,
+    /// `clock_ahead`, `conflicts_pending`.
+    pub kind: &'static str,
+    /// `critical` (data at risk) or `warning`.
+    pub severity: &'static str,
+    /// What it is about (a till, a sink), if anything.
+    pub subject: Option<String>,
+    /// What to tell the operator.
+    pub message: String,
+}
+
+impl Alert {
+    fn new(
+        kind: &'static str,
+        severity: &'static str,
+        subject: Option<&str>,
+        message: String,
+    ) -> Self {
+        Self {
+            id: match subject {
+                Some(s) => format!("{kind}:{s}"),
+                None => kind.to_string(),
+            },
+            kind,
+            severity,
+            subject: subject.map(str::to_string),
+            message,
+        }
+    }
+}
+
 /// One till's row.
 #[derive(Debug, Clone, Serialize)]
 pub struct TillRow {
@@ -51,7 +90,10 @@ pub struct StatusReport {
     /// The largest clock skew of another till this till has seen beyond the
     /// store's bound (its timestamps did not move this till's clock).
     pub clock_skew: Option<SkewRow>,
+    /// The alerts' messages (as `status` prints them).
     pub alerts: Vec<String>,
+    /// The alerts as typed values.
+    pub alert_details: Vec<Alert>,
 }
 
 /// Another till's clock, seen ahead of this till's by more than the bound.
@@ -167,18 +209,33 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
                 && unrepl > 0
                 && age > UNREPLICATED_ALERT_S
             {
-                alerts.push(format!(
-                    "{unrepl} changes exist only on this till, the oldest {} min old: a dead disk would lose them",
-                    age / 60
+                alerts.push(Alert::new(
+                    "unreplicated",
+                    "critical",
+                    None,
+                    format!(
+                        "{unrepl} changes exist only on this till, the oldest {} min old: a dead disk would lose them",
+                        age / 60
+                    ),
                 ));
             }
         } else if membership == "member" && links.is_some() && !row.online {
-            alerts.push(format!("till {} is offline", t.name));
+            alerts.push(Alert::new(
+                "till_offline",
+                "warning",
+                Some(&t.name),
+                format!("till {} is offline", t.name),
+            ));
         }
         if let Some(skew) = row.clock_skew_ms
             && skew.abs() > 60_000
         {
-            alerts.push(format!("till {}'s clock is {} s off", t.name, skew / 1000));
+            alerts.push(Alert::new(
+                "clock_off",
+                "warning",
+                Some(&t.name),
+                format!("till {}'s clock is {} s off", t.name, skew / 1000),
+            ));
         }
         rows.push(row);
     }
@@ -187,20 +244,28 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         let stopped = live
             .and_then(|l| l.revocation.as_ref())
             .is_none_or(|r| r.stopped);
-        alerts.push(format!(
-            "this till's membership was revoked ({why}): {}; it keeps selling locally, and \
-             `tillmesh export-unsynced FILE` writes the sales only it holds for the back office",
-            if stopped {
-                "it syncs with nobody"
-            } else {
-                "it stops syncing once the signed revocation arrives or more members refuse it"
-            }
+        alerts.push(Alert::new(
+            "revoked",
+            "critical",
+            None,
+            format!(
+                "this till's membership was revoked ({why}): {}; it keeps selling locally, and \
+                 `tillmesh export-unsynced FILE` writes the sales only it holds for the back office",
+                if stopped {
+                    "it syncs with nobody"
+                } else {
+                    "it stops syncing once the signed revocation arrives or more members refuse it"
+                }
+            ),
         ));
     } else if links.is_none() {
-        alerts.push(
+        alerts.push(Alert::new(
+            "daemon_stopped",
+            "warning",
+            None,
             "the daemon is not running: this till is not syncing (start it with `tillmesh run`)"
                 .into(),
-        );
+        ));
     }
     let schedule = crate::backups::load_schedule(home);
     let mut sinks = Vec::new();
@@ -208,10 +273,15 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         let folder = FolderSink::new(&spec.path).ok();
         let st = schedule.sinks.get(&name).cloned().unwrap_or_default();
         if st.alert() {
-            alerts.push(format!(
-                "backups to sink {name} failed {} times in a row: {}",
-                st.failures,
-                st.last_error.as_deref().unwrap_or("unknown error")
+            alerts.push(Alert::new(
+                "sink_failing",
+                "critical",
+                Some(&name),
+                format!(
+                    "backups to sink {name} failed {} times in a row: {}",
+                    st.failures,
+                    st.last_error.as_deref().unwrap_or("unknown error")
+                ),
             ));
         }
         sinks.push(SinkRow {
@@ -227,10 +297,15 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         });
     }
     if let Err(e) = crate::backups::load_recovery_key(home) {
-        alerts.push(format!("{e:#}"));
+        alerts.push(Alert::new(
+            "recovery_key",
+            "critical",
+            None,
+            format!("{e:#}"),
+        ));
     }
     if let Some(a) = crate::backups::stale_recovery(store, home)? {
-        alerts.push(a);
+        alerts.push(Alert::new("recovery_file", "warning", None, a));
     }
     let clock_skew = store.clock_skew()?.map(|k| SkewRow {
         till: k.till.to_string(),
@@ -243,17 +318,25 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         seen_at: k.seen_at_ms,
     });
     if let Some(k) = &clock_skew {
-        alerts.push(format!(
-            "till {}'s clock was {} ahead of this till's (seen {}): its timestamps did not move this till's clock; set its clock right",
-            k.name,
-            span(k.ahead_ms),
-            time(k.seen_at)
+        alerts.push(Alert::new(
+            "clock_ahead",
+            "warning",
+            Some(&k.name),
+            format!(
+                "till {}'s clock was {} ahead of this till's (seen {}): its timestamps did not move this till's clock; set its clock right",
+                k.name,
+                span(k.ahead_ms),
+                time(k.seen_at)
+            ),
         ));
     }
     let pending = store.pending_conflicts()?.len();
     if pending > 0 {
-        alerts.push(format!(
-            "{pending} conflicts wait for review (`tillmesh conflicts`)"
+        alerts.push(Alert::new(
+            "conflicts_pending",
+            "warning",
+            None,
+            format!("{pending} conflicts wait for review (`tillmesh conflicts`)"),
         ));
     }
     Ok(StatusReport {
@@ -272,7 +355,8 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         tills: rows,
         sinks,
         clock_skew,
-        alerts,
+        alerts: alerts.iter().map(|a| a.message.clone()).collect(),
+        alert_details: alerts,
     })
 }
 
