@@ -47,6 +47,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/products/import"),
     ("put", "/v1/products/{sku}/price"),
     ("get", "/v1/stock/{sku}"),
+    ("post", "/v1/stock/{sku}"),
+    ("post", "/v1/conflicts/{id}/resolve"),
     ("get", "/v1/members"),
     ("get", "/v1/reports/sales"),
     ("post", "/v1/backups"),
@@ -74,7 +76,8 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/products/{sku}", get(get_product))
         .route("/v1/products/import", post(import_products))
         .route("/v1/products/{sku}/price", put(set_price))
-        .route("/v1/stock/{sku}", get(get_stock))
+        .route("/v1/stock/{sku}", get(get_stock).post(move_stock))
+        .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))
         .route("/v1/members", get(members))
         .route("/v1/reports/sales", get(sales_report))
         .route("/v1/backups", post(start_backup).get(list_backups))
@@ -781,6 +784,60 @@ async fn get_stock(
         })
         .await?,
     ))
+}
+
+/// A stock movement: goods received, a correction (with its reason), a count.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StockIn {
+    /// `receive`, `adjust` or `count`.
+    kind: String,
+    /// Pieces, or grams for products sold by weight (the change for `adjust`).
+    qty: i64,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn move_stock(
+    State(sh): State<Arc<Shared>>,
+    Segment(code): Segment,
+    Body(m): Body<StockIn>,
+) -> Reply<(StatusCode, Json<tillmesh_store::StockLevel>)> {
+    let code = sku(&code)?;
+    if !matches!(m.kind.as_str(), "receive" | "adjust" | "count") {
+        return Err(rejected(format!(
+            "unknown kind {:?}: receive, adjust or count",
+            m.kind
+        )));
+    }
+    let level = on_store(&sh, move |s| {
+        match m.kind.as_str() {
+            "receive" => s.receive_stock(&code, m.qty)?,
+            "adjust" => s.adjust_stock(&code, m.qty, &m.reason)?,
+            _ => s.count_stock(&code, m.qty)?,
+        };
+        Ok(s.stock(&code)?)
+    })
+    .await?;
+    sh.node.sync_now();
+    Ok((StatusCode::CREATED, Json(level)))
+}
+
+/// Which value of a conflict to keep (0 is the one the policy chose).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveIn {
+    pick: usize,
+}
+
+async fn resolve_conflict(
+    State(sh): State<Arc<Shared>>,
+    Segment(id): Segment,
+    Body(r): Body<ResolveIn>,
+) -> Reply<Json<tillmesh_store::Conflict>> {
+    let c = on_store(&sh, move |s| Ok(s.resolve_conflict(&id, r.pick)?)).await?;
+    sh.node.sync_now();
+    Ok(Json(c))
 }
 
 async fn members(State(sh): State<Arc<Shared>>) -> Reply<Json<Vec<tillmesh_store::TillInfo>>> {

@@ -689,6 +689,13 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
     let day = a.day.as_deref().map(parse_day).transpose()?;
     let till = a.till.as_deref().map(|t| find_till(store, t)).transpose()?;
     let paged = a.limit.is_some() || a.after.is_some();
+    let filter = tillmesh_store::SalesFilter {
+        from: day,
+        to: day,
+        till,
+        kind: None,
+    };
+    // From the sales index: one page, or every page.
     let (records, next) = if paged {
         let limit = a.limit.unwrap_or(100);
         if !(1..=tillmesh_store::MAX_PAGE).contains(&limit) {
@@ -697,21 +704,23 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
                 tillmesh_store::MAX_PAGE
             )));
         }
-        let filter = tillmesh_store::SalesFilter {
-            from: day,
-            to: day,
-            till,
-            kind: None,
-        };
         let page = store
             .sales_page(&filter, a.after.as_deref(), limit)
-            .map_err(|e| match e {
-                tillmesh_store::ListError::Cursor(c) => rejected(c.to_string()),
-                tillmesh_store::ListError::Storage(s) => s.into(),
-            })?;
+            .map_err(crate::export::page_error)?;
         (page.items, page.next)
     } else {
-        (store.sales(day, till)?, None)
+        let mut all = Vec::new();
+        let mut pages = crate::export::pages_of(store, filter);
+        let mut after = None;
+        loop {
+            let page = pages(after.take())?;
+            all.extend(page.items);
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        (all, None)
     };
     if a.json && paged {
         let items: Vec<crate::api::SaleOut> =

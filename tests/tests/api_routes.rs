@@ -220,6 +220,29 @@ fn every_route_answers_as_documented() {
     let stock = call("get", "/v1/stock/{sku}", "/v1/stock/BREAD", &[], None).json();
     // 2 + 6 sold, 1 voided, 1 refunded.
     assert_eq!(stock["on_hand"], -6);
+    let received = call(
+        "post",
+        "/v1/stock/{sku}",
+        "/v1/stock/BREAD",
+        &[],
+        Some(json!({"kind": "receive", "qty": 10})),
+    );
+    assert_eq!(received.status, 201);
+    assert_eq!(received.json()["on_hand"], 4);
+    let no_reason = api.post("/v1/stock/BREAD", &json!({"kind": "adjust", "qty": -1}));
+    assert_eq!(no_reason.status, 422, "an adjustment needs a reason");
+    let counted = api
+        .post("/v1/stock/BREAD", &json!({"kind": "count", "qty": 12}))
+        .json();
+    assert_eq!(counted["on_hand"], 12);
+    let unknown = call(
+        "post",
+        "/v1/conflicts/{id}/resolve",
+        "/v1/conflicts/0123456789abcdef/resolve",
+        &[],
+        Some(json!({"pick": 0})),
+    );
+    assert_eq!(unknown.status, 404);
     let members = call("get", "/v1/members", "/v1/members", &[], None).json();
     assert_eq!(members[0]["name"], "T1");
     let report = call(
