@@ -917,20 +917,25 @@ async fn events(
         .into_iter()
         .chain(follow.missed.iter().map(|e| sse(e)))
         .collect();
+    let closed = Box::pin(sh.hub.closed());
     let stream = n0_future::stream::unfold(
-        (first.into_iter(), follow.live),
-        |(mut first, mut live)| async move {
+        (first.into_iter(), follow.live, closed),
+        |(mut first, mut live, mut closed)| async move {
             if let Some(e) = first.next() {
-                return Some((Ok(e), (first, live)));
+                return Some((Ok(e), (first, live, closed)));
             }
-            match live.recv().await {
-                Ok(e) => Some((Ok(sse(&e)), (first, live))),
+            let next = tokio::select! {
+                r = live.recv() => r,
+                () = &mut closed => return None,
+            };
+            match next {
+                Ok(e) => Some((Ok(sse(&e)), (first, live, closed))),
                 // Fell behind the buffer: tell the client to re-read.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     let e = SseEvent::default()
                         .event("reset")
                         .data(r#"{"reason":"events were missed; re-read what you show"}"#);
-                    Some((Ok(e), (first, live)))
+                    Some((Ok(e), (first, live, closed)))
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
             }

@@ -274,8 +274,12 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
             let _ = rx.wait_for(|down| *down).await;
         }
     };
+    let hub_stop = hub.clone();
     let signal = async move {
         shutdown.await;
+        // Event streams never end on their own: end them, or the listeners
+        // would wait for them for ever.
+        hub_stop.close();
         let _ = down_tx.send(true);
     };
     let tcp = axum::serve(listener, tcp_app).with_graceful_shutdown(down());

@@ -86,6 +86,8 @@ pub struct Hub {
     live: broadcast::Sender<Arc<Event>>,
     /// The first id of this run.
     first: u64,
+    /// Set when the daemon stops: every stream ends.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// What a follower gets on connecting: what it missed, whether it missed
@@ -109,6 +111,20 @@ impl Hub {
             })),
             live,
             first,
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// End every stream (the daemon is stopping).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Hub::close`] was called.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + use<> {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
         }
     }
 

@@ -20,7 +20,7 @@ fn events_arrive_and_a_reconnecting_client_misses_nothing() {
     a.ok(&[
         "product", "add", "BREAD", "--name", "Bread", "--price", "2.50",
     ]);
-    let _da = a.start(&[]);
+    let mut da = a.start(&[]);
     let b = Till::new(dir.path(), "till-2");
     b.join(&a, "T2");
     let _db = b.start(&[]);
@@ -135,4 +135,13 @@ fn events_arrive_and_a_reconnecting_client_misses_nothing() {
     let _ = follow.kill();
     let _ = follow.wait();
     assert!(found, "tillmesh events printed the sale");
+
+    // A daemon with a client still following its events stops all the same.
+    let mut open = api.events(None);
+    a.ok(&["stop"]);
+    common::wait_for("the daemon to stop with a stream open", || {
+        da.child.try_wait().ok().flatten().is_some()
+    });
+    da.home = None;
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open.next()));
 }
