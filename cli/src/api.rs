@@ -471,6 +471,19 @@ fn day(s: &str) -> Reply<Day> {
 /// The default page size.
 const PAGE: usize = 50;
 
+/// A listing's `limit`: 1 to [`tillmesh_store::MAX_PAGE`], [`PAGE`] if not given.
+fn page_limit(limit: Option<usize>) -> Reply<usize> {
+    let limit = limit.unwrap_or(PAGE);
+    if (1..=tillmesh_store::MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(rejected(format!(
+            "limit is 1 to {}",
+            tillmesh_store::MAX_PAGE
+        )))
+    }
+}
+
 async fn list_sales(
     State(sh): State<Arc<Shared>>,
     Params(q): Params<SalesQuery>,
@@ -494,13 +507,7 @@ async fn list_sales(
             )));
         }
     };
-    let limit = q.limit.unwrap_or(PAGE);
-    if !(1..=tillmesh_store::MAX_PAGE).contains(&limit) {
-        return Err(rejected(format!(
-            "limit is 1 to {}",
-            tillmesh_store::MAX_PAGE
-        )));
-    }
+    let limit = page_limit(q.limit)?;
     let (till, after) = (q.till, q.after);
     let page = on_store(&sh, move |s| {
         let till = till
@@ -616,13 +623,7 @@ async fn list_products(
     State(sh): State<Arc<Shared>>,
     Params(q): Params<ProductsQuery>,
 ) -> Reply<Json<Page<tillmesh_store::Product>>> {
-    let limit = q.limit.unwrap_or(PAGE);
-    if !(1..=tillmesh_store::MAX_PAGE).contains(&limit) {
-        return Err(rejected(format!(
-            "limit is 1 to {}",
-            tillmesh_store::MAX_PAGE
-        )));
-    }
+    let limit = page_limit(q.limit)?;
     let page = on_store(&sh, move |s| {
         let mut all = match &q.barcode {
             Some(b) => {
@@ -1070,13 +1071,7 @@ async fn audit(
     State(sh): State<Arc<Shared>>,
     Params(q): Params<AuditQuery>,
 ) -> Reply<Json<Page<AuditOut>>> {
-    let limit = q.limit.unwrap_or(PAGE);
-    if !(1..=tillmesh_store::MAX_PAGE).contains(&limit) {
-        return Err(rejected(format!(
-            "limit is 1 to {}",
-            tillmesh_store::MAX_PAGE
-        )));
-    }
+    let limit = page_limit(q.limit)?;
     // The cursor is `TILL_ID:SEQ` of the last entry given.
     let after = match &q.after {
         None => None,
