@@ -303,7 +303,7 @@ where
 // ---------------------------------------------------------------- sales
 
 /// A sales entry as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SaleOut {
     pub receipt: String,
     /// `sale`, `void` or `refund`.
@@ -319,7 +319,7 @@ pub struct SaleOut {
     pub total_cents: i64,
     pub tax_cents: i64,
     pub tender: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refers_to: Option<String>,
 }
 
@@ -368,7 +368,37 @@ pub struct SaleIn {
     pub tender: String,
 }
 
+/// The fingerprint of a sale request: of the request as parsed, so spacing
+/// and field order do not change it; the command line and the route agree.
+pub fn fingerprint(sale: &SaleIn) -> String {
+    blake3::hash(&serde_json::to_vec(sale).unwrap_or_default())
+        .to_hex()
+        .to_string()
+}
+
+/// The error a problem reply stands for, with its exit code.
+pub fn problem_error(body: &[u8]) -> anyhow::Error {
+    #[derive(Deserialize)]
+    struct Said {
+        detail: String,
+        exit_code: i32,
+    }
+    match serde_json::from_slice::<Said>(body) {
+        Ok(p) => exit::Coded(p.exit_code, p.detail).into(),
+        Err(_) => anyhow::anyhow!(
+            "the daemon failed the request: {}",
+            String::from_utf8_lossy(body)
+        ),
+    }
+}
+
 impl SaleIn {
+    /// The store's request, or why the sale is refused.
+    pub fn to_request(&self) -> anyhow::Result<SaleRequest> {
+        self.request()
+            .map_err(|p| exit::Coded(p.exit_code, p.detail).into())
+    }
+
     fn request(&self) -> Reply<SaleRequest> {
         let tender: Tender = self.tender.parse().map_err(rejected)?;
         let lines = self
@@ -418,8 +448,7 @@ async fn record_sale(
         })?
         .to_string();
     let req = sale.request()?;
-    // The request as parsed, so spacing and field order do not change it.
-    let fingerprint = blake3_hex(&serde_json::to_vec(&sale).unwrap_or_default());
+    let fingerprint = fingerprint(&sale);
     let (record, new) = on_store(&sh, move |s| {
         let (entry, new) = s.record_sale_once(&key, &fingerprint, req)?;
         // As listings show it: with the day of its document.
@@ -438,10 +467,6 @@ async fn record_sale(
         StatusCode::OK
     };
     Ok((status, Json(SaleOut::from(&record))))
-}
-
-fn blake3_hex(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
 }
 
 /// Query of `GET /v1/sales`.

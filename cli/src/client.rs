@@ -107,48 +107,52 @@ pub fn discover(home: &Path) -> Option<ApiInfo> {
     Some(info)
 }
 
-/// Run `args` in the daemon. `Ok(None)` when no daemon answers (a stale file).
-pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
+/// What became of a request to the daemon.
+#[derive(Debug)]
+pub enum Sent {
+    /// Nobody took it (no daemon, a stale file, a daemon that is stopping): it
+    /// was not run.
+    NotTaken,
+    /// The daemon took it and stopped without answering: it may or may not
+    /// have run.
+    NoAnswer,
+    /// The reply: status and body.
+    Reply(u16, Vec<u8>),
+}
+
+/// `POST path` with a JSON `body` to the daemon over its socket.
+pub fn post(api: &ApiInfo, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Sent> {
     use std::io::{Read, Write};
     let Some(mut stream) = connect(&api.socket)? else {
-        return Ok(None);
+        return Ok(Sent::NotTaken);
     };
-    let body = serde_json::to_vec(&ExecRequest {
-        args: args.to_vec(),
-        cwd: std::env::current_dir().ok(),
-        env: FORWARDED_ENV
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-            .collect(),
-    })?;
-    let head = format!(
-        "POST /v1/exec HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         api.token,
         body.len()
     );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
     // A daemon that is stopping closes its socket: a request it could not
-    // take whole was not run, so the command runs without it.
+    // take whole was not run.
     let sent = stream
         .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(&body));
+        .and_then(|()| stream.write_all(body));
     if let Err(e) = sent {
         return match e.kind() {
             std::io::ErrorKind::BrokenPipe
             | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted => Ok(None),
+            | std::io::ErrorKind::ConnectionAborted => Ok(Sent::NotTaken),
             _ => Err(e.into()),
         };
     }
     let mut response = Vec::new();
     let read = stream.read_to_end(&mut response);
     if response.is_empty() {
-        // It took the request and said nothing: whether the command ran is
-        // not known here (a sale: `tillmesh sales` shows it if it did).
-        anyhow::bail!(
-            "the daemon stopped before answering; the command may or may not have run \
-             (check with `tillmesh sales` or `tillmesh status`)"
-        );
+        return Ok(Sent::NoAnswer);
     }
     read.context("the daemon did not answer")?;
     let split = response
@@ -161,14 +165,91 @@ pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .context("the daemon sent an unreadable reply")?;
-    match status {
-        200 => {}
-        401 => anyhow::bail!("the daemon refused this till's API token; restart `tillmesh run`"),
-        other => anyhow::bail!("the daemon failed the request (HTTP {other})"),
+    if status == 401 {
+        anyhow::bail!("the daemon refused this till's API token; restart `tillmesh run`");
     }
-    let reply: ExecReply = serde_json::from_slice(&response[split + 4..])
-        .context("the daemon sent an unreadable reply")?;
-    Ok(Some(reply))
+    Ok(Sent::Reply(status, response[split + 4..].to_vec()))
+}
+
+/// Run `args` in the daemon. `Ok(None)` when no daemon took it (a stale file,
+/// a daemon that is stopping).
+pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
+    let body = serde_json::to_vec(&ExecRequest {
+        args: args.to_vec(),
+        cwd: std::env::current_dir().ok(),
+        env: FORWARDED_ENV
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect(),
+    })?;
+    match post(api, "/v1/exec", &[], &body)? {
+        Sent::NotTaken => Ok(None),
+        // It took the request and said nothing: whether the command ran is
+        // not known here (a sale is retried safely: see `ring`).
+        Sent::NoAnswer => anyhow::bail!(
+            "the daemon stopped before answering; the command may or may not have run \
+             (check with `tillmesh sales` or `tillmesh status`)"
+        ),
+        Sent::Reply(200, body) => Ok(Some(
+            serde_json::from_slice(&body).context("the daemon sent an unreadable reply")?,
+        )),
+        Sent::Reply(other, _) => anyhow::bail!("the daemon failed the request (HTTP {other})"),
+    }
+}
+
+/// Ring up a sale once, with the daemon or without it: the sale goes to
+/// `POST /v1/sales` under an idempotency key of its own while a daemon runs,
+/// and to the store under the same key when none does; a daemon that stops
+/// before answering is asked again (or the store is, once free), so the sale
+/// is recorded exactly once whatever happens between.
+pub fn ring(
+    ctx: &crate::commands::Ctx,
+    a: &crate::args::SaleArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let sale = crate::commands::sale_in(a)?;
+    let req = sale.to_request()?;
+    let key = hex::encode(rand::random::<[u8; 16]>());
+    let body = serde_json::to_vec(&sale)?;
+    let fingerprint = crate::api::fingerprint(&sale);
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(api) = discover(&ctx.home) {
+            match post(&api, "/v1/sales", &[("Idempotency-Key", &key)], &body)? {
+                Sent::Reply(200 | 201, body) => {
+                    let s: crate::api::SaleOut = serde_json::from_slice(&body)
+                        .context("the daemon sent an unreadable reply")?;
+                    return crate::commands::show_entry(&s, a.json, out);
+                }
+                Sent::Reply(_, body) => return Err(crate::api::problem_error(&body)),
+                Sent::NoAnswer => {
+                    // Asked again below, under the same key, of whoever then
+                    // holds the store.
+                    if start.elapsed() > crate::commands::STORE_PATIENCE {
+                        anyhow::bail!(
+                            "the daemon stopped before answering and did not come back; the sale \
+                             may or may not be recorded (check with `tillmesh sales`)"
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    continue;
+                }
+                // A dead daemon's file: gone, so the store is opened below.
+                Sent::NotTaken => {
+                    let _ = std::fs::remove_file(api_file(&ctx.home));
+                }
+            }
+        }
+        let Some(mut store) = ctx.open_waiting(crate::commands::STORE_PATIENCE, || {
+            discover(&ctx.home).is_some()
+        })?
+        else {
+            continue;
+        };
+        let (entry, _) = store.record_sale_once(&key, &fingerprint, req)?;
+        let shown = crate::commands::recorded(&mut store, entry)?;
+        return crate::commands::show_entry(&shown, a.json, out);
+    }
 }
 
 /// Connect to the daemon's socket once it is shown to be the till's own;

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use tillmesh_store::{
-    Barcode, CatalogFormat, Day, Line, LineRequest, NewProduct, NewStore, Policy, Product,
-    ProductEdit, Receipt, RefundLine, Role, SaleEntry, SaleRequest, Sku, Store, StoreId,
-    StoreOptions, SystemClock, Tender, TillId, TillInfo, TillKey, Unit, parse_money,
+    Barcode, CatalogFormat, Day, LineRequest, NewProduct, NewStore, Policy, Product, ProductEdit,
+    Receipt, RefundLine, Role, SaleEntry, SaleRequest, Sku, Store, StoreId, StoreOptions,
+    SystemClock, Tender, TillId, TillInfo, TillKey, Unit, parse_money,
 };
 
+use crate::api::SaleOut;
 use crate::args::*;
 use crate::exit::{Damaged, Rejected};
 use crate::output::{Qty, Table, hlc_time, money, parse_qty, qty_text};
@@ -484,41 +485,28 @@ fn parse_line(s: &str) -> Result<LineRequest> {
     Ok(req)
 }
 
-#[derive(Serialize)]
-struct SaleJson<'a> {
-    receipt: String,
-    kind: String,
-    till: String,
-    till_id: String,
-    day: String,
-    hlc: u64,
-    time: String,
-    lines: &'a [Line],
-    total_cents: i64,
-    tax_cents: i64,
-    tender: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refers_to: Option<String>,
+/// A sales entry just written here, as listings and the API show it (with
+/// the day of its document: this till's wall-clock day).
+pub(crate) fn recorded(store: &mut Store, e: SaleEntry) -> Result<SaleOut> {
+    let r = e.receipt.clone();
+    Ok(SaleOut::from(&store.sale_record(&r)?.unwrap_or(
+        tillmesh_store::SaleRecord {
+            day: Day::from_unix_ms(e.hlc.ms()).to_string(),
+            entry: e,
+            till: store.till_id(),
+        },
+    )))
 }
 
-fn sale_json<'a>(e: &'a SaleEntry, till: &TillId) -> SaleJson<'a> {
-    SaleJson {
-        receipt: e.receipt.to_string(),
-        kind: e.kind.to_string(),
-        till: e.receipt.till().to_string(),
-        till_id: till.to_string(),
-        day: Day::from_unix_ms(e.hlc.ms()).to_string(),
-        hlc: e.hlc.as_u64(),
-        time: hlc_time(e.hlc),
-        lines: &e.lines,
-        total_cents: e.total_cents,
-        tax_cents: e.tax_cents,
-        tender: e.tender.to_string(),
-        refers_to: e.refers_to.as_ref().map(Receipt::to_string),
+/// Print a sale, void or refund as the receipt the cashier sees, or as JSON.
+pub(crate) fn show_entry(s: &SaleOut, json: bool, out: &mut dyn Write) -> Result<()> {
+    if json {
+        return print_json(out, s);
     }
+    print_receipt(s, out)
 }
 
-fn print_receipt(e: &SaleEntry, out: &mut dyn Write) -> Result<()> {
+fn print_receipt(e: &SaleOut, out: &mut dyn Write) -> Result<()> {
     let what = match &e.refers_to {
         Some(r) => format!("{} of {r}", e.kind),
         None => e.kind.to_string(),
@@ -526,10 +514,7 @@ fn print_receipt(e: &SaleEntry, out: &mut dyn Write) -> Result<()> {
     writeln!(
         out,
         "Receipt {}  {}  {}  {}",
-        e.receipt,
-        what,
-        e.tender,
-        hlc_time(e.hlc)
+        e.receipt, what, e.tender, e.time
     )?;
     let mut t = Table::new(&["SKU", ">QTY", ">PRICE", ">AMOUNT"]);
     for l in &e.lines {
@@ -563,6 +548,27 @@ fn print_receipt(e: &SaleEntry, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// `tillmesh sale`'s lines as the local API takes a sale.
+pub(crate) fn sale_in(a: &SaleArgs) -> Result<crate::api::SaleIn> {
+    let lines = a
+        .lines
+        .iter()
+        .map(|l| {
+            parse_line(l).map(|r| crate::api::LineIn {
+                sku: Some(r.code),
+                barcode: None,
+                qty: r.qty,
+                grams: r.grams,
+                discount_cents: r.discount_cents,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(crate::api::SaleIn {
+        lines,
+        tender: a.tender.clone(),
+    })
+}
+
 pub fn sale(store: &mut Store, a: &SaleArgs, out: &mut dyn Write) -> Result<()> {
     let lines = a
         .lines
@@ -571,11 +577,7 @@ pub fn sale(store: &mut Store, a: &SaleArgs, out: &mut dyn Write) -> Result<()> 
         .collect::<Result<Vec<_>>>()?;
     let tender: Tender = a.tender.parse().map_err(rejected)?;
     let e = store.record_sale(SaleRequest { lines, tender })?;
-    if a.json {
-        return print_json(out, &sale_json(&e, &store.till_id()));
-    }
-    print_receipt(&e, out)?;
-    Ok(())
+    show_entry(&recorded(store, e)?, a.json, out)
 }
 
 fn parse_receipt(s: &str) -> Result<Receipt> {
@@ -585,11 +587,7 @@ fn parse_receipt(s: &str) -> Result<Receipt> {
 pub fn void(store: &mut Store, a: &VoidArgs, out: &mut dyn Write) -> Result<()> {
     let r = parse_receipt(&a.receipt)?;
     let e = store.void(&r)?;
-    if a.json {
-        return print_json(out, &sale_json(&e, &store.till_id()));
-    }
-    print_receipt(&e, out)?;
-    Ok(())
+    show_entry(&recorded(store, e)?, a.json, out)
 }
 
 pub fn refund(store: &mut Store, a: &RefundArgs, out: &mut dyn Write) -> Result<()> {
@@ -606,11 +604,7 @@ pub fn refund(store: &mut Store, a: &RefundArgs, out: &mut dyn Write) -> Result<
         });
     }
     let e = store.refund(&r, &lines)?;
-    if a.json {
-        return print_json(out, &sale_json(&e, &store.till_id()));
-    }
-    print_receipt(&e, out)?;
-    Ok(())
+    show_entry(&recorded(store, e)?, a.json, out)
 }
 
 pub(crate) fn find_till(store: &Store, s: &str) -> Result<TillId> {
@@ -722,21 +716,12 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
         }
         (all, None)
     };
-    if a.json && paged {
-        let items: Vec<crate::api::SaleOut> =
-            records.iter().map(crate::api::SaleOut::from).collect();
-        return print_json(out, &serde_json::json!({"items": items, "next": next}));
-    }
     if a.json {
-        let list: Vec<SaleJson<'_>> = records
-            .iter()
-            // The day of its document: a wall-clock day, which the HLC may not be.
-            .map(|r| SaleJson {
-                day: r.day.clone(),
-                ..sale_json(&r.entry, &r.till)
-            })
-            .collect();
-        return print_json(out, &list);
+        let items: Vec<SaleOut> = records.iter().map(SaleOut::from).collect();
+        if paged {
+            return print_json(out, &serde_json::json!({"items": items, "next": next}));
+        }
+        return print_json(out, &items);
     }
     let mut t = Table::new(&[
         "RECEIPT",

@@ -24,6 +24,11 @@ pub const DISK_FULL: i32 = 7;
 #[error("{0}")]
 pub struct Rejected(pub String);
 
+/// A failure whose exit code is already known (the daemon's problem reply).
+#[derive(Debug, thiserror::Error)]
+#[error("{1}")]
+pub struct Coded(pub i32, pub String);
+
 /// A check found damage or tampering.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -66,6 +71,9 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 BackupError::Storage(s) => storage(s),
                 _ => FAILURE,
             };
+        }
+        if let Some(Coded(code, _)) = cause.downcast_ref::<Coded>() {
+            return *code;
         }
         if cause.is::<Rejected>() {
             return REJECTED;

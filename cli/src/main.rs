@@ -32,6 +32,7 @@ fn run(cli: Cli, raw: Vec<String>) -> anyhow::Result<i32> {
         Command::Demo(a) => demo::run(a)?,
         Command::Run(a) => daemon::run(&ctx, a)?,
         Command::Events(a) => client::follow_events(&ctx.home, a, &mut out)?,
+        Command::Sale(a) => client::ring(&ctx, a, &mut out)?,
         Command::Join(a) => enrol::join(&ctx, a, &mut out)?,
         Command::Relay(a) => enrol::relay(&ctx.home, a)?,
         Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
