@@ -41,6 +41,36 @@ fn sales_and_stock_export_as_csv_and_json() {
     let void = till.json(&["sale", "--line", "BREAD", "--tender", "cash"]);
     till.ok(&["void", void["receipt"].as_str().expect("receipt")]);
 
+    // Pages of two through the command line.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["sales", "--limit", "2"];
+        if let Some(a) = &after {
+            args.extend(["--after", a.as_str()]);
+        }
+        let page = till.json(&args);
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|s| s["receipt"].as_str().expect("r").to_string()),
+        );
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen, till.receipts(), "the same entries in the same order");
+    let table = till.ok(&["sales", "--limit", "2"]);
+    assert!(table.contains("More: tillmesh sales --after "), "{table}");
+    assert_eq!(
+        till.run(&["sales", "--after", "nonsense"]).status.code(),
+        Some(3)
+    );
+
     let csv = dir.path().join("sales.csv");
     let said = till.ok(&[
         "sales",
