@@ -159,7 +159,7 @@ impl Hub {
         };
         let oldest = ring.kept.front().map_or(ring.next, |e| e.id);
         // Events after `last` that are no longer kept, or ids of another run.
-        let reset = last + 1 < oldest.max(self.first) || last >= ring.next;
+        let reset = last.saturating_add(1) < oldest.max(self.first) || last >= ring.next;
         let missed = ring.kept.iter().filter(|e| e.id > last).cloned().collect();
         Follow {
             missed: if reset { Vec::new() } else { missed },

@@ -104,6 +104,9 @@ fn events_arrive_and_a_reconnecting_client_misses_nothing() {
     // An id this run never gave (an earlier run's): told to re-read.
     let mut stale = api.events(Some(1));
     assert_eq!(stale.next().kind, "reset");
+    // And so does one it cannot have given yet.
+    let mut future = api.events(Some(u64::MAX));
+    assert_eq!(future.next().kind, "reset");
 
     // `tillmesh events` follows the same stream (from the first sale on, so
     // a sale made before it connected comes too).
