@@ -47,7 +47,19 @@ impl StoreHandle {
             .name("tillmesh-store".into())
             .spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    job(&mut store);
+                    // A job that panics fails its own caller (it hears
+                    // `StoreClosed`), not the till: a write it left
+                    // unfinished was never committed (redb aborts the
+                    // transaction, and the store forgets the documents it
+                    // touched), and the next job finds the store as the last
+                    // commit left it.
+                    let ran =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut store)));
+                    if ran.is_err() {
+                        tracing::error!(
+                            "a store call panicked; it failed alone and the store goes on"
+                        );
+                    }
                     let out = store.take_outbox();
                     if let Some(sink) = &outbox {
                         for item in out {
@@ -117,5 +129,36 @@ impl StoreHandle {
             rest = left;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_panics_fails_alone() {
+        let (store, _, _) = tillmesh_store::test_utils::founder_in_memory("Shop");
+        let (handle, _thread) = StoreHandle::spawn(store, None);
+        handle
+            .call(|s| s.add_product(tillmesh_store::test_utils::product("TEA", 200)))
+            .await
+            .expect("store up")
+            .expect("product");
+        let failed = handle
+            .call(|_s| -> () { panic!("a bug in one call") })
+            .await;
+        assert!(failed.is_err(), "the caller hears of it");
+        let sold = handle
+            .call(|s| {
+                s.record_sale(tillmesh_store::test_utils::sale(
+                    "TEA",
+                    1,
+                    tillmesh_store::Tender::Cash,
+                ))
+            })
+            .await
+            .expect("the store still answers");
+        assert!(sold.is_ok(), "and still sells");
     }
 }
