@@ -227,11 +227,7 @@ impl Store {
     /// is kept: it records what this till saw, which documents alone cannot tell.
     pub fn rebuild_views(&mut self) -> Result<(), StorageError> {
         {
-            let mut txn = self.db.begin_write()?;
-            if !self.opts.durable {
-                txn.set_durability(redb::Durability::None)
-                    .map_err(|e| StorageError::Database(e.to_string()))?;
-            }
+            let txn = self.begin_write()?;
             txn.delete_table(tables::V_PRODUCTS)?;
             txn.delete_multimap_table(tables::V_BARCODES)?;
             txn.delete_table(tables::V_STOCK)?;

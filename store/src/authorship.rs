@@ -116,11 +116,7 @@ impl Store {
             docs = self.doc_ids()?;
         }
         let hlc = self.hlc().as_u64();
-        let mut txn = self.db.begin_write()?;
-        if !self.opts.durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StorageError::Database(e.to_string()))?;
-        }
+        let txn = self.begin_write()?;
         let admin_id = admin.till_id();
         let mut wrote = sign_stored_heads(
             &txn,

@@ -402,11 +402,7 @@ impl Store {
 
     /// Forget idempotency keys used before `before_ms`; gives how many.
     pub fn prune_idempotency_keys(&mut self, before_ms: u64) -> Result<usize, StorageError> {
-        let mut txn = self.db.begin_write()?;
-        if !self.opts.durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StorageError::Database(e.to_string()))?;
-        }
+        let txn = self.begin_write()?;
         let mut n = 0;
         {
             let mut t = txn.open_table(tables::IDEMPOTENCY)?;
@@ -448,11 +444,7 @@ impl Store {
             .into_iter()
             .filter(|d| matches!(d, DocId::Sales(..)))
             .collect();
-        let mut txn = self.db.begin_write()?;
-        if !self.opts.durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StorageError::Database(e.to_string()))?;
-        }
+        let txn = self.begin_write()?;
         txn.delete_table(tables::V_SALES)?;
         txn.delete_table(tables::V_REPORT)?;
         crate::store::create_tables(&txn)?;

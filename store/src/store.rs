@@ -370,6 +370,17 @@ impl Store {
         Ok(())
     }
 
+    /// A write transaction, durable (fsync at commit) unless this is an
+    /// in-memory test store.
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, StorageError> {
+        let mut txn = self.db.begin_write()?;
+        if !self.opts.durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StorageError::Database(e.to_string()))?;
+        }
+        Ok(txn)
+    }
+
     /// The store (shop) this till belongs to.
     pub fn store_id(&self) -> StoreId {
         self.store_id
@@ -510,11 +521,7 @@ impl Store {
             .docs
             .get(id)
             .ok_or_else(|| damaged(id, "document vanished from the cache"))?;
-        let mut txn = self.db.begin_write()?;
-        if !self.opts.durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StorageError::Database(e.to_string()))?;
-        }
+        let txn = self.begin_write()?;
         {
             let mut changes = txn.open_table(tables::DOC_CHANGES)?;
             let mut keep = 0u64;

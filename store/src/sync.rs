@@ -291,11 +291,7 @@ impl Store {
         peer: &TillId,
         states: &[(DocId, &sync::State)],
     ) -> Result<(), StorageError> {
-        let mut txn = self.db.begin_write()?;
-        if !self.opts.durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StorageError::Database(e.to_string()))?;
-        }
+        let txn = self.begin_write()?;
         {
             let mut t = txn.open_table(tables::SYNC_STATES)?;
             for (doc, state) in states {

@@ -72,11 +72,7 @@ impl Drop for Writer<'_> {
 
 impl<'s> Writer<'s> {
     pub(crate) fn begin(s: &'s mut Store) -> Result<Self, StorageError> {
-        let mut txn = s.db.begin_write()?;
-        if !s.opts.durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(|e| StorageError::Database(e.to_string()))?;
-        }
+        let txn = s.begin_write()?;
         Ok(Self {
             next_receipt: s.next_receipt,
             audit_head: s.audit_head,
