@@ -449,13 +449,9 @@ async fn record_sale(
         .to_string();
     let req = sale.request()?;
     let fingerprint = fingerprint(&sale);
-    let (record, new) = on_store(&sh, move |s| {
+    let (shown, new) = on_store(&sh, move |s| {
         let (entry, new) = s.record_sale_once(&key, &fingerprint, req)?;
-        // As listings show it: with the day of its document.
-        let record = s
-            .sale_record(&entry.receipt)?
-            .ok_or_else(|| tillmesh_store::SaleError::UnknownReceipt(entry.receipt.to_string()))?;
-        Ok((record, new))
+        Ok((crate::commands::recorded(s, entry)?, new))
     })
     .await?;
     if new {
@@ -466,7 +462,7 @@ async fn record_sale(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(SaleOut::from(&record))))
+    Ok((status, Json(shown)))
 }
 
 /// Query of `GET /v1/sales`.
@@ -576,15 +572,13 @@ async fn undo(
     + Send
     + 'static,
 ) -> Reply<(StatusCode, Json<SaleOut>)> {
-    let record = on_store(sh, move |s| {
+    let shown = on_store(sh, move |s| {
         let entry = f(s)?;
-        s.sale_record(&entry.receipt)?.ok_or_else(|| {
-            tillmesh_store::SaleError::UnknownReceipt(entry.receipt.to_string()).into()
-        })
+        crate::commands::recorded(s, entry)
     })
     .await?;
     sh.node.sync_now();
-    Ok((StatusCode::CREATED, Json(SaleOut::from(&record))))
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 async fn void_sale(

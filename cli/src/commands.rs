@@ -704,16 +704,10 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
         (page.items, page.next)
     } else {
         let mut all = Vec::new();
-        let mut pages = crate::export::pages_of(store, filter);
-        let mut after = None;
-        loop {
-            let page = pages(after.take())?;
-            all.extend(page.items);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
+        crate::export::each_page(&mut crate::export::pages_of(store, filter), |items| {
+            all.extend(items);
+            Ok(())
+        })?;
         (all, None)
     };
     if a.json {

@@ -92,10 +92,8 @@ pub fn sales(pages: &mut Pages<'_>, format: Format, out: &mut dyn Write) -> Resu
         Format::Csv => writeln!(out, "{SALES_CSV_HEADER}")?,
         Format::Json => write!(out, "[")?,
     }
-    let mut after = None;
-    loop {
-        let page = pages(after.take())?;
-        for r in &page.items {
+    each_page(pages, |items| {
+        for r in &items {
             match format {
                 Format::Csv => write_csv_rows(r, out)?,
                 Format::Json => {
@@ -107,15 +105,28 @@ pub fn sales(pages: &mut Pages<'_>, format: Format, out: &mut dyn Write) -> Resu
             }
             n += 1;
         }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+        Ok(())
+    })?;
     if format == Format::Json {
         writeln!(out, "\n]")?;
     }
     Ok(n)
+}
+
+/// Hand every page `pages` yields to `f`, first to last.
+pub fn each_page(
+    pages: &mut Pages<'_>,
+    mut f: impl FnMut(Vec<SaleRecord>) -> Result<()>,
+) -> Result<()> {
+    let mut after = None;
+    loop {
+        let page = pages(after.take())?;
+        f(page.items)?;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
+        }
+    }
 }
 
 /// The pages of `filter` read from `store` directly.

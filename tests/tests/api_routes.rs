@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 
 use common::Till;
-use common::http::{Api, Reply, assert_documented, openapi};
+use common::http::{Api, Reply, assert_documented, openapi, operations};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -344,17 +344,7 @@ fn every_route_answers_as_documented() {
     );
     visited.insert(("get".into(), "/v1/events".into()));
 
-    let documented: BTreeSet<(String, String)> = doc["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(p, ops)| {
-            ops.as_object()
-                .expect("ops")
-                .keys()
-                .map(move |m| (m.clone(), p.clone()))
-        })
-        .collect();
+    let documented: BTreeSet<(String, String)> = operations(&doc).into_iter().collect();
     assert_eq!(visited, documented, "every documented route was called");
     let none = api.get("/v1/nothing-here");
     assert_eq!(none.status, 404);
@@ -724,16 +714,8 @@ fn generated_requests_never_get_a_5xx_or_an_undocumented_reply() {
         assert_eq!(api.sale(&format!("seed-{i}"), &bread(1)).status, 201);
     }
     let doc = openapi(&api);
-    let routes: Vec<(String, String)> = doc["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(p, ops)| {
-            ops.as_object()
-                .expect("ops")
-                .keys()
-                .map(move |m| (m.clone(), p.clone()))
-        })
+    let routes: Vec<(String, String)> = operations(&doc)
+        .into_iter()
         // The stream never ends; its own test follows it.
         .filter(|(_, p)| p != "/v1/events")
         .collect();

@@ -282,6 +282,21 @@ pub fn openapi(api: &Api) -> Value {
     r.json()
 }
 
+/// Every (method, path) the document names.
+pub fn operations(doc: &Value) -> Vec<(String, String)> {
+    doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .expect("operations")
+                .keys()
+                .map(move |m| (m.clone(), p.clone()))
+        })
+        .collect()
+}
+
 /// Resolve a `$ref`.
 fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
     match schema.get("$ref").and_then(Value::as_str) {
