@@ -164,7 +164,7 @@ impl From<anyhow::Error> for Problem {
     fn from(e: anyhow::Error) -> Self {
         let detail = format!("{e:#}");
         for cause in e.chain() {
-            if let Some(tillmesh_store::StorageError::Forbidden { .. }) = storage_of(cause) {
+            if let Some(tillmesh_store::StorageError::Forbidden { .. }) = exit::storage_of(cause) {
                 return Self::new(StatusCode::FORBIDDEN, "forbidden", detail);
             }
             if let Some(tillmesh_store::SaleError::KeyReused(_)) = cause.downcast_ref() {
@@ -184,35 +184,6 @@ impl From<anyhow::Error> for Problem {
         };
         Self::new(status, code, detail)
     }
-}
-
-/// The storage error an error is, or wraps (transparently, so not as its
-/// source).
-fn storage_of<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a tillmesh_store::StorageError> {
-    use tillmesh_store::{ConflictError, ProductError, SaleError, StockError, StorageError};
-    e.downcast_ref::<StorageError>()
-        .or_else(|| match e.downcast_ref::<ProductError>()? {
-            ProductError::Storage(s) => Some(s),
-            _ => None,
-        })
-        .or_else(|| match e.downcast_ref::<SaleError>()? {
-            SaleError::Storage(s) => Some(s),
-            _ => None,
-        })
-        .or_else(|| match e.downcast_ref::<StockError>()? {
-            StockError::Storage(s) => Some(s),
-            _ => None,
-        })
-        .or_else(|| match e.downcast_ref::<ConflictError>()? {
-            ConflictError::Storage(s) => Some(s),
-            _ => None,
-        })
-        .or_else(|| match e.downcast_ref::<tillmesh_store::ImportError>()? {
-            tillmesh_store::ImportError::Storage(s) => Some(s),
-            _ => None,
-        })
 }
 
 fn rejected(detail: impl Into<String>) -> Problem {

@@ -56,6 +56,9 @@ fn sink(e: &SinkError) -> i32 {
 /// The exit code for an error.
 pub fn code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if let Some(s) = storage_of(cause) {
+            return storage(s);
+        }
         if let Some(e) = cause.downcast_ref::<SinkError>() {
             return sink(e);
         }
@@ -68,7 +71,6 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 | BackupError::NoSnapshot { .. } => DAMAGED,
                 BackupError::HomeInUse(_) | BackupError::NoKey => REJECTED,
                 BackupError::NoSuchBackup(_) => NOT_FOUND,
-                BackupError::Storage(s) => storage(s),
                 _ => FAILURE,
             };
         }
@@ -89,41 +91,33 @@ pub fn code(err: &anyhow::Error) -> i32 {
                 | OpenStoreError::TooNew { .. }
                 | OpenStoreError::WrongKey(_) => DAMAGED,
                 OpenStoreError::AlreadyExists(_) | OpenStoreError::Invalid(_) => REJECTED,
-                OpenStoreError::Storage(s) => storage(s),
                 _ => FAILURE,
             };
         }
         if let Some(e) = cause.downcast_ref::<ProductError>() {
             return match e {
                 ProductError::Unknown(_) => NOT_FOUND,
-                ProductError::Storage(s) => storage(s),
                 _ => REJECTED,
             };
         }
-        if let Some(e) = cause.downcast_ref::<ImportError>() {
-            return match e {
-                ImportError::Storage(s) => storage(s),
-                _ => REJECTED,
-            };
+        if cause.is::<ImportError>() {
+            return REJECTED;
         }
         if let Some(e) = cause.downcast_ref::<SaleError>() {
             return match e {
                 SaleError::UnknownProduct(_) | SaleError::UnknownReceipt(_) => NOT_FOUND,
-                SaleError::Storage(s) => storage(s),
                 _ => REJECTED,
             };
         }
         if let Some(e) = cause.downcast_ref::<StockError>() {
             return match e {
                 StockError::UnknownProduct(_) => NOT_FOUND,
-                StockError::Storage(s) => storage(s),
                 _ => REJECTED,
             };
         }
         if let Some(e) = cause.downcast_ref::<ConflictError>() {
             return match e {
                 ConflictError::Unknown(_) => NOT_FOUND,
-                ConflictError::Storage(s) => storage(s),
                 _ => REJECTED,
             };
         }
@@ -131,9 +125,48 @@ pub fn code(err: &anyhow::Error) -> i32 {
             let _ = e;
             return REJECTED;
         }
-        if let Some(e) = cause.downcast_ref::<StorageError>() {
-            return storage(e);
-        }
     }
     FAILURE
+}
+
+/// The storage error an error is, or wraps: the store's errors wrap it
+/// transparently, so it is not among their sources.
+pub fn storage_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a StorageError> {
+    if let Some(s) = e.downcast_ref::<StorageError>() {
+        return Some(s);
+    }
+    match e.downcast_ref::<ProductError>() {
+        Some(ProductError::Storage(s)) => return Some(s),
+        Some(_) => return None,
+        None => {}
+    }
+    match e.downcast_ref::<SaleError>() {
+        Some(SaleError::Storage(s)) => return Some(s),
+        Some(_) => return None,
+        None => {}
+    }
+    match e.downcast_ref::<StockError>() {
+        Some(StockError::Storage(s)) => return Some(s),
+        Some(_) => return None,
+        None => {}
+    }
+    match e.downcast_ref::<ConflictError>() {
+        Some(ConflictError::Storage(s)) => return Some(s),
+        Some(_) => return None,
+        None => {}
+    }
+    match e.downcast_ref::<ImportError>() {
+        Some(ImportError::Storage(s)) => return Some(s),
+        Some(_) => return None,
+        None => {}
+    }
+    match e.downcast_ref::<OpenStoreError>() {
+        Some(OpenStoreError::Storage(s)) => return Some(s),
+        Some(_) => return None,
+        None => {}
+    }
+    match e.downcast_ref::<BackupError>()? {
+        BackupError::Storage(s) => Some(s),
+        _ => None,
+    }
 }
