@@ -1102,9 +1102,11 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Invite(_) => Err(rejected(
             "inviting needs the daemon running on the admin till (tillmesh run), so the new till can reach it",
         )),
-        Command::Stop => Err(anyhow::Error::new(
-            tillmesh_store::OpenStoreError::NotFound("no daemon is running for this till".into()),
-        )),
+        Command::Stop => Err(crate::exit::Coded(
+            crate::exit::NOT_FOUND,
+            "no daemon is running for this till".into(),
+        )
+        .into()),
         Command::Init(_)
         | Command::Demo(_)
         | Command::Run(_)

@@ -372,3 +372,16 @@ fn product_import_is_all_or_nothing() {
     assert_eq!(till.price_cents("JAM"), 320);
     daemon.stop();
 }
+
+#[test]
+fn stop_without_a_daemon_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let till = Till::new(dir.path(), "till-1");
+    till.ok(&["init", "--store", "Quiet Shop", "--till", "T1"]);
+    let out = till.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no daemon is running for this till\n"
+    );
+}
