@@ -15,9 +15,9 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use serde::{Deserialize, Serialize};
 use tillmesh_store::{StoreId, TillId, TillKey, TillName};
 
-use crate::actor::StoreHandle;
 use crate::node::PeerAddr;
 use crate::wire::{read_msg, request, write_msg};
+use tillmesh_store::StoreHandle;
 
 /// The ALPN of enrolment.
 pub const JOIN_ALPN: &[u8] = b"tillmesh/join/1";

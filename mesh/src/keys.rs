@@ -16,9 +16,9 @@ use iroh::protocol::{AcceptError, ProtocolHandler};
 use serde::{Deserialize, Serialize};
 use tillmesh_store::{MemberStatus, StoreSecret, TillId};
 
-use crate::actor::StoreHandle;
 use crate::join::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, within};
 use crate::wire::{read_msg, request, write_msg};
+use tillmesh_store::StoreHandle;
 
 /// The ALPN of key fetching.
 pub const KEYS_ALPN: &[u8] = b"tillmesh/keys/1";

@@ -8,7 +8,6 @@
 //! check it before anything is kept.
 #![deny(missing_docs)]
 
-pub mod actor;
 pub mod fuzzing;
 pub mod gossip;
 pub mod join;
@@ -18,10 +17,10 @@ pub mod relay;
 pub mod session;
 pub mod wire;
 
-pub use actor::{Events, Outbox, StoreClosed, StoreHandle};
 pub use join::{JOIN_ALPN, JoinReply, Ticket, request_join};
 pub use node::{
     BUSY, MAX_SESSIONS_PER_PEER, Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink,
     Revocation, endpoint,
 };
 pub use session::{SessionError, SessionReport, run_session};
+pub use tillmesh_store::{Events, Outbox, StoreClosed, StoreHandle};

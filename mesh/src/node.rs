@@ -34,11 +34,11 @@ use tillmesh_store::{MemberStatus, StoreId, TillId, TillKey};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::actor::StoreHandle;
 use crate::join::{JOIN_ALPN, JoinProto};
 use crate::relay::Pins;
 use crate::session::{SessionReport, run_session};
 use crate::wire::SYNC_ALPN;
+use tillmesh_store::StoreHandle;
 
 /// How long to try reaching a peer before giving up until the next round.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);

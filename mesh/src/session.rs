@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use tillmesh_store::{ChangeHash, DocId, StoreId, SyncState, TillId};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::actor::{StoreClosed, StoreHandle};
 use crate::wire::{
     Frame, PROTOCOL_VERSION, Pieces, SYNC_PART, WireError, read_frame, write_frame, write_sync,
 };
+use tillmesh_store::{StoreClosed, StoreHandle};
 
 /// A peer silent for this long has gone away.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

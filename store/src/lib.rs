@@ -60,6 +60,7 @@ mod catalog;
 mod conflicts;
 mod error;
 pub mod fuzzing;
+mod handle;
 mod hlc;
 mod ids;
 mod import;
@@ -89,6 +90,7 @@ pub use catalog::{
 pub use error::{
     ApplyError, ConflictError, OpenStoreError, ProductError, SaleError, StockError, StorageError,
 };
+pub use handle::{Events, Outbox, StoreClosed, StoreHandle};
 pub use hlc::{Clock, ClockSkew, DEFAULT_MAX_SKEW_S, Hlc, HlcState, ManualClock, SystemClock};
 pub use ids::{Barcode, Day, DocId, Month, ParseIdError, Receipt, Sku, StoreId, TillId, TillName};
 pub use import::{

@@ -7,7 +7,7 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use tillmesh_store::{DocId, Store};
+use crate::{DocId, Store};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
@@ -23,10 +23,10 @@ pub struct StoreHandle {
 }
 
 /// What writes did, for the daemon's event stream.
-pub type Events = tokio::sync::mpsc::UnboundedSender<tillmesh_store::StoreEvent>;
+pub type Events = tokio::sync::mpsc::UnboundedSender<crate::StoreEvent>;
 
 /// Local changes leaving the store, for gossip: (document, raw change, proofs).
-pub type Outbox = tokio::sync::mpsc::UnboundedSender<(DocId, Vec<u8>, Vec<tillmesh_store::Proof>)>;
+pub type Outbox = tokio::sync::mpsc::UnboundedSender<(DocId, Vec<u8>, Vec<crate::Proof>)>;
 
 impl StoreHandle {
     /// Move `store` to a new thread. The thread ends, closing the store, when the
@@ -138,10 +138,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_that_panics_fails_alone() {
-        let (store, _, _) = tillmesh_store::test_utils::founder_in_memory("Shop");
+        let (store, _, _) = crate::test_utils::founder_in_memory("Shop");
         let (handle, _thread) = StoreHandle::spawn(store, None);
         handle
-            .call(|s| s.add_product(tillmesh_store::test_utils::product("TEA", 200)))
+            .call(|s| s.add_product(crate::test_utils::product("TEA", 200)))
             .await
             .expect("store up")
             .expect("product");
@@ -150,13 +150,7 @@ mod tests {
             .await;
         assert!(failed.is_err(), "the caller hears of it");
         let sold = handle
-            .call(|s| {
-                s.record_sale(tillmesh_store::test_utils::sale(
-                    "TEA",
-                    1,
-                    tillmesh_store::Tender::Cash,
-                ))
-            })
+            .call(|s| s.record_sale(crate::test_utils::sale("TEA", 1, crate::Tender::Cash)))
             .await
             .expect("the store still answers");
         assert!(sold.is_ok(), "and still sells");
