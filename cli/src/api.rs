@@ -966,7 +966,7 @@ async fn start_backup(
     };
     let subject = serde_json::json!({"to": b.to, "bundle": b.bundle});
     sh.hub.publish("backup.started", subject.clone());
-    match crate::backups::backup_stepped(&sh.store, &sh.home, &args).await {
+    match crate::backups::backup(&sh.store, &sh.home, &args).await {
         Ok(out) => {
             let made: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
             sh.hub.publish(
@@ -1003,7 +1003,7 @@ async fn list_backups(
     {
         return Err(rejected("`from` is a sink's name or an absolute path"));
     }
-    let out = crate::backups::sink_cmd_beside(
+    let out = crate::backups::sink_cmd(
         &sh.store,
         &sh.home,
         crate::args::BackupCmd::List {
@@ -1145,7 +1145,7 @@ async fn usb_sync(
     }
     let subject = serde_json::json!({"dir": u.dir});
     sh.hub.publish("usb.started", subject.clone());
-    match crate::backups::usb_sync_beside(&sh.store, &sh.home, &u.dir, true).await {
+    match crate::backups::usb_sync(&sh.store, &sh.home, &u.dir, true).await {
         Ok(out) => {
             sh.node.sync_now();
             let done: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();

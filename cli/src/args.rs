@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// Tillmesh: the store's data on every till, in sync, never losing a sale.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "tillmesh", version, about, max_term_width = 100)]
 pub struct Cli {
     /// The till's home directory (its key and store file).
@@ -31,7 +31,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Create a new store with this machine as its first till.
     Init(InitArgs),
@@ -110,7 +110,7 @@ pub enum Command {
     Recovery(RecoveryCmd),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct BackupArgs {
     #[command(subcommand)]
@@ -126,7 +126,7 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum BackupCmd {
     /// List the snapshots and bundles on a sink.
     List {
@@ -177,7 +177,7 @@ pub enum BackupCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
     /// The folder holding the backups.
     #[arg(long, value_name = "DIR")]
@@ -199,7 +199,7 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum SinkCmd {
     /// Add a named sink.
     Add {
@@ -226,7 +226,7 @@ pub enum SinkCmd {
     List(JsonFlag),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum UsbCmd {
     /// List removable devices (USB sticks, SD cards).
     Detect(JsonFlag),
@@ -240,7 +240,7 @@ pub enum UsbCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ClockArgs {
     /// Set the bound for every till (e.g. 90s, 5m, 1h; at most 1d).
     #[arg(long, value_name = "DURATION")]
@@ -250,7 +250,7 @@ pub struct ClockArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum AdminCmd {
     /// Write the admin key, with the backup keys, to a passphrase-protected file
     /// (admin till; the passphrase comes from `$TILLMESH_RECOVERY_PASSPHRASE`).
@@ -268,7 +268,7 @@ pub enum AdminCmd {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum RecoveryCmd {
     /// Write the recovery file (admin till). The passphrase comes from
     /// `$TILLMESH_RECOVERY_PASSPHRASE`.
@@ -366,7 +366,7 @@ impl Command {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// UDP address for direct connections between tills.
     #[arg(long, default_value = "0.0.0.0:0")]
@@ -383,7 +383,7 @@ pub struct RunArgs {
     pub no_mdns: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
@@ -393,7 +393,7 @@ pub struct StatusArgs {
     pub watch: Option<u64>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct InviteArgs {
     /// How long the ticket stays valid, in hours.
     #[arg(long, default_value_t = 24)]
@@ -404,7 +404,7 @@ pub struct InviteArgs {
     pub role: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct JoinArgs {
     /// The ticket printed by `tillmesh invite`; `-` reads it from standard
     /// input and `@FILE` from a file, so it need not appear in the process list
@@ -423,7 +423,7 @@ pub struct JoinArgs {
     pub relays: Vec<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
     /// Address to listen on: relay over HTTP (TCP) and address discovery over QUIC
     /// (UDP), both on this port.
@@ -447,7 +447,7 @@ pub struct RelayArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum KeysCmd {
     /// List the backup keys this till holds (ids only, never the secrets).
     List(JsonFlag),
@@ -457,7 +457,7 @@ pub enum KeysCmd {
     Rotate,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum RelaysCmd {
     /// Add a relay URL, like http://10.0.0.2:3340 (or set the certificate of one
     /// already listed).
@@ -479,14 +479,14 @@ pub enum RelaysCmd {
     List(JsonFlag),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct JsonFlag {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct InitArgs {
     /// The store's name, as shown to operators.
     #[arg(long = "store", value_name = "NAME")]
@@ -505,7 +505,7 @@ pub struct InitArgs {
     pub recovery: Option<PathBuf>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum ProductCmd {
     /// Add a product to the catalog.
     Add(ProductAddArgs),
@@ -546,7 +546,7 @@ pub enum ProductCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ProductAddArgs {
     /// The product's SKU (letters, digits, '-', '_', '.').
     pub sku: String,
@@ -570,7 +570,7 @@ pub struct ProductAddArgs {
     pub category: String,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ProductEditArgs {
     /// The product's SKU.
     pub sku: String,
@@ -594,7 +594,7 @@ pub struct ProductEditArgs {
     pub active: Option<bool>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SaleArgs {
     #[arg(
         long = "line",
@@ -612,7 +612,7 @@ pub struct SaleArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct VoidArgs {
     /// The receipt of the sale, like T01-42.
     pub receipt: String,
@@ -621,7 +621,7 @@ pub struct VoidArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RefundArgs {
     /// The receipt of the sale, like T01-42.
     pub receipt: String,
@@ -636,7 +636,7 @@ pub struct RefundArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct SalesArgs {
     #[command(subcommand)]
@@ -659,14 +659,14 @@ pub struct SalesArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum SalesCmd {
     /// Write sales, voids and refunds to a file for accounting (CSV: one row
     /// per line sold; JSON: one object per entry), streamed page by page.
     Export(SalesExportArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SalesExportArgs {
     /// The file to write (never overwritten), or `-` for standard output.
     pub file: PathBuf,
@@ -684,7 +684,7 @@ pub struct SalesExportArgs {
     pub format: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct EventsArgs {
     /// Start after this event id (replays what the daemon still holds).
     #[arg(long)]
@@ -694,7 +694,7 @@ pub struct EventsArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct StockArgs {
     #[command(subcommand)]
@@ -706,7 +706,7 @@ pub struct StockArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum StockCmd {
     /// Record goods received.
     Receive {
@@ -743,7 +743,7 @@ pub enum StockCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct ConflictsArgs {
     #[command(subcommand)]
@@ -756,7 +756,7 @@ pub struct ConflictsArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum ConflictsCmd {
     /// Settle a conflict by keeping one of its values.
     Resolve {
@@ -775,7 +775,7 @@ pub enum ConflictsCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
     #[command(subcommand)]
@@ -788,7 +788,7 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum AuditCmd {
     /// Check every audit chain this till holds.
     Verify {
@@ -798,7 +798,7 @@ pub enum AuditCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Keep the demo's directory instead of deleting it.
     #[arg(long)]

@@ -406,39 +406,28 @@ fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderS
         .collect()
 }
 
-/// `tillmesh backup …`.
-pub fn backup(store: &mut Store, home: &Path, a: &BackupArgs, out: &mut dyn Write) -> Result<()> {
+/// `tillmesh backup schedule …`: the store's backup schedule (the other
+/// `backup` commands run in [`crate::core::execute`]).
+pub fn backup_schedule(store: &mut Store, a: &BackupArgs, out: &mut dyn Write) -> Result<()> {
     match &a.cmd {
         Some(BackupCmd::Schedule {
             every,
             snapshot_every,
             json,
-        }) => {
-            return schedule(
-                store,
-                every.as_deref(),
-                snapshot_every.as_deref(),
-                *json,
-                out,
-            );
-        }
-        Some(c) => return sink_cmd(&Opener::of(store, &recovery_keys(home))?, home, c, out),
-        None => {}
+        }) => schedule(
+            store,
+            every.as_deref(),
+            snapshot_every.as_deref(),
+            *json,
+            out,
+        ),
+        _ => Err(anyhow::anyhow!("not a command on the store's schedule")),
     }
-    ensure_keys(store, home)?;
-    let kind = Made::kind(a);
-    let mut made = Made::default();
-    for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
-        made.add(name, &sink, archive::backup(store, &sink, kind));
-    }
-    made.print(a.json, out)?;
-    made.record(store);
-    made.result()
 }
 
 /// Whether `backup <c>` works on a sink's files alone (list, verify, prune):
-/// it needs of the store only an [`Opener`], so the daemon runs it off the
-/// store's thread ([`sink_cmd_beside`]).
+/// it needs of the store only an [`Opener`], so it runs off the store's
+/// thread ([`sink_cmd`]).
 pub fn on_sink(c: &BackupCmd) -> bool {
     matches!(
         c,
@@ -447,7 +436,7 @@ pub fn on_sink(c: &BackupCmd) -> bool {
 }
 
 /// `backup list|verify|prune`, opening files with `opener`.
-fn sink_cmd(opener: &Opener, home: &Path, c: &BackupCmd, out: &mut dyn Write) -> Result<()> {
+fn files_cmd(opener: &Opener, home: &Path, c: &BackupCmd, out: &mut dyn Write) -> Result<()> {
     match c {
         BackupCmd::List { from, json } => list(opener, home, from.as_deref(), *json, out),
         BackupCmd::Verify { from, name, json } => {
@@ -471,10 +460,10 @@ fn sink_cmd(opener: &Opener, home: &Path, c: &BackupCmd, out: &mut dyn Write) ->
     }
 }
 
-/// [`sink_cmd`] through the daemon: the store is asked only for an [`Opener`];
+/// `backup list|verify|prune`: the store is asked only for an [`Opener`];
 /// reading, decrypting and deleting files happen beside it, so the till keeps
 /// selling while a sink is verified or pruned.
-pub async fn sink_cmd_beside(store: &StoreHandle, home: &Path, c: BackupCmd) -> Result<Vec<u8>> {
+pub async fn sink_cmd(store: &StoreHandle, home: &Path, c: BackupCmd) -> Result<Vec<u8>> {
     let h = home.to_path_buf();
     let opener = store
         .call(move |s| Opener::of(s, &recovery_keys(&h)))
@@ -482,7 +471,7 @@ pub async fn sink_cmd_beside(store: &StoreHandle, home: &Path, c: BackupCmd) -> 
     let home = home.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        sink_cmd(&opener, &home, &c, &mut out).map(|_| out)
+        files_cmd(&opener, &home, &c, &mut out).map(|_| out)
     })
     .await?
 }
@@ -564,11 +553,11 @@ impl Made {
     }
 }
 
-/// `tillmesh backup [--to SINK|DIR] [--bundle]` through the daemon: like
-/// [`backup`], but the documents are taken from the store 50 ms at a time and the
-/// file is written off the store's thread, as scheduled backups are, so the till
-/// keeps selling while an operator backs it up.
-pub async fn backup_stepped(store: &StoreHandle, home: &Path, a: &BackupArgs) -> Result<Vec<u8>> {
+/// `tillmesh backup [--to SINK|DIR] [--bundle]`: the documents are taken from
+/// the store 50 ms at a time and the file is written off the store's thread, as
+/// scheduled backups are, so the till keeps selling while an operator backs it
+/// up.
+pub async fn backup(store: &StoreHandle, home: &Path, a: &BackupArgs) -> Result<Vec<u8>> {
     let h = home.to_path_buf();
     store.call(move |s| ensure_keys(s, &h)).await??;
     let kind = Made::kind(a);
@@ -1035,8 +1024,8 @@ pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// `tillmesh usb …`.
-pub fn usb(store: &mut Store, home: &Path, c: &UsbCmd, out: &mut dyn Write) -> Result<()> {
+/// `tillmesh usb detect` (`usb sync` is [`usb_sync`]).
+pub fn usb(c: &UsbCmd, out: &mut dyn Write) -> Result<()> {
     match c {
         UsbCmd::Detect(f) => {
             let devices = device::removable_devices()?;
@@ -1068,28 +1057,15 @@ pub fn usb(store: &mut Store, home: &Path, c: &UsbCmd, out: &mut dyn Write) -> R
             }
             Ok(())
         }
-        UsbCmd::Sync { dir, json } => {
-            ensure_keys(store, home)?;
-            let sink = FolderSink::new(dir)?;
-            let mut known = load_usb_known(home);
-            let r = archive::usb_sync(store, &sink, &recovery_keys(home), &known.files)?;
-            remember_usb(home, &mut known, &r);
-            record_usb(store, dir, &r);
-            print_usb(&r, *json, out)
-        }
+        UsbCmd::Sync { .. } => Err(anyhow::anyhow!("usb sync runs in steps (usb_sync)")),
     }
 }
 
-/// `tillmesh usb sync DIR` through the daemon: files are read, decrypted and
-/// checked beside the store, their documents merged [`archive::STEP_TIME`] at a
-/// time, and the bundle for the stick made like a scheduled one, so the till
-/// keeps selling while a stick is synced.
-pub async fn usb_sync_beside(
-    store: &StoreHandle,
-    home: &Path,
-    dir: &Path,
-    json: bool,
-) -> Result<Vec<u8>> {
+/// `tillmesh usb sync DIR`: files are read, decrypted and checked beside the
+/// store, their documents merged [`archive::STEP_TIME`] at a time, and the
+/// bundle for the stick made like a scheduled one, so the till keeps selling
+/// while a stick is synced.
+pub async fn usb_sync(store: &StoreHandle, home: &Path, dir: &Path, json: bool) -> Result<Vec<u8>> {
     let (h, h2) = (home.to_path_buf(), home.to_path_buf());
     let extra = recovery_keys(home);
     let ex = extra.clone();

@@ -658,11 +658,11 @@ pub fn export_filter(store: &Store, e: &SalesExportArgs) -> Result<tillmesh_stor
 pub fn sales_export(
     e: &SalesExportArgs,
     pages: &mut crate::export::Pages<'_>,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<()> {
     let format = crate::export::Format::of(e.format.as_deref(), &e.file)?;
     let to_stdout = e.file == Path::new("-");
-    let mut w: Box<dyn Write + '_> = if to_stdout {
+    let mut w: Box<dyn Write + Send + '_> = if to_stdout {
         Box::new(&mut *out)
     } else {
         crate::export::open_output(&e.file)?
@@ -676,9 +676,8 @@ pub fn sales_export(
 }
 
 pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()> {
-    if let Some(SalesCmd::Export(e)) = &a.cmd {
-        let filter = export_filter(store, e)?;
-        return sales_export(e, &mut crate::export::pages_of(store, filter), out);
+    if a.cmd.is_some() {
+        bail!("sales export runs in steps (export::sales_stepped)")
     }
     let day = a.day.as_deref().map(parse_day).transpose()?;
     let till = a.till.as_deref().map(|t| find_till(store, t)).transpose()?;
@@ -1064,8 +1063,9 @@ pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()
     Ok(())
 }
 
-/// Run a command that works on an open store, writing what it prints to `out`.
-/// The same function serves the command line and the daemon's local API.
+/// Run a command that works on the store in one call, on the store's thread,
+/// writing what it prints to `out`; [`crate::core::execute`] sends every such
+/// command here, for the command line and the daemon's local API alike.
 pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Write) -> Result<()> {
     match cmd {
         Command::Product(c) => product(store, c, out),
@@ -1083,9 +1083,9 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Admin(c) => crate::admin::admin(store, home, c, out),
         Command::Relays(c) => relays(store, c, out),
         Command::Keys(c) => crate::backups::keys_cmd(store, home, c, out),
-        Command::Backup(a) => crate::backups::backup(store, home, a, out),
+        Command::Backup(a) => crate::backups::backup_schedule(store, a, out),
         Command::Sink(c) => crate::backups::sink(home, c, out),
-        Command::Usb(c) => crate::backups::usb(store, home, c, out),
+        Command::Usb(c) => crate::backups::usb(c, out),
         Command::Recovery(RecoveryCmd::Create { file, new_key }) => {
             crate::backups::recovery_create(store, home, file, *new_key, out)
         }
@@ -1095,18 +1095,9 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Events(_) => Err(rejected(
             "events come from the daemon; start it with `tillmesh run`",
         )),
-        Command::Status(a) => {
-            let report = crate::status::collect(store, home, None)?;
-            crate::status::render(&report, a.json, out)
+        Command::Status(_) | Command::Invite(_) | Command::Stop => {
+            bail!("this command runs in the core (core::execute)")
         }
-        Command::Invite(_) => Err(rejected(
-            "inviting needs the daemon running on the admin till (tillmesh run), so the new till can reach it",
-        )),
-        Command::Stop => Err(crate::exit::Coded(
-            crate::exit::NOT_FOUND,
-            "no daemon is running for this till".into(),
-        )
-        .into()),
         Command::Init(_)
         | Command::Demo(_)
         | Command::Run(_)

@@ -22,13 +22,13 @@ use tillmesh_mesh::{Node, NodeConfig, StoreHandle, Ticket};
 use tillmesh_store::{StoreId, TillKey};
 use tokio::sync::Notify;
 
-use crate::args::{Cli, Command, ConflictsArgs, RunArgs, StockArgs};
+use crate::args::{Cli, RunArgs};
 use crate::client::{ApiInfo, ExecReply, ExecRequest, api_file, api_socket};
 use crate::commands::{self, Ctx};
 use crate::{backups, exit, status};
 
 /// What every request handler of the daemon shares.
-pub(crate) struct Shared {
+pub struct Shared {
     pub(crate) store: StoreHandle,
     pub(crate) node: Arc<Node>,
     pub(crate) home: PathBuf,
@@ -38,6 +38,32 @@ pub(crate) struct Shared {
     online_window_ms: u64,
     stop: Arc<Notify>,
     pub(crate) hub: crate::events::Hub,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("home", &self.home)
+            .field("till", &self.key.till_id().fmt_short())
+            .field("store_id", &self.store_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Begin a clean shutdown (`tillmesh stop`).
+    pub(crate) fn stop(&self) {
+        self.stop.notify_waiters();
+    }
+
+    /// A command changed data: peers hear of it at once (after a revocation,
+    /// the node first drops the revoked till).
+    pub(crate) async fn changed(&self, revoke: bool) {
+        if revoke {
+            let _ = self.node.refresh().await;
+        }
+        self.node.sync_now();
+    }
 }
 
 /// The status report with the daemon's live view.
@@ -61,32 +87,6 @@ pub(crate) async fn live_status(sh: &Shared) -> Result<status::StatusReport> {
         .await??;
     report.me.relay_connected = relay;
     Ok(report)
-}
-
-/// Whether a command changes data, so peers should hear of it at once.
-fn mutates(cmd: &Command) -> bool {
-    match cmd {
-        Command::Product(c) => !matches!(
-            c,
-            crate::args::ProductCmd::List(_) | crate::args::ProductCmd::Show { .. }
-        ),
-        Command::Sale(_) | Command::Void(_) | Command::Refund(_) | Command::Revoke { .. } => true,
-        Command::Clock(a) => a.max_skew.is_some(),
-        Command::Stock(StockArgs { action, .. }) => action.is_some(),
-        Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
-        Command::Relays(c) => !matches!(c, crate::args::RelaysCmd::List(_)),
-        Command::Keys(c) => matches!(c, crate::args::KeysCmd::Rotate),
-        Command::Backup(crate::args::BackupArgs {
-            cmd:
-                Some(crate::args::BackupCmd::Schedule {
-                    every,
-                    snapshot_every,
-                    ..
-                }),
-            ..
-        }) => every.is_some() || snapshot_every.is_some(),
-        _ => false,
-    }
 }
 
 pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<()> {
@@ -545,6 +545,8 @@ fn same_token(given: &str, want: &str) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// `POST /v1/exec`: a command line from a client, parsed here and run by
+/// [`crate::core::execute`], as the command line runs it without a daemon.
 async fn exec(
     State(sh): State<Arc<Shared>>,
     Json(req): Json<ExecRequest>,
@@ -564,115 +566,25 @@ async fn exec(
     if let Some(cwd) = &req.cwd {
         cli.command.absolutize(cwd);
     }
-    let done = |r: Result<Vec<u8>>| match r {
-        Ok(out) => reply(0, String::from_utf8_lossy(&out).into_owned(), String::new()),
-        Err(e) => reply(exit::code(&e), String::new(), format!("error: {e:#}\n")),
+    let request = crate::core::Request {
+        command: cli.command,
+        env: req.env,
     };
-    match cli.command {
-        Command::Status(a) => {
-            let report = live_status(&sh).await;
-            if report
-                .as_ref()
-                .err()
-                .is_some_and(|e| e.is::<tillmesh_mesh::StoreClosed>())
-            {
-                return Err(StatusCode::SERVICE_UNAVAILABLE);
-            }
-            Ok(done(report.and_then(|r| {
-                let mut out = Vec::new();
-                status::render(&r, a.json, &mut out)?;
-                Ok(out)
-            })))
-        }
-        Command::Invite(a) => Ok(done(invite(&sh, a.hours, &a.role).await)),
-        // A backup made in steps, so the till keeps selling meanwhile.
-        Command::Backup(a) if a.cmd.is_none() => {
-            Ok(done(backups::backup_stepped(&sh.store, &sh.home, &a).await))
-        }
-        // List, verify, prune: files read beside the store.
-        Command::Backup(crate::args::BackupArgs { cmd: Some(c), .. }) if backups::on_sink(&c) => {
-            Ok(done(backups::sink_cmd_beside(&sh.store, &sh.home, c).await))
-        }
-        // Files merged in steps, so the till keeps selling meanwhile.
-        Command::Usb(crate::args::UsbCmd::Sync { dir, json }) => {
-            let result = backups::usb_sync_beside(&sh.store, &sh.home, &dir, json).await;
-            if result.is_ok() {
-                sh.node.sync_now();
-            }
-            Ok(done(result))
-        }
-        // Pages read one short call at a time, so the till keeps selling.
-        Command::Sales(crate::args::SalesArgs {
-            cmd: Some(crate::args::SalesCmd::Export(e)),
-            ..
-        }) => Ok(done(export_beside(&sh, e).await)),
-        Command::Stop => {
-            sh.stop.notify_waiters();
-            Ok(reply(0, "Stopping the daemon.\n".into(), String::new()))
-        }
-        Command::Init(_)
-        | Command::Run(_)
-        | Command::Join(_)
-        | Command::Relay(_)
-        | Command::Admin(crate::args::AdminCmd::Import { .. })
-        | Command::Demo(_) => Ok(reply(
-            exit::REJECTED,
-            String::new(),
-            "error: not while the daemon runs for this till; stop it first (tillmesh stop)\n"
-                .into(),
+    let (mut out, printed) = crate::core::capture();
+    let result = crate::core::execute(&sh.store, &sh.home, Some(&sh), request, &mut out).await;
+    drop(out);
+    match result {
+        Ok(()) => Ok(reply(0, printed.text(), String::new())),
+        Err(e) if e.is::<tillmesh_mesh::StoreClosed>() => Err(StatusCode::SERVICE_UNAVAILABLE),
+        Err(e) => Ok(reply(
+            exit::code(&e),
+            printed.text(),
+            format!("error: {e:#}\n"),
         )),
-        other => {
-            let home = sh.home.clone();
-            let changes = mutates(&other);
-            let revoke = matches!(other, Command::Revoke { .. });
-            let env = req.env.clone();
-            let result = sh
-                .store
-                .call(move |s| {
-                    let mut out = Vec::new();
-                    crate::client::with_caller_env(env, || {
-                        commands::dispatch(s, &home, &other, &mut out)
-                    })
-                    .map(|_| out)
-                })
-                .await
-                .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-            if changes && result.is_ok() {
-                if revoke {
-                    let _ = sh.node.refresh().await;
-                }
-                sh.node.sync_now();
-            }
-            Ok(done(result))
-        }
     }
 }
 
-async fn export_beside(sh: &Shared, e: crate::args::SalesExportArgs) -> Result<Vec<u8>> {
-    let e = Arc::new(e);
-    let e2 = e.clone();
-    let filter = sh
-        .store
-        .call(move |s| commands::export_filter(s, &e2))
-        .await??;
-    let store = sh.store.clone();
-    let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let mut pages = move |after: Option<String>| {
-            let filter = filter.clone();
-            rt.block_on(store.call(move |s| {
-                s.sales_page(&filter, after.as_deref(), 500)
-                    .map_err(crate::export::page_error)
-            }))?
-        };
-        let mut out = Vec::new();
-        commands::sales_export(&e, &mut pages, &mut out)?;
-        Ok(out)
-    })
-    .await?
-}
-
-async fn invite(sh: &Shared, hours: u64, role: &str) -> Result<Vec<u8>> {
+pub(crate) async fn invite(sh: &Shared, hours: u64, role: &str) -> Result<Vec<u8>> {
     let role: tillmesh_store::Role = role.parse().map_err(exit::Rejected)?;
     let admin = sh.admin.clone().ok_or_else(|| {
         exit::Rejected("only the admin till (the one that ran `tillmesh init`) can invite".into())

@@ -1,14 +1,16 @@
 //! `tillmesh sales export` and `tillmesh stock export`: files for accounting,
 //! CSV (one row per sold line) or JSON (one object per entry), written as the
 //! pages of the sales index are read, so a month of a hundred tills never sits
-//! in memory. With the daemon running, each page is one short call on the
-//! store thread: tills keep selling while a month is exported.
+//! in memory. Each page is one short call on the store thread: tills keep
+//! selling while a month is exported.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tillmesh_store::{SaleRecord, SalesFilter, SalesPage, Store};
+use tillmesh_store::{SaleRecord, SalesFilter, SalesPage, Store, StoreHandle};
+
+use crate::args::SalesExportArgs;
 
 use crate::api::SaleOut;
 use crate::commands::rejected;
@@ -138,6 +140,36 @@ pub fn pages_of<'a>(store: &'a Store, filter: SalesFilter) -> Box<Pages<'a>> {
     })
 }
 
+/// `tillmesh sales export`: the filter is read in one store call, then each page
+/// in one short call of its own while the file is written beside the store, so
+/// tills keep selling while a month is exported. An export to `-` goes to
+/// `out`, page by page; gives `out` back.
+pub async fn sales_stepped(
+    store: &StoreHandle,
+    e: SalesExportArgs,
+    mut out: crate::core::Out,
+) -> Result<crate::core::Out> {
+    let e = std::sync::Arc::new(e);
+    let e2 = e.clone();
+    let filter = store
+        .call(move |s| crate::commands::export_filter(s, &e2))
+        .await??;
+    let store = store.clone();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut pages = move |after: Option<String>| {
+            let filter = filter.clone();
+            rt.block_on(store.call(move |s| {
+                s.sales_page(&filter, after.as_deref(), PAGE)
+                    .map_err(page_error)
+            }))?
+        };
+        crate::commands::sales_export(&e, &mut pages, &mut out)?;
+        Ok(out)
+    })
+    .await?
+}
+
 /// A listing error as the command line reports it.
 pub fn page_error(e: tillmesh_store::ListError) -> anyhow::Error {
     match e {
@@ -146,12 +178,9 @@ pub fn page_error(e: tillmesh_store::ListError) -> anyhow::Error {
     }
 }
 
-/// Open the file an export writes: a new file (never one that exists), or
-/// standard output for `-`.
-pub fn open_output(file: &Path) -> Result<Box<dyn Write>> {
-    if file == Path::new("-") {
-        return Ok(Box::new(std::io::BufWriter::new(std::io::stdout())));
-    }
+/// Open the file an export writes: a new file, never one that exists (the
+/// callers write `-` to the command's own output).
+pub fn open_output(file: &Path) -> Result<Box<dyn Write + Send>> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -216,7 +245,7 @@ pub fn stock(store: &Store, format: Format, out: &mut dyn Write) -> Result<u64> 
 }
 
 /// Finish an export file: flushed, and on disk before the command says so.
-pub fn finish<'a>(mut out: Box<dyn Write + 'a>, file: &Path) -> Result<()> {
+pub fn finish(mut out: impl Write, file: &Path) -> Result<()> {
     out.flush()
         .with_context(|| format!("cannot write {}", file.display()))?;
     drop(out);

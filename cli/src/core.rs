@@ -1,0 +1,294 @@
+//! The till's application core: one request type ([`Request`]) and one
+//! dispatch ([`execute`]) for every command that works on a till's store.
+//!
+//! The daemon runs a request for a client of its API (`POST /v1/exec`); with no
+//! daemon, the command line opens the store, puts it on a thread of its own
+//! behind a [`StoreHandle`] exactly as the daemon does ([`run_alone`]) and runs
+//! the same request in-process. A backup, a USB sync or an export is therefore
+//! one implementation, made in short steps on the store's thread with files
+//! written beside it, whoever asked for it. A new command goes in
+//! [`crate::args`] and in one arm here or in [`commands::dispatch`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use tillmesh_store::{Store, StoreHandle};
+
+use crate::args::Cli;
+use crate::args::{
+    AdminCmd, BackupArgs, BackupCmd, Command, ConflictsArgs, KeysCmd, ProductCmd, RelaysCmd,
+    SalesArgs, SalesCmd, StockArgs, UsbCmd,
+};
+use crate::client::FORWARDED_ENV;
+use crate::commands::{self, Ctx};
+use crate::daemon::Shared;
+use crate::{backups, exit, status};
+
+/// One command for a till: what the operator typed, parsed, with what it needs
+/// of its caller. Relative paths in it are already the caller's.
+#[derive(Debug)]
+pub struct Request {
+    /// The command.
+    pub command: Command,
+    /// The caller's values of [`FORWARDED_ENV`] (a passphrase is the caller's,
+    /// not the daemon's).
+    pub env: BTreeMap<String, String>,
+}
+
+impl Request {
+    /// `command` as this process asks it: its own environment.
+    pub fn here(command: Command) -> Self {
+        Self {
+            command,
+            env: FORWARDED_ENV
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+                .collect(),
+        }
+    }
+}
+
+/// Where a command writes what it prints: standard output when the command
+/// line runs it alone, a buffer ([`capture`]) when the daemon runs it for a
+/// client.
+pub type Out = Box<dyn Write + Send>;
+
+/// A buffer to run a command into, and the means to read it back.
+pub fn capture() -> (Out, Captured) {
+    let buf = Captured::default();
+    (Box::new(buf.clone()), buf)
+}
+
+/// What a command printed into a [`capture`] buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Run `req` on the till whose store `store` holds and whose home is `home`,
+/// writing what it prints to `out`; `daemon` is the running daemon's shared
+/// state, or `None` when the command line runs it alone. An error that
+/// [`tillmesh_store::StoreClosed`] causes means the store shut down meanwhile.
+pub async fn execute(
+    store: &StoreHandle,
+    home: &Path,
+    daemon: Option<&Shared>,
+    req: Request,
+    out: &mut Out,
+) -> Result<()> {
+    let Request { command, env } = req;
+    let changes = mutates(&command);
+    let revoke = matches!(command, Command::Revoke { .. });
+    let printed = match command {
+        Command::Status(a) => {
+            let report = match daemon {
+                Some(sh) => crate::daemon::live_status(sh).await?,
+                None => {
+                    let h = home.to_path_buf();
+                    store.call(move |s| status::collect(s, &h, None)).await??
+                }
+            };
+            let mut text = Vec::new();
+            status::render(&report, a.json, &mut text)?;
+            text
+        }
+        Command::Invite(a) => match daemon {
+            Some(sh) => crate::daemon::invite(sh, a.hours, &a.role).await?,
+            None => {
+                return Err(commands::rejected(
+                    "inviting needs the daemon running on the admin till (tillmesh run), so the new till can reach it",
+                ));
+            }
+        },
+        // A backup made in steps, so the till keeps selling meanwhile.
+        Command::Backup(a) if a.cmd.is_none() => backups::backup(store, home, &a).await?,
+        // List, verify, prune: files read beside the store.
+        Command::Backup(BackupArgs { cmd: Some(c), .. }) if backups::on_sink(&c) => {
+            backups::sink_cmd(store, home, c).await?
+        }
+        // Files merged in steps, so the till keeps selling meanwhile.
+        Command::Usb(UsbCmd::Sync { dir, json }) => {
+            backups::usb_sync(store, home, &dir, json).await?
+        }
+        // Pages read one short call at a time, so the till keeps selling.
+        Command::Sales(SalesArgs {
+            cmd: Some(SalesCmd::Export(e)),
+            ..
+        }) => {
+            // Streamed to `out` page by page, never gathered.
+            let to = std::mem::replace(out, Box::new(std::io::sink()));
+            *out = crate::export::sales_stepped(store, e, to).await?;
+            Vec::new()
+        }
+        Command::Stop => match daemon {
+            Some(sh) => {
+                sh.stop();
+                b"Stopping the daemon.\n".to_vec()
+            }
+            None => {
+                return Err(exit::Coded(
+                    exit::NOT_FOUND,
+                    "no daemon is running for this till".into(),
+                )
+                .into());
+            }
+        },
+        Command::Init(_)
+        | Command::Run(_)
+        | Command::Join(_)
+        | Command::Relay(_)
+        | Command::Admin(AdminCmd::Import { .. })
+        | Command::Demo(_)
+            if daemon.is_some() =>
+        {
+            return Err(commands::rejected(
+                "not while the daemon runs for this till; stop it first (tillmesh stop)",
+            ));
+        }
+        other => {
+            let home = home.to_path_buf();
+            store
+                .call(move |s| {
+                    let mut out = Vec::new();
+                    crate::client::with_caller_env(env, || {
+                        commands::dispatch(s, &home, &other, &mut out)
+                    })
+                    .map(|_| out)
+                })
+                .await??
+        }
+    };
+    out.write_all(&printed)?;
+    if changes && let Some(sh) = daemon {
+        sh.changed(revoke).await;
+    }
+    Ok(())
+}
+
+/// Run what the operator typed (`raw`, parsed as `cli`): commands that need no
+/// store run here; every other one goes to the daemon's API while a daemon
+/// runs for this till, and to [`run_alone`] when none does. Gives the exit
+/// code.
+pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
+    let ctx = Ctx::new(&cli)?;
+    // Not locked: a command run alone writes to standard output from the
+    // thread that has its result at hand.
+    let mut out = std::io::stdout();
+    match &cli.command {
+        Command::Init(a) => commands::init(&ctx, a, &mut out)?,
+        Command::Demo(a) => crate::demo::run(a)?,
+        Command::Run(a) => crate::daemon::run(&ctx, a)?,
+        Command::Events(a) => crate::client::follow_events(&ctx.home, a, &mut out)?,
+        Command::Sale(a) => crate::client::ring(&ctx, a, &mut out)?,
+        Command::Join(a) => crate::enrol::join(&ctx, a, &mut out)?,
+        Command::Relay(a) => crate::enrol::relay(&ctx.home, a)?,
+        Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
+        Command::Recovery(
+            c @ (crate::args::RecoveryCmd::Restore { .. } | crate::args::RecoveryCmd::Drill { .. }),
+        ) => backups::recovery(&ctx.home, c, &mut out)?,
+        other => loop {
+            // While the daemon holds the store, the command runs in the daemon.
+            if let Some(api) = crate::client::discover(&ctx.home) {
+                match crate::client::exec(&api, &raw)? {
+                    Some(reply) => {
+                        use std::io::Write;
+                        out.write_all(reply.stdout.as_bytes())?;
+                        eprint!("{}", reply.stderr);
+                        return Ok(reply.code);
+                    }
+                    // Nobody answers: the daemon died without cleaning up.
+                    None => {
+                        let _ = std::fs::remove_file(crate::client::api_file(&ctx.home));
+                    }
+                }
+            }
+            // The store is held by a daemon that is starting (its API comes up
+            // in a moment) or by another command: wait, then go through the
+            // daemon or open it.
+            let Some(store) = ctx.open_waiting(commands::STORE_PATIENCE, || {
+                crate::client::discover(&ctx.home).is_some()
+            })?
+            else {
+                continue;
+            };
+            run_alone(store, &ctx.home, other.clone())?;
+            match other {
+                Command::Status(a) if a.watch.is_some() => {
+                    std::thread::sleep(std::time::Duration::from_secs(a.watch.unwrap_or(2).max(1)));
+                    println!();
+                }
+                _ => break,
+            }
+        },
+    }
+    Ok(0)
+}
+
+/// Run `command` with no daemon: `store` goes onto a thread of its own behind a
+/// [`StoreHandle`], as in the daemon, [`execute`] runs the request, and the
+/// store is closed (its thread joined) before this returns.
+/// What it prints goes to standard output.
+pub fn run_alone(store: Store, home: &Path, command: Command) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (handle, thread) = StoreHandle::spawn(store, None);
+    let mut out: Out = Box::new(std::io::stdout());
+    let done = rt.block_on(execute(
+        &handle,
+        home,
+        None,
+        Request::here(command),
+        &mut out,
+    ));
+    drop(handle);
+    let _ = thread.join();
+    out.flush()?;
+    done
+}
+
+/// Whether a command changes data, so peers should hear of it at once.
+fn mutates(cmd: &Command) -> bool {
+    match cmd {
+        Command::Product(c) => !matches!(c, ProductCmd::List(_) | ProductCmd::Show { .. }),
+        Command::Sale(_) | Command::Void(_) | Command::Refund(_) | Command::Revoke { .. } => true,
+        Command::Clock(a) => a.max_skew.is_some(),
+        Command::Stock(StockArgs { action, .. }) => action.is_some(),
+        Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
+        Command::Relays(c) => !matches!(c, RelaysCmd::List(_)),
+        Command::Keys(c) => matches!(c, KeysCmd::Rotate),
+        Command::Usb(UsbCmd::Sync { .. }) => true,
+        Command::Backup(BackupArgs {
+            cmd:
+                Some(BackupCmd::Schedule {
+                    every,
+                    snapshot_every,
+                    ..
+                }),
+            ..
+        }) => every.is_some() || snapshot_every.is_some(),
+        _ => false,
+    }
+}
