@@ -10,8 +10,9 @@ use serde::Serialize;
 use tillmesh_store::{EntryKind, MemberStatus, SaleRecord, Store, TillId, TillKey};
 
 use crate::args::AdminCmd;
-use crate::backups::{OpenedRecovery, now_ms, write_recovery, write_secret};
+use crate::backups::{OpenedRecovery, now_ms, write_recovery};
 use crate::commands::{ADMIN_KEY_FILE, RECOVERY_KEY_FILE, rejected};
+use crate::home::write_private;
 use crate::output::money;
 
 /// Format version of `export-unsynced` files.
@@ -75,7 +76,7 @@ fn import(store: &mut Store, home: &Path, file: &Path, out: &mut dyn Write) -> R
     if let Some(k) = &opened.r.recovery
         && !recovery.exists()
     {
-        write_secret(&recovery, &serde_json::to_vec_pretty(k)?)?;
+        write_private(&recovery, &serde_json::to_vec_pretty(k)?)?;
     }
     writeln!(
         out,
@@ -126,7 +127,7 @@ pub fn export_unsynced(store: &mut Store, file: &Path, out: &mut dyn Write) -> R
         exported_ms: now_ms(),
         sales,
     };
-    write_secret(file, &serde_json::to_vec_pretty(&report)?)?;
+    write_private(file, &serde_json::to_vec_pretty(&report)?)?;
     let total: i64 = report
         .sales
         .iter()

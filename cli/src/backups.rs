@@ -26,15 +26,16 @@ use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
 use crate::args::{BackupArgs, BackupCmd, KeysCmd, RecoveryCmd, RestoreArgs, SinkCmd, UsbCmd};
 use crate::commands::{ADMIN_KEY_FILE, RECOVERY_KEY_FILE, print_json, rejected};
 use crate::exit::{Damaged, Rejected};
+use crate::home::{HomeFile, write_private};
 use crate::output::{Table, time};
 
 /// The keys file of a till home.
 pub fn keys_path(home: &Path) -> PathBuf {
-    home.join("store.keys")
+    crate::home::path(home, HomeFile::StoreKeys)
 }
 
 fn sinks_path(home: &Path) -> PathBuf {
-    home.join("sinks.json")
+    crate::home::path(home, HomeFile::Sinks)
 }
 
 /// What `store.keys` holds.
@@ -126,7 +127,7 @@ pub fn ensure_recovery_key(store: &mut Store, home: &Path) -> Result<Option<Stor
             let k = keys::generate(now_ms());
             // Held before it is published: every recipient the tills encrypt
             // to has its identity on this till.
-            write_secret(
+            write_private(
                 &home.join(RECOVERY_KEY_FILE),
                 &serde_json::to_vec_pretty(&k)?,
             )?;
@@ -270,27 +271,7 @@ pub fn write_keys_file(store: &Store, home: &Path) -> Result<()> {
         admin,
         secrets: store.store_secrets()?,
     };
-    write_secret(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
-}
-
-pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
-        }
-        let mut f = o
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    write_private(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
 }
 
 fn read_keys_file(home: &Path) -> Result<KeysFile> {
@@ -373,7 +354,7 @@ pub fn load_sinks(home: &Path) -> Result<BTreeMap<String, SinkSpec>> {
 
 fn save_sinks(home: &Path, sinks: BTreeMap<String, SinkSpec>) -> Result<()> {
     let file = SinksFile { version: 2, sinks };
-    write_secret(&sinks_path(home), &serde_json::to_vec_pretty(&file)?)
+    write_private(&sinks_path(home), &serde_json::to_vec_pretty(&file)?)
 }
 
 /// The folder a `SINK|DIR` argument names, with its retention policy.
@@ -768,7 +749,7 @@ pub struct ScheduleState {
 }
 
 fn state_path(home: &Path) -> PathBuf {
-    home.join("backup-state.json")
+    crate::home::path(home, HomeFile::BackupState)
 }
 
 /// The last saved schedule state (empty when there is none or it is unreadable:
@@ -785,7 +766,7 @@ pub fn load_schedule(home: &Path) -> ScheduleState {
 }
 
 fn save_schedule(home: &Path, state: &ScheduleState) -> Result<()> {
-    write_secret(&state_path(home), &serde_json::to_vec_pretty(state)?)
+    write_private(&state_path(home), &serde_json::to_vec_pretty(state)?)
 }
 
 /// One pass of the daemon's scheduler over the configured sinks: back up to
@@ -1132,7 +1113,7 @@ pub async fn usb_sync(store: &StoreHandle, home: &Path, dir: &Path, json: bool) 
 /// Files on USB sticks this till has imported whole, so `usb sync` need not
 /// read them again (object names are unique: creation time, till, nonce).
 fn usb_known_path(home: &Path) -> PathBuf {
-    home.join("usb-imported.json")
+    crate::home::path(home, HomeFile::UsbImported)
 }
 
 /// Names kept in [`usb_known_path`]; the oldest are forgotten beyond it (and
@@ -1179,7 +1160,7 @@ fn remember_usb(home: &Path, known: &mut UsbKnown, r: &archive::UsbReport) {
     known.version = 1;
     let result = serde_json::to_vec(&*known)
         .map_err(anyhow::Error::from)
-        .and_then(|b| write_secret(&usb_known_path(home), &b));
+        .and_then(|b| write_private(&usb_known_path(home), &b));
     if let Err(e) = result {
         tracing::warn!(error = %e, "cannot remember the files imported from the stick");
     }
@@ -1235,7 +1216,7 @@ pub fn recovery_create(
     new_key: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let admin = TillKey::load(&home.join("admin.key")).map_err(|_| {
+    let admin = TillKey::load(&home.join(ADMIN_KEY_FILE)).map_err(|_| {
         rejected(
             "only the admin till (the one that ran `tillmesh init`) can write the recovery file",
         )
@@ -1286,7 +1267,7 @@ pub fn write_recovery(store: &Store, home: &Path, admin: &TillKey, file: &Path) 
     };
     let sealed =
         keys::seal_recovery(&r, &pass, work_factor()).map_err(|e| rejected(e.to_string()))?;
-    write_secret(file, &sealed)?;
+    write_private(file, &sealed)?;
     record_recovery(home, file, &r)
 }
 
@@ -1308,7 +1289,7 @@ struct RecoveryState {
 }
 
 fn recovery_state_path(home: &Path) -> PathBuf {
-    home.join("recovery-state.json")
+    crate::home::path(home, HomeFile::RecoveryState)
 }
 
 fn record_recovery(home: &Path, file: &Path, r: &keys::Recovery) -> Result<()> {
@@ -1319,7 +1300,7 @@ fn record_recovery(home: &Path, file: &Path, r: &keys::Recovery) -> Result<()> {
         key_ids: r.secrets.iter().map(|k| k.key_id.clone()).collect(),
         recovery_key: r.recovery.as_ref().map(|k| k.key_id.clone()),
     };
-    write_secret(&recovery_state_path(home), &serde_json::to_vec_pretty(&st)?)
+    write_private(&recovery_state_path(home), &serde_json::to_vec_pretty(&st)?)
 }
 
 fn recovery_state(home: &Path) -> Option<RecoveryState> {
@@ -1441,7 +1422,7 @@ fn print_restore(
 }
 
 fn new_home(home: &Path) -> Result<()> {
-    if home.join("store.redb").exists() || home.join("till.key").exists() {
+    if home.join(HomeFile::Store.name()).exists() || home.join(HomeFile::TillKey.name()).exists() {
         return Err(rejected(format!(
             "{} already holds a till; restore into a new, empty folder",
             home.display()
@@ -1542,14 +1523,14 @@ fn restore_new_home(
         },
     )
     .map_err(restore_error)?;
-    key.save(&home.join("till.key"))?;
+    key.save(&home.join(HomeFile::TillKey.name()))?;
     let file = KeysFile {
         version: 1,
         store_id: source.store_id.to_string(),
         admin: source.admin.to_string(),
         secrets: source.secrets.to_vec(),
     };
-    write_secret(&keys_path(home), &serde_json::to_vec_pretty(&file)?)?;
+    write_private(&keys_path(home), &serde_json::to_vec_pretty(&file)?)?;
     Ok(report)
 }
 
@@ -1620,7 +1601,7 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
     let report = restore_home(home, from, till, &opened.source(), Pick::Newest)?;
     admin_key.save(&home.join(ADMIN_KEY_FILE))?;
     if let Some(k) = &r.recovery {
-        write_secret(
+        write_private(
             &home.join(RECOVERY_KEY_FILE),
             &serde_json::to_vec_pretty(k)?,
         )?;
@@ -1825,7 +1806,7 @@ fn print_drill(r: &DrillReport, json: bool, out: &mut dyn Write) -> Result<()> {
 }
 
 fn open_home(home: &Path) -> Result<Store> {
-    let key = TillKey::load(&home.join("till.key"))
+    let key = TillKey::load(&home.join(HomeFile::TillKey.name()))
         .with_context(|| format!("cannot read the till key in {}", home.display()))?;
     let mut store = Store::open(
         &home.join(archive::STORE_FILE),
@@ -1864,7 +1845,7 @@ mod tests {
 
     fn store(dir: &Path) -> Store {
         Store::create(
-            &dir.join("store.redb"),
+            &dir.join(HomeFile::Store.name()),
             TillKey::generate(),
             NewStore {
                 store_id: StoreId::random(),

@@ -91,12 +91,12 @@ pub fn with_caller_env<T>(
 
 /// Where the daemon's API file lives.
 pub fn api_file(home: &Path) -> PathBuf {
-    home.join("api.json")
+    crate::home::path(home, crate::home::HomeFile::Api)
 }
 
 /// Where the daemon's API socket lives.
 pub fn api_socket(home: &Path) -> PathBuf {
-    home.join("api.sock")
+    crate::home::path(home, crate::home::HomeFile::ApiSocket)
 }
 
 /// The running daemon's API, if its file is there.

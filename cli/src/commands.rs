@@ -16,21 +16,22 @@ use tillmesh_store::{
 use crate::api::SaleOut;
 use crate::args::*;
 use crate::exit::{Damaged, Rejected};
+use crate::home::{Home, HomeFile};
 use crate::output::{Qty, Table, hlc_time, money, parse_qty, qty_text};
 
 /// Where a till keeps its files, and how to open its store.
 #[derive(Debug)]
 pub struct Ctx {
-    pub home: PathBuf,
+    pub home: Home,
     pub opts: StoreOptions,
 }
 
 /// The admin key's file in a till home (on the admin till only).
-pub const ADMIN_KEY_FILE: &str = "admin.key";
+pub const ADMIN_KEY_FILE: &str = HomeFile::AdminKey.name();
 
 /// The store's recovery key in a till home (on the admin till only, mode 0600,
 /// like the admin key).
-pub const RECOVERY_KEY_FILE: &str = "recovery.key";
+pub const RECOVERY_KEY_FILE: &str = HomeFile::RecoveryKey.name();
 
 impl Ctx {
     pub fn new(cli: &Cli) -> Result<Self> {
@@ -47,17 +48,20 @@ impl Ctx {
         if let Some(n) = cli.compact_after {
             opts.compact_after = n.max(1);
         }
-        Ok(Self { home, opts })
+        Ok(Self {
+            home: Home::new(home),
+            opts,
+        })
     }
 
     pub fn key_path(&self) -> PathBuf {
-        self.home.join("till.key")
+        self.home.file(HomeFile::TillKey)
     }
     pub fn admin_key_path(&self) -> PathBuf {
-        self.home.join(ADMIN_KEY_FILE)
+        self.home.file(HomeFile::AdminKey)
     }
     pub fn store_path(&self) -> PathBuf {
-        self.home.join("store.redb")
+        self.home.file(HomeFile::Store)
     }
 
     /// This till's key.
@@ -138,16 +142,9 @@ pub(crate) fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> 
     Ok(())
 }
 
+/// Create a till home at `home` (mode 0700).
 pub fn create_home(home: &Path) -> Result<()> {
-    std::fs::create_dir_all(home)
-        .with_context(|| format!("cannot create the till home {}", home.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict access to {}", home.display()))?;
-    }
-    Ok(())
+    Home::new(home).create()
 }
 
 pub fn init(ctx: &Ctx, a: &InitArgs, out: &mut dyn Write) -> Result<()> {
@@ -1109,7 +1106,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
 }
 
 fn revoke(store: &mut Store, home: &Path, till: &str, out: &mut dyn Write) -> Result<()> {
-    let admin = TillKey::load(&home.join("admin.key")).map_err(|_| {
+    let admin = TillKey::load(&home.join(ADMIN_KEY_FILE)).map_err(|_| {
         rejected("only the admin till (the one that ran `tillmesh init`) can revoke")
     })?;
     let id = find_till(store, till)?;

@@ -31,7 +31,7 @@ use crate::{backups, exit, status};
 pub struct Shared {
     pub(crate) store: StoreHandle,
     pub(crate) node: Arc<Node>,
-    pub(crate) home: PathBuf,
+    pub(crate) home: crate::home::Home,
     key: TillKey,
     admin: Option<TillKey>,
     store_id: StoreId,
@@ -98,23 +98,7 @@ pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<()> {
 }
 
 fn write_api_file(home: &std::path::Path, info: &ApiInfo) -> Result<()> {
-    let path = api_file(home);
-    let tmp = home.join("api.json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::io::Write::write_all(&mut f, serde_json::to_string(info)?.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
+    crate::home::write_private(&api_file(home), &serde_json::to_vec(info)?)
 }
 
 async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
@@ -205,8 +189,12 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         "tillmesh: till {} running; local API on 127.0.0.1:{port}; mesh {reach}",
         key.till_id().fmt_short(),
     );
-    let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.clone()));
-    let keeper = tokio::spawn(key_keeper(handle.clone(), node.clone(), ctx.home.clone()));
+    let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.to_path_buf()));
+    let keeper = tokio::spawn(key_keeper(
+        handle.clone(),
+        node.clone(),
+        ctx.home.to_path_buf(),
+    ));
     let relay_watch = tokio::spawn(relay_watch(handle.clone(), node.clone()));
     let store_events = {
         let hub = hub.clone();

@@ -165,7 +165,7 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
 
 pub fn relay(home: &std::path::Path, a: &RelayArgs) -> Result<()> {
     use tillmesh_mesh::relay::{Relay, RelayIdentity};
-    let dir = home.join("relay");
+    let dir = home.join(crate::home::HomeFile::Relay.name());
     let identity = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(RelayIdentity::from_pem_files(cert, key)?),
         _ if a.no_discovery => None,

@@ -24,5 +24,6 @@ pub mod enrol;
 pub mod events;
 pub mod exit;
 pub mod export;
+pub mod home;
 pub mod output;
 pub mod status;
