@@ -197,6 +197,7 @@ pub struct Pending {
     writer: Writer,
     since: Heads,
     todo: Vec<DocId>,
+    docs: usize,
     index: Vec<(String, Vec<[u8; 32]>)>,
     changes: usize,
 }
@@ -244,9 +245,15 @@ impl Pending {
             writer: Writer::new(kind, store.store_id(), store.store_name()),
             since,
             index: Vec::with_capacity(todo.len()),
+            docs: todo.len(),
             todo,
             changes: 0,
         })
+    }
+
+    /// How far it has come: (documents taken, documents in the store).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.docs - self.todo.len(), self.docs)
     }
 
     /// Take more documents from `store` until `budget` is spent (at least one);
@@ -590,6 +597,7 @@ const STEP_BATCH: usize = 4;
 /// between steps (each step's writes are durable on their own).
 pub struct Import {
     todo: VecDeque<Incoming>,
+    docs: usize,
     done: Imported,
 }
 
@@ -605,10 +613,18 @@ impl std::fmt::Debug for Import {
 impl Import {
     /// Decode the records of an opened file.
     pub fn new(c: &format::Contents) -> Result<Import, BackupError> {
+        let todo = decode_records(c)?;
         Ok(Import {
-            todo: decode_records(c)?,
+            docs: todo.len(),
+            todo,
             done: Imported::default(),
         })
+    }
+
+    /// How far it has come: (documents merged or found held, documents in the
+    /// file).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.docs - self.todo.len(), self.docs)
     }
 
     /// Merge documents into `store` until `budget` is spent (at least one); true

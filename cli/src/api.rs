@@ -15,7 +15,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tillmesh_store::{
@@ -57,6 +57,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/audit"),
     ("get", "/v1/relays"),
     ("post", "/v1/usb/sync"),
+    ("post", "/v1/backups/verify"),
+    ("get", "/v1/sinks"),
+    ("post", "/v1/sinks"),
+    ("delete", "/v1/sinks/{name}"),
+    ("get", "/v1/jobs"),
+    ("get", "/v1/jobs/{id}"),
 ];
 
 /// The largest request body taken (a sale of the most lines is far smaller).
@@ -85,6 +91,11 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/audit", get(audit))
         .route("/v1/relays", get(relays))
         .route("/v1/usb/sync", post(usb_sync))
+        .route("/v1/backups/verify", post(verify_backups))
+        .route("/v1/sinks", get(list_sinks).post(add_sink))
+        .route("/v1/sinks/{name}", delete(remove_sink))
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/{id}", get(get_job))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -965,24 +976,12 @@ async fn start_backup(
         json: true,
     };
     let subject = serde_json::json!({"to": b.to, "bundle": b.bundle});
-    sh.hub.publish("backup.started", subject.clone());
-    match crate::backups::backup(&sh.store, &sh.home, &args).await {
-        Ok(out) => {
-            let made: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
-            sh.hub.publish(
-                "backup.finished",
-                serde_json::json!({"to": b.to, "bundle": b.bundle, "made": made}),
-            );
-            Ok(Json(made))
-        }
-        Err(e) => {
-            sh.hub.publish(
-                "backup.failed",
-                serde_json::json!({"to": b.to, "bundle": b.bundle, "error": format!("{e:#}")}),
-            );
-            Err(Problem::from(e))
-        }
-    }
+    let sh2 = sh.clone();
+    let out = crate::jobs::tracked(Some(&sh.jobs), "backup", "api", subject, |p| async move {
+        crate::backups::backup(&sh2.store, &sh2.home, &args, &p).await
+    })
+    .await?;
+    Ok(Json(serde_json::from_slice(&out).unwrap_or_default()))
 }
 
 /// Query of `GET /v1/backups`.
@@ -997,12 +996,7 @@ async fn list_backups(
     State(sh): State<Arc<Shared>>,
     Params(q): Params<BackupsQuery>,
 ) -> Reply<Json<serde_json::Value>> {
-    if let Some(f) = &q.from
-        && (f.contains('/') || f.starts_with('.'))
-        && !std::path::Path::new(f).is_absolute()
-    {
-        return Err(rejected("`from` is a sink's name or an absolute path"));
-    }
+    check_sink_ref(q.from.as_deref())?;
     let out = crate::backups::sink_cmd(
         &sh.store,
         &sh.home,
@@ -1144,25 +1138,126 @@ async fn usb_sync(
         return Err(rejected("`dir` must be an absolute path"));
     }
     let subject = serde_json::json!({"dir": u.dir});
-    sh.hub.publish("usb.started", subject.clone());
-    match crate::backups::usb_sync(&sh.store, &sh.home, &u.dir, true).await {
-        Ok(out) => {
-            sh.node.sync_now();
-            let done: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
-            sh.hub.publish(
-                "usb.finished",
-                serde_json::json!({"dir": u.dir, "result": done}),
-            );
-            Ok(Json(done))
+    let sh2 = sh.clone();
+    let out = crate::jobs::tracked(Some(&sh.jobs), "usb", "api", subject, |p| async move {
+        crate::backups::usb_sync(&sh2.store, &sh2.home, &u.dir, true, &p).await
+    })
+    .await?;
+    sh.node.sync_now();
+    Ok(Json(serde_json::from_slice(&out).unwrap_or_default()))
+}
+
+/// Which backups to verify.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyIn {
+    /// A configured sink's name, or an absolute folder (default: the first sink).
+    #[serde(default)]
+    from: Option<String>,
+    /// Only the files whose names end with this.
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Every verdict, and how many backups are damaged.
+#[derive(Debug, Serialize)]
+struct VerifyOut {
+    damaged: usize,
+    verdicts: Vec<tillmesh_backup::archive::Verified>,
+}
+
+async fn verify_backups(
+    State(sh): State<Arc<Shared>>,
+    Body(v): Body<VerifyIn>,
+) -> Reply<Json<VerifyOut>> {
+    check_sink_ref(v.from.as_deref())?;
+    let verdicts = crate::backups::verify_sink(&sh.store, &sh.home, v.from, v.name).await?;
+    Ok(Json(VerifyOut {
+        damaged: verdicts.iter().filter(|v| v.error.is_some()).count(),
+        verdicts,
+    }))
+}
+
+/// A sink reference in a request: a configured sink's name or an absolute
+/// folder, never a path relative to wherever the daemon runs.
+fn check_sink_ref(from: Option<&str>) -> Reply<()> {
+    match from {
+        Some(f)
+            if (f.contains('/') || f.starts_with('.'))
+                && !std::path::Path::new(f).is_absolute() =>
+        {
+            Err(rejected("`from` is a sink's name or an absolute path"))
         }
-        Err(e) => {
-            sh.hub.publish(
-                "usb.failed",
-                serde_json::json!({"dir": u.dir, "error": format!("{e:#}")}),
-            );
-            Err(Problem::from(e))
-        }
+        _ => Ok(()),
     }
+}
+
+async fn list_sinks(State(sh): State<Arc<Shared>>) -> Reply<Json<Vec<crate::backups::SinkView>>> {
+    let home = sh.home.to_path_buf();
+    Ok(Json(
+        tokio::task::spawn_blocking(move || crate::backups::sink_list(&home))
+            .await
+            .map_err(anyhow::Error::from)??,
+    ))
+}
+
+/// A sink to add.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkIn {
+    name: String,
+    kind: String,
+    path: std::path::PathBuf,
+    #[serde(default)]
+    keep: Option<String>,
+}
+
+async fn add_sink(
+    State(sh): State<Arc<Shared>>,
+    Body(b): Body<SinkIn>,
+) -> Reply<(StatusCode, Json<crate::backups::SinkView>)> {
+    if !b.path.is_absolute() {
+        return Err(rejected("`path` must be an absolute path"));
+    }
+    let home = sh.home.to_path_buf();
+    let keep = b
+        .keep
+        .unwrap_or_else(|| tillmesh_backup::retention::Policy::default().to_string());
+    let added = tokio::task::spawn_blocking(move || {
+        crate::backups::sink_add(&home, &b.name, &b.kind, &b.path, &keep)
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+async fn remove_sink(
+    State(sh): State<Arc<Shared>>,
+    Segment(name): Segment,
+) -> Reply<Json<serde_json::Value>> {
+    crate::backups::sink_remove(&sh.home, &name)?;
+    Ok(Json(serde_json::json!({ "removed": name })))
+}
+
+async fn list_jobs(State(sh): State<Arc<Shared>>) -> Json<Vec<crate::jobs::Job>> {
+    Json(sh.jobs.list())
+}
+
+async fn get_job(
+    State(sh): State<Arc<Shared>>,
+    Segment(id): Segment,
+) -> Reply<Json<crate::jobs::Job>> {
+    id.parse()
+        .ok()
+        .and_then(|id| sh.jobs.get(id))
+        .map(Json)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no job {id} (jobs are kept while the daemon runs, the last 64)"),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use crate::args::{BackupArgs, BackupCmd, KeysCmd, RecoveryCmd, RestoreArgs, Sink
 use crate::commands::{ADMIN_KEY_FILE, RECOVERY_KEY_FILE, print_json, rejected};
 use crate::exit::{Damaged, Rejected};
 use crate::home::{HomeFile, write_private};
+use crate::jobs::{Jobs, Progress};
 use crate::output::{Table, time};
 
 /// The keys file of a till home.
@@ -445,16 +446,47 @@ fn files_cmd(opener: &Opener, home: &Path, c: &BackupCmd, out: &mut dyn Write) -
 /// reading, decrypting and deleting files happen beside it, so the till keeps
 /// selling while a sink is verified or pruned.
 pub async fn sink_cmd(store: &StoreHandle, home: &Path, c: BackupCmd) -> Result<Vec<u8>> {
+    beside(store, home, move |opener, home| {
+        let mut out = Vec::new();
+        files_cmd(opener, home, &c, &mut out).map(|_| out)
+    })
+    .await
+}
+
+/// Run `f` on a sink's files beside the store: the store is asked only for an
+/// [`Opener`], then `f` runs on a blocking thread.
+async fn beside<T: Send + 'static>(
+    store: &StoreHandle,
+    home: &Path,
+    f: impl FnOnce(&Opener, &Path) -> Result<T> + Send + 'static,
+) -> Result<T> {
     let h = home.to_path_buf();
     let opener = store
         .call(move |s| Opener::of(s, &recovery_keys(&h)))
         .await??;
     let home = home.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        files_cmd(&opener, &home, &c, &mut out).map(|_| out)
+    tokio::task::spawn_blocking(move || f(&opener, &home)).await?
+}
+
+/// Every backup on a sink (`from`: a sink's name or a folder; the first sink
+/// by default) opened and checked whole, or only those whose names end with
+/// `name`; the verdicts, damaged ones with why.
+pub async fn verify_sink(
+    store: &StoreHandle,
+    home: &Path,
+    from: Option<String>,
+    name: Option<String>,
+) -> Result<Vec<archive::Verified>> {
+    beside(store, home, move |opener, home| {
+        let sink = first_sink(home, from.as_deref())?;
+        Ok(archive::verify_with(opener, &sink, name.as_deref())?)
     })
-    .await?
+    .await
+}
+
+/// A backup made, as `backup --json` and the API show it.
+fn made_json(sink: &str, r: &BackupReport) -> serde_json::Value {
+    serde_json::json!({ "sink": sink, "name": r.name, "kind": r.kind, "bytes": r.bytes, "docs": r.docs, "changes": r.changes })
 }
 
 /// What `tillmesh backup` made on each sink, and the first failure.
@@ -497,10 +529,7 @@ impl Made {
     fn print(&self, json: bool, out: &mut dyn Write) -> Result<()> {
         let reports = &self.reports;
         if json {
-            let v: Vec<_> = reports
-            .iter()
-            .map(|(n, r)| serde_json::json!({ "sink": n, "name": r.name, "kind": r.kind, "bytes": r.bytes, "docs": r.docs, "changes": r.changes }))
-            .collect();
+            let v: Vec<_> = reports.iter().map(|(n, r)| made_json(n, r)).collect();
             print_json(out, &v)?;
         } else {
             for (n, r) in reports {
@@ -538,13 +567,22 @@ impl Made {
 /// the store 50 ms at a time and the file is written off the store's thread, as
 /// scheduled backups are, so the till keeps selling while an operator backs it
 /// up.
-pub async fn backup(store: &StoreHandle, home: &Path, a: &BackupArgs) -> Result<Vec<u8>> {
+pub async fn backup(
+    store: &StoreHandle,
+    home: &Path,
+    a: &BackupArgs,
+    progress: &Progress,
+) -> Result<Vec<u8>> {
     let h = home.to_path_buf();
     store.call(move |s| ensure_keys(s, &h)).await??;
     let kind = Made::kind(a);
     let mut made = Made::default();
     for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
-        made.add(name, &sink, stepped_backup(store, &sink, kind).await?);
+        made.add(
+            name,
+            &sink,
+            stepped_backup(store, &sink, kind, progress).await?,
+        );
     }
     let mut out = Vec::new();
     made.print(a.json, &mut out)?;
@@ -779,6 +817,7 @@ pub async fn scheduled_round(
     store: &StoreHandle,
     home: &Path,
     state: &mut ScheduleState,
+    jobs: Option<&Jobs>,
 ) -> Result<u64> {
     let sinks = load_sinks(home)?;
     state.sinks.retain(|n, _| sinks.contains_key(n));
@@ -801,7 +840,19 @@ pub async fn scheduled_round(
         let attempt = match FolderSink::new(&spec.path) {
             Ok(sink) => {
                 let recovery = recovery_keys(home);
-                scheduled_backup(store, name, sink, kind, spec.policy(), recovery).await?
+                let subject = serde_json::json!({"to": name, "bundle": kind == Kind::Bundle});
+                let progress = match jobs {
+                    Some(j) => j.start("backup", "schedule", subject),
+                    None => Progress::none(),
+                };
+                let attempt =
+                    scheduled_backup(store, name, sink, kind, spec.policy(), recovery, &progress)
+                        .await?;
+                match &attempt {
+                    Ok(r) => progress.end(Ok(&serde_json::json!([made_json(name, r)]))),
+                    Err(e) => progress.end(Err(&anyhow::anyhow!("{e}"))),
+                }
+                attempt
             }
             Err(e) => Err(BackupError::from(e)),
         };
@@ -848,8 +899,9 @@ async fn scheduled_backup(
     kind: Kind,
     policy: Policy,
     recovery: Vec<StoreSecret>,
+    progress: &Progress,
 ) -> Result<Result<BackupReport, BackupError>> {
-    let report = match stepped_backup(store, &sink, kind).await? {
+    let report = match stepped_backup(store, &sink, kind, progress).await? {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
@@ -886,6 +938,7 @@ async fn stepped_backup(
     store: &StoreHandle,
     sink: &FolderSink,
     kind: Kind,
+    progress: &Progress,
 ) -> Result<Result<BackupReport, BackupError>> {
     // What the sink holds is read from its index files beside the store.
     let since = if kind == Kind::Snapshot {
@@ -916,6 +969,12 @@ async fn stepped_backup(
             })
             .await?;
         pending = p;
+        let (taken, total) = pending.progress();
+        progress.step(
+            &format!("{kind}: reading documents for {}", sink.describe()),
+            taken,
+            total,
+        );
         match done {
             Ok(true) => break,
             Ok(false) => {}
@@ -926,9 +985,99 @@ async fn stepped_backup(
     Ok(tokio::task::spawn_blocking(move || pending.write(&s2)).await?)
 }
 
+/// A configured sink as `sink list --json` and `GET /v1/sinks` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SinkView {
+    /// Its name.
+    pub name: String,
+    /// `folder`.
+    pub kind: String,
+    /// The folder.
+    pub path: PathBuf,
+    /// Its retention policy.
+    pub keep: String,
+    /// Whether the folder is there now (a stick may be out).
+    pub present: bool,
+    /// Free space there, if known.
+    pub free_bytes: Option<u64>,
+}
+
+/// Every configured sink, looked at now.
+pub fn sink_list(home: &Path) -> Result<Vec<SinkView>> {
+    Ok(load_sinks(home)?
+        .into_iter()
+        .map(|(name, spec)| {
+            let s = FolderSink::new(&spec.path).ok();
+            SinkView {
+                name,
+                kind: spec.kind,
+                path: spec.path,
+                keep: spec.keep,
+                present: s.is_some(),
+                free_bytes: s.and_then(|s| s.free_space()),
+            }
+        })
+        .collect())
+}
+
+/// Add (or replace) the sink `name`: a folder (which must be there and
+/// writable) kept by the retention policy `keep`.
+pub fn sink_add(home: &Path, name: &str, kind: &str, path: &Path, keep: &str) -> Result<SinkView> {
+    if kind != "folder" {
+        return Err(rejected(format!(
+            "unknown sink kind {kind:?}; this version supports: folder"
+        )));
+    }
+    check_sink_name(name)?;
+    let policy: Policy = keep.parse().map_err(|e| rejected(format!("{e}")))?;
+    FolderSink::new(path)?;
+    let mut sinks = load_sinks(home)?;
+    sinks.insert(
+        name.to_string(),
+        SinkSpec {
+            kind: kind.to_string(),
+            path: path.to_path_buf(),
+            keep: policy.to_string(),
+        },
+    );
+    save_sinks(home, sinks)?;
+    sink_list(home)?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| anyhow::anyhow!("the sink {name} was not kept"))
+}
+
+/// A sink's name: what `--to NAME` and the API take (letters, digits, `-`,
+/// `_`, `.`; not a path).
+fn check_sink_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(rejected(format!(
+            "{name:?} is not a sink name: 1 to 64 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+/// Remove the sink `name` from the list; its backups stay where they are.
+pub fn sink_remove(home: &Path, name: &str) -> Result<()> {
+    let mut sinks = load_sinks(home)?;
+    if sinks.remove(name).is_none() {
+        return Err(anyhow::Error::new(
+            tillmesh_store::OpenStoreError::NotFound(format!("no sink named {name}")),
+        ));
+    }
+    save_sinks(home, sinks)
+}
+
 /// `tillmesh sink …`.
 pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
-    let mut sinks = load_sinks(home)?;
     match c {
         SinkCmd::Add {
             name,
@@ -936,60 +1085,34 @@ pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
             path,
             keep,
         } => {
-            if kind != "folder" {
-                return Err(rejected(format!(
-                    "unknown sink kind {kind:?}; this version supports: folder"
-                )));
-            }
-            let policy: Policy = keep.parse().map_err(|e| rejected(format!("{e}")))?;
-            FolderSink::new(path)?;
-            sinks.insert(
-                name.clone(),
-                SinkSpec {
-                    kind: kind.clone(),
-                    path: path.clone(),
-                    keep: policy.to_string(),
-                },
-            );
-            save_sinks(home, sinks)?;
+            let added = sink_add(home, name, kind, path, keep)?;
             writeln!(
                 out,
-                "Added sink {name}: folder {} (keeps {policy})",
-                path.display()
+                "Added sink {name}: folder {} (keeps {})",
+                path.display(),
+                added.keep
             )?;
         }
         SinkCmd::Remove { name } => {
-            if sinks.remove(name).is_none() {
-                return Err(anyhow::Error::new(
-                    tillmesh_store::OpenStoreError::NotFound(format!("no sink named {name}")),
-                ));
-            }
-            save_sinks(home, sinks)?;
+            sink_remove(home, name)?;
             writeln!(out, "Removed sink {name}; its backups stay where they are")?;
         }
         SinkCmd::List(f) => {
+            let sinks = sink_list(home)?;
             if f.json {
-                let v: Vec<_> = sinks
-                    .iter()
-                    .map(|(n, spec)| {
-                        let s = FolderSink::new(&spec.path).ok();
-                        serde_json::json!({ "name": n, "kind": spec.kind, "path": spec.path, "keep": spec.keep, "present": s.is_some(), "free_bytes": s.and_then(|s| s.free_space()) })
-                    })
-                    .collect();
-                return print_json(out, &v);
+                return print_json(out, &sinks);
             }
             let mut t = Table::new(&["NAME", "KIND", "PATH", "STATE", "FREE", "KEEP"]);
-            for (n, spec) in &sinks {
-                let s = FolderSink::new(&spec.path).ok();
+            for s in sinks {
                 t.row(vec![
-                    n.clone(),
-                    spec.kind.clone(),
-                    spec.path.display().to_string(),
-                    if s.is_some() { "present" } else { "missing" }.into(),
-                    s.and_then(|s| s.free_space())
+                    s.name,
+                    s.kind,
+                    s.path.display().to_string(),
+                    if s.present { "present" } else { "missing" }.into(),
+                    s.free_bytes
                         .map(|f| format!("{} MB", f / 1_000_000))
                         .unwrap_or_default(),
-                    spec.keep.clone(),
+                    s.keep,
                 ]);
             }
             if t.is_empty() {
@@ -1046,7 +1169,13 @@ pub fn usb(c: &UsbCmd, out: &mut dyn Write) -> Result<()> {
 /// store, their documents merged [`archive::STEP_TIME`] at a time, and the
 /// bundle for the stick made like a scheduled one, so the till keeps selling
 /// while a stick is synced.
-pub async fn usb_sync(store: &StoreHandle, home: &Path, dir: &Path, json: bool) -> Result<Vec<u8>> {
+pub async fn usb_sync(
+    store: &StoreHandle,
+    home: &Path,
+    dir: &Path,
+    json: bool,
+    progress: &Progress,
+) -> Result<Vec<u8>> {
     let (h, h2) = (home.to_path_buf(), home.to_path_buf());
     let extra = recovery_keys(home);
     let ex = extra.clone();
@@ -1069,7 +1198,9 @@ pub async fn usb_sync(store: &StoreHandle, home: &Path, dir: &Path, json: bool) 
         files_known,
         ..archive::UsbReport::default()
     };
-    for l in files {
+    let count = files.len();
+    for (i, l) in files.into_iter().enumerate() {
+        let step = format!("merging file {} of {count}: {}", i + 1, l.name);
         let (s2, o2, l2) = (sink.clone(), opener.clone(), l.clone());
         // A stick that cannot be read stops the sync (as without the daemon);
         // a file that is too large, does not open or decode is refused.
@@ -1088,6 +1219,8 @@ pub async fn usb_sync(store: &StoreHandle, home: &Path, dir: &Path, json: bool) 
                     })
                     .await?;
                 import = back;
+                let (merged, total) = import.progress();
+                progress.step(&step, merged, total);
                 match done {
                     Ok(true) => break Ok(import.imported()),
                     Ok(false) => {}
@@ -1101,7 +1234,7 @@ pub async fn usb_sync(store: &StoreHandle, home: &Path, dir: &Path, json: bool) 
             opener = store.call(move |s| Opener::of(s, &ex)).await??;
         }
     }
-    r.exported(stepped_backup(store, &sink, Kind::Bundle).await??);
+    r.exported(stepped_backup(store, &sink, Kind::Bundle, progress).await??);
     remember_usb(home, &mut known, &r);
     let (d, r2) = (dir.to_path_buf(), r.clone());
     store.call(move |s| record_usb(s, &d, &r2)).await?;

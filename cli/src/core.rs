@@ -25,6 +25,7 @@ use crate::args::{
 use crate::client::FORWARDED_ENV;
 use crate::commands::{self, Ctx};
 use crate::daemon::Shared;
+use crate::jobs::tracked;
 use crate::{backups, exit, status};
 
 /// One command for a till: what the operator typed, parsed, with what it needs
@@ -123,14 +124,26 @@ pub async fn execute(
             }
         },
         // A backup made in steps, so the till keeps selling meanwhile.
-        Command::Backup(a) if a.cmd.is_none() => backups::backup(store, home, &a).await?,
+        Command::Backup(a) if a.cmd.is_none() => {
+            let subject = serde_json::json!({"to": a.to, "bundle": a.bundle});
+            let jobs = daemon.map(|sh| &sh.jobs);
+            tracked(jobs, "backup", "command", subject, |p| async move {
+                backups::backup(store, home, &a, &p).await
+            })
+            .await?
+        }
         // List, verify, prune: files read beside the store.
         Command::Backup(BackupArgs { cmd: Some(c), .. }) if backups::on_sink(&c) => {
             backups::sink_cmd(store, home, c).await?
         }
         // Files merged in steps, so the till keeps selling meanwhile.
         Command::Usb(UsbCmd::Sync { dir, json }) => {
-            backups::usb_sync(store, home, &dir, json).await?
+            let subject = serde_json::json!({ "dir": dir });
+            let jobs = daemon.map(|sh| &sh.jobs);
+            tracked(jobs, "usb", "command", subject, |p| async move {
+                backups::usb_sync(store, home, &dir, json, &p).await
+            })
+            .await?
         }
         // Pages read one short call at a time, so the till keeps selling.
         Command::Sales(SalesArgs {

@@ -38,6 +38,7 @@ pub struct Shared {
     online_window_ms: u64,
     stop: Arc<Notify>,
     pub(crate) hub: crate::events::Hub,
+    pub(crate) jobs: crate::jobs::Jobs,
 }
 
 impl std::fmt::Debug for Shared {
@@ -113,8 +114,9 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let relay_certs = store.relay_certs()?;
     let store_id = store.store_id();
     let (outbox_tx, outbox_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let hub = crate::events::Hub::new(backups::now_ms());
+    let jobs = crate::jobs::Jobs::new(hub.clone());
     let (handle, thread) = StoreHandle::spawn_watched(store, Some(outbox_tx), Some(events_tx));
     // Old idempotency keys go: a POS retries within minutes, not weeks.
     if let Ok(Err(e)) = handle
@@ -171,6 +173,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         online_window_ms: (interval.as_millis() as u64 * 3).max(30_000),
         stop: stop.clone(),
         hub: hub.clone(),
+        jobs: jobs.clone(),
     });
     let addr = node.addr();
     let reach: Vec<String> = addr
@@ -189,35 +192,61 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         "tillmesh: till {} running; local API on 127.0.0.1:{port}; mesh {reach}",
         key.till_id().fmt_short(),
     );
-    let scheduler = tokio::spawn(backup_scheduler(handle.clone(), ctx.home.to_path_buf()));
-    let keeper = tokio::spawn(key_keeper(
-        handle.clone(),
-        node.clone(),
-        ctx.home.to_path_buf(),
-    ));
-    let relay_watch = tokio::spawn(relay_watch(handle.clone(), node.clone()));
-    let store_events = {
+    let mut actors = crate::supervisor::Supervisor::default();
+    {
+        let (store, home, jobs) = (handle.clone(), ctx.home.to_path_buf(), jobs.clone());
+        actors.spawn("backup scheduler", move || {
+            backup_scheduler(store.clone(), home.clone(), jobs.clone())
+        });
+    }
+    {
+        let (store, node, home) = (handle.clone(), node.clone(), ctx.home.to_path_buf());
+        actors.spawn("key keeper", move || {
+            key_keeper(store.clone(), node.clone(), home.clone())
+        });
+    }
+    {
+        let (store, node) = (handle.clone(), node.clone());
+        actors.spawn("relay watch", move || {
+            relay_watch(store.clone(), node.clone())
+        });
+    }
+    {
+        // The store's events, in the order its thread sent them, into the hub.
         let hub = hub.clone();
-        tokio::spawn(async move {
-            while let Some(e) = events_rx.recv().await {
-                hub.store_event(e);
+        let events = Arc::new(tokio::sync::Mutex::new(events_rx));
+        actors.spawn("store events", move || {
+            let (hub, events) = (hub.clone(), events.clone());
+            async move {
+                let mut events = events.lock().await;
+                while let Some(e) = events.recv().await {
+                    hub.store_event(e);
+                }
             }
-        })
-    };
-    let sessions = tokio::spawn(crate::events::watch_sessions(node.clone(), hub.clone()));
-    let alerts = {
-        let sh = Arc::downgrade(&shared);
-        tokio::spawn(crate::events::watch_alerts(
-            move || {
-                let sh = sh.clone();
-                Box::pin(async move {
-                    let sh = sh.upgrade()?;
-                    live_status(&sh).await.ok().map(|r| r.alert_details)
-                })
-            },
-            hub.clone(),
-        ))
-    };
+        });
+    }
+    {
+        let (node, hub) = (node.clone(), hub.clone());
+        actors.spawn("sync events", move || {
+            crate::events::watch_sessions(node.clone(), hub.clone())
+        });
+    }
+    {
+        let (sh, hub) = (Arc::downgrade(&shared), hub.clone());
+        actors.spawn("alerts", move || {
+            let sh = sh.clone();
+            crate::events::watch_alerts(
+                move || {
+                    let sh = sh.clone();
+                    Box::pin(async move {
+                        let sh = sh.upgrade()?;
+                        live_status(&sh).await.ok().map(|r| r.alert_details)
+                    })
+                },
+                hub.clone(),
+            )
+        });
+    }
     let app = crate::api::router()
         .route("/v1/exec", post(exec))
         .with_state(shared.clone());
@@ -284,17 +313,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let served = tcp.and(unix);
     let _ = std::fs::remove_file(api_file(&ctx.home));
     let _ = std::fs::remove_file(api_socket(&ctx.home));
-    for task in [
-        scheduler,
-        keeper,
-        relay_watch,
-        store_events,
-        sessions,
-        alerts,
-    ] {
-        task.abort();
-        let _ = task.await;
-    }
+    actors.shutdown().await;
     drop(shared);
     match Arc::try_unwrap(node) {
         Ok(node) => node.shutdown().await,
@@ -396,10 +415,10 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
 /// Scheduled backups to every configured sink (see `backups::scheduled_round`).
 /// The sink list is read again at least every 30 s, so `sink add` takes effect
 /// without a restart.
-async fn backup_scheduler(store: StoreHandle, home: PathBuf) {
+async fn backup_scheduler(store: StoreHandle, home: PathBuf, jobs: crate::jobs::Jobs) {
     let mut state = backups::load_schedule(&home);
     loop {
-        let next = match backups::scheduled_round(&store, &home, &mut state).await {
+        let next = match backups::scheduled_round(&store, &home, &mut state, Some(&jobs)).await {
             Ok(next) => next,
             Err(e) if e.is::<tillmesh_mesh::StoreClosed>() => return,
             Err(e) => {

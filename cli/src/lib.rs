@@ -25,5 +25,7 @@ pub mod events;
 pub mod exit;
 pub mod export;
 pub mod home;
+pub mod jobs;
 pub mod output;
 pub mod status;
+pub mod supervisor;

@@ -45,6 +45,27 @@ fn events_arrive_and_a_reconnecting_client_misses_nothing() {
     assert_eq!(made.status, 200, "{}", String::from_utf8_lossy(&made.body));
     let backup = stream.until("backup.finished", |_| true);
     assert!(backup.iter().any(|e| e.kind == "backup.started"));
+    // Its progress: documents read of the store's, the last step whole.
+    let progress: Vec<_> = backup
+        .iter()
+        .filter(|e| e.kind == "backup.progress")
+        .collect();
+    let last = progress.last().expect("progress events");
+    let d = &last.data["data"];
+    assert!(d["total"].as_u64().expect("total") > 0, "{d}");
+    assert_eq!(d["done"], d["total"], "{d}");
+    // A backup asked for by a command through the daemon is a job too.
+    let by_command = a.ok(&["backup", "--to", sink.to_str().expect("utf-8"), "--bundle"]);
+    assert!(
+        by_command.contains("bundle") || by_command.contains("Nothing new"),
+        "{by_command}"
+    );
+    let job = stream.until("backup.finished", |_| true);
+    let ended = job.last().expect("finished");
+    let id = ended.data["data"]["job"].as_u64().expect("job id");
+    let job = api.get(&format!("/v1/jobs/{id}")).json();
+    assert_eq!(job["started_by"], "command", "{job}");
+    assert_eq!(job["state"], "finished", "{job}");
 
     // An alert: the recovery key file damaged, then mended.
     let key = a.home.join("recovery.key");

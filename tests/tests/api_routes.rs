@@ -331,6 +331,119 @@ fn every_route_answers_as_documented() {
         Some(json!({"dir": stick.to_str().expect("utf-8")})),
     );
     assert_eq!(usb.status, 200, "{}", String::from_utf8_lossy(&usb.body));
+    // Sinks: added by name, listed, backed up to, verified, removed.
+    let nas = dir.path().join("nas");
+    std::fs::create_dir_all(&nas).expect("nas");
+    let added = call(
+        "post",
+        "/v1/sinks",
+        "/v1/sinks",
+        &[],
+        Some(
+            json!({"name": "nas", "kind": "folder", "path": nas.to_str().expect("utf-8"), "keep": "last=3,daily=7,weekly=4,monthly=12"}),
+        ),
+    );
+    assert_eq!(
+        added.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    assert_eq!(added.json()["keep"], "last=3,daily=7,weekly=4,monthly=12");
+    let sinks = call("get", "/v1/sinks", "/v1/sinks", &[], None).json();
+    assert_eq!(sinks[0]["name"], "nas");
+    assert_eq!(sinks[0]["present"], true);
+    let made = api.post("/v1/backups", &json!({"to": "nas"}));
+    assert_eq!(made.status, 200, "{}", String::from_utf8_lossy(&made.body));
+    let verified = call(
+        "post",
+        "/v1/backups/verify",
+        "/v1/backups/verify",
+        &[],
+        Some(json!({"from": "nas"})),
+    )
+    .json();
+    assert_eq!(verified["damaged"], 0);
+    // (The daemon's scheduler may back up to the new sink too.)
+    assert!(
+        !verified["verdicts"]
+            .as_array()
+            .expect("verdicts")
+            .is_empty()
+    );
+    // A damaged file is named, with why, and the reply still says 200.
+    let file = std::fs::read_dir(
+        nas.join(status["store"].as_str().expect("store"))
+            .join("snapshots"),
+    )
+    .expect("snapshots folder")
+    .map(|e| e.expect("entry").path())
+    .find(|p| p.extension().is_some_and(|e| e == "tms"))
+    .expect("a snapshot file");
+    let mut bytes = std::fs::read(&file).expect("read");
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&file, bytes).expect("damage");
+    let verified = api
+        .post("/v1/backups/verify", &json!({"from": "nas"}))
+        .json();
+    assert_eq!(verified["damaged"], 1, "{verified}");
+    let name = file.file_name().expect("name").to_str().expect("utf-8");
+    let bad = verified["verdicts"]
+        .as_array()
+        .expect("verdicts")
+        .iter()
+        .find(|v| v["error"].is_string())
+        .expect("the damaged one");
+    assert!(
+        bad["name"].as_str().expect("name").ends_with(name),
+        "{verified}"
+    );
+    // Jobs: the backups and the USB sync above, each with how it ended.
+    let jobs = call("get", "/v1/jobs", "/v1/jobs", &[], None).json();
+    let jobs = jobs.as_array().expect("jobs");
+    let kinds: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["kind"].as_str().expect("kind"),
+                j["state"].as_str().expect("state"),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&("usb", "finished")), "{kinds:?}");
+    assert!(kinds.contains(&("backup", "finished")), "{kinds:?}");
+    let last = jobs
+        .iter()
+        .rfind(|j| j["kind"] == "backup" && j["started_by"] == "api")
+        .expect("the backup asked for above");
+    let one = call(
+        "get",
+        "/v1/jobs/{id}",
+        &format!("/v1/jobs/{}", last["id"]),
+        &[],
+        None,
+    )
+    .json();
+    assert_eq!(one["id"], last["id"]);
+    assert!(one["total"].as_u64().expect("total") > 0, "{one}");
+    assert_eq!(one["done"], one["total"]);
+    assert_eq!(api.get("/v1/jobs/999999").status, 404);
+    let removed = call("delete", "/v1/sinks/{name}", "/v1/sinks/nas", &[], None);
+    assert_eq!(removed.status, 200);
+    assert_eq!(api.send("DELETE", "/v1/sinks/nas", &[], b"").status, 404);
+    assert!(
+        api.get("/v1/sinks")
+            .json()
+            .as_array()
+            .expect("sinks")
+            .is_empty()
+    );
+    let bad = api.post(
+        "/v1/sinks",
+        &json!({"name": "../x", "kind": "folder", "path": nas.to_str().expect("utf-8")}),
+    );
+    assert_eq!(bad.status, 422);
     // The event stream answers with its media type.
     let mut events = api.events(None);
     api.sale("route-event", &bread(1));
