@@ -68,6 +68,18 @@ const ROUTES: &[(&str, &str)] = &[
 /// The largest request body taken (a sale of the most lines is far smaller).
 pub const MAX_BODY: usize = 1 << 20;
 
+/// The largest body of a route that takes a file (a catalog of 300,000
+/// products, a command with the file it reads).
+pub const MAX_FILE_BODY: usize = 32 << 20;
+
+/// The largest body `path` takes.
+pub fn body_limit(path: &str) -> usize {
+    match path {
+        "/v1/products/import" | "/v1/exec" => MAX_FILE_BODY,
+        _ => MAX_BODY,
+    }
+}
+
 /// The routes, on the daemon's shared state.
 pub fn router() -> Router<Arc<Shared>> {
     Router::new()
@@ -80,7 +92,10 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/v1/sales/{receipt}/refund", post(refund_sale))
         .route("/v1/products", get(list_products).post(add_product))
         .route("/v1/products/{sku}", get(get_product))
-        .route("/v1/products/import", post(import_products))
+        .route(
+            "/v1/products/import",
+            post(import_products).layer(axum::extract::DefaultBodyLimit::max(MAX_FILE_BODY)),
+        )
         .route("/v1/products/{sku}/price", put(set_price))
         .route("/v1/stock/{sku}", get(get_stock).post(move_stock))
         .route("/v1/conflicts/{id}/resolve", post(resolve_conflict))

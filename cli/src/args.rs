@@ -308,6 +308,15 @@ pub enum RecoveryCmd {
 }
 
 impl Command {
+    /// The files this command reads (a command sent to the daemon sends them
+    /// along: the daemon may not see the caller's files).
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        match self {
+            Command::Product(ProductCmd::Import { file, .. }) => vec![file.clone()],
+            _ => Vec::new(),
+        }
+    }
+
     /// Make relative paths absolute against `cwd`: a command forwarded to the
     /// daemon runs in the daemon's directory, not the caller's.
     pub fn absolutize(&mut self, cwd: &std::path::Path) {
@@ -353,7 +362,11 @@ impl Command {
                 ..
             }) if file != std::path::Path::new("-") => fix(file),
             Command::Product(ProductCmd::Import { file, .. })
-            | Command::ExportUnsynced { file }
+                if file != std::path::Path::new("-") =>
+            {
+                fix(file)
+            }
+            Command::ExportUnsynced { file }
             | Command::Admin(AdminCmd::Export { file } | AdminCmd::Import { file }) => fix(file),
             Command::Recovery(
                 RecoveryCmd::Create { file, .. } | RecoveryCmd::Restore { file, .. },
@@ -535,7 +548,8 @@ pub enum ProductCmd {
     Import {
         /// The file: CSV with the header
         /// `sku,name,price,unit,tax_class,category,barcodes,active`, or a JSON
-        /// array of products (see docs/OPERATIONS.md).
+        /// array of products (see docs/OPERATIONS.md); `-` reads standard input
+        /// (with --format).
         file: PathBuf,
         /// The file's format, when its name does not end in .csv or .json.
         #[arg(long, value_parser = ["csv", "json"])]

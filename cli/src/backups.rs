@@ -1383,7 +1383,7 @@ pub fn recovery_create(
 /// Write the recovery file, the passphrase from `$TILLMESH_RECOVERY_PASSPHRASE`.
 /// The passphrase for a recovery file, from `$TILLMESH_RECOVERY_PASSPHRASE`.
 fn passphrase() -> Result<String> {
-    crate::client::caller_env("TILLMESH_RECOVERY_PASSPHRASE").ok_or_else(|| {
+    crate::core::caller_env("TILLMESH_RECOVERY_PASSPHRASE").ok_or_else(|| {
         rejected("set TILLMESH_RECOVERY_PASSPHRASE to the passphrase for the recovery file")
     })
 }
@@ -1497,7 +1497,7 @@ pub fn recovery_note(store: &Store, home: &Path) -> Result<String> {
 
 /// age's scrypt work factor (2^N); tests may lower it.
 fn work_factor() -> u8 {
-    crate::client::caller_env("TILLMESH_SCRYPT_WORK_FACTOR")
+    crate::core::caller_env("TILLMESH_SCRYPT_WORK_FACTOR")
         .and_then(|v| v.parse().ok())
         .unwrap_or(18)
 }
@@ -1689,7 +1689,7 @@ impl OpenedRecovery {
     pub(crate) fn read(file: &Path) -> Result<Self> {
         let bytes =
             std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let pass = crate::client::caller_env("TILLMESH_RECOVERY_PASSPHRASE").ok_or_else(|| {
+        let pass = crate::core::caller_env("TILLMESH_RECOVERY_PASSPHRASE").ok_or_else(|| {
             rejected("set TILLMESH_RECOVERY_PASSPHRASE to the recovery file's passphrase")
         })?;
         let r = keys::open_recovery(&bytes, &pass).map_err(|e| match e {

@@ -55,6 +55,10 @@ pub struct ExecRequest {
     /// not the daemon's.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// The files the command reads ([`crate::args::Command::input_files`]), as
+    /// the caller read them: the daemon may not see the caller's files.
+    #[serde(default)]
+    pub files: std::collections::BTreeMap<PathBuf, String>,
 }
 
 /// Environment variables a command reads that the daemon takes from the
@@ -63,31 +67,6 @@ pub const FORWARDED_ENV: &[&str] = &[
     "TILLMESH_RECOVERY_PASSPHRASE",
     "TILLMESH_SCRYPT_WORK_FACTOR",
 ];
-
-thread_local! {
-    static CALLER_ENV: std::cell::RefCell<Option<std::collections::BTreeMap<String, String>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// A variable of [`FORWARDED_ENV`] as the command's caller set it: from the
-/// request while the daemon runs a command for a client, else this process's.
-pub fn caller_env(name: &str) -> Option<String> {
-    CALLER_ENV
-        .with(|e| e.borrow().as_ref().map(|m| m.get(name).cloned()))
-        .unwrap_or_else(|| std::env::var(name).ok())
-}
-
-/// Run `f` (a command the daemon runs for a client, on this thread) with the
-/// client's environment as [`caller_env`] sees it.
-pub fn with_caller_env<T>(
-    env: std::collections::BTreeMap<String, String>,
-    f: impl FnOnce() -> T,
-) -> T {
-    CALLER_ENV.with(|e| *e.borrow_mut() = Some(env));
-    let out = f();
-    CALLER_ENV.with(|e| *e.borrow_mut() = None);
-    out
-}
 
 /// Where the daemon's API file lives.
 pub fn api_file(home: &Path) -> PathBuf {
@@ -173,14 +152,16 @@ pub fn post(api: &ApiInfo, path: &str, headers: &[(&str, &str)], body: &[u8]) ->
 
 /// Run `args` in the daemon. `Ok(None)` when no daemon took it (a stale file,
 /// a daemon that is stopping).
-pub fn exec(api: &ApiInfo, args: &[String]) -> Result<Option<ExecReply>> {
+pub fn exec(
+    api: &ApiInfo,
+    args: &[String],
+    caller: &crate::core::Caller,
+) -> Result<Option<ExecReply>> {
     let body = serde_json::to_vec(&ExecRequest {
         args: args.to_vec(),
         cwd: std::env::current_dir().ok(),
-        env: FORWARDED_ENV
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-            .collect(),
+        env: caller.env.clone(),
+        files: caller.files.clone(),
     })?;
     match post(api, "/v1/exec", &[], &body)? {
         Sent::NotTaken => Ok(None),

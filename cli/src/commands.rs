@@ -420,7 +420,7 @@ fn import_products(
             ))
         })?,
     };
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = crate::core::caller_file(file)?;
     let report = store
         .import_catalog(&bytes, format)
         .with_context(|| format!("importing {}", file.display()))?;

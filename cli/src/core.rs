@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tillmesh_store::{Store, StoreHandle};
 
 use crate::args::Cli;
@@ -34,22 +34,91 @@ use crate::{backups, exit, status};
 pub struct Request {
     /// The command.
     pub command: Command,
-    /// The caller's values of [`FORWARDED_ENV`] (a passphrase is the caller's,
-    /// not the daemon's).
-    pub env: BTreeMap<String, String>,
+    /// What it needs of whoever asked.
+    pub caller: Caller,
 }
 
-impl Request {
-    /// `command` as this process asks it: its own environment.
-    pub fn here(command: Command) -> Self {
+/// What a command needs of its caller beyond its arguments: its environment
+/// ([`FORWARDED_ENV`]: a passphrase is the caller's, not the daemon's) and
+/// the files it reads, as the caller read them.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The caller's values of [`FORWARDED_ENV`].
+    pub env: BTreeMap<String, String>,
+    /// The files the command reads ([`Command::input_files`]), UTF-8 text.
+    pub files: BTreeMap<PathBuf, String>,
+}
+
+impl Caller {
+    /// This process, running the command itself: its environment (files are
+    /// read from disk as the command needs them).
+    pub fn here() -> Self {
         Self {
-            command,
             env: FORWARDED_ENV
                 .iter()
                 .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
                 .collect(),
+            files: BTreeMap::new(),
         }
     }
+
+    /// This process, sending `command` to the daemon: its environment, and the
+    /// files the command reads, read now.
+    pub fn sending(command: &Command) -> Result<Self> {
+        let Self { env, mut files } = Self::here();
+        for path in command.input_files() {
+            let bytes = read_input(&path)?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| commands::rejected(format!("{} is not UTF-8 text", path.display())))?;
+            files.insert(path, text);
+        }
+        Ok(Self { env, files })
+    }
+}
+
+thread_local! {
+    static CALLER: std::cell::RefCell<Option<Caller>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` (a command, on this thread) with `caller` as [`caller_env`] and
+/// [`caller_file`] see it.
+fn with_caller<T>(caller: Caller, f: impl FnOnce() -> T) -> T {
+    CALLER.with(|c| *c.borrow_mut() = Some(caller));
+    let out = f();
+    CALLER.with(|c| *c.borrow_mut() = None);
+    out
+}
+
+/// A variable of [`FORWARDED_ENV`] as the command's caller set it.
+pub fn caller_env(name: &str) -> Option<String> {
+    CALLER
+        .with(|c| c.borrow().as_ref().map(|c| c.env.get(name).cloned()))
+        .unwrap_or_else(|| std::env::var(name).ok())
+}
+
+/// A file the command reads, as its caller read it (else from disk; `-` is
+/// standard input).
+pub fn caller_file(path: &Path) -> Result<Vec<u8>> {
+    let sent = CALLER.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|c| c.files.get(path).map(|t| t.clone().into_bytes()))
+    });
+    match sent {
+        Some(bytes) => Ok(bytes),
+        None => read_input(path),
+    }
+}
+
+/// Read a file a command takes, or standard input for `-`.
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("cannot read standard input")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Where a command writes what it prints: standard output when the command
@@ -99,7 +168,7 @@ pub async fn execute(
     req: Request,
     out: &mut Out,
 ) -> Result<()> {
-    let Request { command, env } = req;
+    let Request { command, caller } = req;
     let changes = mutates(&command);
     let revoke = matches!(command, Command::Revoke { .. });
     let printed = match command {
@@ -185,10 +254,8 @@ pub async fn execute(
             store
                 .call(move |s| {
                     let mut out = Vec::new();
-                    crate::client::with_caller_env(env, || {
-                        commands::dispatch(s, &home, &other, &mut out)
-                    })
-                    .map(|_| out)
+                    with_caller(caller, || commands::dispatch(s, &home, &other, &mut out))
+                        .map(|_| out)
                 })
                 .await??
         }
@@ -224,7 +291,7 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
         other => loop {
             // While the daemon holds the store, the command runs in the daemon.
             if let Some(api) = crate::client::discover(&ctx.home) {
-                match crate::client::exec(&api, &raw)? {
+                match crate::client::exec(&api, &raw, &Caller::sending(other)?)? {
                     Some(reply) => {
                         use std::io::Write;
                         out.write_all(reply.stdout.as_bytes())?;
@@ -269,13 +336,11 @@ pub fn run_alone(store: Store, home: &Path, command: Command) -> Result<()> {
         .build()?;
     let (handle, thread) = StoreHandle::spawn(store, None);
     let mut out: Out = Box::new(std::io::stdout());
-    let done = rt.block_on(execute(
-        &handle,
-        home,
-        None,
-        Request::here(command),
-        &mut out,
-    ));
+    let req = Request {
+        command,
+        caller: Caller::here(),
+    };
+    let done = rt.block_on(execute(&handle, home, None, req, &mut out));
     drop(handle);
     let _ = thread.join();
     out.flush()?;

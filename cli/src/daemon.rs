@@ -248,7 +248,12 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         });
     }
     let app = crate::api::router()
-        .route("/v1/exec", post(exec))
+        .route(
+            "/v1/exec",
+            post(exec).layer(axum::extract::DefaultBodyLimit::max(
+                crate::api::MAX_FILE_BODY,
+            )),
+        )
         .with_state(shared.clone());
     let gate = |host_port| {
         let gate = Arc::new(Gate {
@@ -509,14 +514,12 @@ async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > crate::api::MAX_BODY as u64) {
+    let limit = crate::api::body_limit(req.uri().path());
+    if declared.is_some_and(|n| n > limit as u64) {
         return crate::api::Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!(
-                "a request body may hold at most {} bytes",
-                crate::api::MAX_BODY
-            ),
+            format!("a request body here may hold at most {limit} bytes"),
         )
         .into_response();
     }
@@ -575,7 +578,10 @@ async fn exec(
     }
     let request = crate::core::Request {
         command: cli.command,
-        env: req.env,
+        caller: crate::core::Caller {
+            env: req.env,
+            files: req.files,
+        },
     };
     let (mut out, printed) = crate::core::capture();
     let result = crate::core::execute(&sh.store, &sh.home, Some(&sh), request, &mut out).await;

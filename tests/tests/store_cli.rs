@@ -370,7 +370,46 @@ fn product_import_is_all_or_nothing() {
         serde_json::json!({"added": 1, "updated": 0, "unchanged": 0})
     );
     assert_eq!(till.price_cents("JAM"), 320);
+
+    // From standard input: the daemon cannot read the caller's stdin, so the
+    // command sends what it read with the request.
+    let piped = |csv: &str| {
+        use std::io::Write;
+        let mut child = till
+            .cmd(&["product", "import", "-", "--format", "csv"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run tillmesh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(csv.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    };
+    let out = piped(&format!(
+        "{CATALOG_HEADER}SOAP,Soap,0.99,each,standard,household,,true\n"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(till.price_cents("SOAP"), 99);
     daemon.stop();
+    // And with no daemon, the command reads it itself.
+    let out = piped(&format!(
+        "{CATALOG_HEADER}SOAP,Soap,1.09,each,standard,household,,true\n"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(till.price_cents("SOAP"), 109);
 }
 
 #[test]
