@@ -79,7 +79,7 @@ paths = {
  "/v1/openapi.json": {"get": op("This document", {"200": ok({"type": "object"})})},
  "/v1/status": {"get": op("Every till of the mesh at a glance (as `tillmesh status --json`)", {"200": ok(ref("Status"))})},
  "/v1/events": {"get": {"summary": "Server-sent events: " + "; ".join([
-    "sale.recorded, sale.arrived (data: a Sale)", "sync.started, sync.finished (peer, path, changes)",
+    "sale.recorded, sale.arrived (data: a Sale)", "sync.started (peer, path, dialled), sync.finished (peer, path, changes, bytes_sent, bytes_received, error)",
     "backup.started/progress/finished/failed", "usb.started/progress/finished/failed (job, subject; progress: step, done, total, at most once a second)", "conflict.raised/resolved", "membership.changed",
     "alert.raised/cleared (id, kind, severity, subject, message, since)", "reset (events were missed: re-read)"]) + ". Each event's data is JSON {at_ms, data}. Send Last-Event-ID to get what was missed.",
     "parameters": [{"name": "Last-Event-ID", "in": "header", "required": False, "schema": Str}],

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tillmesh_mesh::{Node, PeerLink};
-use tillmesh_store::{StoreEvent, TillId};
+use tillmesh_mesh::{Node, SessionEvent};
+use tillmesh_store::StoreEvent;
 
 use crate::status::Alert;
 use tokio::sync::broadcast;
@@ -194,37 +194,50 @@ impl Hub {
     }
 }
 
-/// How often the session watcher looks at the node's links.
-const WATCH: Duration = Duration::from_millis(500);
-
 /// How often the alerts are evaluated (a status report: one store call).
 const ALERTS_EVERY: Duration = Duration::from_secs(5);
 
-/// Sync sessions as events, read from the node's links: a session count going
-/// up is a session started, a newer `last_sync` one finished.
+/// Sync sessions as events, as the node tells them: `sync.started` (peer,
+/// path, who dialled) and `sync.finished` (peer, path, changes received, bytes
+/// each way, or the error).
 pub async fn watch_sessions(node: Arc<Node>, hub: Hub) {
-    let mut seen: HashMap<TillId, PeerLink> = HashMap::new();
+    let mut events = node.session_events();
     loop {
-        tokio::time::sleep(WATCH).await;
-        for (peer, link) in node.links() {
-            let before = seen.get(&peer);
-            if link.sessions > before.map_or(0, |b| b.sessions) {
-                hub.publish(
-                    "sync.started",
-                    serde_json::json!({"peer": peer.to_string(), "path": link.path}),
-                );
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!(missed = n, "sync events came faster than the hub took them");
+                continue;
             }
-            if link.last_sync.is_some() && link.last_sync != before.and_then(|b| b.last_sync) {
-                hub.publish(
-                    "sync.finished",
-                    serde_json::json!({
-                        "peer": peer.to_string(),
-                        "path": link.path,
-                        "changes": link.last_received,
-                    }),
-                );
-            }
-            seen.insert(peer, link);
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        match e {
+            SessionEvent::Started {
+                peer,
+                path,
+                dialled,
+            } => hub.publish(
+                "sync.started",
+                serde_json::json!({"peer": peer.to_string(), "path": path, "dialled": dialled}),
+            ),
+            SessionEvent::Finished {
+                peer,
+                path,
+                changes,
+                bytes_sent,
+                bytes_received,
+                error,
+            } => hub.publish(
+                "sync.finished",
+                serde_json::json!({
+                    "peer": peer.to_string(),
+                    "path": path,
+                    "changes": changes,
+                    "bytes_sent": bytes_sent,
+                    "bytes_received": bytes_received,
+                    "error": error,
+                }),
+            ),
         }
     }
 }

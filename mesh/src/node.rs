@@ -415,10 +415,74 @@ struct SyncProto {
 struct AfterSession {
     refused: mpsc::UnboundedSender<(EndpointId, String)>,
     membership: Arc<Notify>,
+    events: tokio::sync::broadcast::Sender<SessionEvent>,
+}
+
+/// A sync session with a peer, as [`Node::session_events`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A session began.
+    Started {
+        /// The peer.
+        peer: TillId,
+        /// `direct` or `relay`.
+        path: String,
+        /// Whether this till dialled (else the peer did).
+        dialled: bool,
+    },
+    /// A session ended.
+    Finished {
+        /// The peer.
+        peer: TillId,
+        /// `direct` or `relay`.
+        path: String,
+        /// Changes this till received that it did not have.
+        changes: usize,
+        /// Bytes this till sent.
+        bytes_sent: usize,
+        /// Bytes this till received.
+        bytes_received: usize,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
 }
 
 impl AfterSession {
-    fn session(&self, peer: TillId, result: &Result<SessionReport, crate::SessionError>) {
+    /// A session with `peer` over `conn` begins.
+    fn started(&self, peer: TillId, conn: &Connection, dialled: bool) {
+        let (path, _) = path_of(conn);
+        let _ = self.events.send(SessionEvent::Started {
+            peer,
+            path,
+            dialled,
+        });
+    }
+
+    fn session(
+        &self,
+        peer: TillId,
+        conn: &Connection,
+        result: &Result<SessionReport, crate::SessionError>,
+    ) {
+        let (path, _) = path_of(conn);
+        let _ = self.events.send(match result {
+            Ok(r) => SessionEvent::Finished {
+                peer,
+                path,
+                changes: r.changes_received,
+                bytes_sent: r.bytes_sent,
+                bytes_received: r.bytes_received,
+                error: None,
+            },
+            Err(e) => SessionEvent::Finished {
+                peer,
+                path,
+                changes: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+                error: Some(e.to_string()),
+            },
+        });
         let Ok(r) = result else {
             return;
         };
@@ -471,9 +535,10 @@ impl ProtocolHandler for SyncProto {
             return Ok(());
         };
         let (send, recv) = conn.accept_bi().await?;
+        self.after.started(peer, &conn, false);
         let result = run_session(&self.store, self.store_id, peer, recv, send).await;
         record(&self.links, peer, &conn, &result);
-        self.after.session(peer, &result);
+        self.after.session(peer, &conn, &result);
         if let Err(e) = &result {
             tracing::warn!(peer = %peer.fmt_short(), error = %e, "incoming sync failed");
         }
@@ -514,6 +579,9 @@ fn record(
         }
     }
 }
+
+/// Session events kept for a slow receiver of [`Node::session_events`].
+pub const SESSION_EVENTS_KEPT: usize = 1024;
 
 /// Sync sessions an anti-entropy round runs at the same time.
 const MAX_CONCURRENT_SESSIONS: usize = 8;
@@ -800,6 +868,7 @@ impl Node {
         let after = AfterSession {
             refused: refused_tx.clone(),
             membership: Arc::new(Notify::new()),
+            events: tokio::sync::broadcast::channel(SESSION_EVENTS_KEPT).0,
         };
         let conns: Conns = Arc::default();
         let cut: Arc<RwLock<HashSet<EndpointId>>> = Arc::default();
@@ -1272,6 +1341,13 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// Every sync session from now on, as it starts and ends, with what it
+    /// moved (a receiver that falls more than [`SESSION_EVENTS_KEPT`] behind
+    /// misses the oldest).
+    pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
+        self.ctx.after.events.subscribe()
+    }
+
     /// What this till knows of its peers' connections.
     pub fn links(&self) -> HashMap<TillId, PeerLink> {
         self.ctx.links.lock().map(|l| l.clone()).unwrap_or_default()
@@ -1607,6 +1683,7 @@ impl SyncContext {
             }
         };
         let _mark = SessionMark::new(&self.links, peer);
+        self.after.started(peer, &conn, true);
         let result = match tokio::time::timeout(
             SESSION_TIMEOUT,
             run_session(&self.store, self.store_id, peer, recv, send),
@@ -1619,7 +1696,7 @@ impl SyncContext {
             )),
         };
         record(&self.links, peer, &conn, &result);
-        self.after.session(peer, &result);
+        self.after.session(peer, &conn, &result);
         if let Err(e) = &result {
             self.note_refusal(peer, e);
         }

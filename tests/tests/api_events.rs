@@ -38,6 +38,27 @@ fn events_arrive_and_a_reconnecting_client_misses_nothing() {
         d["data"]["receipt"] == theirs["receipt"]
     });
 
+    // A sync session, asked for now: it starts and finishes, with its path and
+    // the bytes it moved.
+    a.ok(&["sale", "--line", "BREAD", "--tender", "cash"]);
+    let synced = stream.until("sync.finished", |d| {
+        d["data"]["bytes_sent"].as_u64().unwrap_or(0) > 0
+    });
+    let finished = &synced.last().expect("finished").data["data"];
+    assert!(
+        finished["bytes_received"].as_u64().expect("bytes") > 0,
+        "{finished}"
+    );
+    assert!(
+        ["direct", "relay"].contains(&finished["path"].as_str().expect("path")),
+        "{finished}"
+    );
+    assert!(finished["error"].is_null(), "{finished}");
+    assert!(
+        synced.iter().any(|e| e.kind == "sync.started"),
+        "a session that finished had started"
+    );
+
     // A backup.
     let sink = dir.path().join("sink");
     std::fs::create_dir_all(&sink).expect("sink");
