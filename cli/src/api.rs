@@ -25,6 +25,7 @@ use tillmesh_store::{
 
 use crate::daemon::Shared;
 use crate::exit;
+use crate::jobs::{JobKind, StartedBy};
 
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
@@ -992,9 +993,13 @@ async fn start_backup(
     };
     let subject = serde_json::json!({"to": b.to, "bundle": b.bundle});
     let sh2 = sh.clone();
-    let out = crate::jobs::tracked(Some(&sh.jobs), "backup", "api", subject, |p| async move {
-        crate::backups::backup(&sh2.store, &sh2.home, &args, &p).await
-    })
+    let out = crate::jobs::tracked(
+        Some(&sh.jobs),
+        JobKind::Backup,
+        StartedBy::Api,
+        subject,
+        |p| async move { crate::backups::backup(&sh2.store, &sh2.home, &args, &p).await },
+    )
     .await?;
     Ok(Json(serde_json::from_slice(&out).unwrap_or_default()))
 }
@@ -1154,9 +1159,13 @@ async fn usb_sync(
     }
     let subject = serde_json::json!({"dir": u.dir});
     let sh2 = sh.clone();
-    let out = crate::jobs::tracked(Some(&sh.jobs), "usb", "api", subject, |p| async move {
-        crate::backups::usb_sync(&sh2.store, &sh2.home, &u.dir, true, &p).await
-    })
+    let out = crate::jobs::tracked(
+        Some(&sh.jobs),
+        JobKind::Usb,
+        StartedBy::Api,
+        subject,
+        |p| async move { crate::backups::usb_sync(&sh2.store, &sh2.home, &u.dir, true, &p).await },
+    )
     .await?;
     sh.node.sync_now();
     Ok(Json(serde_json::from_slice(&out).unwrap_or_default()))

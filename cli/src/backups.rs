@@ -27,7 +27,7 @@ use crate::args::{BackupArgs, BackupCmd, KeysCmd, RecoveryCmd, RestoreArgs, Sink
 use crate::commands::{ADMIN_KEY_FILE, RECOVERY_KEY_FILE, print_json, rejected};
 use crate::exit::{Damaged, Rejected};
 use crate::home::{HomeFile, write_private};
-use crate::jobs::{Jobs, Progress};
+use crate::jobs::{JobKind, Jobs, Progress, StartedBy};
 use crate::output::{Table, time};
 
 /// The keys file of a till home.
@@ -842,7 +842,7 @@ pub async fn scheduled_round(
                 let recovery = recovery_keys(home);
                 let subject = serde_json::json!({"to": name, "bundle": kind == Kind::Bundle});
                 let progress = match jobs {
-                    Some(j) => j.start("backup", "schedule", subject),
+                    Some(j) => j.start(JobKind::Backup, StartedBy::Schedule, subject),
                     None => Progress::none(),
                 };
                 let attempt =

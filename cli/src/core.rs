@@ -25,7 +25,7 @@ use crate::args::{
 use crate::client::FORWARDED_ENV;
 use crate::commands::{self, Ctx};
 use crate::daemon::Shared;
-use crate::jobs::tracked;
+use crate::jobs::{JobKind, StartedBy, tracked};
 use crate::{backups, exit, status};
 
 /// One command for a till: what the operator typed, parsed, with what it needs
@@ -196,9 +196,13 @@ pub async fn execute(
         Command::Backup(a) if a.cmd.is_none() => {
             let subject = serde_json::json!({"to": a.to, "bundle": a.bundle});
             let jobs = daemon.map(|sh| &sh.jobs);
-            tracked(jobs, "backup", "command", subject, |p| async move {
-                backups::backup(store, home, &a, &p).await
-            })
+            tracked(
+                jobs,
+                JobKind::Backup,
+                StartedBy::Command,
+                subject,
+                |p| async move { backups::backup(store, home, &a, &p).await },
+            )
             .await?
         }
         // List, verify, prune: files read beside the store.
@@ -209,9 +213,13 @@ pub async fn execute(
         Command::Usb(UsbCmd::Sync { dir, json }) => {
             let subject = serde_json::json!({ "dir": dir });
             let jobs = daemon.map(|sh| &sh.jobs);
-            tracked(jobs, "usb", "command", subject, |p| async move {
-                backups::usb_sync(store, home, &dir, json, &p).await
-            })
+            tracked(
+                jobs,
+                JobKind::Usb,
+                StartedBy::Command,
+                subject,
+                |p| async move { backups::usb_sync(store, home, &dir, json, &p).await },
+            )
             .await?
         }
         // Pages read one short call at a time, so the till keeps selling.

@@ -18,19 +18,70 @@ pub const KEPT: usize = 64;
 /// How often a job's progress goes on the event stream at most (ms).
 const PROGRESS_EVERY_MS: u64 = 1_000;
 
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// A backup to one sink or several.
+    Backup,
+    /// A USB (or folder) sync, both ways.
+    Usb,
+}
+
+impl JobKind {
+    /// The event a job of this kind raises when `state` is reached, or on
+    /// progress.
+    fn event(self, state: Option<JobState>) -> &'static str {
+        match (self, state) {
+            (JobKind::Backup, Some(JobState::Running)) => "backup.started",
+            (JobKind::Backup, None) => "backup.progress",
+            (JobKind::Backup, Some(JobState::Finished)) => "backup.finished",
+            (JobKind::Backup, Some(JobState::Failed)) => "backup.failed",
+            (JobKind::Usb, Some(JobState::Running)) => "usb.started",
+            (JobKind::Usb, None) => "usb.progress",
+            (JobKind::Usb, Some(JobState::Finished)) => "usb.finished",
+            (JobKind::Usb, Some(JobState::Failed)) => "usb.failed",
+        }
+    }
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Under way.
+    Running,
+    /// Done, with what it made.
+    Finished,
+    /// Stopped by an error.
+    Failed,
+}
+
+/// Who started a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartedBy {
+    /// A program through the local API.
+    Api,
+    /// An operator's command, through the daemon.
+    Command,
+    /// The daemon's backup scheduler.
+    Schedule,
+}
+
 /// One job, as `GET /v1/jobs/{id}` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Job {
     /// Its id, unique while the daemon runs.
     pub id: u64,
-    /// `backup` or `usb`.
-    pub kind: &'static str,
+    /// What it does.
+    pub kind: JobKind,
     /// What it works on (`to` and `bundle` of a backup, `dir` of a USB sync).
     pub subject: serde_json::Value,
-    /// `running`, `finished` or `failed`.
-    pub state: &'static str,
-    /// Who started it: `api`, `command` or `schedule`.
-    pub started_by: &'static str,
+    /// Where it is.
+    pub state: JobState,
+    /// Who started it.
+    pub started_by: StartedBy,
     /// When it started (unix ms).
     pub started_ms: u64,
     /// When it ended (unix ms).
@@ -78,8 +129,8 @@ impl Jobs {
     /// Start a job: `KIND.started` goes on the stream with `subject`.
     pub fn start(
         &self,
-        kind: &'static str,
-        started_by: &'static str,
+        kind: JobKind,
+        started_by: StartedBy,
         subject: serde_json::Value,
     ) -> Progress {
         let id = {
@@ -90,7 +141,7 @@ impl Jobs {
                 id,
                 kind,
                 subject: subject.clone(),
-                state: "running",
+                state: JobState::Running,
                 started_by,
                 started_ms: crate::backups::now_ms(),
                 finished_ms: None,
@@ -102,7 +153,7 @@ impl Jobs {
             });
             // Old jobs that have ended make room; running ones stay.
             while t.jobs.len() > KEPT {
-                match t.jobs.iter().position(|j| j.state != "running") {
+                match t.jobs.iter().position(|j| j.state != JobState::Running) {
                     Some(i) => {
                         t.jobs.remove(i);
                     }
@@ -115,7 +166,7 @@ impl Jobs {
         if let Some(o) = data.as_object_mut() {
             o.insert("job".into(), id.into());
         }
-        self.hub.publish(event(kind, "started"), data);
+        self.hub.publish(kind.event(Some(JobState::Running)), data);
         Progress {
             id,
             kind,
@@ -141,26 +192,12 @@ impl Jobs {
     }
 }
 
-/// The event name of `what` happening to a job of `kind`.
-fn event(kind: &str, what: &str) -> &'static str {
-    match (kind, what) {
-        ("backup", "started") => "backup.started",
-        ("backup", "progress") => "backup.progress",
-        ("backup", "finished") => "backup.finished",
-        ("backup", "failed") => "backup.failed",
-        ("usb", "started") => "usb.started",
-        ("usb", "progress") => "usb.progress",
-        ("usb", "finished") => "usb.finished",
-        (_, _) => "usb.failed",
-    }
-}
-
 /// One running job's side: what the work reports as it goes. A command run
 /// with no daemon reports to nobody ([`Progress::none`]).
 #[derive(Debug, Clone)]
 pub struct Progress {
     id: u64,
-    kind: &'static str,
+    kind: JobKind,
     jobs: Option<Jobs>,
 }
 
@@ -169,7 +206,7 @@ impl Progress {
     pub fn none() -> Self {
         Self {
             id: 0,
-            kind: "backup",
+            kind: JobKind::Backup,
             jobs: None,
         }
     }
@@ -208,7 +245,7 @@ impl Progress {
         };
         if tell {
             jobs.hub.publish(
-                event(self.kind, "progress"),
+                self.kind.event(None),
                 serde_json::json!({"job": self.id, "subject": job.subject, "step": job.step, "done": job.done, "total": job.total}),
             );
         }
@@ -222,12 +259,12 @@ impl Progress {
             j.finished_ms = Some(now);
             match outcome {
                 Ok(v) => {
-                    j.state = "finished";
+                    j.state = JobState::Finished;
                     j.step = "done".into();
                     j.result = Some(v.clone());
                 }
                 Err(e) => {
-                    j.state = "failed";
+                    j.state = JobState::Failed;
                     j.error = Some(format!("{e:#}"));
                 }
             }
@@ -239,13 +276,13 @@ impl Progress {
         if let Some(o) = data.as_object_mut() {
             o.insert("job".into(), self.id.into());
             match (&job.result, &job.error) {
-                (Some(r), _) if self.kind == "backup" => o.insert("made".into(), r.clone()),
+                (Some(r), _) if self.kind == JobKind::Backup => o.insert("made".into(), r.clone()),
                 (Some(r), _) => o.insert("result".into(), r.clone()),
                 (_, Some(e)) => o.insert("error".into(), e.clone().into()),
                 _ => None,
             };
         }
-        jobs.hub.publish(event(self.kind, job.state), data);
+        jobs.hub.publish(self.kind.event(Some(job.state)), data);
     }
 }
 
@@ -254,8 +291,8 @@ impl Progress {
 /// printed (its JSON, or its text) or its error.
 pub async fn tracked<F, Fut>(
     jobs: Option<&Jobs>,
-    kind: &'static str,
-    started_by: &'static str,
+    kind: JobKind,
+    started_by: StartedBy,
     subject: serde_json::Value,
     work: F,
 ) -> anyhow::Result<Vec<u8>>
@@ -295,7 +332,11 @@ mod tests {
         let hub = Hub::new(1);
         let mut live = hub.follow(None).live;
         let jobs = Jobs::new(hub.clone());
-        let p = jobs.start("backup", "api", serde_json::json!({"to": "nas"}));
+        let p = jobs.start(
+            JobKind::Backup,
+            StartedBy::Api,
+            serde_json::json!({"to": "nas"}),
+        );
         p.step("reading documents", 1, 10);
         // Within a second: kept in the table, not told again...
         p.step("reading documents", 2, 10);
@@ -313,13 +354,20 @@ mod tests {
             ]
         );
         let job = jobs.get(p.id()).expect("kept");
-        assert_eq!((job.state, job.done, job.total), ("finished", 10, 10));
+        assert_eq!(
+            (job.state, job.done, job.total),
+            (JobState::Finished, 10, 10)
+        );
         assert!(job.finished_ms.is_some());
 
-        let failed = jobs.start("usb", "command", serde_json::json!({"dir": "/media/x"}));
+        let failed = jobs.start(
+            JobKind::Usb,
+            StartedBy::Command,
+            serde_json::json!({"dir": "/media/x"}),
+        );
         failed.end(Err(&anyhow::anyhow!("the stick was pulled")));
         let job = jobs.get(failed.id()).expect("kept");
-        assert_eq!(job.state, "failed");
+        assert_eq!(job.state, JobState::Failed);
         assert_eq!(job.error.as_deref(), Some("the stick was pulled"));
         assert_eq!(told(&mut live), ["usb.started", "usb.failed"]);
     }
@@ -327,9 +375,9 @@ mod tests {
     #[test]
     fn ended_jobs_make_room_and_running_ones_stay() {
         let jobs = Jobs::new(Hub::new(1));
-        let running = jobs.start("backup", "schedule", serde_json::json!({}));
+        let running = jobs.start(JobKind::Backup, StartedBy::Schedule, serde_json::json!({}));
         for _ in 0..KEPT + 5 {
-            jobs.start("usb", "api", serde_json::json!({}))
+            jobs.start(JobKind::Usb, StartedBy::Api, serde_json::json!({}))
                 .end(Ok(&serde_json::json!({})));
         }
         let kept = jobs.list();
