@@ -23,6 +23,7 @@ use tillmesh_store::{
     SalesFilter, Sku, Tender,
 };
 
+use crate::commands::Page;
 use crate::daemon::Shared;
 use crate::exit;
 use crate::jobs::{JobKind, StartedBy};
@@ -476,13 +477,6 @@ struct SalesQuery {
     after: Option<String>,
 }
 
-/// A page of a listing.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<String>,
-}
-
 fn day(s: &str) -> Reply<Day> {
     crate::commands::parse_day(s).map_err(|e| rejected(format!("{e:#}")))
 }
@@ -492,15 +486,7 @@ const PAGE: usize = 50;
 
 /// A listing's `limit`: 1 to [`tillmesh_store::MAX_PAGE`], [`PAGE`] if not given.
 fn page_limit(limit: Option<usize>) -> Reply<usize> {
-    let limit = limit.unwrap_or(PAGE);
-    if (1..=tillmesh_store::MAX_PAGE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(rejected(format!(
-            "limit is 1 to {}",
-            tillmesh_store::MAX_PAGE
-        )))
-    }
+    Ok(crate::commands::page_limit(limit, PAGE)?)
 }
 
 async fn list_sales(
@@ -641,34 +627,12 @@ async fn list_products(
     Params(q): Params<ProductsQuery>,
 ) -> Reply<Json<Page<tillmesh_store::Product>>> {
     let limit = page_limit(q.limit)?;
-    let page = on_store(&sh, move |s| {
-        let mut all = match &q.barcode {
-            Some(b) => {
-                let code: tillmesh_store::Barcode =
-                    b.parse().map_err(|e| exit::Rejected(format!("{e}")))?;
-                let mut found = Vec::new();
-                for sku in s.skus_for_barcode(&code)? {
-                    found.extend(s.product(&sku)?);
-                }
-                found
-            }
-            None => s.products()?,
-        };
-        all.sort_by(|a, b| a.sku.as_str().cmp(b.sku.as_str()));
-        let start = match &q.after {
-            Some(a) => all.partition_point(|p| p.sku.as_str() <= a.as_str()),
-            None => 0,
-        };
-        let items: Vec<_> = all.into_iter().skip(start).take(limit + 1).collect();
-        Ok(items)
-    })
-    .await?;
-    let mut items = page;
-    let next = (items.len() > limit).then(|| {
-        items.truncate(limit);
-        items.last().map(|p| p.sku.to_string()).unwrap_or_default()
-    });
-    Ok(Json(Page { items, next }))
+    Ok(Json(
+        on_store(&sh, move |s| {
+            crate::commands::products_page(s, q.barcode.as_deref(), q.after.as_deref(), limit)
+        })
+        .await?,
+    ))
 }
 
 async fn get_product(
@@ -1063,64 +1027,22 @@ struct AuditQuery {
     after: Option<String>,
 }
 
-/// An audit entry with its till.
-#[derive(Debug, Serialize)]
-struct AuditOut {
-    till_id: String,
-    #[serde(flatten)]
-    entry: tillmesh_store::AuditEntry,
-}
-
 async fn audit(
     State(sh): State<Arc<Shared>>,
     Params(q): Params<AuditQuery>,
-) -> Reply<Json<Page<AuditOut>>> {
+) -> Reply<Json<Page<crate::commands::AuditOut>>> {
     let limit = page_limit(q.limit)?;
-    // The cursor is `TILL_ID:SEQ` of the last entry given.
-    let after = match &q.after {
-        None => None,
-        Some(c) => Some(
-            c.split_once(':')
-                .and_then(|(t, n)| Some((t.to_string(), n.parse::<u64>().ok()?)))
-                .ok_or_else(|| rejected(format!("cursor {c:?} is not one a listing gave")))?,
-        ),
-    };
-    let till = q.till;
-    let items = on_store(&sh, move |s| {
-        let till = till
-            .as_deref()
-            .map(|t| crate::commands::find_till(s, t))
-            .transpose()?;
-        let mut items = Vec::new();
-        for (t, entries) in s.audit_entries(till)? {
-            let t = t.to_string();
-            for e in entries {
-                let past = after
-                    .as_ref()
-                    .is_none_or(|(at, n)| (t.as_str(), e.seq) > (at.as_str(), *n));
-                if past {
-                    items.push(AuditOut {
-                        till_id: t.clone(),
-                        entry: e,
-                    });
-                }
-                if items.len() > limit {
-                    return Ok(items);
-                }
-            }
-        }
-        Ok(items)
-    })
-    .await?;
-    let mut items = items;
-    let next = (items.len() > limit).then(|| {
-        items.truncate(limit);
-        items
-            .last()
-            .map(|e| format!("{}:{}", e.till_id, e.entry.seq))
-            .unwrap_or_default()
-    });
-    Ok(Json(Page { items, next }))
+    Ok(Json(
+        on_store(&sh, move |s| {
+            let till = q
+                .till
+                .as_deref()
+                .map(|t| crate::commands::find_till(s, t))
+                .transpose()?;
+            crate::commands::audit_page(s, till, q.after.as_deref(), limit)
+        })
+        .await?,
+    ))
 }
 
 /// The store's relays.

@@ -532,8 +532,8 @@ pub enum ProductCmd {
     },
     /// Change other fields of a product.
     Edit(ProductEditArgs),
-    /// List the catalog.
-    List(JsonFlag),
+    /// List the catalog (by SKU; a page of it with --limit/--after).
+    List(ProductListArgs),
     /// Show one product, by SKU or barcode.
     Show {
         /// SKU or barcode.
@@ -794,9 +794,41 @@ pub enum ConflictsCmd {
 pub struct AuditArgs {
     #[command(subcommand)]
     pub action: Option<AuditCmd>,
-    /// Whose trail: a till name or id; this till when omitted.
+    /// Whose trail: a till name or id; this till when omitted (with
+    /// --limit/--after: every till's, unless named).
     #[arg(long)]
     pub till: Option<String>,
+    #[command(flatten)]
+    pub page: PageArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// At most this many entries (a page; the last line, or `next` with
+    /// --json, says where the next page starts).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Start after this cursor (the `next` of the previous page).
+    #[arg(long)]
+    pub after: Option<String>,
+}
+
+impl PageArgs {
+    /// Whether a page was asked for.
+    pub fn paged(&self) -> bool {
+        self.limit.is_some() || self.after.is_some()
+    }
+}
+
+/// `tillmesh product list`.
+#[derive(Debug, Clone, Args)]
+pub struct ProductListArgs {
+    #[command(flatten)]
+    pub page: PageArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -356,16 +356,33 @@ pub fn product(store: &mut Store, cmd: &ProductCmd, out: &mut dyn Write) -> Resu
             product_row(&mut t, &p);
             write!(out, "{}", t.render())?;
         }
-        ProductCmd::List(f) => {
-            let products = store.products()?;
-            if f.json {
-                return print_json(out, &products);
+        ProductCmd::List(a) => {
+            let page = if a.page.paged() {
+                products_page(
+                    store,
+                    None,
+                    a.page.after.as_deref(),
+                    page_limit(a.page.limit, 100)?,
+                )?
+            } else {
+                Page {
+                    items: store.products()?,
+                    next: None,
+                }
+            };
+            if a.json {
+                return if a.page.paged() {
+                    print_json(out, &page)
+                } else {
+                    print_json(out, &page.items)
+                };
             }
             let mut t = Table::new(&PRODUCT_HEAD);
-            for p in &products {
+            for p in &page.items {
                 product_row(&mut t, p);
             }
             write!(out, "{}", t.render())?;
+            more(out, "product list", page.next.as_deref())?;
         }
         ProductCmd::Show { code, json } => {
             let p = find_product(store, code)?;
@@ -687,13 +704,7 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
     };
     // From the sales index: one page, or every page.
     let (records, next) = if paged {
-        let limit = a.limit.unwrap_or(100);
-        if !(1..=tillmesh_store::MAX_PAGE).contains(&limit) {
-            return Err(rejected(format!(
-                "--limit is 1 to {}",
-                tillmesh_store::MAX_PAGE
-            )));
-        }
+        let limit = page_limit(a.limit, 100)?;
         let page = store
             .sales_page(&filter, a.after.as_deref(), limit)
             .map_err(crate::export::page_error)?;
@@ -709,7 +720,7 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
     if a.json {
         let items: Vec<SaleOut> = records.iter().map(SaleOut::from).collect();
         if paged {
-            return print_json(out, &serde_json::json!({"items": items, "next": next}));
+            return print_json(out, &Page { items, next });
         }
         return print_json(out, &items);
     }
@@ -750,8 +761,13 @@ pub fn sales(store: &mut Store, a: &SalesArgs, out: &mut dyn Write) -> Result<()
     }
     write!(out, "{}", t.render())?;
     writeln!(out, "{} entries, net {}", records.len(), money(net))?;
+    more(out, "sales", next.as_deref())
+}
+
+/// The last line of a page that is not the last: how to read the next one.
+fn more(out: &mut dyn Write, command: &str, next: Option<&str>) -> Result<()> {
     if let Some(next) = next {
-        writeln!(out, "More: tillmesh sales --after {next}")?;
+        writeln!(out, "More: tillmesh {command} --after {next}")?;
     }
     Ok(())
 }
@@ -1031,6 +1047,28 @@ pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()
         }
         return Ok(());
     }
+    if a.page.paged() {
+        let till = a.till.as_deref().map(|t| find_till(store, t)).transpose()?;
+        let limit = page_limit(a.page.limit, 100)?;
+        let page = audit_page(store, till, a.page.after.as_deref(), limit)?;
+        if a.json {
+            return print_json(out, &page);
+        }
+        let mut t = Table::new(&["TILL", ">SEQ", "TIME", "KIND", "SUBJECT", "DETAIL"]);
+        for e in &page.items {
+            let e2 = &e.entry;
+            t.row(vec![
+                e.till_id.chars().take(10).collect(),
+                e2.seq.to_string(),
+                hlc_time(e2.hlc),
+                e2.kind.clone(),
+                e2.subject.clone(),
+                e2.detail.to_string(),
+            ]);
+        }
+        write!(out, "{}", t.render())?;
+        return more(out, "audit", page.next.as_deref());
+    }
     let till = match &a.till {
         Some(t) => find_till(store, t)?,
         None => store.till_id(),
@@ -1058,6 +1096,110 @@ pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()
         write!(out, "{}", t.render())?;
     }
     Ok(())
+}
+
+/// A page of a listing, as the API and `--limit`/`--after` give it: pass
+/// `next` as `after` for the following one; `None` at the end.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of at most `limit` of `items` (read one beyond it, to know
+    /// whether more follow), its cursor from the last item.
+    fn of(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Self {
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(&cursor).unwrap_or_default()
+        });
+        Page { items, next }
+    }
+}
+
+/// A page size as asked (`default` when not), 1 to [`tillmesh_store::MAX_PAGE`].
+pub fn page_limit(limit: Option<usize>, default: usize) -> Result<usize> {
+    let limit = limit.unwrap_or(default);
+    if (1..=tillmesh_store::MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(rejected(format!(
+            "a page holds 1 to {} entries (limit)",
+            tillmesh_store::MAX_PAGE
+        )))
+    }
+}
+
+/// A page of the catalog by SKU, or of the products a barcode scans to.
+pub fn products_page(
+    store: &Store,
+    barcode: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Page<Product>> {
+    let mut all = match barcode {
+        Some(b) => {
+            let code: Barcode = b.parse().map_err(|e| rejected(format!("{e}")))?;
+            let mut found = Vec::new();
+            for sku in store.skus_for_barcode(&code)? {
+                found.extend(store.product(&sku)?);
+            }
+            found
+        }
+        None => store.products()?,
+    };
+    all.sort_by(|a, b| a.sku.as_str().cmp(b.sku.as_str()));
+    let start = after.map_or(0, |a| all.partition_point(|p| p.sku.as_str() <= a));
+    let items = all.into_iter().skip(start).take(limit + 1).collect();
+    Ok(Page::of(items, limit, |p| p.sku.to_string()))
+}
+
+/// An audit entry with its till.
+#[derive(Debug, Serialize)]
+pub struct AuditOut {
+    pub till_id: String,
+    #[serde(flatten)]
+    pub entry: tillmesh_store::AuditEntry,
+}
+
+/// A page of the audit trail by till and sequence number (`till`: one till's
+/// only); the cursor is `TILL_ID:SEQ` of the last entry given.
+pub fn audit_page(
+    store: &mut Store,
+    till: Option<TillId>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Page<AuditOut>> {
+    let after = match after {
+        None => None,
+        Some(c) => Some(
+            c.split_once(':')
+                .and_then(|(t, n)| Some((t.to_string(), n.parse::<u64>().ok()?)))
+                .ok_or_else(|| rejected(format!("cursor {c:?} is not one a listing gave")))?,
+        ),
+    };
+    let mut items = Vec::new();
+    'tills: for (t, entries) in store.audit_entries(till)? {
+        let t = t.to_string();
+        for e in entries {
+            let past = after
+                .as_ref()
+                .is_none_or(|(at, n)| (t.as_str(), e.seq) > (at.as_str(), *n));
+            if past {
+                items.push(AuditOut {
+                    till_id: t.clone(),
+                    entry: e,
+                });
+            }
+            if items.len() > limit {
+                break 'tills;
+            }
+        }
+    }
+    Ok(Page::of(items, limit, |e| {
+        format!("{}:{}", e.till_id, e.entry.seq)
+    }))
 }
 
 /// Run a command that works on the store in one call, on the store's thread,

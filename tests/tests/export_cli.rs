@@ -165,3 +165,68 @@ fn sales_and_stock_export_as_csv_and_json() {
     let text = std::fs::read_to_string(&csv_stock).expect("stock csv");
     assert!(text.contains("BREAD,\"Bread, white\",each,-7,"), "{text}");
 }
+
+/// Every page of `args` with `--limit 2`, following `next`: the items in order.
+fn pages(till: &Till, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["--limit", "2"]);
+        if let Some(c) = &after {
+            a.extend(["--after", c.as_str()]);
+        }
+        let page = till.json(&a);
+        let items = page["items"].as_array().expect("items");
+        assert!(items.len() <= 2, "{page}");
+        seen.extend(items.iter().cloned());
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return seen,
+        }
+    }
+}
+
+#[test]
+fn product_and_audit_listings_page_through_everything_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let till = shop(dir.path());
+    till.ok(&[
+        "product", "add", "CAKE", "--name", "Cake", "--price", "4.00",
+    ]);
+    till.ok(&[
+        "product", "add", "DATES", "--name", "Dates", "--price", "5.00",
+    ]);
+    let whole = till.json(&["product", "list"]);
+    let paged = pages(&till, &["product", "list"]);
+    assert_eq!(paged.len(), 4);
+    assert_eq!(
+        serde_json::Value::Array(paged),
+        whole,
+        "the same products in the same order"
+    );
+    let table = till.ok(&["product", "list", "--limit", "3"]);
+    assert!(
+        table.contains("More: tillmesh product list --after CAKE"),
+        "{table}"
+    );
+
+    let whole = till.json(&["audit"]);
+    let paged = pages(&till, &["audit"]);
+    let seqs: Vec<_> = paged.iter().map(|e| e["seq"].clone()).collect();
+    let want: Vec<_> = whole
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["seq"].clone())
+        .collect();
+    assert_eq!(seqs, want, "every entry once, in order");
+    assert_eq!(
+        till.run(&["audit", "--after", "nonsense"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        till.run(&["product", "list", "--limit", "0"]).status.code(),
+        Some(3)
+    );
+}
