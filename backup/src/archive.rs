@@ -1086,6 +1086,24 @@ fn restore_into(
     })
 }
 
+impl BackupError {
+    /// The kind of sink failure this is, when a sink failed.
+    pub fn sink_kind(&self) -> Option<crate::SinkErrorKind> {
+        match self {
+            BackupError::Sink(e) => Some(e.kind()),
+            _ => None,
+        }
+    }
+
+    /// How long the sink asked to wait before the next try, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            BackupError::Sink(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
 /// A backup operation that failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

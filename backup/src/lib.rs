@@ -29,4 +29,4 @@ pub use archive::{
 };
 pub use format::{FormatError, Kind};
 pub use prune::{PruneReport, prune, prune_with};
-pub use sink::{FolderSink, Sink, SinkError};
+pub use sink::{FolderSink, Sink, SinkConfig, SinkError, SinkErrorKind};

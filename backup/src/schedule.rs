@@ -113,11 +113,19 @@ impl SinkSchedule {
     }
 
     /// Record a failure at `now_ms`; the retry is due after the backoff
-    /// (`unit` is the jitter, in `0.0..1.0`). Gives the delay.
-    pub fn failed(&mut self, error: String, now_ms: u64, backoff: &Backoff, unit: f64) -> Duration {
+    /// (`unit` is the jitter, in `0.0..1.0`), and not before `at_least` (what a
+    /// throttled sink asked for). Gives the delay.
+    pub fn failed(
+        &mut self,
+        error: String,
+        now_ms: u64,
+        backoff: &Backoff,
+        unit: f64,
+        at_least: Duration,
+    ) -> Duration {
         self.failures = self.failures.saturating_add(1);
         self.last_error = Some(error);
-        let d = backoff.delay(self.failures, unit);
+        let d = backoff.delay(self.failures, unit).max(at_least);
         self.next_ms = now_ms + d.as_millis() as u64;
         d
     }
@@ -167,7 +175,7 @@ mod tests {
         let mut now = 1_000;
         let mut last = Duration::ZERO;
         for n in 1..=5 {
-            let d = s.failed("device missing".into(), now, &b, 0.999);
+            let d = s.failed("device missing".into(), now, &b, 0.999, Duration::ZERO);
             assert!(d > last, "retry {n} waits longer");
             assert!(!s.due(now + d.as_millis() as u64 - 1));
             assert!(s.due(now + d.as_millis() as u64));
@@ -175,6 +183,10 @@ mod tests {
             now += d.as_millis() as u64;
             last = d;
         }
+        // A sink that asks to wait longer than the backoff is waited for.
+        let d = s.failed("throttled".into(), now, &b, 0.0, Duration::from_secs(7_200));
+        assert_eq!(d, Duration::from_secs(7_200));
+        now += d.as_millis() as u64;
         s.succeeded(Kind::Snapshot, 500, now, hour);
         assert_eq!(s.failures, 0);
         assert!(!s.alert());

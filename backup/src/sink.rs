@@ -4,6 +4,12 @@
 //! never shows a half-written object: [`FolderSink`] writes to a temporary name,
 //! flushes file and directory, renames, then reads the object back and checks
 //! its hash.
+//!
+//! Every sink a till uses is built in one place, from a [`SinkConfig`] (what
+//! `sinks.json` holds). A sink is `Send + Sync`, so it is written beside the
+//! store from any thread; its errors carry a [`SinkErrorKind`] that retries and
+//! alerts act on (a throttled or transient failure is retried, a full medium
+//! or a refused credential is told to the operator).
 
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -19,7 +25,11 @@ pub struct Object {
 }
 
 /// A place that holds backup files.
-pub trait Sink: std::fmt::Debug {
+///
+/// A remote sink resumes an interrupted `put` from what the remote reports it
+/// holds, within the call; a `put` that returns an error left no object of that
+/// name (or the older one).
+pub trait Sink: std::fmt::Debug + Send + Sync {
     /// How operators know this sink (a path, a device).
     fn describe(&self) -> String;
     /// Every complete object whose name starts with `prefix`, sorted by name.
@@ -50,6 +60,86 @@ pub trait Sink: std::fmt::Debug {
     fn delete(&self, name: &str) -> Result<(), SinkError>;
     /// Free bytes on the medium, when known.
     fn free_space(&self) -> Option<u64>;
+}
+
+/// How a sink is configured (`sinks.json`, `kind` names the variant): the one
+/// place sinks are built from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SinkConfig {
+    /// A folder: local disk, USB stick, SD card or mounted share.
+    Folder {
+        /// The folder (it must exist when the sink is used).
+        path: PathBuf,
+    },
+}
+
+impl SinkConfig {
+    /// The kinds this version builds, as `kind` names them.
+    pub const KINDS: &'static [&'static str] = &["folder"];
+
+    /// A configuration of `kind` at `location` (for a folder, its path).
+    pub fn parse(kind: &str, location: &Path) -> Result<SinkConfig, SinkError> {
+        match kind {
+            "folder" => Ok(SinkConfig::Folder {
+                path: location.to_path_buf(),
+            }),
+            other => Err(SinkError::UnknownKind(other.to_string())),
+        }
+    }
+
+    /// Its kind, as `kind` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Folder { .. } => "folder",
+        }
+    }
+
+    /// Where it is, for operators (a folder's path).
+    pub fn location(&self) -> String {
+        match self {
+            SinkConfig::Folder { path } => path.display().to_string(),
+        }
+    }
+
+    /// The sink, ready to use; fails when it cannot be reached now (a stick
+    /// that is out, a folder that is gone).
+    pub fn open(&self) -> Result<std::sync::Arc<dyn Sink>, SinkError> {
+        match self {
+            SinkConfig::Folder { path } => Ok(std::sync::Arc::new(FolderSink::new(path)?)),
+        }
+    }
+}
+
+/// What kind of failure a [`SinkError`] is, for what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkErrorKind {
+    /// Credentials refused or missing, or no permission: an operator must act.
+    Auth,
+    /// The remote asked to slow down: retry later (after `retry_after` if said).
+    Throttled,
+    /// The medium or the network failed for now: retry with backoff.
+    Transient,
+    /// The medium is full: make room (retention), then retry, else tell.
+    Quota,
+    /// The object (or the sink's folder) does not exist.
+    NotFound,
+    /// What was read or written is wrong: a failing device, a tampered file.
+    Damaged,
+    /// The request itself is wrong (a bad name, an unknown kind): never retried.
+    Invalid,
+}
+
+impl SinkErrorKind {
+    /// Whether trying again later may succeed without an operator.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            SinkErrorKind::Throttled | SinkErrorKind::Transient | SinkErrorKind::NotFound
+        )
+    }
 }
 
 /// The prefix of temporary files; never listed.
@@ -346,6 +436,59 @@ pub enum SinkError {
         /// What the system said.
         reason: String,
     },
+    /// A sink kind this version does not build.
+    #[error("unknown sink kind {0:?}; this version supports: {kinds}", kinds = SinkConfig::KINDS.join(", "))]
+    UnknownKind(String),
+    /// The remote refused this till's credentials, or they are missing.
+    #[error("{sink} refused the credentials: {reason}")]
+    Auth {
+        /// The sink.
+        sink: String,
+        /// What it said, and what to do.
+        reason: String,
+    },
+    /// The remote asked to slow down.
+    #[error("{sink} asks to slow down{}", retry_after.map(|d| format!(" (retry after {} s)", d.as_secs())).unwrap_or_default())]
+    Throttled {
+        /// The sink.
+        sink: String,
+        /// How long it asked to wait, if it said.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The remote or the network failed for now.
+    #[error("{sink}: {reason}")]
+    Transient {
+        /// The sink.
+        sink: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl SinkError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> SinkErrorKind {
+        match self {
+            SinkError::Full { .. } => SinkErrorKind::Quota,
+            SinkError::PermissionDenied(_) | SinkError::Auth { .. } => SinkErrorKind::Auth,
+            // A folder that is gone is usually a stick that is out: it comes back.
+            SinkError::Missing(_) | SinkError::Io { .. } | SinkError::Transient { .. } => {
+                SinkErrorKind::Transient
+            }
+            SinkError::NotFound(_) => SinkErrorKind::NotFound,
+            SinkError::VerifyFailed(_) | SinkError::TooLarge { .. } => SinkErrorKind::Damaged,
+            SinkError::BadName(_) | SinkError::UnknownKind(_) => SinkErrorKind::Invalid,
+            SinkError::Throttled { .. } => SinkErrorKind::Throttled,
+        }
+    }
+
+    /// How long the sink asked to wait before the next try, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            SinkError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -414,6 +557,58 @@ mod tests {
             );
         }
         assert!(sink.free_space().is_some_and(|f| f > 0));
+    }
+
+    #[test]
+    fn sinks_are_built_from_their_configuration_and_errors_say_their_kind() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = SinkConfig::parse("folder", dir.path()).expect("folder");
+        // The form `sinks.json` keeps.
+        let json = serde_json::to_value(&config).expect("json");
+        assert_eq!(json["kind"], "folder");
+        assert_eq!(
+            serde_json::from_value::<SinkConfig>(json).expect("read"),
+            config
+        );
+        let sink = config.open().expect("open");
+        sink.put("s/x", b"x").expect("put");
+        // The sink moves to, and is used from, another thread.
+        let there = std::thread::spawn(move || sink.get("s/x"))
+            .join()
+            .expect("thread");
+        assert_eq!(there.expect("get"), b"x");
+        assert!(matches!(
+            SinkConfig::parse("ftp", dir.path()),
+            Err(SinkError::UnknownKind(k)) if k == "ftp"
+        ));
+        assert!(serde_json::from_str::<SinkConfig>(r#"{"kind":"ftp","path":"/x"}"#).is_err());
+
+        let gone = SinkConfig::parse("folder", &dir.path().join("unplugged")).expect("config");
+        let e = gone.open().expect_err("missing");
+        assert_eq!(e.kind(), SinkErrorKind::Transient);
+        assert!(e.kind().retryable());
+        let full = SinkError::Full {
+            sink: "nas".into(),
+            needed: 10,
+            free: Some(1),
+        };
+        assert_eq!(full.kind(), SinkErrorKind::Quota);
+        assert!(!full.kind().retryable());
+        let slow = SinkError::Throttled {
+            sink: "drive".into(),
+            retry_after: Some(std::time::Duration::from_secs(7)),
+        };
+        assert_eq!(slow.kind(), SinkErrorKind::Throttled);
+        assert_eq!(slow.retry_after(), Some(std::time::Duration::from_secs(7)));
+        assert!(slow.to_string().contains("retry after 7 s"));
+        assert_eq!(
+            SinkError::PermissionDenied("x".into()).kind(),
+            SinkErrorKind::Auth
+        );
+        assert_eq!(
+            SinkError::VerifyFailed("x".into()).kind(),
+            SinkErrorKind::Damaged
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tillmesh_backup::archive::{self, Pick, RestoreSpec};
 use tillmesh_backup::retention::Policy;
 use tillmesh_backup::schedule::{Backoff, SinkSchedule};
 use tillmesh_backup::{
-    BackupError, BackupReport, FolderSink, Import, Kind, Opener, Sink, device, keys,
+    BackupError, BackupReport, FolderSink, Import, Kind, Opener, Sink, SinkConfig, device, keys,
 };
 use tillmesh_mesh::StoreHandle;
 use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
@@ -52,13 +52,12 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A configured sink.
+/// A configured sink: what it is (`kind` and where), and its retention.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SinkSpec {
-    /// `folder`.
-    pub kind: String,
-    /// The folder.
-    pub path: PathBuf,
+    /// The sink (`kind`, and a folder's `path`).
+    #[serde(flatten)]
+    pub config: SinkConfig,
     /// Its retention policy, compact form.
     pub keep: String,
 }
@@ -66,8 +65,7 @@ pub struct SinkSpec {
 impl SinkSpec {
     fn folder(path: PathBuf) -> SinkSpec {
         SinkSpec {
-            kind: "folder".into(),
-            path,
+            config: SinkConfig::Folder { path },
             keep: Policy::default().to_string(),
         }
     }
@@ -115,21 +113,21 @@ fn save_sinks(home: &Path, sinks: BTreeMap<String, SinkSpec>) -> Result<()> {
     write_private(&sinks_path(home), &serde_json::to_vec_pretty(&file)?)
 }
 
-/// The folder a `SINK|DIR` argument names, with its retention policy.
-fn resolve(home: &Path, dest: &str) -> Result<(String, FolderSink, Policy)> {
+/// A sink, ready to use, and shared with the threads that write it.
+pub type OpenSink = std::sync::Arc<dyn Sink>;
+
+/// The sink a `SINK|DIR` argument names (a configured sink, else a folder),
+/// with its retention policy.
+fn resolve(home: &Path, dest: &str) -> Result<(String, OpenSink, Policy)> {
     let sinks = load_sinks(home)?;
     let spec = sinks
         .get(dest)
         .cloned()
         .unwrap_or_else(|| SinkSpec::folder(PathBuf::from(dest)));
-    Ok((
-        dest.to_string(),
-        FolderSink::new(&spec.path)?,
-        spec.policy(),
-    ))
+    Ok((dest.to_string(), spec.config.open()?, spec.policy()))
 }
 
-fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderSink, Policy)>> {
+fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, OpenSink, Policy)>> {
     if let Some(d) = dest {
         return Ok(vec![resolve(home, d)?]);
     }
@@ -141,7 +139,7 @@ fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, FolderS
     }
     sinks
         .into_iter()
-        .map(|(n, s)| Ok((n, FolderSink::new(&s.path)?, s.policy())))
+        .map(|(n, s)| Ok((n, s.config.open()?, s.policy())))
         .collect()
 }
 
@@ -236,7 +234,7 @@ pub async fn verify_sink(
 ) -> Result<Vec<archive::Verified>> {
     beside(store, home, move |opener, home| {
         let sink = first_sink(home, from.as_deref())?;
-        Ok(archive::verify_with(opener, &sink, name.as_deref())?)
+        Ok(archive::verify_with(opener, &*sink, name.as_deref())?)
     })
     .await
 }
@@ -264,7 +262,7 @@ impl Made {
     }
 
     /// Take the outcome of the backup to `sink`, the sink named `name`.
-    fn add(&mut self, name: String, sink: &FolderSink, r: Result<BackupReport, BackupError>) {
+    fn add(&mut self, name: String, sink: &dyn Sink, r: Result<BackupReport, BackupError>) {
         match r {
             Ok(r) => self.reports.push((name, r)),
             Err(e) => {
@@ -337,7 +335,7 @@ pub async fn backup(
     for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
         made.add(
             name,
-            &sink,
+            &*sink,
             stepped_backup(store, &sink, kind, progress).await?,
         );
     }
@@ -352,7 +350,7 @@ pub async fn backup(
     Ok(out)
 }
 
-fn first_sink(home: &Path, from: Option<&str>) -> Result<FolderSink> {
+fn first_sink(home: &Path, from: Option<&str>) -> Result<OpenSink> {
     default_sinks(home, from)?
         .into_iter()
         .next()
@@ -368,7 +366,7 @@ fn list(
     out: &mut dyn Write,
 ) -> Result<()> {
     let sink = first_sink(home, from)?;
-    let listed = archive::list(&sink, opener.store_id())?;
+    let listed = archive::list(&*sink, opener.store_id())?;
     if json {
         return print_json(out, &listed);
     }
@@ -401,7 +399,7 @@ fn verify(
     out: &mut dyn Write,
 ) -> Result<()> {
     let sink = first_sink(home, from)?;
-    let verdicts = archive::verify_with(opener, &sink, name)?;
+    let verdicts = archive::verify_with(opener, &*sink, name)?;
     let bad = verdicts.iter().filter(|v| v.error.is_some()).count();
     if json {
         print_json(out, &verdicts)?;
@@ -450,7 +448,7 @@ fn prune(
     let mut reports = Vec::new();
     for (name, sink, policy) in default_sinks(home, from)? {
         let policy = given.unwrap_or(policy);
-        let r = tillmesh_backup::prune_with(opener, &sink, &policy, dry_run)
+        let r = tillmesh_backup::prune_with(opener, &*sink, &policy, dry_run)
             .with_context(|| format!("pruning {} failed", sink.describe()))?;
         reports.push((name, policy, r));
     }
@@ -594,7 +592,7 @@ pub async fn scheduled_round(
             keys_checked = true;
         }
         let kind = st.kind(now, snap);
-        let attempt = match FolderSink::new(&spec.path) {
+        let attempt = match spec.config.open() {
             Ok(sink) => {
                 let recovery = recovery_keys(home);
                 let subject = serde_json::json!({"to": name, "bundle": kind == Kind::Bundle});
@@ -619,8 +617,9 @@ pub async fn scheduled_round(
                 st.succeeded(kind, r.bytes, now_ms(), every);
             }
             Err(e) => {
-                let msg = format!("{} ({})", e, spec.path.display());
-                let wait = st.failed(msg.clone(), now_ms(), &backoff, rand::random());
+                let msg = format!("{} ({})", e, spec.config.location());
+                let at_least = e.retry_after().unwrap_or_default();
+                let wait = st.failed(msg.clone(), now_ms(), &backoff, rand::random(), at_least);
                 if st.alert() {
                     tracing::error!(
                         sink = name,
@@ -631,6 +630,7 @@ pub async fn scheduled_round(
                 } else {
                     tracing::warn!(
                         sink = name,
+                        kind = ?e.sink_kind(),
                         error = msg,
                         "scheduled backup failed; retry in {wait:?}"
                     );
@@ -652,7 +652,7 @@ pub async fn scheduled_round(
 async fn scheduled_backup(
     store: &StoreHandle,
     name: &str,
-    sink: FolderSink,
+    sink: OpenSink,
     kind: Kind,
     policy: Policy,
     recovery: Vec<StoreSecret>,
@@ -674,7 +674,7 @@ async fn scheduled_backup(
         let pruned = match opener {
             Ok(o) => {
                 tokio::task::spawn_blocking(move || {
-                    tillmesh_backup::prune_with(&o, &sink, &policy, false)
+                    tillmesh_backup::prune_with(&o, &*sink, &policy, false)
                 })
                 .await?
             }
@@ -693,7 +693,7 @@ async fn scheduled_backup(
 /// one is the backup's.
 async fn stepped_backup(
     store: &StoreHandle,
-    sink: &FolderSink,
+    sink: &OpenSink,
     kind: Kind,
     progress: &Progress,
 ) -> Result<Result<BackupReport, BackupError>> {
@@ -706,7 +706,7 @@ async fn stepped_backup(
             Err(e) => return Ok(Err(e)),
         };
         let s2 = sink.clone();
-        match tokio::task::spawn_blocking(move || archive::sink_heads(&opener, &s2)).await? {
+        match tokio::task::spawn_blocking(move || archive::sink_heads(&opener, &*s2)).await? {
             Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         }
@@ -739,7 +739,7 @@ async fn stepped_backup(
         }
     }
     let s2 = sink.clone();
-    Ok(tokio::task::spawn_blocking(move || pending.write(&s2)).await?)
+    Ok(tokio::task::spawn_blocking(move || pending.write(&*s2)).await?)
 }
 
 #[cfg(test)]
@@ -747,6 +747,36 @@ mod tests {
     use tillmesh_store::{NewStore, Role, StoreOptions};
 
     use super::*;
+
+    #[test]
+    fn sinks_json_of_every_version_reads_and_version_2_is_written_back_the_same() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            sinks_path(dir.path()),
+            include_str!("../../tests/testdata/sinks-v1.json"),
+        )
+        .expect("v1");
+        let v1 = load_sinks(dir.path()).expect("v1 reads");
+        assert_eq!(
+            v1["usb"].config,
+            SinkConfig::Folder {
+                path: "/media/till/SHOP-STICK".into()
+            }
+        );
+        assert_eq!(v1["usb"].keep, Policy::default().to_string());
+
+        let v2_text = include_str!("../../tests/testdata/sinks-v2.json");
+        std::fs::write(sinks_path(dir.path()), v2_text).expect("v2");
+        let v2 = load_sinks(dir.path()).expect("v2 reads");
+        assert_eq!(v2["nas"].config.location(), "/mnt/nas/tillmesh");
+        assert_eq!(v2["nas"].keep, "last=7,daily=14,weekly=8,monthly=24");
+        save_sinks(dir.path(), v2).expect("save");
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(sinks_path(dir.path())).expect("read"))
+                .expect("json");
+        let fixture: serde_json::Value = serde_json::from_str(v2_text).expect("json");
+        assert_eq!(written, fixture, "the same file as before the sink seam");
+    }
 
     fn store(dir: &Path) -> Store {
         Store::create(

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
-use tillmesh_backup::{FolderSink, Sink};
 use tillmesh_mesh::{PeerLink, Revocation};
 use tillmesh_store::{MemberStatus, Store, TillId};
 
@@ -270,7 +269,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     let schedule = crate::backups::load_schedule(home);
     let mut sinks = Vec::new();
     for (name, spec) in crate::backups::load_sinks(home)? {
-        let folder = FolderSink::new(&spec.path).ok();
+        let sink = spec.config.open().ok();
         let st = schedule.sinks.get(&name).cloned().unwrap_or_default();
         if st.alert() {
             alerts.push(Alert::new(
@@ -286,9 +285,9 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         }
         sinks.push(SinkRow {
             name,
-            path: spec.path.display().to_string(),
-            present: folder.is_some(),
-            free_bytes: folder.and_then(|f| f.free_space()),
+            path: spec.config.location(),
+            present: sink.is_some(),
+            free_bytes: sink.and_then(|s| s.free_space()),
             last_backup: st.last_ok_ms,
             last_bytes: st.last_bytes,
             failures: st.failures,

@@ -218,7 +218,13 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
     };
     let opened = OpenedRecovery::read(file)?;
     let (r, admin_key) = (&opened.r, &opened.admin_key);
-    let report = restore_home(home, from, till, &opened.source(), Pick::Newest)?;
+    let report = restore_home(
+        home,
+        &FolderSink::new(from)?,
+        till,
+        &opened.source(),
+        Pick::Newest,
+    )?;
     admin_key.save(&home.join(ADMIN_KEY_FILE))?;
     if let Some(k) = &r.recovery {
         write_private(
@@ -280,14 +286,13 @@ pub struct DrillReport {
 pub(super) fn recovery_drill(home: &Path, file: &Path, from: &str) -> Result<DrillReport> {
     let opened = OpenedRecovery::read(file)?;
     let (_, sink, _) = resolve(home, from)?;
-    let dir = sink.root().to_path_buf();
     // Removed when dropped, on every return below: it holds keys of the store.
     let scratch = tempfile::Builder::new()
         .prefix("tillmesh-drill-")
         .tempdir()
         .context("cannot make a temporary folder for the drill")?;
     let tmp_home = scratch.path().join("home");
-    let restored = restore_home(&tmp_home, &dir, "DRILL", &opened.source(), Pick::Newest)?;
+    let restored = restore_home(&tmp_home, &*sink, "DRILL", &opened.source(), Pick::Newest)?;
     let mut store = open_home(&tmp_home)?;
     let docs = store.doc_ids()?;
     for id in &docs {
@@ -297,7 +302,7 @@ pub(super) fn recovery_drill(home: &Path, file: &Path, from: &str) -> Result<Dri
     }
     let extra: Vec<StoreSecret> = opened.r.recovery.iter().cloned().collect();
     let opener = Opener::of(&store, &extra)?;
-    let verdicts = archive::verify_with(&opener, &sink, None)?;
+    let verdicts = archive::verify_with(&opener, &*sink, None)?;
     let bad: Vec<String> = verdicts
         .iter()
         .filter_map(|v| {
@@ -331,13 +336,13 @@ pub(super) fn recovery_drill(home: &Path, file: &Path, from: &str) -> Result<Dri
     let records = store.sales(None, None)?;
     let now = now_ms();
     let newest_sale = records.iter().map(|r| r.entry.hlc.ms()).max();
-    let newest_backup = archive::list(&sink, opened.store_id)?
+    let newest_backup = archive::list(&*sink, opened.store_id)?
         .iter()
         .filter(|l| l.problem.is_none())
         .filter_map(|l| l.created_ms)
         .max();
     let report = DrillReport {
-        from: dir.display().to_string(),
+        from: sink.describe(),
         snapshot: restored.snapshot.clone(),
         bundles: restored.bundles.len(),
         skipped: restored.skipped.clone(),

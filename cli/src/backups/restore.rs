@@ -97,7 +97,7 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
         recovery: None,
         certify_with: certify.as_ref(),
     };
-    let report = restore_home(home, &a.from, &a.till, &source, pick)?;
+    let report = restore_home(home, &FolderSink::new(&a.from)?, &a.till, &source, pick)?;
     print_restore(&report, home, a.json, out)
 }
 
@@ -117,7 +117,7 @@ pub(super) struct Source<'a> {
 /// key, and `store.keys`).
 pub(super) fn restore_home(
     home: &Path,
-    from: &Path,
+    from: &dyn Sink,
     till: &str,
     source: &Source<'_>,
     pick: Pick,
@@ -135,15 +135,14 @@ pub(super) fn restore_home(
 
 pub(super) fn restore_new_home(
     home: &Path,
-    from: &Path,
+    from: &dyn Sink,
     till_name: tillmesh_store::TillName,
     source: &Source<'_>,
     pick: Pick,
 ) -> Result<archive::RestoreReport> {
     let key = TillKey::generate();
-    let sink = FolderSink::new(from)?;
     let report = archive::restore(
-        &sink,
+        from,
         RestoreSpec {
             store_id: source.store_id,
             admin: source.admin,

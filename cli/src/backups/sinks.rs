@@ -9,8 +9,8 @@ pub struct SinkView {
     pub name: String,
     /// `folder`.
     pub kind: String,
-    /// The folder.
-    pub path: PathBuf,
+    /// Where it is (a folder's path).
+    pub path: String,
     /// Its retention policy.
     pub keep: String,
     /// Whether the folder is there now (a stick may be out).
@@ -24,11 +24,11 @@ pub fn sink_list(home: &Path) -> Result<Vec<SinkView>> {
     Ok(load_sinks(home)?
         .into_iter()
         .map(|(name, spec)| {
-            let s = FolderSink::new(&spec.path).ok();
+            let s = spec.config.open().ok();
             SinkView {
                 name,
-                kind: spec.kind,
-                path: spec.path,
+                kind: spec.config.kind().into(),
+                path: spec.config.location(),
                 keep: spec.keep,
                 present: s.is_some(),
                 free_bytes: s.and_then(|s| s.free_space()),
@@ -40,20 +40,15 @@ pub fn sink_list(home: &Path) -> Result<Vec<SinkView>> {
 /// Add (or replace) the sink `name`: a folder (which must be there and
 /// writable) kept by the retention policy `keep`.
 pub fn sink_add(home: &Path, name: &str, kind: &str, path: &Path, keep: &str) -> Result<SinkView> {
-    if kind != "folder" {
-        return Err(rejected(format!(
-            "unknown sink kind {kind:?}; this version supports: folder"
-        )));
-    }
+    let config = SinkConfig::parse(kind, path).map_err(|e| rejected(e.to_string()))?;
     check_sink_name(name)?;
     let policy: Policy = keep.parse().map_err(|e| rejected(format!("{e}")))?;
-    FolderSink::new(path)?;
+    config.open()?;
     let mut sinks = load_sinks(home)?;
     sinks.insert(
         name.to_string(),
         SinkSpec {
-            kind: kind.to_string(),
-            path: path.to_path_buf(),
+            config,
             keep: policy.to_string(),
         },
     );
@@ -124,7 +119,7 @@ pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
                 t.row(vec![
                     s.name,
                     s.kind,
-                    s.path.display().to_string(),
+                    s.path,
                     if s.present { "present" } else { "missing" }.into(),
                     s.free_bytes
                         .map(|f| format!("{} MB", f / 1_000_000))

@@ -60,11 +60,11 @@ pub async fn usb_sync(
             Ok((Opener::of(s, &ex)?, s.till_id()))
         })
         .await??;
-    let sink = FolderSink::new(dir)?;
+    let sink: OpenSink = std::sync::Arc::new(FolderSink::new(dir)?);
     let (s2, id) = (sink.clone(), opener.store_id());
     let (mut known, listed) = tokio::task::spawn_blocking(move || {
         let known = load_usb_known(&h2);
-        let listed = archive::usb_files(&s2, id, &me, &known.files);
+        let listed = archive::usb_files(&*s2, id, &me, &known.files);
         (known, listed)
     })
     .await?;
@@ -80,7 +80,7 @@ pub async fn usb_sync(
         // A stick that cannot be read stops the sync (as without the daemon);
         // a file that is too large, does not open or decode is refused.
         let opened = tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
-            Ok(archive::open_listed(&s2, &o2, &l2)?
+            Ok(archive::open_listed(&*s2, &o2, &l2)?
                 .map_err(BackupError::from)
                 .and_then(|(_, c)| Import::new(&c)))
         })
