@@ -430,6 +430,11 @@ fn import_products(
 ) -> Result<()> {
     let format = match format {
         Some(f) => f.parse().map_err(rejected)?,
+        None if file == Path::new("-") => {
+            return Err(rejected(
+                "a catalog on standard input needs its format: pass --format csv or --format json",
+            ));
+        }
         None => CatalogFormat::from_path(file).ok_or_else(|| {
             rejected(format!(
                 "cannot tell the format of {} from its name: pass --format csv or --format json",
