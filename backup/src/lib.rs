@@ -19,6 +19,7 @@ pub mod format;
 pub mod fuzzing;
 pub mod keys;
 pub mod prune;
+pub mod remote;
 pub mod retention;
 pub mod schedule;
 pub mod sink;

@@ -463,13 +463,29 @@ pub enum SinkError {
         /// What failed.
         reason: String,
     },
+    /// The remote account's storage is full.
+    #[error("{sink} is full: {reason}")]
+    Quota {
+        /// The sink.
+        sink: String,
+        /// What it said.
+        reason: String,
+    },
+    /// The remote refused the request itself (a bug, or a remote that changed).
+    #[error("{sink} refused the request: {reason}")]
+    Rejected {
+        /// The sink.
+        sink: String,
+        /// What it said.
+        reason: String,
+    },
 }
 
 impl SinkError {
     /// What kind of failure this is.
     pub fn kind(&self) -> SinkErrorKind {
         match self {
-            SinkError::Full { .. } => SinkErrorKind::Quota,
+            SinkError::Full { .. } | SinkError::Quota { .. } => SinkErrorKind::Quota,
             SinkError::PermissionDenied(_) | SinkError::Auth { .. } => SinkErrorKind::Auth,
             // A folder that is gone is usually a stick that is out: it comes back.
             SinkError::Missing(_) | SinkError::Io { .. } | SinkError::Transient { .. } => {
@@ -477,7 +493,9 @@ impl SinkError {
             }
             SinkError::NotFound(_) => SinkErrorKind::NotFound,
             SinkError::VerifyFailed(_) | SinkError::TooLarge { .. } => SinkErrorKind::Damaged,
-            SinkError::BadName(_) | SinkError::UnknownKind(_) => SinkErrorKind::Invalid,
+            SinkError::BadName(_) | SinkError::UnknownKind(_) | SinkError::Rejected { .. } => {
+                SinkErrorKind::Invalid
+            }
             SinkError::Throttled { .. } => SinkErrorKind::Throttled,
         }
     }
