@@ -296,10 +296,14 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
         Command::Recovery(
             c @ (crate::args::RecoveryCmd::Restore { .. } | crate::args::RecoveryCmd::Drill { .. }),
         ) => backups::recovery(&ctx.home, c, &mut out)?,
-        other => loop {
+        other => {
+            // The files it reads are read once (standard input cannot be read
+            // twice), whether the daemon or this process runs it.
+            let caller = Caller::sending(other)?;
+            loop {
             // While the daemon holds the store, the command runs in the daemon.
             if let Some(api) = crate::client::discover(&ctx.home) {
-                match crate::client::exec(&api, &raw, &Caller::sending(other)?)? {
+                match crate::client::exec(&api, &raw, &caller)? {
                     Some(reply) => {
                         use std::io::Write;
                         out.write_all(reply.stdout.as_bytes())?;
@@ -321,7 +325,7 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
             else {
                 continue;
             };
-            run_alone(store, &ctx.home, other.clone())?;
+            run_alone(store, &ctx.home, other.clone(), caller.clone())?;
             match other {
                 Command::Status(a) if a.watch.is_some() => {
                     std::thread::sleep(std::time::Duration::from_secs(a.watch.unwrap_or(2).max(1)));
@@ -329,25 +333,23 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
                 }
                 _ => break,
             }
-        },
+            }
+        }
     }
     Ok(0)
 }
 
-/// Run `command` with no daemon: `store` goes onto a thread of its own behind a
-/// [`StoreHandle`], as in the daemon, [`execute`] runs the request, and the
-/// store is closed (its thread joined) before this returns.
+/// Run `command` for `caller` with no daemon: `store` goes onto a thread of its
+/// own behind a [`StoreHandle`], as in the daemon, [`execute`] runs the
+/// request, and the store is closed (its thread joined) before this returns.
 /// What it prints goes to standard output.
-pub fn run_alone(store: Store, home: &Path, command: Command) -> Result<()> {
+pub fn run_alone(store: Store, home: &Path, command: Command, caller: Caller) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let (handle, thread) = StoreHandle::spawn(store, None);
     let mut out: Out = Box::new(std::io::stdout());
-    let req = Request {
-        command,
-        caller: Caller::here(),
-    };
+    let req = Request { command, caller };
     let done = rt.block_on(execute(&handle, home, None, req, &mut out));
     drop(handle);
     let _ = thread.join();

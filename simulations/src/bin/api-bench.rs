@@ -171,8 +171,31 @@ fn main() -> Result<()> {
         )?;
         cli.push(t.elapsed());
     }
+    let show = |n: usize| -> Result<Vec<Duration>> {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            tillmesh(bin, &home, &["product", "show", "APPLES"])?;
+            times.push(t.elapsed());
+        }
+        Ok(times)
+    };
+    let show_daemon = show(a.cli_sales)?;
     let _ = tillmesh(bin, &home, &["stop"]);
     let _ = daemon.wait();
+    // The same commands with no daemon: each opens the store itself, on a
+    // store thread of its own, as the daemon does.
+    let mut alone = Vec::with_capacity(a.cli_sales);
+    for _ in 0..a.cli_sales {
+        let t = Instant::now();
+        tillmesh(
+            bin,
+            &home,
+            &["sale", "--line", "4006381333931:2", "--tender", "cash"],
+        )?;
+        alone.push(t.elapsed());
+    }
+    let show_alone = show(a.cli_sales)?;
 
     println!("## Sales through a running daemon (durable: fsync per sale)\n");
     println!("| path | sales | p50 | p99 | max |");
@@ -188,6 +211,21 @@ fn main() -> Result<()> {
     println!(
         "{}",
         row("`tillmesh sale` (a process each, through the daemon)", cli)
+    );
+    println!(
+        "{}",
+        row(
+            "`tillmesh sale` with no daemon (the command opens the store)",
+            alone
+        )
+    );
+    println!(
+        "{}",
+        row("`tillmesh product show` through the daemon", show_daemon)
+    );
+    println!(
+        "{}",
+        row("`tillmesh product show` with no daemon", show_alone)
     );
     Ok(())
 }
