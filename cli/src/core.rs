@@ -301,38 +301,40 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
             // twice), whether the daemon or this process runs it.
             let caller = Caller::sending(other)?;
             loop {
-            // While the daemon holds the store, the command runs in the daemon.
-            if let Some(api) = crate::client::discover(&ctx.home) {
-                match crate::client::exec(&api, &raw, &caller)? {
-                    Some(reply) => {
-                        use std::io::Write;
-                        out.write_all(reply.stdout.as_bytes())?;
-                        eprint!("{}", reply.stderr);
-                        return Ok(reply.code);
-                    }
-                    // Nobody answers: the daemon died without cleaning up.
-                    None => {
-                        let _ = std::fs::remove_file(crate::client::api_file(&ctx.home));
+                // While the daemon holds the store, the command runs in the daemon.
+                if let Some(api) = crate::client::discover(&ctx.home) {
+                    match crate::client::exec(&api, &raw, &caller)? {
+                        Some(reply) => {
+                            use std::io::Write;
+                            out.write_all(reply.stdout.as_bytes())?;
+                            eprint!("{}", reply.stderr);
+                            return Ok(reply.code);
+                        }
+                        // Nobody answers: the daemon died without cleaning up.
+                        None => {
+                            let _ = std::fs::remove_file(crate::client::api_file(&ctx.home));
+                        }
                     }
                 }
-            }
-            // The store is held by a daemon that is starting (its API comes up
-            // in a moment) or by another command: wait, then go through the
-            // daemon or open it.
-            let Some(store) = ctx.open_waiting(commands::STORE_PATIENCE, || {
-                crate::client::discover(&ctx.home).is_some()
-            })?
-            else {
-                continue;
-            };
-            run_alone(store, &ctx.home, other.clone(), caller.clone())?;
-            match other {
-                Command::Status(a) if a.watch.is_some() => {
-                    std::thread::sleep(std::time::Duration::from_secs(a.watch.unwrap_or(2).max(1)));
-                    println!();
+                // The store is held by a daemon that is starting (its API comes up
+                // in a moment) or by another command: wait, then go through the
+                // daemon or open it.
+                let Some(store) = ctx.open_waiting(commands::STORE_PATIENCE, || {
+                    crate::client::discover(&ctx.home).is_some()
+                })?
+                else {
+                    continue;
+                };
+                run_alone(store, &ctx.home, other.clone(), caller.clone())?;
+                match other {
+                    Command::Status(a) if a.watch.is_some() => {
+                        std::thread::sleep(std::time::Duration::from_secs(
+                            a.watch.unwrap_or(2).max(1),
+                        ));
+                        println!();
+                    }
+                    _ => break,
                 }
-                _ => break,
-            }
             }
         }
     }
