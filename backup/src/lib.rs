@@ -18,6 +18,7 @@ pub mod device;
 pub mod format;
 pub mod fuzzing;
 pub mod keys;
+pub mod oauth;
 pub mod prune;
 pub mod remote;
 pub mod retention;
