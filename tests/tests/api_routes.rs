@@ -42,24 +42,15 @@ fn bread(qty: i64) -> Value {
 
 /// Every sale the API lists, a page of `limit` at a time.
 fn all_sales(api: &Api, limit: usize) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let path = match &after {
+    common::all_pages(limit, |after| {
+        let path = match after {
             Some(a) => format!("/v1/sales?limit={limit}&after={a}"),
             None => format!("/v1/sales?limit={limit}"),
         };
         let page = api.get(&path);
         assert_eq!(page.status, 200, "{}", String::from_utf8_lossy(&page.body));
-        let v = page.json();
-        let items = v["items"].as_array().expect("items").clone();
-        assert!(items.len() <= limit);
-        out.extend(items);
-        match v["next"].as_str() {
-            Some(n) => after = Some(n.to_string()),
-            None => return out,
-        }
-    }
+        page.json()
+    })
 }
 
 #[test]

@@ -42,26 +42,10 @@ fn sales_and_stock_export_as_csv_and_json() {
     till.ok(&["void", void["receipt"].as_str().expect("receipt")]);
 
     // Pages of two through the command line.
-    let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut args = vec!["sales", "--limit", "2"];
-        if let Some(a) = &after {
-            args.extend(["--after", a.as_str()]);
-        }
-        let page = till.json(&args);
-        let items = page["items"].as_array().expect("items");
-        assert!(items.len() <= 2);
-        seen.extend(
-            items
-                .iter()
-                .map(|s| s["receipt"].as_str().expect("r").to_string()),
-        );
-        match page["next"].as_str() {
-            Some(n) => after = Some(n.to_string()),
-            None => break,
-        }
-    }
+    let seen: Vec<String> = pages(&till, &["sales"])
+        .iter()
+        .map(|s| s["receipt"].as_str().expect("r").to_string())
+        .collect();
     assert_eq!(seen.len(), 5);
     assert_eq!(seen, till.receipts(), "the same entries in the same order");
     let table = till.ok(&["sales", "--limit", "2"]);
@@ -168,23 +152,14 @@ fn sales_and_stock_export_as_csv_and_json() {
 
 /// Every page of `args` with `--limit 2`, following `next`: the items in order.
 fn pages(till: &Till, args: &[&str]) -> Vec<serde_json::Value> {
-    let mut seen = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
+    common::all_pages(2, |after| {
         let mut a: Vec<&str> = args.to_vec();
         a.extend(["--limit", "2"]);
-        if let Some(c) = &after {
-            a.extend(["--after", c.as_str()]);
+        if let Some(c) = after {
+            a.extend(["--after", c]);
         }
-        let page = till.json(&a);
-        let items = page["items"].as_array().expect("items");
-        assert!(items.len() <= 2, "{page}");
-        seen.extend(items.iter().cloned());
-        match page["next"].as_str() {
-            Some(n) => after = Some(n.to_string()),
-            None => return seen,
-        }
-    }
+        till.json(&a)
+    })
 }
 
 #[test]

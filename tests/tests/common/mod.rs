@@ -191,6 +191,27 @@ impl Drop for Daemon {
 }
 
 /// Wait until `cond` holds, polling; panics after 30 s (a hang, not a timing test).
+/// Every item of a paged listing, following `next` from the first page on:
+/// `page(after)` reads one page (`{"items": [...], "next": ...}`), which must
+/// hold at most `limit` items.
+pub fn all_pages(
+    limit: usize,
+    mut page: impl FnMut(Option<&str>) -> serde_json::Value,
+) -> Vec<serde_json::Value> {
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let v = page(after.as_deref());
+        let items = v["items"].as_array().expect("items");
+        assert!(items.len() <= limit, "a page over its limit: {v}");
+        seen.extend(items.iter().cloned());
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return seen,
+        }
+    }
+}
+
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..600 {
         if cond() {
