@@ -12,7 +12,7 @@ pub fn keys_path(home: &Path) -> PathBuf {
 /// What `store.keys` holds.
 #[derive(Serialize, Deserialize)]
 pub(super) struct KeysFile {
-    pub(super) version: u16,
+    version: u16,
     pub(super) store_id: String,
     pub(super) admin: String,
     pub(super) secrets: Vec<StoreSecret>,
@@ -236,11 +236,22 @@ pub fn write_keys_file(store: &Store, home: &Path) -> Result<()> {
         .admin_key()?
         .map(|a| a.to_string())
         .unwrap_or_default();
+    write_keys(home, store.store_id(), admin, store.store_secrets()?)
+}
+
+/// Write `store.keys` (mode 0600): the store id, its admin public key (empty
+/// when not known) and its backup keys.
+pub(super) fn write_keys(
+    home: &Path,
+    store_id: StoreId,
+    admin: String,
+    secrets: Vec<StoreSecret>,
+) -> Result<()> {
     let file = KeysFile {
         version: 1,
-        store_id: store.store_id().to_string(),
+        store_id: store_id.to_string(),
         admin,
-        secrets: store.store_secrets()?,
+        secrets,
     };
     write_private(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
 }

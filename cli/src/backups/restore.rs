@@ -157,13 +157,12 @@ pub(super) fn restore_new_home(
     )
     .map_err(restore_error)?;
     key.save(&home.join(HomeFile::TillKey.name()))?;
-    let file = KeysFile {
-        version: 1,
-        store_id: source.store_id.to_string(),
-        admin: source.admin.to_string(),
-        secrets: source.secrets.to_vec(),
-    };
-    write_private(&keys_path(home), &serde_json::to_vec_pretty(&file)?)?;
+    write_keys(
+        home,
+        source.store_id,
+        source.admin.to_string(),
+        source.secrets.to_vec(),
+    )?;
     Ok(report)
 }
 
