@@ -96,14 +96,15 @@ pub struct Job {
     pub result: Option<serde_json::Value>,
     /// Why it failed.
     pub error: Option<String>,
+    /// When its progress last went on the event stream (unix ms).
+    #[serde(skip)]
+    told_ms: Option<u64>,
 }
 
 #[derive(Debug, Default)]
 struct Table {
     next: u64,
     jobs: VecDeque<Job>,
-    /// When each running job's progress last went on the stream.
-    told_ms: Vec<(u64, u64)>,
 }
 
 /// The daemon's jobs (cheap to clone).
@@ -150,6 +151,7 @@ impl Jobs {
                 total: 0,
                 result: None,
                 error: None,
+                told_ms: None,
             });
             // Old jobs that have ended make room; running ones stay.
             while t.jobs.len() > KEPT {
@@ -219,29 +221,21 @@ impl Progress {
     /// The work is at `step`, `done` of `total` documents.
     pub fn step(&self, step: &str, done: usize, total: usize) {
         let Some(jobs) = &self.jobs else { return };
+        let now = crate::backups::now_ms();
+        let mut tell = false;
         let Some(job) = jobs.update(self.id, |j| {
             j.step = step.to_string();
             j.done = done as u64;
             j.total = total as u64;
+            // The first step, the last, and at most one a second between.
+            tell = done >= total
+                || j.told_ms
+                    .is_none_or(|at| now.saturating_sub(at) >= PROGRESS_EVERY_MS);
+            if tell {
+                j.told_ms = Some(now);
+            }
         }) else {
             return;
-        };
-        let now = crate::backups::now_ms();
-        let tell = {
-            let mut t = jobs.table();
-            match t.told_ms.iter_mut().find(|(id, _)| *id == self.id) {
-                Some((_, at)) if now.saturating_sub(*at) < PROGRESS_EVERY_MS && done < total => {
-                    false
-                }
-                Some((_, at)) => {
-                    *at = now;
-                    true
-                }
-                None => {
-                    t.told_ms.push((self.id, now));
-                    true
-                }
-            }
         };
         if tell {
             jobs.hub.publish(
@@ -271,7 +265,6 @@ impl Progress {
         }) else {
             return;
         };
-        jobs.table().told_ms.retain(|(id, _)| *id != self.id);
         let mut data = job.subject.clone();
         if let Some(o) = data.as_object_mut() {
             o.insert("job".into(), self.id.into());
