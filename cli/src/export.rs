@@ -131,13 +131,14 @@ pub fn each_page(
     }
 }
 
+/// The page of `filter` after `after`, [`PAGE`] entries long.
+fn page_of(store: &Store, filter: &SalesFilter, after: Option<&str>) -> Result<SalesPage> {
+    store.sales_page(filter, after, PAGE).map_err(page_error)
+}
+
 /// The pages of `filter` read from `store` directly.
 pub fn pages_of<'a>(store: &'a Store, filter: SalesFilter) -> Box<Pages<'a>> {
-    Box::new(move |after| {
-        store
-            .sales_page(&filter, after.as_deref(), PAGE)
-            .map_err(page_error)
-    })
+    Box::new(move |after| page_of(store, &filter, after.as_deref()))
 }
 
 /// `tillmesh sales export`: the filter is read in one store call, then each page
@@ -159,10 +160,7 @@ pub async fn sales_stepped(
     tokio::task::spawn_blocking(move || {
         let mut pages = move |after: Option<String>| {
             let filter = filter.clone();
-            rt.block_on(store.call(move |s| {
-                s.sales_page(&filter, after.as_deref(), PAGE)
-                    .map_err(page_error)
-            }))?
+            rt.block_on(store.call(move |s| page_of(s, &filter, after.as_deref())))?
         };
         crate::commands::sales_export(&e, &mut pages, &mut out)?;
         Ok(out)
