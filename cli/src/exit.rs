@@ -135,38 +135,25 @@ pub fn storage_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a St
     if let Some(s) = e.downcast_ref::<StorageError>() {
         return Some(s);
     }
-    match e.downcast_ref::<ProductError>() {
-        Some(ProductError::Storage(s)) => return Some(s),
-        Some(_) => return None,
-        None => {}
+    // Each of these errors is the storage error when it is its `Storage` arm.
+    macro_rules! storage_arm {
+        ($($kind:ident),+) => {$(
+            if let Some(k) = e.downcast_ref::<$kind>() {
+                return match k {
+                    $kind::Storage(s) => Some(s),
+                    _ => None,
+                };
+            }
+        )+};
     }
-    match e.downcast_ref::<SaleError>() {
-        Some(SaleError::Storage(s)) => return Some(s),
-        Some(_) => return None,
-        None => {}
-    }
-    match e.downcast_ref::<StockError>() {
-        Some(StockError::Storage(s)) => return Some(s),
-        Some(_) => return None,
-        None => {}
-    }
-    match e.downcast_ref::<ConflictError>() {
-        Some(ConflictError::Storage(s)) => return Some(s),
-        Some(_) => return None,
-        None => {}
-    }
-    match e.downcast_ref::<ImportError>() {
-        Some(ImportError::Storage(s)) => return Some(s),
-        Some(_) => return None,
-        None => {}
-    }
-    match e.downcast_ref::<OpenStoreError>() {
-        Some(OpenStoreError::Storage(s)) => return Some(s),
-        Some(_) => return None,
-        None => {}
-    }
-    match e.downcast_ref::<BackupError>()? {
-        BackupError::Storage(s) => Some(s),
-        _ => None,
-    }
+    storage_arm!(
+        ProductError,
+        SaleError,
+        StockError,
+        ConflictError,
+        ImportError,
+        OpenStoreError,
+        BackupError
+    );
+    None
 }
