@@ -150,13 +150,20 @@ pub fn post(api: &ApiInfo, path: &str, headers: &[(&str, &str)], body: &[u8]) ->
     Ok(Sent::Reply(status, response[split + 4..].to_vec()))
 }
 
-/// Run `args` in the daemon. `Ok(None)` when no daemon took it (a stale file,
-/// a daemon that is stopping).
-pub fn exec(
-    api: &ApiInfo,
-    args: &[String],
-    caller: &crate::core::Caller,
-) -> Result<Option<ExecReply>> {
+/// What became of a command sent to the daemon.
+#[derive(Debug)]
+pub enum Exec {
+    /// It ran, and this is what it printed.
+    Answered(ExecReply),
+    /// No daemon took it (a stale file, a daemon that is stopping): it did not run.
+    NotTaken,
+    /// The daemon took it and stopped before answering: whether it ran is not
+    /// known here.
+    NoAnswer,
+}
+
+/// Run `args` in the daemon.
+pub fn exec(api: &ApiInfo, args: &[String], caller: &crate::core::Caller) -> Result<Exec> {
     let body = serde_json::to_vec(&ExecRequest {
         args: args.to_vec(),
         cwd: std::env::current_dir().ok(),
@@ -164,14 +171,10 @@ pub fn exec(
         files: caller.files.clone(),
     })?;
     match post(api, "/v1/exec", &[], &body)? {
-        Sent::NotTaken => Ok(None),
-        // It took the request and said nothing: whether the command ran is
-        // not known here (a sale is retried safely: see `ring`).
-        Sent::NoAnswer => anyhow::bail!(
-            "the daemon stopped before answering; the command may or may not have run \
-             (check with `tillmesh sales` or `tillmesh status`)"
-        ),
-        Sent::Reply(200, body) => Ok(Some(
+        Sent::NotTaken => Ok(Exec::NotTaken),
+        // A sale is retried safely: see `ring`.
+        Sent::NoAnswer => Ok(Exec::NoAnswer),
+        Sent::Reply(200, body) => Ok(Exec::Answered(
             serde_json::from_slice(&body).context("the daemon sent an unreadable reply")?,
         )),
         Sent::Reply(other, _) => anyhow::bail!("the daemon failed the request (HTTP {other})"),

@@ -22,7 +22,7 @@ use crate::args::{
     AdminCmd, BackupArgs, BackupCmd, Command, ConflictsArgs, KeysCmd, ProductCmd, RelaysCmd,
     SalesArgs, SalesCmd, StockArgs, UsbCmd,
 };
-use crate::client::FORWARDED_ENV;
+use crate::client::{Exec, FORWARDED_ENV};
 use crate::commands::{self, Ctx};
 use crate::daemon::Shared;
 use crate::jobs::{JobKind, StartedBy, tracked};
@@ -304,16 +304,25 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
                 // While the daemon holds the store, the command runs in the daemon.
                 if let Some(api) = crate::client::discover(&ctx.home) {
                     match crate::client::exec(&api, &raw, &caller)? {
-                        Some(reply) => {
+                        Exec::Answered(reply) => {
                             use std::io::Write;
                             out.write_all(reply.stdout.as_bytes())?;
                             eprint!("{}", reply.stderr);
                             return Ok(reply.code);
                         }
                         // Nobody answers: the daemon died without cleaning up.
-                        None => {
+                        Exec::NotTaken => {
                             let _ = std::fs::remove_file(crate::client::api_file(&ctx.home));
                         }
+                        // It stopped while running the command: a reading
+                        // command is asked again of whoever then holds the store.
+                        Exec::NoAnswer if reads_only(other) => {
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                        Exec::NoAnswer => anyhow::bail!(
+                            "the daemon stopped before answering; the command may or may not \
+                             have run (check with `tillmesh sales` or `tillmesh status`)"
+                        ),
                     }
                 }
                 // The store is held by a daemon that is starting (its API comes up
@@ -357,6 +366,19 @@ pub fn run_alone(store: Store, home: &Path, command: Command, caller: Caller) ->
     let _ = thread.join();
     out.flush()?;
     done
+}
+
+/// Whether a command only reads, so that running it a second time after a
+/// daemon stopped before answering cannot do anything twice.
+fn reads_only(cmd: &Command) -> bool {
+    match cmd {
+        Command::Product(c) => matches!(c, ProductCmd::List(_) | ProductCmd::Show { .. }),
+        Command::Stock(StockArgs { action, .. }) => action.is_none(),
+        Command::Conflicts(ConflictsArgs { action, .. }) => action.is_none(),
+        Command::Relays(c) => matches!(c, RelaysCmd::List(_)),
+        Command::Sales(_) | Command::Audit(_) | Command::Info(_) | Command::Status(_) => true,
+        _ => false,
+    }
 }
 
 /// Whether a command changes data, so peers should hear of it at once.
