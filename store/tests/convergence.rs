@@ -1036,7 +1036,7 @@ fn run_case(seed: u64, n_tills: usize, n_ops: usize) -> (usize, usize) {
 /// different prices after a conflicting edit was superseded out of sight of the
 /// Automerge diff; the second, a local edit naming its writer's previous change
 /// among its dependencies. With `TILLMESH_SEED=<seed>`, that scenario instead:
-/// `TILLMESH_SEED=<seed> cargo test --test convergence regressions`.
+/// `TILLMESH_SEED=<seed> cargo test -p tillmesh-store --test suites convergence::regressions`.
 #[test]
 fn regressions() {
     let seeds: Vec<u64> = match std::env::var("TILLMESH_SEED") {

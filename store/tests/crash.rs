@@ -7,7 +7,7 @@
 //! or duplicates, continue at N+1, keep intact audit chains, and have views equal
 //! to what a full rebuild from the documents gives.
 //!
-//! The child is this test binary run again with `--exact crash_child`; the
+//! The child is this test binary run again with `--exact crash::crash_child`; the
 //! `crash_child` test does nothing unless `TILLMESH_CRASH_CHILD_DIR` is set. Each
 //! kill comes a random few milliseconds after a random number of acknowledged
 //! sales, drawn from a seeded RNG whose seed is printed (set `TILLMESH_CRASH_SEED`
@@ -111,7 +111,7 @@ fn run_child(dir: &Path, acks: usize, jitter: Duration) -> Iteration {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "crash_child",
+            "crash::crash_child",
             "--nocapture",
             "--test-threads",
             "1",
@@ -142,7 +142,7 @@ fn run_child(dir: &Path, acks: usize, jitter: Duration) -> Iteration {
     let ready_by = Instant::now() + Duration::from_secs(20);
     loop {
         match rx.recv_timeout(ready_by.saturating_duration_since(Instant::now())) {
-            // libtest prints `test crash_child ... ` without a newline first.
+            // libtest prints `test crash::crash_child ... ` without a newline first.
             Ok(line) if line.ends_with("READY") => break,
             Ok(_) => {}
             Err(_) => {

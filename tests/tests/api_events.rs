@@ -2,7 +2,7 @@
 //! backup and an alert each arrive as their event; a client that drops and
 //! reconnects with `Last-Event-ID` misses nothing; `tillmesh events` prints it.
 
-mod common;
+use crate::common;
 
 use common::Till;
 use common::http::Api;

@@ -3,7 +3,7 @@
 //! through a lost reply and a `kill -9`; bad requests get their problem and
 //! change nothing; generated requests never get a 5xx or an undocumented reply.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};

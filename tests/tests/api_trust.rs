@@ -4,7 +4,7 @@
 //! listener refuses a request with a foreign `Host` or a wrong token on its
 //! headers alone, before the body is read.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,7 +4,7 @@
 //! through the library, signed with its own key) changes nothing on the honest
 //! tills, which keep syncing its sales.
 
-mod common;
+use crate::common;
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, Automerge, ROOT};

@@ -2,7 +2,7 @@
 //! recovery file (also after key rotations), USB carry between tills that never meet after joining, and
 //! real device faults (a full tmpfs, a read-only mount).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

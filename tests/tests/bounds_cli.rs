@@ -4,7 +4,7 @@
 //! checked before it is read) while the rest of the stick is synced, with and
 //! without the daemon.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! A long catch-up cut short by killing the till that sends it: what arrived
 //! stays, and after the sender restarts the catch-up carries only the rest.
 
-mod common;
+use crate::common;
 
 use common::{Till, start_relay, wait_for};
 use rand::SeedableRng;

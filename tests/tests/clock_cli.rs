@@ -3,7 +3,7 @@
 //! own sales under today (`sales --day today`), and `status` names the till and
 //! how far ahead its clock is.
 
-mod common;
+use crate::common;
 
 use common::Till;
 

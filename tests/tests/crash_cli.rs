@@ -2,7 +2,7 @@
 //! moments. Every sale whose command exited successfully must survive, receipt
 //! numbers must stay gap-free, and the till must keep selling afterwards.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

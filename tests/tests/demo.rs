@@ -1,7 +1,7 @@
 //! The README's "run it" command works: `tillmesh demo` starts a relay and three
 //! tills, spreads sales between them, and stops everything cleanly.
 
-mod common;
+use crate::common;
 
 #[test]
 fn the_demo_runs_and_stops_cleanly() {

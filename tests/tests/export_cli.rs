@@ -1,7 +1,7 @@
 //! `tillmesh sales export` and `tillmesh stock export`: files for accounting,
 //! with and without the daemon, never overwriting a file.
 
-mod common;
+use crate::common;
 
 use common::Till;
 

@@ -2,7 +2,7 @@
 //! command that holds the store instead of exiting, a command that meets a
 //! starting daemon waits for it, and no sale is refused or lost on the way.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! daemon took the request, then its answer never came): the command asks
 //! again under the same idempotency key and the sale is recorded once.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::net::UnixListener;

@@ -4,7 +4,7 @@
 //! till catching up after being stopped, and a relay-only till syncing through the
 //! relay.
 
-mod common;
+use crate::common;
 
 use common::{Till, start_relay, wait_for};
 

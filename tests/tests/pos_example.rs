@@ -2,7 +2,7 @@
 //! finds a product by barcode, and rings up sales through a clean restart and
 //! a `kill -9` of the daemon, each recorded exactly once.
 
-mod common;
+use crate::common;
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 //! fingerprint in the store's configuration and in the invitation ticket; and a
 //! relay added while the daemons run is in use on every till without a restart.
 
-mod common;
+use crate::common;
 
 use common::{Till, start_relay_with, wait_for};
 

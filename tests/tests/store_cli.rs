@@ -3,7 +3,7 @@
 //! input refused with its exit code while the till's data stays as it was; a
 //! catalog file imported all or nothing, by the command and through the daemon.
 
-mod common;
+use crate::common;
 
 use common::Till;
 
