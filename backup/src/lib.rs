@@ -15,6 +15,7 @@
 
 pub mod archive;
 pub mod device;
+pub mod drive;
 pub mod format;
 pub mod fuzzing;
 pub mod keys;

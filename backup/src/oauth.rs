@@ -228,18 +228,8 @@ fn answer(mut stream: TcpStream, state: &str) -> Option<Result<String, LoginErro
 
 /// Base64url without padding (RFC 4648 §5), as PKCE and `state` use it.
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Percent-encode all but the unreserved characters (RFC 3986 §2.3).
@@ -393,5 +383,322 @@ mod tests {
             quiet.wait("s", Duration::from_millis(100)),
             Err(LoginError::TimedOut(0))
         );
+    }
+}
+
+/// An OAuth client and the endpoints it talks to: Google's, or an emulator's.
+/// The client secret of an installed app is not a secret (Google says so), so
+/// this is kept in the store's configuration as it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OAuthClient {
+    /// The app's client id.
+    pub client_id: String,
+    /// The app's client secret (installed and device apps have one; not secret).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The authorization endpoint.
+    pub auth_uri: String,
+    /// The token endpoint.
+    pub token_uri: String,
+    /// The device authorization endpoint.
+    pub device_uri: String,
+    /// The revocation endpoint.
+    pub revoke_uri: String,
+}
+
+impl OAuthClient {
+    /// Google's endpoints.
+    pub fn google(client_id: &str, client_secret: Option<&str>) -> OAuthClient {
+        OAuthClient {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.map(str::to_string),
+            auth_uri: "https://accounts.google.com/o/oauth2/v2/auth".into(),
+            token_uri: "https://oauth2.googleapis.com/token".into(),
+            device_uri: "https://oauth2.googleapis.com/device/code".into(),
+            revoke_uri: "https://oauth2.googleapis.com/revoke".into(),
+        }
+    }
+
+    /// Every endpoint under one root (an emulator serving Google's paths).
+    pub fn at(root: &str, client_id: &str, client_secret: Option<&str>) -> OAuthClient {
+        let root = root.trim_end_matches('/');
+        OAuthClient {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.map(str::to_string),
+            auth_uri: format!("{root}/o/oauth2/v2/auth"),
+            token_uri: format!("{root}/token"),
+            device_uri: format!("{root}/device/code"),
+            revoke_uri: format!("{root}/revoke"),
+        }
+    }
+
+    fn post(&self, url: &str, form: &[(&str, &str)]) -> Result<serde_json::Value, OAuthError> {
+        let http = crate::drive::http_client().map_err(|e| OAuthError::Network(e.to_string()))?;
+        let mut all: Vec<(&str, &str)> = vec![("client_id", &self.client_id)];
+        if let Some(s) = &self.client_secret {
+            all.push(("client_secret", s));
+        }
+        all.extend_from_slice(form);
+        let r = http
+            .post(url)
+            .form(&all)
+            .send()
+            .map_err(|e| OAuthError::Network(format!("{url}: {e}")))?;
+        let status = r.status().as_u16();
+        let body = r.bytes().map(|b| b.to_vec()).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        let error = v["error"].as_str().unwrap_or("").to_string();
+        let said = v["error_description"].as_str().unwrap_or("").to_string();
+        Err(match error.as_str() {
+            "authorization_pending" => OAuthError::Pending,
+            "slow_down" => OAuthError::SlowDown,
+            "invalid_grant"
+            | "invalid_token"
+            | "access_denied"
+            | "expired_token"
+            | "unauthorized_client"
+            | "invalid_client" => OAuthError::Refused(if said.is_empty() {
+                error
+            } else {
+                format!("{error}: {said}")
+            }),
+            _ if status >= 500 => OAuthError::Network(format!("{url}: HTTP {status}")),
+            _ => OAuthError::Provider(format!("HTTP {status} {error} {said}").trim().to_string()),
+        })
+    }
+
+    /// Exchange an authorization `code` (with the PKCE `verifier` and the
+    /// `redirect_uri` it was issued for) for tokens.
+    pub fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Tokens, OAuthError> {
+        let v = self.post(
+            &self.token_uri,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("code_verifier", verifier),
+                ("redirect_uri", redirect_uri),
+            ],
+        )?;
+        Tokens::from_answer(&v, None)
+    }
+
+    /// A new access token for `refresh_token`.
+    pub fn refresh(&self, refresh_token: &str) -> Result<Tokens, OAuthError> {
+        let v = self.post(
+            &self.token_uri,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )?;
+        Tokens::from_answer(&v, Some(refresh_token))
+    }
+
+    /// Begin a device login for `scopes`.
+    pub fn device_start(&self, scopes: &[&str]) -> Result<DeviceLogin, OAuthError> {
+        let v = self.post(&self.device_uri, &[("scope", &scopes.join(" "))])?;
+        let s = |k: &str| v[k].as_str().map(str::to_string);
+        Ok(DeviceLogin {
+            device_code: s("device_code")
+                .ok_or_else(|| OAuthError::Provider("no device_code".into()))?,
+            user_code: s("user_code").ok_or_else(|| OAuthError::Provider("no user_code".into()))?,
+            // Google says `verification_url`; RFC 8628 says `verification_uri`.
+            verification_url: s("verification_url")
+                .or_else(|| s("verification_uri"))
+                .ok_or_else(|| OAuthError::Provider("no verification URL".into()))?,
+            expires_in: Duration::from_secs(v["expires_in"].as_u64().unwrap_or(1800)),
+            interval: Duration::from_secs(v["interval"].as_u64().unwrap_or(5).max(1)),
+        })
+    }
+
+    /// Poll until the device login is approved, refused or expired, waiting
+    /// `interval` between polls (longer after `slow_down`).
+    pub fn device_wait(&self, login: &DeviceLogin) -> Result<Tokens, OAuthError> {
+        let until = Instant::now() + login.expires_in;
+        let mut interval = login.interval;
+        loop {
+            std::thread::sleep(interval);
+            match self.post(
+                &self.token_uri,
+                &[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                    ("device_code", &login.device_code),
+                ],
+            ) {
+                Ok(v) => return Tokens::from_answer(&v, None),
+                Err(OAuthError::Pending) => {}
+                Err(OAuthError::SlowDown) => interval += Duration::from_secs(5),
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= until {
+                return Err(OAuthError::Refused(
+                    "the code expired before it was approved".into(),
+                ));
+            }
+        }
+    }
+
+    /// Revoke `token` (a refresh token ends the whole grant).
+    pub fn revoke(&self, token: &str) -> Result<(), OAuthError> {
+        self.post(&self.revoke_uri, &[("token", token)]).map(|_| ())
+    }
+}
+
+/// A device login in progress: what the operator is shown.
+#[derive(Debug, Clone)]
+pub struct DeviceLogin {
+    /// Polled for; never shown.
+    pub device_code: String,
+    /// The code the operator types.
+    pub user_code: String,
+    /// Where they type it.
+    pub verification_url: String,
+    /// How long the code is good.
+    pub expires_in: Duration,
+    /// How often to poll.
+    pub interval: Duration,
+}
+
+/// Tokens from the token endpoint.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tokens {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token (kept from before on a refresh).
+    pub refresh_token: Option<String>,
+    /// When the access token expires, in ms since the epoch.
+    pub expires_at_ms: u64,
+    /// The scopes granted.
+    pub scope: String,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Tokens {
+    fn from_answer(v: &serde_json::Value, refresh: Option<&str>) -> Result<Tokens, OAuthError> {
+        let access = v["access_token"]
+            .as_str()
+            .ok_or_else(|| OAuthError::Provider("the token answer has no access_token".into()))?;
+        if !v["token_type"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(OAuthError::Provider(
+                "the token is not a bearer token".into(),
+            ));
+        }
+        Ok(Tokens {
+            access_token: access.to_string(),
+            refresh_token: v["refresh_token"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| refresh.map(str::to_string)),
+            expires_at_ms: now_ms() + v["expires_in"].as_u64().unwrap_or(3600) * 1000,
+            scope: v["scope"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Whether the access token is good for at least another minute.
+    pub fn fresh(&self) -> bool {
+        self.expires_at_ms > now_ms() + 60_000
+    }
+}
+
+/// Why a token request failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// The provider refused the grant (revoked, expired, denied).
+    #[error("the Google login was refused or revoked ({0}); run `tillmesh drive login` again")]
+    Refused(String),
+    /// The provider could not be reached, or failed for now.
+    #[error("cannot reach the login service: {0}")]
+    Network(String),
+    /// The provider said something unexpected.
+    #[error("the login service answered unexpectedly: {0}")]
+    Provider(String),
+    /// A device login is not approved yet.
+    #[error("the device login is not approved yet")]
+    Pending,
+    /// Poll more slowly.
+    #[error("the login service asks to poll more slowly")]
+    SlowDown,
+}
+
+/// Access tokens refreshed from a refresh token as needed, for a sink.
+#[derive(Debug)]
+pub struct RefreshingTokens {
+    client: OAuthClient,
+    refresh_token: String,
+    current: std::sync::Mutex<Option<Tokens>>,
+}
+
+impl RefreshingTokens {
+    /// Tokens of `client` from `refresh_token` (and a current access token, if known).
+    pub fn new(client: OAuthClient, refresh_token: String, current: Option<Tokens>) -> Self {
+        RefreshingTokens {
+            client,
+            refresh_token,
+            current: std::sync::Mutex::new(current),
+        }
+    }
+
+    fn renew(&self) -> Result<String, crate::sink::SinkError> {
+        let t = self
+            .client
+            .refresh(&self.refresh_token)
+            .map_err(|e| match e {
+                OAuthError::Network(reason) => crate::sink::SinkError::Transient {
+                    sink: "Google Drive".into(),
+                    reason,
+                },
+                other => crate::sink::SinkError::Auth {
+                    sink: "Google Drive".into(),
+                    reason: other.to_string(),
+                },
+            })?;
+        let access = t.access_token.clone();
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+        Ok(access)
+    }
+}
+
+impl crate::drive::AccessTokens for RefreshingTokens {
+    fn access(&self) -> Result<String, crate::sink::SinkError> {
+        let held = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match held {
+            Some(t) if t.fresh() => Ok(t.access_token),
+            _ => self.renew(),
+        }
+    }
+
+    fn refreshed(&self) -> Result<String, crate::sink::SinkError> {
+        self.renew()
     }
 }

@@ -73,11 +73,13 @@ pub enum SinkConfig {
         /// The folder (it must exist when the sink is used).
         path: PathBuf,
     },
+    /// A folder in Google Drive (the store's login gives the tokens).
+    Drive(crate::drive::DriveConfig),
 }
 
 impl SinkConfig {
     /// The kinds this version builds, as `kind` names them.
-    pub const KINDS: &'static [&'static str] = &["folder"];
+    pub const KINDS: &'static [&'static str] = &["folder", "drive"];
 
     /// A configuration of `kind` at `location` (for a folder, its path).
     pub fn parse(kind: &str, location: &Path) -> Result<SinkConfig, SinkError> {
@@ -85,6 +87,11 @@ impl SinkConfig {
             "folder" => Ok(SinkConfig::Folder {
                 path: location.to_path_buf(),
             }),
+            "drive" => Ok(SinkConfig::Drive(crate::drive::DriveConfig {
+                api: crate::drive::GOOGLE_API.to_string(),
+                folder: location.display().to_string(),
+                app_data: false,
+            })),
             other => Err(SinkError::UnknownKind(other.to_string())),
         }
     }
@@ -93,6 +100,7 @@ impl SinkConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SinkConfig::Folder { .. } => "folder",
+            SinkConfig::Drive(_) => "drive",
         }
     }
 
@@ -100,14 +108,29 @@ impl SinkConfig {
     pub fn location(&self) -> String {
         match self {
             SinkConfig::Folder { path } => path.display().to_string(),
+            SinkConfig::Drive(d) => d.folder.clone(),
         }
     }
 
     /// The sink, ready to use; fails when it cannot be reached now (a stick
-    /// that is out, a folder that is gone).
-    pub fn open(&self) -> Result<std::sync::Arc<dyn Sink>, SinkError> {
+    /// that is out, a folder that is gone). A Drive sink needs `drive`, the
+    /// store's Google login.
+    pub fn open(
+        &self,
+        drive: Option<std::sync::Arc<dyn crate::drive::AccessTokens>>,
+    ) -> Result<std::sync::Arc<dyn Sink>, SinkError> {
         match self {
             SinkConfig::Folder { path } => Ok(std::sync::Arc::new(FolderSink::new(path)?)),
+            SinkConfig::Drive(config) => match drive {
+                Some(tokens) => Ok(std::sync::Arc::new(crate::drive::DriveSink::new(
+                    config.clone(),
+                    tokens,
+                )?)),
+                None => Err(SinkError::Auth {
+                    sink: format!("Google Drive folder {}", config.folder),
+                    reason: "this store has no Google login; run `tillmesh drive login`".into(),
+                }),
+            },
         }
     }
 }
@@ -588,7 +611,7 @@ mod tests {
             serde_json::from_value::<SinkConfig>(json).expect("read"),
             config
         );
-        let sink = config.open().expect("open");
+        let sink = config.open(None).expect("open");
         sink.put("s/x", b"x").expect("put");
         // The sink moves to, and is used from, another thread.
         let there = std::thread::spawn(move || sink.get("s/x"))
@@ -602,7 +625,7 @@ mod tests {
         assert!(serde_json::from_str::<SinkConfig>(r#"{"kind":"ftp","path":"/x"}"#).is_err());
 
         let gone = SinkConfig::parse("folder", &dir.path().join("unplugged")).expect("config");
-        let e = gone.open().expect_err("missing");
+        let e = gone.open(None).expect_err("missing");
         assert_eq!(e.kind(), SinkErrorKind::Transient);
         assert!(e.kind().retryable());
         let full = SinkError::Full {
