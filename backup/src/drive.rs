@@ -116,20 +116,34 @@ pub struct DriveSink {
 }
 
 /// The blocking HTTP client remote sinks and logins use: rustls, no redirects
-/// followed, generous timeouts for chunk uploads on a slow line.
+/// followed, generous timeouts for chunk uploads on a slow line. One for the
+/// process, never dropped: a blocking client may not be dropped where async
+/// code runs, and sinks are dropped there.
 pub fn http_client() -> Result<Client, SinkError> {
+    static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.clone());
+    }
     // The TLS provider of the process (ring, as iroh uses); set once.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(20))
-        .timeout(Duration::from_secs(300))
-        .user_agent(concat!("tillmesh/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SinkError::Transient {
-            sink: "Google Drive".into(),
-            reason: format!("cannot start the HTTP client: {e}"),
-        })
+    // Built on a thread of its own: building one blocks, which async code
+    // (a sink opened in the daemon) may not do.
+    let failed = |e: String| SinkError::Transient {
+        sink: "Google Drive".into(),
+        reason: format!("cannot start the HTTP client: {e}"),
+    };
+    let built = std::thread::spawn(|| {
+        Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(300))
+            .user_agent(concat!("tillmesh/", env!("CARGO_PKG_VERSION")))
+            .build()
+    })
+    .join()
+    .map_err(|_| failed("its thread panicked".into()))?
+    .map_err(|e| failed(e.to_string()))?;
+    Ok(CLIENT.get_or_init(|| built).clone())
 }
 
 /// Quote `s` for a Drive query.

@@ -108,6 +108,58 @@ pub enum Command {
     /// The passphrase-protected recovery file, for when every till is lost.
     #[command(subcommand)]
     Recovery(RecoveryCmd),
+    /// The store's Google Drive login: sign in, look at it, sign out.
+    #[command(subcommand)]
+    Drive(DriveCmd),
+    /// Serve an emulated Google Drive and Google sign-in on ADDR, for demos
+    /// and tests on machines without the internet.
+    DriveEmulator(DriveEmulatorArgs),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DriveCmd {
+    /// Sign in to Google Drive for the store: prints an address to open in a
+    /// browser (or, with --device, a code to enter on a phone).
+    Login {
+        /// Sign in with a code entered on another device (for a till with no browser).
+        #[arg(long)]
+        device: bool,
+        /// The Google OAuth client id (see docs/OPERATIONS.md to make one).
+        #[arg(long, env = "TILLMESH_GOOGLE_CLIENT_ID")]
+        client_id: String,
+        /// The client secret Google gives installed and TV apps (not a secret).
+        #[arg(long, env = "TILLMESH_GOOGLE_CLIENT_SECRET")]
+        client_secret: Option<String>,
+        /// A server with Google's paths in place of Google (the Drive
+        /// emulator: `tillmesh drive-emulator`), like http://127.0.0.1:8790.
+        #[arg(long, value_name = "URL", env = "TILLMESH_GOOGLE_ENDPOINT")]
+        endpoint: Option<String>,
+        /// Keep the store's files in the hidden app data folder (scope
+        /// drive.appdata) instead of a visible folder (scope drive.file).
+        #[arg(long)]
+        app_data: bool,
+        /// Seconds to wait for the browser.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// The login: account, quota, token, Drive sinks; asks for a new login
+    /// when Google no longer takes it.
+    Status(JsonFlag),
+    /// Revoke the login at Google and delete it here.
+    Logout,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DriveEmulatorArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8790")]
+    pub bind: std::net::SocketAddr,
+    /// Approve every sign-in at once, as if the user said yes.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// The account's storage quota in bytes (default: unlimited).
+    #[arg(long)]
+    pub quota: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -179,8 +231,9 @@ pub enum BackupCmd {
 
 #[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
-    /// The folder holding the backups.
-    #[arg(long, value_name = "DIR")]
+    /// The folder holding the backups, or a sink of the till whose keys are
+    /// used (Google Drive, say).
+    #[arg(long, value_name = "SINK|DIR")]
     pub from: PathBuf,
     /// Restore this snapshot (its name or the end of it).
     #[arg(long, conflicts_with = "at")]
@@ -205,9 +258,9 @@ pub enum SinkCmd {
     Add {
         /// Its name, like `usb` or `nas`.
         name: String,
-        /// Its kind: `folder`.
+        /// Its kind: `folder`, or `drive` (after `tillmesh drive login`).
         kind: String,
-        /// The folder.
+        /// The folder; for `drive`, the folder's name in Google Drive.
         path: PathBuf,
         /// Retention: which snapshots to keep (`last=N,daily=N,weekly=N,monthly=N`).
         #[arg(
@@ -351,7 +404,7 @@ impl Command {
                     fix(k);
                 }
             }
-            Command::Sink(SinkCmd::Add { path, .. }) => fix(path),
+            Command::Sink(SinkCmd::Add { path, kind, .. }) if kind == "folder" => fix(path),
             Command::Usb(UsbCmd::Sync { dir, .. }) => fix(dir),
             Command::Sales(SalesArgs {
                 cmd: Some(SalesCmd::Export(SalesExportArgs { file, .. })),

@@ -21,7 +21,8 @@ use tillmesh_backup::archive::{self, Pick, RestoreSpec};
 use tillmesh_backup::retention::Policy;
 use tillmesh_backup::schedule::{Backoff, SinkSchedule};
 use tillmesh_backup::{
-    BackupError, BackupReport, FolderSink, Import, Kind, Opener, Sink, SinkConfig, device, keys,
+    BackupError, BackupReport, FolderSink, Import, Kind, Opener, Sink, SinkConfig, SinkError,
+    device, keys,
 };
 use tillmesh_mesh::StoreHandle;
 use tillmesh_store::{Day, Store, StoreId, StoreSecret, TillId, TillKey};
@@ -116,6 +117,22 @@ fn save_sinks(home: &Path, sinks: BTreeMap<String, SinkSpec>) -> Result<()> {
 /// A sink, ready to use, and shared with the threads that write it.
 pub type OpenSink = std::sync::Arc<dyn Sink>;
 
+/// Open the sink `config` describes: a Drive sink with the store's Google login.
+pub fn open_sink(home: &Path, config: &SinkConfig) -> Result<OpenSink, SinkError> {
+    let drive = match config {
+        SinkConfig::Drive(d) => {
+            Some(
+                crate::drive::access_tokens(home).map_err(|e| SinkError::Auth {
+                    sink: format!("Google Drive folder {}", d.folder),
+                    reason: format!("{e:#}"),
+                })?,
+            )
+        }
+        _ => None,
+    };
+    config.open(drive)
+}
+
 /// The sink a `SINK|DIR` argument names (a configured sink, else a folder),
 /// with its retention policy.
 fn resolve(home: &Path, dest: &str) -> Result<(String, OpenSink, Policy)> {
@@ -124,7 +141,11 @@ fn resolve(home: &Path, dest: &str) -> Result<(String, OpenSink, Policy)> {
         .get(dest)
         .cloned()
         .unwrap_or_else(|| SinkSpec::folder(PathBuf::from(dest)));
-    Ok((dest.to_string(), spec.config.open()?, spec.policy()))
+    Ok((
+        dest.to_string(),
+        open_sink(home, &spec.config)?,
+        spec.policy(),
+    ))
 }
 
 fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, OpenSink, Policy)>> {
@@ -139,7 +160,7 @@ fn default_sinks(home: &Path, dest: Option<&str>) -> Result<Vec<(String, OpenSin
     }
     sinks
         .into_iter()
-        .map(|(n, s)| Ok((n, s.config.open()?, s.policy())))
+        .map(|(n, s)| Ok((n, open_sink(home, &s.config)?, s.policy())))
         .collect()
 }
 
@@ -592,7 +613,7 @@ pub async fn scheduled_round(
             keys_checked = true;
         }
         let kind = st.kind(now, snap);
-        let attempt = match spec.config.open() {
+        let attempt = match open_sink(home, &spec.config) {
             Ok(sink) => {
                 let recovery = recovery_keys(home);
                 let subject = serde_json::json!({"to": name, "bundle": kind == Kind::Bundle});

@@ -1239,6 +1239,9 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Events(_) => Err(rejected(
             "events come from the daemon; start it with `tillmesh run`",
         )),
+        Command::Drive(_) | Command::DriveEmulator(_) => {
+            bail!("this command runs in the operator's process (core::run)")
+        }
         Command::Status(_) | Command::Invite(_) | Command::Stop => {
             bail!("this command runs in the core (core::execute)")
         }

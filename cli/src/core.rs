@@ -293,6 +293,9 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
         Command::Join(a) => crate::enrol::join(&ctx, a, &mut out)?,
         Command::Relay(a) => crate::enrol::relay(&ctx.home, a)?,
         Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
+        // A login waits for a person: never in the daemon.
+        Command::Drive(c) => crate::drive::run(&ctx.home, c, &mut out)?,
+        Command::DriveEmulator(a) => crate::drive::emulate(a)?,
         Command::Recovery(
             c @ (crate::args::RecoveryCmd::Restore { .. } | crate::args::RecoveryCmd::Drill { .. }),
         ) => backups::recovery(&ctx.home, c, &mut out)?,

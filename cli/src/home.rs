@@ -41,11 +41,13 @@ pub enum HomeFile {
     ApiSocket,
     /// A relay's home (`tillmesh relay`).
     Relay,
+    /// The store's Google login, its tokens encrypted to the store's keys.
+    DriveLogin,
 }
 
 impl HomeFile {
     /// Every file, in the order docs/OPERATIONS.md lists them.
-    pub const ALL: [HomeFile; 12] = [
+    pub const ALL: [HomeFile; 13] = [
         HomeFile::TillKey,
         HomeFile::AdminKey,
         HomeFile::RecoveryKey,
@@ -58,6 +60,7 @@ impl HomeFile {
         HomeFile::Api,
         HomeFile::ApiSocket,
         HomeFile::Relay,
+        HomeFile::DriveLogin,
     ];
 
     /// Its name in the home.
@@ -75,6 +78,7 @@ impl HomeFile {
             HomeFile::Api => "api.json",
             HomeFile::ApiSocket => "api.sock",
             HomeFile::Relay => "relay",
+            HomeFile::DriveLogin => "drive.json",
         }
     }
 
@@ -83,9 +87,11 @@ impl HomeFile {
     /// formats (keys, the store) or that hold no format (a socket, a folder).
     pub fn version(self) -> Option<u32> {
         match self {
-            HomeFile::StoreKeys | HomeFile::BackupState | HomeFile::UsbImported | HomeFile::Api => {
-                Some(1)
-            }
+            HomeFile::StoreKeys
+            | HomeFile::BackupState
+            | HomeFile::UsbImported
+            | HomeFile::Api
+            | HomeFile::DriveLogin => Some(1),
             HomeFile::Sinks | HomeFile::RecoveryState => Some(2),
             _ => None,
         }

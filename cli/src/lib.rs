@@ -20,6 +20,7 @@ pub mod commands;
 pub mod core;
 pub mod daemon;
 pub mod demo;
+pub mod drive;
 pub mod enrol;
 pub mod events;
 pub mod exit;

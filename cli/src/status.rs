@@ -269,7 +269,16 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     let schedule = crate::backups::load_schedule(home);
     let mut sinks = Vec::new();
     for (name, spec) in crate::backups::load_sinks(home)? {
-        let sink = spec.config.open().ok();
+        // A remote sink is not asked anything here (status runs often): it
+        // is there when the store has its login.
+        let remote = matches!(spec.config, tillmesh_backup::sink::SinkConfig::Drive(_));
+        let sink = if remote {
+            None
+        } else {
+            crate::backups::open_sink(home, &spec.config).ok()
+        };
+        let present =
+            sink.is_some() || (remote && crate::drive::load(home).is_ok_and(|l| l.is_some()));
         let st = schedule.sinks.get(&name).cloned().unwrap_or_default();
         if st.alert() {
             alerts.push(Alert::new(
@@ -286,7 +295,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         sinks.push(SinkRow {
             name,
             path: spec.config.location(),
-            present: sink.is_some(),
+            present,
             free_bytes: sink.and_then(|s| s.free_space()),
             last_backup: st.last_ok_ms,
             last_bytes: st.last_bytes,

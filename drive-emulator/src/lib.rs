@@ -258,3 +258,48 @@ async fn record(
     });
     next.run(req).await
 }
+
+/// Play a browser: `GET url` over plain HTTP, following redirects (to the
+/// emulator's consent page, then to a client's loopback address), as the
+/// person signing in would. Gives the last status. For tests and demos.
+pub fn browse(url: &str) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let mut url = url.to_string();
+    for _ in 0..8 {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "only http:// addresses")
+        })?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let mut s = std::net::TcpStream::connect(host)?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply)?;
+        let text = String::from_utf8_lossy(&reply);
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let location = text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_string())
+        });
+        match location {
+            Some(next) if (300..400).contains(&status) => {
+                url = if next.starts_with('/') {
+                    format!("http://{host}{next}")
+                } else {
+                    next
+                };
+            }
+            _ => return Ok(status),
+        }
+    }
+    Err(std::io::Error::other("too many redirects"))
+}

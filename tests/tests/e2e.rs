@@ -14,6 +14,7 @@ mod catchup_cli;
 mod clock_cli;
 mod crash_cli;
 mod demo;
+mod drive_cli;
 mod export_cli;
 mod handover_cli;
 mod lost_reply_cli;

@@ -253,7 +253,25 @@ pub(super) fn write_keys(
         admin,
         secrets,
     };
-    write_private(&keys_path(home), &serde_json::to_vec_pretty(&file)?)
+    write_private(&keys_path(home), &serde_json::to_vec_pretty(&file)?)?;
+    // The store's Google login follows the keys.
+    if let Err(e) = crate::drive::reseal(home) {
+        tracing::warn!(error = %format!("{e:#}"), "cannot seal the Google login to the store's new key");
+    }
+    Ok(())
+}
+
+/// The store's backup keys this home holds (none when it has no `store.keys`).
+pub fn store_secrets(home: &Path) -> Result<Vec<StoreSecret>> {
+    if !keys_path(home).exists() {
+        return Ok(Vec::new());
+    }
+    Ok(read_keys_file(home)?.secrets)
+}
+
+/// The store id, as `store.keys` names it.
+pub fn store_id_of(home: &Path) -> Result<String> {
+    Ok(read_keys_file(home)?.store_id)
 }
 
 pub(super) fn read_keys_file(home: &Path) -> Result<KeysFile> {

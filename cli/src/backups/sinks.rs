@@ -24,7 +24,7 @@ pub fn sink_list(home: &Path) -> Result<Vec<SinkView>> {
     Ok(load_sinks(home)?
         .into_iter()
         .map(|(name, spec)| {
-            let s = spec.config.open().ok();
+            let s = open_sink(home, &spec.config).ok();
             SinkView {
                 name,
                 kind: spec.config.kind().into(),
@@ -40,10 +40,13 @@ pub fn sink_list(home: &Path) -> Result<Vec<SinkView>> {
 /// Add (or replace) the sink `name`: a folder (which must be there and
 /// writable) kept by the retention policy `keep`.
 pub fn sink_add(home: &Path, name: &str, kind: &str, path: &Path, keep: &str) -> Result<SinkView> {
-    let config = SinkConfig::parse(kind, path).map_err(|e| rejected(e.to_string()))?;
+    let config = match kind {
+        "drive" => SinkConfig::Drive(crate::drive::sink_config(home, &path.to_string_lossy())?),
+        _ => SinkConfig::parse(kind, path).map_err(|e| rejected(e.to_string()))?,
+    };
     check_sink_name(name)?;
     let policy: Policy = keep.parse().map_err(|e| rejected(format!("{e}")))?;
-    config.open()?;
+    open_sink(home, &config)?;
     let mut sinks = load_sinks(home)?;
     sinks.insert(
         name.to_string(),
@@ -98,9 +101,14 @@ pub fn sink(home: &Path, c: &SinkCmd, out: &mut dyn Write) -> Result<()> {
             keep,
         } => {
             let added = sink_add(home, name, kind, path, keep)?;
+            let what = if kind == "drive" {
+                "Google Drive folder"
+            } else {
+                "folder"
+            };
             writeln!(
                 out,
-                "Added sink {name}: folder {} (keeps {})",
+                "Added sink {name}: {what} {} (keeps {})",
                 path.display(),
                 added.keep
             )?;

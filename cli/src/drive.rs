@@ -1,0 +1,489 @@
+//! `tillmesh drive`: the store's Google login, kept in the till home as
+//! `drive.json` with its tokens encrypted to the store's backup keys, so that
+//! only a till of the store can use them, and re-encrypted when the keys
+//! rotate. Drive sinks take their tokens from it; `drive status` and `drive
+//! logout` look at and end it. The login runs in the operator's process, never
+//! in the daemon: a daemon never waits for a person.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tillmesh_backup::drive::{AccessTokens, DriveConfig, DriveSink, GOOGLE_API};
+use tillmesh_backup::oauth::{
+    AuthRequest, LoopbackRedirect, OAuthClient, RefreshingTokens, Tokens,
+};
+use tillmesh_store::StoreSecret;
+
+use crate::args::DriveCmd;
+use crate::commands::{print_json, rejected};
+use crate::exit::Damaged;
+use crate::home::{HomeFile, write_private};
+
+/// The scope for files the app made, in My Drive.
+pub const SCOPE_FILE: &str = "https://www.googleapis.com/auth/drive.file";
+/// The scope for the hidden app data folder.
+pub const SCOPE_APPDATA: &str = "https://www.googleapis.com/auth/drive.appdata";
+
+/// What `drive.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriveLogin {
+    /// The format version (1).
+    pub version: u32,
+    /// The OAuth client and its endpoints.
+    pub client: OAuthClient,
+    /// The Drive API root.
+    pub api: String,
+    /// Whether the store's files go to the app data folder.
+    pub app_data: bool,
+    /// The account, as Drive reported it at login.
+    pub account: String,
+    /// When the login was made (ms since the epoch).
+    pub logged_in_ms: u64,
+    /// The store key the tokens are encrypted to.
+    pub key_id: String,
+    /// The tokens (JSON), age-encrypted to that key, base64.
+    pub sealed: String,
+}
+
+fn login_path(home: &Path) -> std::path::PathBuf {
+    crate::home::path(home, HomeFile::DriveLogin)
+}
+
+/// The store's Google login in this home, if there is one.
+pub fn load(home: &Path) -> Result<Option<DriveLogin>> {
+    let path = login_path(home);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let login: DriveLogin = serde_json::from_slice(&bytes).map_err(|e| {
+        Damaged(format!(
+            "{} is damaged ({e}); run `tillmesh drive login` again",
+            path.display()
+        ))
+    })?;
+    if login.version != 1 {
+        return Err(Damaged(format!(
+            "{} is version {}; this tillmesh reads version 1",
+            path.display(),
+            login.version
+        ))
+        .into());
+    }
+    Ok(Some(login))
+}
+
+fn save(home: &Path, login: &DriveLogin) -> Result<()> {
+    write_private(&login_path(home), &serde_json::to_vec_pretty(login)?)
+}
+
+fn store_keys(home: &Path) -> Result<Vec<StoreSecret>> {
+    let keys = crate::backups::store_secrets(home)?;
+    if keys.is_empty() {
+        return Err(rejected(
+            "this till holds none of the store's backup keys yet, so a login could not be kept for the store; \
+             run it on the admin till, or wait for this till's daemon to fetch the keys",
+        ));
+    }
+    Ok(keys)
+}
+
+/// Encrypt `tokens` to the store's current backup key.
+fn seal(tokens: &Tokens, keys: &[StoreSecret]) -> Result<(String, String)> {
+    use base64::Engine;
+    let key = tillmesh_backup::keys::current(keys).context("no store key")?;
+    let identity: age::x25519::Identity = key
+        .identity
+        .parse()
+        .map_err(|e| Damaged(format!("the store key {} is damaged: {e}", key.key_id)))?;
+    let recipient = identity.to_public();
+    let plain = serde_json::to_vec(tokens)?;
+    let sealed = age::encrypt(&recipient, &plain).context("cannot encrypt the Google tokens")?;
+    Ok((
+        key.key_id.clone(),
+        base64::engine::general_purpose::STANDARD.encode(sealed),
+    ))
+}
+
+/// The tokens of `login`, opened with whichever store key they were sealed to.
+fn open(login: &DriveLogin, keys: &[StoreSecret]) -> Result<Tokens> {
+    use base64::Engine;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(&login.sealed)
+        .map_err(|e| {
+            Damaged(format!(
+                "drive.json is damaged ({e}); run `tillmesh drive login` again"
+            ))
+        })?;
+    let key = keys
+        .iter()
+        .find(|k| k.key_id == login.key_id)
+        .ok_or_else(|| {
+            rejected(format!(
+                "the Google login is sealed to store key {}, which this till does not hold; \
+             run `tillmesh drive login` again on a till that holds the store's keys",
+                login.key_id
+            ))
+        })?;
+    let identity: age::x25519::Identity = key
+        .identity
+        .parse()
+        .map_err(|e| Damaged(format!("the store key {} is damaged: {e}", key.key_id)))?;
+    let plain = age::decrypt(&identity, &sealed).map_err(|e| {
+        Damaged(format!(
+            "drive.json does not open with store key {} ({e})",
+            key.key_id
+        ))
+    })?;
+    Ok(serde_json::from_slice(&plain)
+        .map_err(|e| Damaged(format!("drive.json holds unreadable tokens ({e})")))?)
+}
+
+/// Seal the login in `home` to the store's current key again (after a key
+/// rotation); nothing to do without a login or when it is sealed to it already.
+pub fn reseal(home: &Path) -> Result<()> {
+    let Some(mut login) = load(home)? else {
+        return Ok(());
+    };
+    let keys = store_keys(home)?;
+    if tillmesh_backup::keys::current(&keys).is_some_and(|k| k.key_id == login.key_id) {
+        return Ok(());
+    }
+    let tokens = open(&login, &keys)?;
+    (login.key_id, login.sealed) = seal(&tokens, &keys)?;
+    save(home, &login)
+}
+
+/// Tokens for the store's Drive sinks, refreshed as needed.
+pub fn access_tokens(home: &Path) -> Result<Arc<dyn AccessTokens>> {
+    let login = load(home)?
+        .ok_or_else(|| rejected("this store has no Google login; run `tillmesh drive login`"))?;
+    let tokens = open(&login, &store_keys(home)?)?;
+    let refresh = tokens
+        .refresh_token
+        .clone()
+        .context("the Google login holds no refresh token; run `tillmesh drive login` again")?;
+    Ok(Arc::new(RefreshingTokens::new(
+        login.client,
+        refresh,
+        Some(tokens),
+    )))
+}
+
+/// Where the store's files go by default: `tillmesh-` and the store's id.
+pub fn default_folder(home: &Path) -> Result<String> {
+    Ok(format!("tillmesh-{}", crate::backups::store_id_of(home)?))
+}
+
+/// The Drive configuration of a sink in `folder` under the login in `home`.
+pub fn sink_config(home: &Path, folder: &str) -> Result<DriveConfig> {
+    let login = load(home)?.ok_or_else(|| {
+        rejected("this store has no Google login; run `tillmesh drive login` first")
+    })?;
+    Ok(DriveConfig {
+        api: login.api,
+        folder: folder.to_string(),
+        app_data: login.app_data,
+    })
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// `tillmesh drive ...`.
+pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
+    match c {
+        DriveCmd::Login {
+            device,
+            client_id,
+            client_secret,
+            endpoint,
+            app_data,
+            timeout,
+        } => {
+            let keys = store_keys(home)?;
+            let (client, api) = match endpoint {
+                Some(root) => (
+                    OAuthClient::at(root, client_id, client_secret.as_deref()),
+                    root.trim_end_matches('/').to_string(),
+                ),
+                None => (
+                    OAuthClient::google(client_id, client_secret.as_deref()),
+                    GOOGLE_API.to_string(),
+                ),
+            };
+            let scope = if *app_data { SCOPE_APPDATA } else { SCOPE_FILE };
+            let timeout = Duration::from_secs(*timeout);
+            let tokens = if *device {
+                let login = client.device_start(&[scope])?;
+                writeln!(
+                    out,
+                    "On a phone or computer, open {} and enter the code {}\nWaiting for the approval (the code is good for {} minutes)...",
+                    login.verification_url,
+                    login.user_code,
+                    login.expires_in.as_secs() / 60
+                )?;
+                out.flush()?;
+                client.device_wait(&login)?
+            } else {
+                let redirect = LoopbackRedirect::bind()?;
+                let req = AuthRequest::new(
+                    &client.auth_uri,
+                    &client.client_id,
+                    &redirect.uri(),
+                    &[scope],
+                );
+                writeln!(
+                    out,
+                    "Open this address in a browser on this machine to let Tillmesh keep the store's backups in Google Drive:\n{}\nWaiting for the browser (up to {} s)...",
+                    req.url(),
+                    timeout.as_secs()
+                )?;
+                out.flush()?;
+                let code = redirect.wait(&req.state, timeout)?;
+                client.exchange(&code, &req.pkce.verifier, &redirect.uri())?
+            };
+            let refresh = tokens.refresh_token.clone().context(
+                "Google gave no refresh token; remove Tillmesh's access at myaccount.google.com/permissions and log in again",
+            )?;
+            // What the account is, and that the tokens work.
+            let tokens_now: Arc<dyn AccessTokens> = Arc::new(RefreshingTokens::new(
+                client.clone(),
+                refresh,
+                Some(tokens.clone()),
+            ));
+            let folder = default_folder(home)?;
+            let probe = DriveSink::new(
+                DriveConfig {
+                    api: api.clone(),
+                    folder,
+                    app_data: *app_data,
+                },
+                tokens_now,
+            )?;
+            let account = probe.account()?;
+            // One login per store: the one it replaces is revoked.
+            if let Some(old) = load(home)?
+                && let Ok(old_tokens) = open(&old, &keys)
+                && let Some(old_refresh) = old_tokens.refresh_token
+                && Some(&old_refresh) != tokens.refresh_token.as_ref()
+                && let Err(e) = old.client.revoke(&old_refresh)
+            {
+                tracing::warn!(error = %e, "could not revoke the previous Google login");
+            }
+            let (key_id, sealed) = seal(&tokens, &keys)?;
+            save(
+                home,
+                &DriveLogin {
+                    version: 1,
+                    client,
+                    api,
+                    app_data: *app_data,
+                    account: account.email.clone(),
+                    logged_in_ms: now_ms(),
+                    key_id,
+                    sealed,
+                },
+            )?;
+            writeln!(
+                out,
+                "Signed in to Google Drive as {} ({}). Add a sink with `tillmesh sink add drive drive {}`.",
+                account.email,
+                quota_text(account.quota.usage, account.quota.limit),
+                default_folder(home)?
+            )?;
+        }
+        DriveCmd::Status(f) => {
+            let status = status(home)?;
+            if f.json {
+                return print_json(out, &status);
+            }
+            match &status.problem {
+                Some(p) if !status.logged_in => writeln!(out, "Google Drive: {p}")?,
+                _ => {
+                    writeln!(out, "Google Drive: signed in as {}", status.account)?;
+                    writeln!(out, "  API:     {}", status.api)?;
+                    writeln!(
+                        out,
+                        "  storage: {}",
+                        quota_text(status.quota_used.unwrap_or(0), status.quota_total)
+                    )?;
+                    for s in &status.sinks {
+                        writeln!(out, "  sink {}: folder {}", s.0, s.1)?;
+                    }
+                    if let Some(p) = &status.problem {
+                        writeln!(out, "  PROBLEM: {p}")?;
+                    }
+                    if let Some(ms) = status.token_expires_ms {
+                        writeln!(
+                            out,
+                            "  access token good for {} more minutes (refreshed as needed)",
+                            ms.saturating_sub(now_ms()) / 60_000
+                        )?;
+                    }
+                }
+            }
+        }
+        DriveCmd::Logout => {
+            let Some(login) = load(home)? else {
+                writeln!(out, "This store has no Google login.")?;
+                return Ok(());
+            };
+            let revoked = open(&login, &store_keys(home)?)
+                .ok()
+                .and_then(|t| t.refresh_token)
+                .map(|r| login.client.revoke(&r));
+            std::fs::remove_file(login_path(home)).context("cannot delete drive.json")?;
+            match revoked {
+                Some(Ok(())) => writeln!(
+                    out,
+                    "Signed out of Google Drive: the login is revoked at Google and deleted here."
+                )?,
+                Some(Err(e)) => writeln!(
+                    out,
+                    "Deleted the Google login here, but Google could not be told ({e}); remove Tillmesh's access at myaccount.google.com/permissions."
+                )?,
+                None => writeln!(
+                    out,
+                    "Deleted the Google login here (it could not be read to revoke it)."
+                )?,
+            }
+        }
+    }
+    Ok(())
+}
+
+fn quota_text(used: u64, limit: Option<u64>) -> String {
+    let gib = |b: u64| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64);
+    match limit {
+        Some(l) if l > 0 => format!(
+            "{} of {} used, {:.0} %",
+            gib(used),
+            gib(l),
+            used as f64 * 100.0 / l as f64
+        ),
+        _ => format!("{} used, no limit", gib(used)),
+    }
+}
+
+/// What `drive status` shows.
+#[derive(Debug, Serialize)]
+pub struct DriveStatus {
+    /// Whether this home holds a login.
+    pub logged_in: bool,
+    /// The account.
+    pub account: String,
+    /// The API root.
+    pub api: String,
+    /// Bytes used in the account, when Drive answered.
+    pub quota_used: Option<u64>,
+    /// The account's limit, if it has one.
+    pub quota_total: Option<u64>,
+    /// When the current access token expires (ms since the epoch).
+    pub token_expires_ms: Option<u64>,
+    /// The Drive sinks: name and folder.
+    pub sinks: Vec<(String, String)>,
+    /// What is wrong, and what to do.
+    pub problem: Option<String>,
+}
+
+/// The login, checked against Drive now.
+pub fn status(home: &Path) -> Result<DriveStatus> {
+    let sinks: Vec<(String, String)> = crate::backups::load_sinks(home)?
+        .into_iter()
+        .filter_map(|(n, s)| match s.config {
+            tillmesh_backup::sink::SinkConfig::Drive(d) => Some((n, d.folder)),
+            _ => None,
+        })
+        .collect();
+    let Some(login) = load(home)? else {
+        return Ok(DriveStatus {
+            logged_in: false,
+            account: String::new(),
+            api: String::new(),
+            quota_used: None,
+            quota_total: None,
+            token_expires_ms: None,
+            sinks,
+            problem: Some("not signed in: run `tillmesh drive login`".into()),
+        });
+    };
+    let mut st = DriveStatus {
+        logged_in: true,
+        account: login.account.clone(),
+        api: login.api.clone(),
+        quota_used: None,
+        quota_total: None,
+        token_expires_ms: None,
+        sinks,
+        problem: None,
+    };
+    let refreshed = open(&login, &store_keys(home)?).and_then(|t| {
+        let r = t.refresh_token.context("no refresh token")?;
+        Ok(login.client.refresh(&r)?)
+    });
+    match refreshed {
+        Err(e) => st.problem = Some(format!("{e:#}")),
+        Ok(t) => {
+            st.token_expires_ms = Some(t.expires_at_ms);
+            let probe = DriveSink::new(
+                DriveConfig {
+                    api: login.api.clone(),
+                    folder: String::new(),
+                    app_data: login.app_data,
+                },
+                Arc::new(tillmesh_backup::drive::FixedToken(t.access_token)),
+            )?;
+            match probe.account() {
+                Ok(a) => {
+                    st.account = a.email;
+                    st.quota_used = Some(a.quota.usage);
+                    st.quota_total = a.quota.limit;
+                    if let Some(l) = a.quota.limit
+                        && a.quota.usage * 10 > l * 8
+                    {
+                        st.problem = Some(format!(
+                            "the Drive is {:.0} % full: free space in it, or buy more storage, before backups stop",
+                            a.quota.usage as f64 * 100.0 / l as f64
+                        ));
+                    }
+                }
+                Err(e) => st.problem = Some(e.to_string()),
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// `tillmesh drive-emulator`: serve until stopped.
+pub fn emulate(a: &crate::args::DriveEmulatorArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let options = tillmesh_drive_emulator::Options {
+        auto_approve: a.auto_approve,
+        quota: a.quota,
+        ..Default::default()
+    };
+    println!(
+        "Drive emulator on http://{}: Google sign-in at /o/oauth2/v2/auth, /token, /device/code, /revoke; Drive at /drive/v3 and /upload/drive/v3{}",
+        a.bind,
+        if a.auto_approve {
+            " (every sign-in approved at once)"
+        } else {
+            ""
+        }
+    );
+    rt.block_on(tillmesh_drive_emulator::Emulator::serve(a.bind, options))
+        .with_context(|| format!("the Drive emulator on {} stopped", a.bind))
+}

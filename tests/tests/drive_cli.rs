@@ -1,0 +1,169 @@
+//! Google Drive from the command line, against the Drive emulator: both
+//! logins, a Drive sink, backup, list, verify and restore through it, status,
+//! a revoked login that stops backups but never a sale, and logout; every
+//! Drive request checked against the discovery document.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::common::Till;
+use tillmesh_drive_emulator::{Emulator, Options};
+
+fn emulator(auto_approve: bool) -> Emulator {
+    Emulator::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        Options {
+            auto_approve,
+            device_interval_s: 1,
+            ..Options::default()
+        },
+    )
+    .expect("emulator")
+}
+
+/// Run `drive login` (with `extra` arguments), reading what it prints; `act`
+/// gets each line and plays the operator's part.
+fn login(t: &Till, e: &Emulator, extra: &[&str], act: impl Fn(&str)) -> String {
+    let mut args = vec![
+        "drive",
+        "login",
+        "--client-id",
+        "till-app",
+        "--endpoint",
+        e.url(),
+    ];
+    args.extend_from_slice(extra);
+    let mut child = t
+        .cmd(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut printed = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        act(&line);
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
+#[test]
+fn a_store_backs_up_to_drive_and_restores_from_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Drive Shop", "--till", "A"]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    // Not signed in: said plainly.
+    let st = a.json(&["drive", "status"]);
+    assert_eq!(st["logged_in"], false);
+    let refused = a.run(&["sink", "add", "gd", "drive", "shop-backups"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("drive login"));
+
+    // The browser login: the operator opens the printed address.
+    let e = emulator(true);
+    let printed = login(&a, &e, &[], |line| {
+        if line.starts_with("http") {
+            let status = tillmesh_drive_emulator::browse(line).expect("browser");
+            assert_eq!(status, 200);
+        }
+    });
+    assert!(
+        printed.contains("Signed in to Google Drive as store@example.com"),
+        "{printed}"
+    );
+    let home_file = std::fs::read_to_string(a.home.join("drive.json")).expect("drive.json");
+    assert!(
+        !home_file.contains("1//"),
+        "the refresh token is sealed, never plain"
+    );
+
+    a.ok(&["sink", "add", "gd", "drive", "shop-backups"]);
+    for _ in 0..3 {
+        a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    }
+    a.ok(&["backup", "--to", "gd"]);
+    a.ok(&["sale", "--line", "TEA", "--tender", "card"]);
+    a.ok(&["backup", "--to", "gd", "--bundle"]);
+    let listed = a.json(&["backup", "list", "--from", "gd"]);
+    let text = listed.to_string();
+    assert!(
+        text.contains("snapshot") && text.contains("bundle"),
+        "{text}"
+    );
+    a.ok(&["backup", "verify", "--from", "gd"]);
+    assert!(e.file_names().len() >= 2, "{:?}", e.file_names());
+
+    let st = a.json(&["drive", "status"]);
+    assert_eq!(st["logged_in"], true);
+    assert_eq!(st["account"], "store@example.com");
+    assert!(st["problem"].is_null(), "{st}");
+    assert_eq!(st["sinks"][0][1], "shop-backups");
+
+    // Restored on a new machine from Drive alone.
+    let r = Till::new(dir.path(), "r");
+    let restored = r
+        .cmd(&[
+            "restore",
+            "--from",
+            "gd",
+            "--keys",
+            a.home.to_str().expect("utf8"),
+        ])
+        .output()
+        .expect("restore");
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let mut want = a.receipts();
+    want.sort();
+    let mut got = r.receipts();
+    got.sort();
+    assert_eq!(got, want, "every sale back, from Drive");
+
+    let problems = tillmesh_drive_emulator::discovery::check_requests(&e.requests());
+    assert!(problems.is_empty(), "{problems:#?}");
+
+    // Google revokes the login: backups stop with a clear word, sales go on.
+    e.revoke_all();
+    let failed = a.run(&["backup", "--to", "gd"]);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("tillmesh drive login"));
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    let st = a.json(&["drive", "status"]);
+    assert!(
+        st["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("tillmesh drive login")),
+        "{st}"
+    );
+
+    // A device login replaces it; logout revokes it at Google.
+    let e2 = emulator(false);
+    let printed = login(&a, &e2, &["--device"], |line| {
+        if line.contains("enter the code") {
+            let code = line.rsplit(' ').next().expect("code");
+            let page = format!("{}/device?user_code={code}", e2.url());
+            assert_eq!(
+                tillmesh_drive_emulator::browse(&page).expect("approve"),
+                200
+            );
+        }
+    });
+    assert!(printed.contains("Signed in"), "{printed}");
+    let out = a.ok(&["drive", "logout"]);
+    assert!(out.contains("revoked at Google"), "{out}");
+    assert_eq!(e2.stats().revocations, 1);
+    assert!(!a.home.join("drive.json").exists());
+}
