@@ -644,4 +644,9 @@ impl Sink for DriveSink {
         let q = self.account().ok()?.quota;
         q.limit.map(|l| l.saturating_sub(q.usage))
     }
+
+    fn quota(&self) -> Option<(u64, Option<u64>)> {
+        let q = self.account().ok()?.quota;
+        Some((q.usage, q.limit))
+    }
 }

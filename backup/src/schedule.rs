@@ -78,6 +78,15 @@ pub struct SinkSchedule {
     pub last_bytes: Option<u64>,
     /// The last error, while failing.
     pub last_error: Option<String>,
+    /// What kind of failure the last error was, while failing.
+    #[serde(default)]
+    pub last_error_kind: Option<crate::sink::SinkErrorKind>,
+    /// Bytes used on the sink's account (remote sinks), as last seen.
+    #[serde(default)]
+    pub quota_used: Option<u64>,
+    /// The account's limit, as last seen (none when unlimited or unknown).
+    #[serde(default)]
+    pub quota_limit: Option<u64>,
 }
 
 impl SinkSchedule {
@@ -102,6 +111,7 @@ impl SinkSchedule {
     pub fn succeeded(&mut self, kind: Kind, bytes: u64, now_ms: u64, interval: Duration) {
         self.failures = 0;
         self.last_error = None;
+        self.last_error_kind = None;
         self.last_ok_ms = Some(now_ms);
         if kind == Kind::Snapshot {
             self.last_snapshot_ms = Some(now_ms);
@@ -130,15 +140,52 @@ impl SinkSchedule {
         d
     }
 
-    /// Whether the operator should be told.
+    /// Whether the operator should be told: after a few failures in a row,
+    /// or at once when only a person can fix it (a full account, a refused
+    /// login).
     pub fn alert(&self) -> bool {
         self.failures >= ALERT_AFTER
+            || (self.failures > 0
+                && matches!(
+                    self.last_error_kind,
+                    Some(crate::sink::SinkErrorKind::Quota | crate::sink::SinkErrorKind::Auth)
+                ))
+    }
+
+    /// Whether the account is more than 80 % full, as last seen.
+    pub fn nearly_full(&self) -> bool {
+        matches!((self.quota_used, self.quota_limit), (Some(u), Some(l)) if l > 0 && u.saturating_mul(10) > l.saturating_mul(8))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_account_or_a_refused_login_alerts_at_once_and_80_percent_warns() {
+        let backoff = Backoff::default();
+        let mut s = SinkSchedule::default();
+        s.failed("Drive down".into(), 0, &backoff, 0.5, Duration::ZERO);
+        s.last_error_kind = Some(crate::sink::SinkErrorKind::Transient);
+        assert!(!s.alert(), "one transient failure is ridden out");
+        s.last_error_kind = Some(crate::sink::SinkErrorKind::Quota);
+        assert!(s.alert(), "a full account needs a person now");
+        s.succeeded(Kind::Snapshot, 10, 1, Duration::from_secs(60));
+        assert!(!s.alert() && s.last_error_kind.is_none());
+        s.quota_used = Some(80);
+        s.quota_limit = Some(100);
+        assert!(!s.nearly_full());
+        s.quota_used = Some(81);
+        assert!(s.nearly_full());
+        s.quota_limit = None;
+        assert!(!s.nearly_full(), "no limit, never full");
+        // What older versions wrote still reads.
+        let old: SinkSchedule =
+            serde_json::from_str(r#"{"next_ms":1,"failures":0,"last_ok_ms":null,"last_snapshot_ms":null,"last_bytes":null,"last_error":null}"#)
+                .expect("old state");
+        assert_eq!(old.last_error_kind, None);
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_to_an_hour() {

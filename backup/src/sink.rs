@@ -60,6 +60,11 @@ pub trait Sink: std::fmt::Debug + Send + Sync {
     fn delete(&self, name: &str) -> Result<(), SinkError>;
     /// Free bytes on the medium, when known.
     fn free_space(&self) -> Option<u64>;
+    /// Bytes used on the account and its limit, for a remote sink that has
+    /// an account (`None` for a folder).
+    fn quota(&self) -> Option<(u64, Option<u64>)> {
+        None
+    }
 }
 
 /// How a sink is configured (`sinks.json`, `kind` names the variant): the one
@@ -136,7 +141,7 @@ impl SinkConfig {
 }
 
 /// What kind of failure a [`SinkError`] is, for what to do about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkErrorKind {
     /// Credentials refused or missing, or no permission: an operator must act.

@@ -353,12 +353,9 @@ pub async fn backup(
     store.call(move |s| ensure_keys(s, &h)).await??;
     let kind = Made::kind(a);
     let mut made = Made::default();
-    for (name, sink, _) in default_sinks(home, a.to.as_deref())? {
-        made.add(
-            name,
-            &*sink,
-            stepped_backup(store, &sink, kind, progress).await?,
-        );
+    for (name, sink, policy) in default_sinks(home, a.to.as_deref())? {
+        let done = backup_making_room(store, home, &name, &sink, kind, policy, progress).await?;
+        made.add(name, &*sink, done);
     }
     let mut out = Vec::new();
     made.print(a.json, &mut out)?;
@@ -615,18 +612,31 @@ pub async fn scheduled_round(
         let kind = st.kind(now, snap);
         let attempt = match open_sink(home, &spec.config) {
             Ok(sink) => {
-                let recovery = recovery_keys(home);
                 let subject = serde_json::json!({"to": name, "bundle": kind == Kind::Bundle});
                 let progress = match jobs {
                     Some(j) => j.start(JobKind::Backup, StartedBy::Schedule, subject),
                     None => Progress::none(),
                 };
-                let attempt =
-                    scheduled_backup(store, name, sink, kind, spec.policy(), recovery, &progress)
-                        .await?;
+                let attempt = scheduled_backup(
+                    store,
+                    home,
+                    name,
+                    sink.clone(),
+                    kind,
+                    spec.policy(),
+                    &progress,
+                )
+                .await?;
                 match &attempt {
                     Ok(r) => progress.end(Ok(&serde_json::json!([made_json(name, r)]))),
                     Err(e) => progress.end(Err(&anyhow::anyhow!("{e}"))),
+                }
+                // A remote account's use, for the alert before it is full.
+                if let Some((used, limit)) =
+                    tokio::task::spawn_blocking(move || sink.quota()).await?
+                {
+                    st.quota_used = Some(used);
+                    st.quota_limit = limit;
                 }
                 attempt
             }
@@ -641,6 +651,7 @@ pub async fn scheduled_round(
                 let msg = format!("{} ({})", e, spec.config.location());
                 let at_least = e.retry_after().unwrap_or_default();
                 let wait = st.failed(msg.clone(), now_ms(), &backoff, rand::random(), at_least);
+                st.last_error_kind = e.sink_kind();
                 if st.alert() {
                     tracing::error!(
                         sink = name,
@@ -672,14 +683,15 @@ pub async fn scheduled_round(
 /// error means the store has closed; the inner one is the backup's.
 async fn scheduled_backup(
     store: &StoreHandle,
+    home: &Path,
     name: &str,
     sink: OpenSink,
     kind: Kind,
     policy: Policy,
-    recovery: Vec<StoreSecret>,
     progress: &Progress,
 ) -> Result<Result<BackupReport, BackupError>> {
-    let report = match stepped_backup(store, &sink, kind, progress).await? {
+    let recovery = recovery_keys(home);
+    let report = match backup_making_room(store, home, name, &sink, kind, policy, progress).await? {
         Ok(r) => r,
         Err(e) => return Ok(Err(e)),
     };
@@ -706,6 +718,66 @@ async fn scheduled_backup(
         }
     }
     Ok(Ok(report))
+}
+
+/// A backup of `kind` to `sink`; when the sink is full (a Drive account over
+/// its quota), room is made and the backup tried once more: first by the
+/// sink's retention policy, then, if that lets nothing go, by keeping only the
+/// newest intact snapshot and what holds data it lacks (never the only copy of
+/// a sale). The outer error means the store has closed.
+async fn backup_making_room(
+    store: &StoreHandle,
+    home: &Path,
+    name: &str,
+    sink: &OpenSink,
+    kind: Kind,
+    policy: Policy,
+    progress: &Progress,
+) -> Result<Result<BackupReport, BackupError>> {
+    let full = |r: &Result<BackupReport, BackupError>| matches!(r, Err(e) if e.sink_kind() == Some(tillmesh_backup::SinkErrorKind::Quota));
+    let mut outcome = stepped_backup(store, sink, kind, progress).await?;
+    if !full(&outcome) {
+        return Ok(outcome);
+    }
+    let recovery = recovery_keys(home);
+    let Ok(opener) = store.call(move |s| Opener::of(s, &recovery)).await? else {
+        return Ok(outcome);
+    };
+    let opener = std::sync::Arc::new(opener);
+    let last_only: Policy = "last=1,daily=0,weekly=0,monthly=0"
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for p in [policy, last_only] {
+        let (o, s2) = (opener.clone(), sink.clone());
+        let pruned =
+            tokio::task::spawn_blocking(move || tillmesh_backup::prune_with(&o, &*s2, &p, false))
+                .await?;
+        match pruned {
+            Ok(r) if !r.deleted.is_empty() => {
+                tracing::warn!(
+                    sink = name,
+                    deleted = r.deleted.len(),
+                    freed = r.freed_bytes,
+                    keep = %p,
+                    "the sink was full: older backups were deleted to make room; trying again"
+                );
+                outcome = stepped_backup(store, sink, kind, progress).await?;
+                if !full(&outcome) {
+                    return Ok(outcome);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(sink = name, error = %e, "the sink is full and retention failed");
+                return Ok(outcome);
+            }
+        }
+    }
+    tracing::error!(
+        sink = name,
+        "the sink is full and nothing more can be deleted from it"
+    );
+    Ok(outcome)
 }
 
 /// A backup of `kind` to `sink`, its documents taken from the store

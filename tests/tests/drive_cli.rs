@@ -135,6 +135,34 @@ fn a_store_backs_up_to_drive_and_restores_from_it() {
     let problems = tillmesh_drive_emulator::discovery::check_requests(&e.requests());
     assert!(problems.is_empty(), "{problems:#?}");
 
+    // The Drive fills up: the oldest backups that hold nothing the newest
+    // snapshot lacks make room, and the backup goes.
+    a.ok(&["backup", "--to", "gd"]);
+    a.ok(&["backup", "--to", "gd"]);
+    let snapshots = |t: &Till| {
+        t.json(&["backup", "list", "--from", "gd"])
+            .to_string()
+            .matches("\"snapshot\"")
+            .count()
+    };
+    let before = snapshots(&a);
+    assert!(before >= 3, "{before}");
+    e.set_quota(Some(e.stats().stored_bytes + 200));
+    a.ok(&["backup", "--to", "gd"]);
+    let after = snapshots(&a);
+    assert!(after < before, "room was made: {before} -> {after}");
+    // Full with nothing left to delete: a clear error, and selling goes on.
+    e.set_quota(Some(e.stats().stored_bytes));
+    let full = a.run(&["backup", "--to", "gd"]);
+    assert!(!full.status.success());
+    assert!(
+        String::from_utf8_lossy(&full.stderr).contains("full"),
+        "{}",
+        String::from_utf8_lossy(&full.stderr)
+    );
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    e.set_quota(None);
+
     // Google revokes the login: backups stop with a clear word, sales go on.
     e.revoke_all();
     let failed = a.run(&["backup", "--to", "gd"]);
