@@ -649,4 +649,8 @@ impl Sink for DriveSink {
         let q = self.account().ok()?.quota;
         Some((q.usage, q.limit))
     }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
 }

@@ -65,6 +65,12 @@ pub trait Sink: std::fmt::Debug + Send + Sync {
     fn quota(&self) -> Option<(u64, Option<u64>)> {
         None
     }
+    /// Whether it is an account somewhere else (Drive), where a full quota
+    /// is for this till to make room in, rather than a device an operator
+    /// manages.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// How a sink is configured (`sinks.json`, `kind` names the variant): the one

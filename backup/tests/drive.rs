@@ -211,8 +211,7 @@ fn a_browser_login_with_pkce_brings_back_a_refresh_token() {
     let url = req.url();
     // The operator's browser: follows the emulator's redirect to the loopback.
     let browser = std::thread::spawn(move || {
-        let r = reqwest::blocking::get(&url).expect("browser");
-        assert!(r.status().is_success(), "{}", r.status());
+        assert_eq!(tillmesh_drive_emulator::browse(&url).expect("browser"), 200);
     });
     let code = redirect
         .wait(&req.state, std::time::Duration::from_secs(20))
@@ -235,7 +234,10 @@ fn a_browser_login_with_pkce_brings_back_a_refresh_token() {
     );
     let url2 = req2.url();
     let browser = std::thread::spawn(move || {
-        reqwest::blocking::get(&url2).expect("browser");
+        assert_eq!(
+            tillmesh_drive_emulator::browse(&url2).expect("browser"),
+            200
+        );
     });
     let code2 = redirect2
         .wait(&req2.state, std::time::Duration::from_secs(20))
@@ -288,7 +290,7 @@ fn the_emulators_answers_fit_the_discovery_document() {
     let started = other.device_start(&[FILE_SCOPE]).expect("start");
     e.approve();
     let other_token = other.device_wait(&started).expect("tokens").access_token;
-    let http = reqwest::blocking::Client::new();
+    let http = tillmesh_backup::drive::http_client().expect("client");
     let get = |token: &str, path: &str, query: &[(&str, &str)]| -> serde_json::Value {
         http.get(format!("{}{path}", e.url()))
             .bearer_auth(token)

@@ -147,6 +147,16 @@ pub enum DriveCmd {
     Status(JsonFlag),
     /// Revoke the login at Google and delete it here.
     Logout,
+    /// Sync with the other tills through a Drive sink, as through a USB
+    /// stick: take the changes they left there, leave what they lack (the
+    /// daemon does it every minute).
+    Sync {
+        /// The Drive sink (default: the first one configured).
+        sink: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]

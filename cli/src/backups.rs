@@ -720,8 +720,8 @@ async fn scheduled_backup(
     Ok(Ok(report))
 }
 
-/// A backup of `kind` to `sink`; when the sink is full (a Drive account over
-/// its quota), room is made and the backup tried once more: first by the
+/// A backup of `kind` to `sink`; when a remote sink is full (a Drive account
+/// over its quota), room is made and the backup tried once more: first by the
 /// sink's retention policy, then, if that lets nothing go, by keeping only the
 /// newest intact snapshot and what holds data it lacks (never the only copy of
 /// a sale). The outer error means the store has closed.
@@ -736,7 +736,8 @@ async fn backup_making_room(
 ) -> Result<Result<BackupReport, BackupError>> {
     let full = |r: &Result<BackupReport, BackupError>| matches!(r, Err(e) if e.sink_kind() == Some(tillmesh_backup::SinkErrorKind::Quota));
     let mut outcome = stepped_backup(store, sink, kind, progress).await?;
-    if !full(&outcome) {
+    // A full device (a stick, a disk) is the operator's to manage.
+    if !full(&outcome) || !sink.is_remote() {
         return Ok(outcome);
     }
     let recovery = recovery_keys(home);

@@ -222,6 +222,16 @@ pub async fn execute(
             )
             .await?
         }
+        Command::Drive(crate::args::DriveCmd::Sync { sink, json }) => {
+            let (name, opened) = crate::drive::mailbox(home, sink.as_deref())?;
+            let subject = serde_json::json!({ "drive": name });
+            let jobs = daemon.map(|sh| &sh.jobs);
+            let place = backups::Place::Mailbox(name);
+            tracked(jobs, JobKind::Usb, StartedBy::Command, subject, |p| async move {
+                backups::sync_through(store, home, opened, &place, json, &p).await
+            })
+            .await?
+        }
         // Pages read one short call at a time, so the till keeps selling.
         Command::Sales(SalesArgs {
             cmd: Some(SalesCmd::Export(e)),
@@ -294,7 +304,9 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
         Command::Relay(a) => crate::enrol::relay(&ctx.home, a)?,
         Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
         // A login waits for a person: never in the daemon.
-        Command::Drive(c) => crate::drive::run(&ctx.home, c, &mut out)?,
+        Command::Drive(c) if !matches!(c, crate::args::DriveCmd::Sync { .. }) => {
+            crate::drive::run(&ctx.home, c, &mut out)?
+        }
         Command::DriveEmulator(a) => crate::drive::emulate(a)?,
         Command::Recovery(
             c @ (crate::args::RecoveryCmd::Restore { .. } | crate::args::RecoveryCmd::Drill { .. }),
@@ -395,6 +407,7 @@ fn mutates(cmd: &Command) -> bool {
         Command::Relays(c) => !matches!(c, RelaysCmd::List(_)),
         Command::Keys(c) => matches!(c, KeysCmd::Rotate),
         Command::Usb(UsbCmd::Sync { .. }) => true,
+        Command::Drive(crate::args::DriveCmd::Sync { .. }) => true,
         Command::Backup(BackupArgs {
             cmd:
                 Some(BackupCmd::Schedule {

@@ -206,6 +206,12 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         });
     }
     {
+        let (store, home) = (handle.clone(), ctx.home.to_path_buf());
+        actors.spawn("drive mailbox", move || {
+            drive_mailbox(store.clone(), home.clone())
+        });
+    }
+    {
         let (store, node) = (handle.clone(), node.clone());
         actors.spawn("relay watch", move || {
             relay_watch(store.clone(), node.clone())
@@ -380,6 +386,10 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
                 if let Err(e) = backups::ensure_recovery_key(s, &h) {
                     tracing::debug!(error = %format!("{e:#}"), "the store's recovery key");
                 }
+                // One Google login for the store, whichever till made it.
+                if let Err(e) = crate::drive::share(s, &h) {
+                    tracing::debug!(error = %format!("{e:#}"), "sharing the store's Google login");
+                }
                 let held = s.store_secrets()?;
                 Ok(match s.announced_backup_key()? {
                     Some((id, holder))
@@ -414,6 +424,40 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
             }
         }
         tokio::time::sleep(KEY_CHECK).await;
+    }
+}
+
+/// How often the daemon syncs through the store's Drive sink.
+const MAILBOX_EVERY: Duration = Duration::from_secs(60);
+
+/// Google Drive as a mailbox between tills: every minute, while the store has
+/// a Google login and a Drive sink, take the changes other tills left there
+/// and leave what they lack, so tills with no mesh path between them (no
+/// direct path, no relay) converge through Drive.
+async fn drive_mailbox(store: StoreHandle, home: PathBuf) {
+    loop {
+        tokio::time::sleep(MAILBOX_EVERY).await;
+        if !matches!(crate::drive::load(&home), Ok(Some(_))) {
+            continue;
+        }
+        let opened = {
+            let h = home.clone();
+            tokio::task::spawn_blocking(move || crate::drive::mailbox(&h, None)).await
+        };
+        let Ok(Ok((name, sink))) = opened else {
+            continue;
+        };
+        let place = backups::Place::Mailbox(name.clone());
+        let progress = crate::jobs::Progress::none();
+        match backups::sync_through(&store, &home, sink, &place, true, &progress).await {
+            Ok(report) => {
+                tracing::debug!(sink = name, report = %String::from_utf8_lossy(&report), "synced through Google Drive")
+            }
+            Err(e) if e.is::<tillmesh_mesh::StoreClosed>() => return,
+            Err(e) => {
+                tracing::info!(sink = name, error = %format!("{e:#}"), "cannot sync through Google Drive now")
+            }
+        }
     }
 }
 

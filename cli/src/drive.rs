@@ -45,16 +45,65 @@ pub struct DriveLogin {
     pub logged_in_ms: u64,
     /// The store key the tokens are encrypted to.
     pub key_id: String,
-    /// The tokens (JSON), age-encrypted to that key, base64.
+    /// The tokens (JSON), age-encrypted to that key, base64 (empty once
+    /// signed out).
     pub sealed: String,
+    /// Signed out (`drive logout`) at `logged_in_ms`: kept, tokens wiped, so
+    /// that the other tills learn it too.
+    #[serde(default)]
+    pub signed_out: bool,
+}
+
+/// The store configuration key the login is shared under.
+const SHARED_KEY: &str = "drive/login";
+
+/// Share the store's Google login between this home and the store's
+/// configuration, whichever is newer: a login (or sign-out) made on this till
+/// is published for the others (where this till's role may write the
+/// configuration), and one made on another till is taken into this home. The
+/// tokens stay sealed to the store's keys all the way. Run by the daemon's key
+/// keeper.
+pub fn share(store: &mut tillmesh_store::Store, home: &Path) -> Result<()> {
+    let here = load_record(home)?;
+    let published: Option<DriveLogin> = store
+        .config_value(SHARED_KEY)?
+        .and_then(|v| serde_json::from_value(v).ok())
+        .filter(|l: &DriveLogin| l.version == 1);
+    let stamp = |l: &Option<DriveLogin>| l.as_ref().map(|l| l.logged_in_ms);
+    if stamp(&here) > stamp(&published) {
+        if let Some(l) = here {
+            store.set_config_value(SHARED_KEY, serde_json::to_value(&l)?)?;
+            tracing::info!(
+                signed_out = l.signed_out,
+                "published the store's Google login to the other tills"
+            );
+        }
+    } else if stamp(&published) > stamp(&here)
+        && let Some(l) = published
+    {
+        save(home, &l)?;
+        tracing::info!(
+            account = l.account,
+            signed_out = l.signed_out,
+            "took the store's Google login from another till"
+        );
+        reseal(home)?;
+    }
+    Ok(())
 }
 
 fn login_path(home: &Path) -> std::path::PathBuf {
     crate::home::path(home, HomeFile::DriveLogin)
 }
 
-/// The store's Google login in this home, if there is one.
+/// The store's Google login in this home, if there is one (and it is not
+/// signed out).
 pub fn load(home: &Path) -> Result<Option<DriveLogin>> {
+    Ok(load_record(home)?.filter(|l| !l.signed_out))
+}
+
+/// What `drive.json` holds, a sign-out included.
+fn load_record(home: &Path) -> Result<Option<DriveLogin>> {
     let path = login_path(home);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -150,7 +199,10 @@ pub fn reseal(home: &Path) -> Result<()> {
     let Some(mut login) = load(home)? else {
         return Ok(());
     };
-    let keys = store_keys(home)?;
+    let keys = crate::backups::store_secrets(home)?;
+    if keys.is_empty() {
+        return Ok(());
+    }
     if tillmesh_backup::keys::current(&keys).is_some_and(|k| k.key_id == login.key_id) {
         return Ok(());
     }
@@ -197,6 +249,26 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The Drive sink `name` (default: the first configured), opened: the
+/// store's mailbox.
+pub fn mailbox(home: &Path, name: Option<&str>) -> Result<(String, crate::backups::OpenSink)> {
+    let sinks = crate::backups::load_sinks(home)?;
+    let (name, spec) = sinks
+        .into_iter()
+        .find(|(n, s)| {
+            matches!(s.config, tillmesh_backup::sink::SinkConfig::Drive(_))
+                && name.is_none_or(|want| want == n)
+        })
+        .ok_or_else(|| match name {
+            Some(n) => rejected(format!(
+                "no Drive sink named {n}; add one with `tillmesh sink add {n} drive FOLDER`"
+            )),
+            None => rejected("no Drive sink; add one with `tillmesh sink add NAME drive FOLDER`"),
+        })?;
+    let sink = crate::backups::open_sink(home, &spec.config)?;
+    Ok((name, sink))
 }
 
 /// `tillmesh drive ...`.
@@ -289,9 +361,11 @@ pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
                     api,
                     app_data: *app_data,
                     account: account.email.clone(),
-                    logged_in_ms: now_ms(),
+                    logged_in_ms: now_ms()
+                        .max(load_record(home)?.map_or(0, |l| l.logged_in_ms + 1)),
                     key_id,
                     sealed,
+                    signed_out: false,
                 },
             )?;
             writeln!(
@@ -333,6 +407,9 @@ pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
                 }
             }
         }
+        DriveCmd::Sync { .. } => {
+            anyhow::bail!("drive sync runs in steps (core::execute)")
+        }
         DriveCmd::Logout => {
             let Some(login) = load(home)? else {
                 writeln!(out, "This store has no Google login.")?;
@@ -342,19 +419,28 @@ pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
                 .ok()
                 .and_then(|t| t.refresh_token)
                 .map(|r| login.client.revoke(&r));
-            std::fs::remove_file(login_path(home)).context("cannot delete drive.json")?;
+            // The tokens are wiped; the sign-out itself is kept for the other tills.
+            save(
+                home,
+                &DriveLogin {
+                    sealed: String::new(),
+                    signed_out: true,
+                    logged_in_ms: now_ms().max(login.logged_in_ms + 1),
+                    ..login
+                },
+            )?;
             match revoked {
                 Some(Ok(())) => writeln!(
                     out,
-                    "Signed out of Google Drive: the login is revoked at Google and deleted here."
+                    "Signed out of Google Drive: the login is revoked at Google and its tokens deleted here (the other tills' daemons learn it)."
                 )?,
                 Some(Err(e)) => writeln!(
                     out,
-                    "Deleted the Google login here, but Google could not be told ({e}); remove Tillmesh's access at myaccount.google.com/permissions."
+                    "Deleted the Google login's tokens here, but Google could not be told ({e}); remove Tillmesh's access at myaccount.google.com/permissions."
                 )?,
                 None => writeln!(
                     out,
-                    "Deleted the Google login here (it could not be read to revoke it)."
+                    "Deleted the Google login's tokens here (they could not be read to revoke them)."
                 )?,
             }
         }

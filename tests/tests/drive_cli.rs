@@ -193,5 +193,98 @@ fn a_store_backs_up_to_drive_and_restores_from_it() {
     let out = a.ok(&["drive", "logout"]);
     assert!(out.contains("revoked at Google"), "{out}");
     assert_eq!(e2.stats().revocations, 1);
-    assert!(!a.home.join("drive.json").exists());
+    assert_eq!(a.json(&["drive", "status"])["logged_in"], false);
+    let record = std::fs::read_to_string(a.home.join("drive.json")).expect("record");
+    assert!(
+        record.contains("\"sealed\": \"\""),
+        "the tokens are wiped: {record}"
+    );
+}
+
+/// One login serves the store: made on the admin till, it reaches a checkout
+/// till through the daemons (still sealed), which then backs up to Drive; a
+/// sign-out reaches it the same way.
+#[test]
+fn one_login_serves_every_till_of_the_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Shared Login", "--till", "A"]);
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    let db = b.start(&[]);
+    crate::common::wait_for("B to hold the store's backup keys", || {
+        b.json(&["keys", "list"])["keys"]
+            .as_array()
+            .is_some_and(|k| !k.is_empty())
+    });
+    let e = emulator(true);
+    login(&a, &e, &[], |line| {
+        if line.starts_with("http") {
+            assert_eq!(tillmesh_drive_emulator::browse(line).expect("browser"), 200);
+        }
+    });
+    crate::common::wait_for("B to take the store's login", || {
+        b.json(&["drive", "status"])["logged_in"] == true
+    });
+    b.ok(&["sink", "add", "gd", "drive", "shared"]);
+    b.ok(&["backup", "--to", "gd"]);
+    assert_eq!(
+        b.json(&["drive", "status"])["problem"],
+        serde_json::Value::Null
+    );
+    a.ok(&["drive", "logout"]);
+    crate::common::wait_for("B to learn of the sign-out", || {
+        b.json(&["drive", "status"])["logged_in"] == false
+    });
+    db.stop();
+    da.stop();
+}
+
+/// Tills that never reach each other, but reach Google Drive, converge
+/// through the store's Drive folder (`drive sync`, which the daemon runs every
+/// minute), as through a USB stick.
+#[test]
+fn tills_with_no_path_between_them_converge_through_drive() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Mailbox", "--till", "A"]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    let b = Till::new(dir.path(), "b");
+    {
+        let _da = a.start(&[]);
+        b.join(&a, "B");
+    }
+    let e = emulator(true);
+    login(&a, &e, &[], |line| {
+        if line.starts_with("http") {
+            assert_eq!(tillmesh_drive_emulator::browse(line).expect("browser"), 200);
+        }
+    });
+    // The store's login, as B's daemon would take it from the store.
+    std::fs::copy(a.home.join("drive.json"), b.home.join("drive.json")).expect("copy");
+    for t in [&a, &b] {
+        t.ok(&["sink", "add", "mail", "drive", "mailbox"]);
+    }
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    a.ok(&["sale", "--line", "TEA", "--tender", "card"]);
+    let out = a.ok(&["drive", "sync"]);
+    assert!(out.contains("Exported"), "{out}");
+    // B has not the catalog yet; it takes A's changes, then sells.
+    let out = b.ok(&["drive", "sync", "mail"]);
+    assert!(
+        out.contains("Imported") && !out.contains("Imported 0"),
+        "{out}"
+    );
+    b.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    b.ok(&["drive", "sync"]);
+    a.ok(&["drive", "sync"]);
+    let mut ra = a.receipts();
+    let mut rb = b.receipts();
+    ra.sort();
+    rb.sort();
+    assert_eq!(ra.len(), 3);
+    assert_eq!(ra, rb, "both tills hold every sale");
+    let audit = a.json(&["audit"]).to_string();
+    assert!(audit.contains("drive-sync"), "the syncs are on the record");
 }

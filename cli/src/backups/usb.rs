@@ -51,6 +51,43 @@ pub async fn usb_sync(
     json: bool,
     progress: &Progress,
 ) -> Result<Vec<u8>> {
+    let sink: OpenSink = std::sync::Arc::new(FolderSink::new(dir)?);
+    let place = Place::Stick(dir.display().to_string());
+    sync_through(store, home, sink, &place, json, progress).await
+}
+
+/// Where a sync through a sink went: a stick, or a remote sink used as the
+/// store's mailbox (Google Drive).
+#[derive(Debug, Clone)]
+pub enum Place {
+    /// A USB stick (or any folder) at this path.
+    Stick(String),
+    /// A remote sink of this name.
+    Mailbox(String),
+}
+
+impl Place {
+    fn noun(&self) -> &'static str {
+        match self {
+            Place::Stick(_) => "the stick",
+            Place::Mailbox(_) => "Google Drive",
+        }
+    }
+}
+
+/// Sync with the other tills through `sink`: import the files they left there
+/// that this till lacks, then leave a bundle of what the sink lacks. Files are
+/// read, decrypted and checked beside the store and merged
+/// [`archive::STEP_TIME`] at a time. `usb sync` carries a stick between tills;
+/// Google Drive serves as a mailbox between tills with no other path.
+pub async fn sync_through(
+    store: &StoreHandle,
+    home: &Path,
+    sink: OpenSink,
+    place: &Place,
+    json: bool,
+    progress: &Progress,
+) -> Result<Vec<u8>> {
     let (h, h2) = (home.to_path_buf(), home.to_path_buf());
     let extra = recovery_keys(home);
     let ex = extra.clone();
@@ -60,7 +97,6 @@ pub async fn usb_sync(
             Ok((Opener::of(s, &ex)?, s.till_id()))
         })
         .await??;
-    let sink: OpenSink = std::sync::Arc::new(FolderSink::new(dir)?);
     let (s2, id) = (sink.clone(), opener.store_id());
     let (mut known, listed) = tokio::task::spawn_blocking(move || {
         let known = load_usb_known(&h2);
@@ -111,10 +147,10 @@ pub async fn usb_sync(
     }
     r.exported(stepped_backup(store, &sink, Kind::Bundle, progress).await??);
     remember_usb(home, &mut known, &r);
-    let (d, r2) = (dir.to_path_buf(), r.clone());
-    store.call(move |s| record_usb(s, &d, &r2)).await?;
+    let (p2, r2) = (place.clone(), r.clone());
+    store.call(move |s| record_usb(s, &p2, &r2)).await?;
     let mut out = Vec::new();
-    print_usb(&r, json, &mut out)?;
+    print_usb(&r, place, json, &mut out)?;
     Ok(out)
 }
 
@@ -174,24 +210,34 @@ pub(super) fn remember_usb(home: &Path, known: &mut UsbKnown, r: &archive::UsbRe
     }
 }
 
-/// Audit a `usb sync` that moved something.
-pub(super) fn record_usb(store: &mut Store, dir: &Path, r: &archive::UsbReport) {
+/// Audit a sync through a stick or a mailbox that moved something.
+pub(super) fn record_usb(store: &mut Store, place: &Place, r: &archive::UsbReport) {
+    let (kind, at) = match place {
+        Place::Stick(dir) => ("usb-sync", dir),
+        Place::Mailbox(sink) => ("drive-sync", sink),
+    };
     if r.imported_changes > 0 || r.exported.is_some() {
         let _ = store.record_backup_event(
-            "usb-sync",
-            &dir.display().to_string(),
+            kind,
+            at,
             serde_json::json!({ "imported": r.imported_changes, "exported": r.exported_changes, "refused": r.refused.len() }),
         );
     }
 }
 
-pub(super) fn print_usb(r: &archive::UsbReport, json: bool, out: &mut dyn Write) -> Result<()> {
+pub(super) fn print_usb(
+    r: &archive::UsbReport,
+    place: &Place,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     if json {
         return print_json(out, r);
     }
+    let noun = place.noun();
     write!(
         out,
-        "Imported {} changes from {} files on the stick",
+        "Imported {} changes from {} files on {noun}",
         r.imported_changes, r.files_read
     )?;
     if r.files_known > 0 {
@@ -201,14 +247,11 @@ pub(super) fn print_usb(r: &archive::UsbReport, json: bool, out: &mut dyn Write)
     match &r.exported {
         Some(n) => writeln!(
             out,
-            "Exported {} changes to the stick ({})",
+            "Exported {} changes to {noun} ({})",
             r.exported_changes,
             n.rsplit('/').next().unwrap_or(n)
         )?,
-        None => writeln!(
-            out,
-            "Exported nothing: the stick already holds every change"
-        )?,
+        None => writeln!(out, "Exported nothing: {noun} already holds every change")?,
     }
     for (n, why) in &r.refused {
         writeln!(out, "REFUSED  {}: {why}", n.rsplit('/').next().unwrap_or(n))?;
