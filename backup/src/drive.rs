@@ -388,7 +388,19 @@ impl DriveSink {
         if existing.is_none() {
             meta["parents"] = json!([folder]);
         }
-        let fields = "id,name,size,md5Checksum";
+        // A new file is created in the folder; one of that name is replaced.
+        let upload_to = |token: &str, upload_type: &str| {
+            let req = match existing {
+                Some(e) => self
+                    .http
+                    .patch(self.url(&format!("/upload/drive/v3/files/{}", e.id))),
+                None => self.http.post(self.url("/upload/drive/v3/files")),
+            };
+            req.bearer_auth(token).query(&[
+                ("uploadType", upload_type),
+                ("fields", "id,name,size,md5Checksum"),
+            ])
+        };
         if bytes.len() <= MULTIPART_MAX {
             let boundary = format!("tillmesh-{}", hex::encode(rand::random::<[u8; 12]>()));
             let mut body = format!(
@@ -398,14 +410,7 @@ impl DriveSink {
             body.extend_from_slice(bytes);
             body.extend_from_slice(format!("\r\n--{boundary}--").as_bytes());
             let r = self.send(&|t| {
-                let req = match existing {
-                    Some(e) => self
-                        .http
-                        .patch(self.url(&format!("/upload/drive/v3/files/{}", e.id))),
-                    None => self.http.post(self.url("/upload/drive/v3/files")),
-                };
-                req.bearer_auth(t)
-                    .query(&[("uploadType", "multipart"), ("fields", fields)])
+                upload_to(t, "multipart")
                     .header(
                         "content-type",
                         format!("multipart/related; boundary={boundary}"),
@@ -417,14 +422,7 @@ impl DriveSink {
         let mut restarts = 0;
         loop {
             let r = self.send(&|t| {
-                let req = match existing {
-                    Some(e) => self
-                        .http
-                        .patch(self.url(&format!("/upload/drive/v3/files/{}", e.id))),
-                    None => self.http.post(self.url("/upload/drive/v3/files")),
-                };
-                req.bearer_auth(t)
-                    .query(&[("uploadType", "resumable"), ("fields", fields)])
+                upload_to(t, "resumable")
                     .header("x-upload-content-type", "application/octet-stream")
                     .header("x-upload-content-length", bytes.len().to_string())
                     .json(&meta)

@@ -149,7 +149,7 @@ pub enum DriveCmd {
     Logout,
     /// Sync with the other tills through a Drive sink, as through a USB
     /// stick: take the changes they left there, leave what they lack (the
-    /// daemon does it every minute).
+    /// daemon does it every minute while the mesh reaches no other till).
     Sync {
         /// The Drive sink (default: the first one configured).
         sink: Option<String>,

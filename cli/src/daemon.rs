@@ -206,9 +206,9 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         });
     }
     {
-        let (store, home) = (handle.clone(), ctx.home.to_path_buf());
+        let (store, node, home) = (handle.clone(), node.clone(), ctx.home.to_path_buf());
         actors.spawn("drive mailbox", move || {
-            drive_mailbox(store.clone(), home.clone())
+            drive_mailbox(store.clone(), node.clone(), home.clone())
         });
     }
     {
@@ -427,19 +427,30 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
     }
 }
 
-/// How often the daemon syncs through the store's Drive sink.
+/// How often the daemon syncs through the store's Drive sink while no other
+/// till is reachable over the mesh.
 const MAILBOX_EVERY: Duration = Duration::from_secs(60);
+/// How often it does while the mesh reaches some till: for the tills only
+/// Drive reaches.
+const MAILBOX_QUIET: Duration = Duration::from_secs(15 * 60);
 
-/// Google Drive as a mailbox between tills: every minute, while the store has
-/// a Google login and a Drive sink, take the changes other tills left there
-/// and leave what they lack, so tills with no mesh path between them (no
-/// direct path, no relay) converge through Drive.
-async fn drive_mailbox(store: StoreHandle, home: PathBuf) {
+/// Google Drive as a mailbox between tills: while the store has a Google
+/// login and a Drive sink, take the changes other tills left there and leave
+/// what they lack, every minute while no till is reachable over the mesh (no
+/// direct path, no relay), every 15 minutes otherwise; so tills with no mesh
+/// path between them converge through Drive.
+async fn drive_mailbox(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
+    let mut last: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(MAILBOX_EVERY).await;
+        let meshed = node.links().values().any(|l| l.path != "offline");
+        if meshed && last.is_some_and(|t| t.elapsed() < MAILBOX_QUIET) {
+            continue;
+        }
         if !matches!(crate::drive::load(&home), Ok(Some(_))) {
             continue;
         }
+        last = Some(std::time::Instant::now());
         let opened = {
             let h = home.clone();
             tokio::task::spawn_blocking(move || crate::drive::mailbox(&h, None)).await

@@ -392,7 +392,15 @@ pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
                         quota_text(status.quota_used.unwrap_or(0), status.quota_total)
                     )?;
                     for s in &status.sinks {
-                        writeln!(out, "  sink {}: folder {}", s.0, s.1)?;
+                        let last = s
+                            .last_backup_ms
+                            .map_or("no scheduled backup yet".to_string(), |t| {
+                                format!("last backup {}", crate::output::time(t))
+                            });
+                        writeln!(out, "  sink {}: folder {}, {last}", s.name, s.folder)?;
+                        if let Some(e) = &s.last_error {
+                            writeln!(out, "    failing: {e}")?;
+                        }
                     }
                     if let Some(p) = &status.problem {
                         writeln!(out, "  PROBLEM: {p}")?;
@@ -476,18 +484,40 @@ pub struct DriveStatus {
     pub quota_total: Option<u64>,
     /// When the current access token expires (ms since the epoch).
     pub token_expires_ms: Option<u64>,
-    /// The Drive sinks: name and folder.
-    pub sinks: Vec<(String, String)>,
+    /// The Drive sinks.
+    pub sinks: Vec<DriveSinkRow>,
     /// What is wrong, and what to do.
     pub problem: Option<String>,
 }
 
+/// A Drive sink in `drive status`.
+#[derive(Debug, Serialize)]
+pub struct DriveSinkRow {
+    /// Its name.
+    pub name: String,
+    /// Its folder in Drive.
+    pub folder: String,
+    /// When the daemon last backed up there (ms since the epoch).
+    pub last_backup_ms: Option<u64>,
+    /// The last error there, while failing.
+    pub last_error: Option<String>,
+}
+
 /// The login, checked against Drive now.
 pub fn status(home: &Path) -> Result<DriveStatus> {
-    let sinks: Vec<(String, String)> = crate::backups::load_sinks(home)?
+    let schedule = crate::backups::load_schedule(home);
+    let sinks: Vec<DriveSinkRow> = crate::backups::load_sinks(home)?
         .into_iter()
-        .filter_map(|(n, s)| match s.config {
-            tillmesh_backup::sink::SinkConfig::Drive(d) => Some((n, d.folder)),
+        .filter_map(|(name, s)| match s.config {
+            tillmesh_backup::sink::SinkConfig::Drive(d) => {
+                let st = schedule.sinks.get(&name).cloned().unwrap_or_default();
+                Some(DriveSinkRow {
+                    name,
+                    folder: d.folder,
+                    last_backup_ms: st.last_ok_ms,
+                    last_error: st.last_error,
+                })
+            }
             _ => None,
         })
         .collect();

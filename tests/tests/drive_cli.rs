@@ -107,7 +107,7 @@ fn a_store_backs_up_to_drive_and_restores_from_it() {
     assert_eq!(st["logged_in"], true);
     assert_eq!(st["account"], "store@example.com");
     assert!(st["problem"].is_null(), "{st}");
-    assert_eq!(st["sinks"][0][1], "shop-backups");
+    assert_eq!(st["sinks"][0]["folder"], "shop-backups");
 
     // Restored on a new machine from Drive alone.
     let r = Till::new(dir.path(), "r");
