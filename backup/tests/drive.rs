@@ -106,6 +106,18 @@ fn files_go_up_and_come_back_in_my_drive_and_in_app_data() {
 }
 
 #[test]
+fn a_large_file_goes_up_in_the_default_chunks() {
+    let e = emulator(quick());
+    // The sink as `sink add` makes it: 8 MiB chunks.
+    let s = sink(&e, false).with_chunk(tillmesh_backup::drive::DEFAULT_CHUNK);
+    let big = bytes(9 * 1024 * 1024 + 7, 9);
+    s.put("s/snapshots/nine.tms", &big).expect("put");
+    assert_eq!(s.get("s/snapshots/nine.tms").expect("get"), big);
+    let chunks = e.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(chunks, 2, "8 MiB, then the rest");
+}
+
+#[test]
 fn an_upload_cut_three_times_resumes_without_sending_finished_chunks_again() {
     let e = emulator(quick());
     let s = sink(&e, false).with_chunk(1024 * 1024);

@@ -205,6 +205,9 @@ impl Drop for Emulator {
 
 type Shared = Arc<Mutex<State>>;
 
+/// The largest request body taken: 256 MiB.
+const MAX_BODY: usize = 256 << 20;
+
 fn lock(s: &Shared) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -237,6 +240,9 @@ fn router(state: Shared) -> axum::Router {
             axum::routing::patch(drive::upload_update),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
+        // Drive takes chunks as large as a client likes (clients send 8 to
+        // 100 MiB); axum's own limit is 2 MB.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 

@@ -112,6 +112,8 @@ struct DriveRound {
     sent_bytes: u64,
     restore: std::time::Duration,
     restore_requests: usize,
+    /// Whether the restore from Drive succeeded (the error, if not).
+    restored: Result<(), String>,
 }
 
 /// Copy every file of `folder` to Drive (the emulator) through the Drive
@@ -158,7 +160,7 @@ fn drive_round(
     let sent_bytes = e.stats().upload_bytes;
     let before = e.requests().len();
     let t = Instant::now();
-    archive::restore(
+    let restored = archive::restore(
         &drive,
         RestoreSpec {
             store_id,
@@ -171,7 +173,9 @@ fn drive_round(
             certify_with: Some(admin),
             pick: Pick::Newest,
         },
-    )?;
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string());
     Ok(DriveRound {
         file_bytes,
         upload,
@@ -179,6 +183,7 @@ fn drive_round(
         sent_bytes,
         restore: t.elapsed(),
         restore_requests: e.requests().len() - before,
+        restored,
     })
 }
 
@@ -299,6 +304,9 @@ fn main() -> Result<()> {
         },
         StoreOptions::default(),
     )?;
+    // A till of the store knows its admin key (from its join), which vouches
+    // for the membership document's changes.
+    fresh.set_admin_key(admin.till_id())?;
     let (_, contents) = format::open(&bytes, store_id, &secrets, |_| true)?;
     let t = Instant::now();
     let mut import = archive::Import::new(&contents)?;
@@ -397,11 +405,18 @@ fn main() -> Result<()> {
         drive.upload_requests,
         mib(drive.sent_bytes)
     );
-    println!(
-        "| restore into a new till home read from Drive | {}; {} requests |",
-        secs(drive.restore),
-        drive.restore_requests
-    );
+    match &drive.restored {
+        Ok(()) => println!(
+            "| restore into a new till home read from Drive | {}; {} requests |",
+            secs(drive.restore),
+            drive.restore_requests
+        ),
+        Err(e) => println!(
+            "| restore into a new till home read from Drive | FAILED after {} ({} requests): {e} |",
+            secs(drive.restore),
+            drive.restore_requests
+        ),
+    }
     if let Some(rss) = peak_rss() {
         println!("| peak resident memory of the whole run | {} |", mib(rss));
     }
