@@ -21,7 +21,8 @@ use crate::sink::{Sink, SinkError};
 /// Heads per document (by id text).
 pub type Heads = BTreeMap<String, Vec<[u8; 32]>>;
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -64,19 +64,6 @@ pub trait AccessTokens: std::fmt::Debug + Send + Sync {
     fn refreshed(&self) -> Result<String, SinkError>;
 }
 
-/// A fixed access token (tests, and tokens a caller manages itself).
-#[derive(Debug, Clone)]
-pub struct FixedToken(pub String);
-
-impl AccessTokens for FixedToken {
-    fn access(&self) -> Result<String, SinkError> {
-        Ok(self.0.clone())
-    }
-    fn refreshed(&self) -> Result<String, SinkError> {
-        Ok(self.0.clone())
-    }
-}
-
 /// A file as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Remote {
@@ -92,6 +79,22 @@ pub struct Quota {
     pub usage: u64,
     /// The account's limit, if it has one.
     pub limit: Option<u64>,
+}
+
+impl Quota {
+    /// The share of the limit used, in per cent (0 without a limit).
+    pub fn percent(&self) -> f64 {
+        match self.limit {
+            Some(l) if l > 0 => self.usage as f64 * 100.0 / l as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// Whether more than 80 % of the limit is used: time to warn, before
+    /// backups stop. Never without a limit.
+    pub fn nearly_full(&self) -> bool {
+        matches!(self.limit, Some(l) if l > 0 && self.usage.saturating_mul(10) > l.saturating_mul(8))
+    }
 }
 
 /// What the account says about itself.

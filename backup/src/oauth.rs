@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::archive::now_ms;
+
 /// A PKCE pair: the verifier stays here, the challenge goes in the URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Pkce {
@@ -589,13 +591,6 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Tokens {
     fn from_answer(v: &serde_json::Value, refresh: Option<&str>) -> Result<Tokens, OAuthError> {
         let access = v["access_token"]
@@ -663,6 +658,15 @@ impl RefreshingTokens {
             refresh_token,
             current: std::sync::Mutex::new(current),
         }
+    }
+
+    /// When the access token held now expires (ms since the epoch).
+    pub fn expires_at_ms(&self) -> Option<u64> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|t| t.expires_at_ms)
     }
 
     fn renew(&self) -> Result<String, crate::sink::SinkError> {

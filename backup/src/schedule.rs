@@ -152,9 +152,17 @@ impl SinkSchedule {
                 ))
     }
 
+    /// The account's quota as last seen (remote sinks).
+    pub fn quota(&self) -> Option<crate::drive::Quota> {
+        self.quota_used.map(|usage| crate::drive::Quota {
+            usage,
+            limit: self.quota_limit,
+        })
+    }
+
     /// Whether the account is more than 80 % full, as last seen.
     pub fn nearly_full(&self) -> bool {
-        matches!((self.quota_used, self.quota_limit), (Some(u), Some(l)) if l > 0 && u.saturating_mul(10) > l.saturating_mul(8))
+        self.quota().is_some_and(|q| q.nearly_full())
     }
 }
 

@@ -19,6 +19,7 @@ use tillmesh_backup::oauth::{
 use tillmesh_store::StoreSecret;
 
 use crate::args::DriveCmd;
+use crate::backups::now_ms;
 use crate::commands::{print_json, rejected};
 use crate::exit::Damaged;
 use crate::home::{HomeFile, write_private};
@@ -54,6 +55,11 @@ pub struct DriveLogin {
     pub signed_out: bool,
 }
 
+/// The format version of `drive.json` this version writes and reads.
+fn format_version() -> u32 {
+    HomeFile::DriveLogin.version().unwrap_or(1)
+}
+
 /// The store configuration key the login is shared under.
 const SHARED_KEY: &str = "drive/login";
 
@@ -68,7 +74,7 @@ pub fn share(store: &mut tillmesh_store::Store, home: &Path) -> Result<()> {
     let published: Option<DriveLogin> = store
         .config_value(SHARED_KEY)?
         .and_then(|v| serde_json::from_value(v).ok())
-        .filter(|l: &DriveLogin| l.version == 1);
+        .filter(|l: &DriveLogin| l.version == format_version());
     let stamp = |l: &Option<DriveLogin>| l.as_ref().map(|l| l.logged_in_ms);
     if stamp(&here) > stamp(&published) {
         if let Some(l) = here {
@@ -116,11 +122,12 @@ fn load_record(home: &Path) -> Result<Option<DriveLogin>> {
             path.display()
         ))
     })?;
-    if login.version != 1 {
+    if login.version != format_version() {
         return Err(Damaged(format!(
-            "{} is version {}; this tillmesh reads version 1",
+            "{} is version {}; this tillmesh reads version {}",
             path.display(),
-            login.version
+            login.version,
+            format_version()
         ))
         .into());
     }
@@ -215,16 +222,43 @@ pub fn reseal(home: &Path) -> Result<()> {
 pub fn access_tokens(home: &Path) -> Result<Arc<dyn AccessTokens>> {
     let login = load(home)?
         .ok_or_else(|| rejected("this store has no Google login; run `tillmesh drive login`"))?;
-    let tokens = open(&login, &store_keys(home)?)?;
-    let refresh = tokens
-        .refresh_token
-        .clone()
-        .context("the Google login holds no refresh token; run `tillmesh drive login` again")?;
+    Ok(tokens_of(home, &login)?)
+}
+
+/// The tokens of `login`, opened with the store's keys in `home`.
+fn tokens_of(home: &Path, login: &DriveLogin) -> Result<Arc<RefreshingTokens>> {
+    let tokens = open(login, &store_keys(home)?)?;
+    refreshing(login.client.clone(), tokens)
+}
+
+/// Tokens of `client` that refresh themselves from `tokens`' refresh token.
+fn refreshing(client: OAuthClient, tokens: Tokens) -> Result<Arc<RefreshingTokens>> {
+    let refresh = tokens.refresh_token.clone().context(
+        "the Google login holds no refresh token; remove Tillmesh's access at \
+         myaccount.google.com/permissions and run `tillmesh drive login` again",
+    )?;
     Ok(Arc::new(RefreshingTokens::new(
-        login.client,
+        client,
         refresh,
         Some(tokens),
     )))
+}
+
+/// The account behind `tokens` at the Drive API `api`, and its quota.
+fn account(
+    api: &str,
+    app_data: bool,
+    tokens: Arc<dyn AccessTokens>,
+) -> Result<tillmesh_backup::drive::Account> {
+    let probe = DriveSink::new(
+        DriveConfig {
+            api: api.to_string(),
+            folder: String::new(),
+            app_data,
+        },
+        tokens,
+    )?;
+    Ok(probe.account()?)
 }
 
 /// Where the store's files go by default: `tillmesh-` and the store's id.
@@ -242,13 +276,6 @@ pub fn sink_config(home: &Path, folder: &str) -> Result<DriveConfig> {
         folder: folder.to_string(),
         app_data: login.app_data,
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The Drive sink `name` (default: the first configured), opened: the
@@ -324,25 +351,8 @@ pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
                 let code = redirect.wait(&req.state, timeout)?;
                 client.exchange(&code, &req.pkce.verifier, &redirect.uri())?
             };
-            let refresh = tokens.refresh_token.clone().context(
-                "Google gave no refresh token; remove Tillmesh's access at myaccount.google.com/permissions and log in again",
-            )?;
             // What the account is, and that the tokens work.
-            let tokens_now: Arc<dyn AccessTokens> = Arc::new(RefreshingTokens::new(
-                client.clone(),
-                refresh,
-                Some(tokens.clone()),
-            ));
-            let folder = default_folder(home)?;
-            let probe = DriveSink::new(
-                DriveConfig {
-                    api: api.clone(),
-                    folder,
-                    app_data: *app_data,
-                },
-                tokens_now,
-            )?;
-            let account = probe.account()?;
+            let account = account(&api, *app_data, refreshing(client.clone(), tokens.clone())?)?;
             // One login per store: the one it replaces is revoked.
             if let Some(old) = load(home)?
                 && let Ok(old_tokens) = open(&old, &keys)
@@ -356,7 +366,7 @@ pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
             save(
                 home,
                 &DriveLogin {
-                    version: 1,
+                    version: format_version(),
                     client,
                     api,
                     app_data: *app_data,
@@ -543,37 +553,28 @@ pub fn status(home: &Path) -> Result<DriveStatus> {
         sinks,
         problem: None,
     };
-    let refreshed = open(&login, &store_keys(home)?).and_then(|t| {
-        let r = t.refresh_token.context("no refresh token")?;
-        Ok(login.client.refresh(&r)?)
+    // The grant is checked at the token endpoint on every look.
+    let refreshed = tokens_of(home, &login).and_then(|t| {
+        t.refreshed()?;
+        Ok(t)
     });
     match refreshed {
         Err(e) => st.problem = Some(format!("{e:#}")),
         Ok(t) => {
-            st.token_expires_ms = Some(t.expires_at_ms);
-            let probe = DriveSink::new(
-                DriveConfig {
-                    api: login.api.clone(),
-                    folder: String::new(),
-                    app_data: login.app_data,
-                },
-                Arc::new(tillmesh_backup::drive::FixedToken(t.access_token)),
-            )?;
-            match probe.account() {
+            st.token_expires_ms = t.expires_at_ms();
+            match account(&login.api, login.app_data, t) {
                 Ok(a) => {
                     st.account = a.email;
                     st.quota_used = Some(a.quota.usage);
                     st.quota_total = a.quota.limit;
-                    if let Some(l) = a.quota.limit
-                        && a.quota.usage * 10 > l * 8
-                    {
+                    if a.quota.nearly_full() {
                         st.problem = Some(format!(
                             "the Drive is {:.0} % full: free space in it, or buy more storage, before backups stop",
-                            a.quota.usage as f64 * 100.0 / l as f64
+                            a.quota.percent()
                         ));
                     }
                 }
-                Err(e) => st.problem = Some(e.to_string()),
+                Err(e) => st.problem = Some(format!("{e:#}")),
             }
         }
     }

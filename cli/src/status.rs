@@ -292,16 +292,16 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
                 ),
             ));
         }
-        if st.nearly_full() {
+        if let Some(q) = st.quota().filter(|q| q.nearly_full()) {
             alerts.push(Alert::new(
                 "sink_nearly_full",
                 "warning",
                 Some(&name),
                 format!(
                     "sink {name}'s account is {:.0} % full ({} of {} bytes): free space there or buy more, before backups stop",
-                    st.quota_used.unwrap_or(0) as f64 * 100.0 / st.quota_limit.unwrap_or(1).max(1) as f64,
-                    st.quota_used.unwrap_or(0),
-                    st.quota_limit.unwrap_or(0)
+                    q.percent(),
+                    q.usage,
+                    q.limit.unwrap_or(0)
                 ),
             ));
         }
