@@ -76,7 +76,9 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
             rejected("restore needs the store keys of a till: run it with TILLMESH_HOME set to a till of the store, or pass --keys DIR")
         })?;
     let kf = read_keys_file(&source)?;
-    let source_home = source.clone();
+    // A configured sink of the till the keys come from (Google Drive, say),
+    // else a folder, as `backup --to` reads it.
+    let (_, sink, _) = resolve(&source, &a.from.to_string_lossy())?;
     let store_id: StoreId = kf
         .store_id
         .parse()
@@ -97,18 +99,6 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
         secrets: &kf.secrets,
         recovery: None,
         certify_with: certify.as_ref(),
-    };
-    // A configured sink of the till the keys come from (Google Drive, say),
-    // else a folder.
-    let named = a
-        .from
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .filter(|_| !a.from.is_dir());
-    let sinks = load_sinks(&source_home)?;
-    let sink: OpenSink = match named.and_then(|n| sinks.get(&n).cloned()) {
-        Some(spec) => open_sink(&source_home, &spec.config)?,
-        None => std::sync::Arc::new(FolderSink::new(&a.from)?),
     };
     let report = restore_home(home, &*sink, &a.till, &source, pick)?;
     print_restore(&report, home, a.json, out)
