@@ -789,22 +789,29 @@ pub struct UsbReport {
     /// again.
     #[serde(skip)]
     pub imported_files: Vec<String>,
+    /// The tills (short ids) whose files brought this till new changes: they
+    /// reached it this way.
+    #[serde(skip)]
+    pub brought_by: BTreeSet<String>,
 }
 
 impl UsbReport {
-    /// Count the outcome of importing file `name`; true when it may have moved
-    /// the membership (take a new [`Opener`]).
-    pub fn add(&mut self, name: String, result: Result<Imported, BackupError>) -> bool {
+    /// Count the outcome of importing listed file `l`; true when it may have
+    /// moved the membership (take a new [`Opener`]).
+    pub fn add(&mut self, l: &Listed, result: Result<Imported, BackupError>) -> bool {
         self.files_read += 1;
         match result {
             Ok(i) => {
                 self.imported_changes += i.changes;
-                self.imported_files.push(name);
+                self.imported_files.push(l.name.clone());
+                if let Some(creator) = l.creator.as_ref().filter(|_| i.changes > 0) {
+                    self.brought_by.insert(creator.clone());
+                }
                 i.membership
             }
             Err(e) => {
-                tracing::warn!(file = name, error = %e, "refused a file on the stick");
-                self.refused.push((name, e.to_string()));
+                tracing::warn!(file = l.name, error = %e, "refused a file on the stick");
+                self.refused.push((l.name.clone(), e.to_string()));
                 false
             }
         }
@@ -859,7 +866,7 @@ pub fn usb_sync(
         let result = open_listed(sink, &opener, &l)?
             .map_err(BackupError::from)
             .and_then(|(_, c)| merge(store, &c));
-        if report.add(l.name, result) {
+        if report.add(&l, result) {
             opener = Opener::of(store, extra)?;
         }
     }

@@ -207,8 +207,9 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     }
     {
         let (store, node, home) = (handle.clone(), node.clone(), ctx.home.to_path_buf());
+        let every = Duration::from_secs(a.mailbox_every.max(1));
         actors.spawn("drive mailbox", move || {
-            drive_mailbox(store.clone(), node.clone(), home.clone())
+            drive_mailbox(store.clone(), node.clone(), home.clone(), every)
         });
     }
     {
@@ -427,22 +428,20 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
     }
 }
 
-/// How often the daemon syncs through the store's Drive sink while no other
-/// till is reachable over the mesh.
-const MAILBOX_EVERY: Duration = Duration::from_secs(60);
-/// How often it does while the mesh reaches some till: for the tills only
-/// Drive reaches.
+/// How often the daemon syncs through the store's Drive sink while the mesh
+/// reaches some till: for the tills only Drive reaches.
 const MAILBOX_QUIET: Duration = Duration::from_secs(15 * 60);
 
 /// Google Drive as a mailbox between tills: while the store has a Google
 /// login and a Drive sink, take the changes other tills left there and leave
-/// what they lack, every minute while no till is reachable over the mesh (no
-/// direct path, no relay), every 15 minutes otherwise; so tills with no mesh
-/// path between them converge through Drive.
-async fn drive_mailbox(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
+/// what they lack, `every` (`run --mailbox-every`, a minute by default) while
+/// no till is reachable over the mesh (no direct path, no relay), every 15
+/// minutes otherwise; so tills with no mesh path between them converge
+/// through Drive.
+async fn drive_mailbox(store: StoreHandle, node: Arc<Node>, home: PathBuf, every: Duration) {
     let mut last: Option<std::time::Instant> = None;
     loop {
-        tokio::time::sleep(MAILBOX_EVERY).await;
+        tokio::time::sleep(every).await;
         let meshed = node.links().values().any(|l| l.path != "offline");
         if meshed && last.is_some_and(|t| t.elapsed() < MAILBOX_QUIET) {
             continue;

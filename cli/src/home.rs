@@ -87,12 +87,10 @@ impl HomeFile {
     /// formats (keys, the store) or that hold no format (a socket, a folder).
     pub fn version(self) -> Option<u32> {
         match self {
-            HomeFile::StoreKeys
-            | HomeFile::BackupState
-            | HomeFile::UsbImported
-            | HomeFile::Api
-            | HomeFile::DriveLogin => Some(1),
-            HomeFile::Sinks | HomeFile::RecoveryState => Some(2),
+            HomeFile::StoreKeys | HomeFile::BackupState | HomeFile::Api | HomeFile::DriveLogin => {
+                Some(1)
+            }
+            HomeFile::Sinks | HomeFile::RecoveryState | HomeFile::UsbImported => Some(2),
             _ => None,
         }
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tillmesh_mesh::{PeerLink, Revocation};
 use tillmesh_store::{MemberStatus, Store, TillId};
 
-use crate::backups::now_ms;
+use crate::backups::{Arrival, now_ms};
 use crate::output::{Table, time};
 
 /// Unreplicated changes older than this raise an alert.
@@ -63,8 +63,13 @@ pub struct TillRow {
     /// `self`, `member`, `revoked` or `uncertified`.
     pub membership: String,
     pub online: bool,
-    /// `self`, `direct`, `relay` or `offline`.
+    /// The newest way its changes reached this till: `direct` or `relay`
+    /// (the mesh), `drive` (the store's Google Drive folder) or `usb` (a
+    /// stick); `self` for this till, `offline` when nothing came yet.
     pub path: String,
+    /// When (unix ms) it was last heard from that way: the last sync or
+    /// heartbeat over the mesh, the last file from it that brought changes.
+    pub path_at: Option<u64>,
     pub rtt_ms: Option<f64>,
     /// Unix ms of the last completed sync with it.
     pub last_sync: Option<u64>,
@@ -149,6 +154,21 @@ pub struct Live {
     pub online_window_ms: u64,
 }
 
+/// The newest way a peer's changes reached this till: its mesh `link` (the
+/// last sync or heartbeat over it) or the last file from it that brought
+/// changes (`arrival`), whichever is newer; `offline` when neither.
+fn newest_path(link: Option<&PeerLink>, arrival: Option<&Arrival>) -> (String, Option<u64>) {
+    let mesh = link
+        .filter(|l| !l.path.is_empty())
+        .map(|l| (l.path.clone(), l.last_sync.max(l.last_heartbeat)));
+    match (mesh, arrival) {
+        (Some((_, seen)), Some(a)) if seen.is_none_or(|s| a.at > s) => (a.via.clone(), Some(a.at)),
+        (Some(mesh), _) => mesh,
+        (None, Some(a)) => (a.via.clone(), Some(a.at)),
+        (None, None) => ("offline".into(), None),
+    }
+}
+
 /// Build the report. `live` is the daemon's view (None without one).
 pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<StatusReport> {
     let links = live.map(|l| &l.links);
@@ -157,6 +177,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     let tills = store.tills()?;
     let peers: Vec<TillId> = tills.iter().map(|t| t.id).filter(|t| *t != me).collect();
     let (unrepl, oldest) = store.unreplicated(&peers)?;
+    let arrivals = crate::backups::file_arrivals(home);
     let now = now_ms();
     let mut rows = Vec::new();
     let mut alerts = Vec::new();
@@ -177,19 +198,19 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             || link.is_some_and(|l| {
                 (l.path != "offline" && recent(l.last_sync)) || recent(l.last_heartbeat)
             });
+        let (path, path_at) = if t.id == me {
+            ("self".to_string(), None)
+        } else {
+            newest_path(link, arrivals.get(&t.id.fmt_short()))
+        };
         let mut row = TillRow {
             id: t.id.to_string(),
             name: t.name.clone(),
             role: t.role.to_string(),
             membership: membership.into(),
             online,
-            path: if t.id == me {
-                "self".into()
-            } else {
-                link.map(|l| l.path.clone())
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| "offline".into())
-            },
+            path,
+            path_at,
             rtt_ms: link.and_then(|l| l.rtt_ms),
             last_sync: link.and_then(|l| l.last_sync),
             lag_changes: link.and_then(|l| l.last_received).map(|n| n as u64),
@@ -477,7 +498,13 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
             row.id[..10].to_string(),
             row.role.clone(),
             state,
-            row.path.clone(),
+            match row.path_at {
+                // The mesh's time is under LAST SYNC.
+                Some(at) if matches!(row.path.as_str(), "drive" | "usb") => {
+                    format!("{} {}", row.path, time(at))
+                }
+                _ => row.path.clone(),
+            },
             row.rtt_ms
                 .map(|r| format!("{r:.1}ms"))
                 .unwrap_or_else(|| "-".into()),
@@ -531,4 +558,58 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "! {a}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(path: &str, last_sync: Option<u64>, last_heartbeat: Option<u64>) -> PeerLink {
+        PeerLink {
+            path: path.into(),
+            last_sync,
+            last_heartbeat,
+            ..PeerLink::default()
+        }
+    }
+
+    fn arrival(via: &str, at: u64) -> Arrival {
+        Arrival {
+            via: via.into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn a_peer_is_shown_on_the_newest_way_its_changes_came() {
+        assert_eq!(newest_path(None, None), ("offline".into(), None));
+        // Only a file from it: the way the file came.
+        assert_eq!(
+            newest_path(None, Some(&arrival("drive", 50))),
+            ("drive".into(), Some(50))
+        );
+        // The mesh went quiet, then a file came through Drive.
+        let quiet = link("offline", Some(10), Some(20));
+        assert_eq!(
+            newest_path(Some(&quiet), Some(&arrival("drive", 30))),
+            ("drive".into(), Some(30))
+        );
+        // The mesh came back after that file: its path again.
+        let back = link("relay", Some(40), Some(45));
+        assert_eq!(
+            newest_path(Some(&back), Some(&arrival("drive", 30))),
+            ("relay".into(), Some(45))
+        );
+        // A stick older than the last mesh contact changes nothing.
+        let direct = link("direct", Some(60), None);
+        assert_eq!(
+            newest_path(Some(&direct), Some(&arrival("usb", 55))),
+            ("direct".into(), Some(60))
+        );
+        // A link the node knows but never used: a file is newer.
+        assert_eq!(
+            newest_path(Some(&link("direct", None, None)), Some(&arrival("usb", 5))),
+            ("usb".into(), Some(5))
+        );
+    }
 }

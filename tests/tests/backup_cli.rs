@@ -445,6 +445,8 @@ fn usb_sync_carries_sales_between_tills_that_never_meet() {
     );
     assert_eq!(receipts(&a), receipts(&b));
     assert_eq!(receipts(&a).len(), 7);
+    assert_eq!(a.path_to("B"), "usb", "B's sales reached A on the stick");
+    assert_eq!(b.path_to("A"), "usb");
     // Only ciphertext on the stick.
     for entry in walk(&stick) {
         let bytes = std::fs::read(&entry).expect("read");

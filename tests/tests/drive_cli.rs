@@ -276,9 +276,12 @@ fn tills_with_no_path_between_them_converge_through_drive() {
         out.contains("Imported") && !out.contains("Imported 0"),
         "{out}"
     );
+    assert_eq!(b.path_to("A"), "drive", "A reached B through Drive");
     b.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
     b.ok(&["drive", "sync"]);
+    assert_eq!(a.path_to("B"), "offline", "nothing came from B yet");
     a.ok(&["drive", "sync"]);
+    assert_eq!(a.path_to("B"), "drive");
     let mut ra = a.receipts();
     let mut rb = b.receipts();
     ra.sort();

@@ -73,6 +73,14 @@ impl Place {
             Place::Mailbox(_) => "Google Drive",
         }
     }
+
+    /// The path other tills' changes take through it, as `status` names it.
+    fn via(&self) -> &'static str {
+        match self {
+            Place::Stick(_) => "usb",
+            Place::Mailbox(_) => "drive",
+        }
+    }
 }
 
 /// Sync with the other tills through `sink`: import the files they left there
@@ -140,13 +148,13 @@ pub async fn sync_through(
             },
             Err(e) => Err(e),
         };
-        if r.add(l.name, result) {
+        if r.add(&l, result) {
             let ex = extra.clone();
             opener = store.call(move |s| Opener::of(s, &ex)).await??;
         }
     }
     r.exported(stepped_backup(store, &sink, Kind::Bundle, progress).await??);
-    remember_usb(home, &mut known, &r);
+    remember_usb(home, &mut known, &r, place);
     let (p2, r2) = (place.clone(), r.clone());
     store.call(move |s| record_usb(s, &p2, &r2)).await?;
     let mut out = Vec::new();
@@ -164,11 +172,31 @@ pub(super) fn usb_known_path(home: &Path) -> PathBuf {
 /// only read again, harmlessly, if still on a stick).
 pub(super) const USB_KNOWN_LIMIT: usize = 50_000;
 
-/// The content of [`usb_known_path`].
+/// The content of [`usb_known_path`]. Version 2 added `arrivals`.
 #[derive(Serialize, Deserialize)]
 pub(super) struct UsbKnown {
     version: u32,
     files: BTreeSet<String>,
+    /// By till (short id): how its changes last reached this till through a
+    /// file.
+    #[serde(default)]
+    arrivals: BTreeMap<String, Arrival>,
+}
+
+/// How another till's changes last reached this one through a file it made:
+/// on a stick (`usb`) or through the store's Drive folder (`drive`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    /// `usb` or `drive`.
+    pub via: String,
+    /// When (unix ms).
+    pub at: u64,
+}
+
+/// By till (short id): how its changes last reached this till through a file
+/// (the mesh's paths are the daemon's to tell).
+pub fn file_arrivals(home: &Path) -> BTreeMap<String, Arrival> {
+    load_usb_known(home).arrivals
 }
 
 pub(super) fn load_usb_known(home: &Path) -> UsbKnown {
@@ -182,15 +210,29 @@ pub(super) fn load_usb_known(home: &Path) -> UsbKnown {
     match read {
         Some(Ok(k)) => k,
         _ => UsbKnown {
-            version: 1,
+            version: USB_KNOWN_VERSION,
             files: BTreeSet::new(),
+            arrivals: BTreeMap::new(),
         },
     }
 }
 
-pub(super) fn remember_usb(home: &Path, known: &mut UsbKnown, r: &archive::UsbReport) {
+/// The version of [`UsbKnown`] this version writes.
+const USB_KNOWN_VERSION: u32 = 2;
+
+pub(super) fn remember_usb(
+    home: &Path,
+    known: &mut UsbKnown,
+    r: &archive::UsbReport,
+    place: &Place,
+) {
     if r.imported_files.is_empty() {
         return;
+    }
+    let at = now_ms();
+    for till in &r.brought_by {
+        let via = place.via().to_string();
+        known.arrivals.insert(till.clone(), Arrival { via, at });
     }
     let files = &mut known.files;
     files.extend(r.imported_files.iter().cloned());
@@ -201,7 +243,7 @@ pub(super) fn remember_usb(home: &Path, known: &mut UsbKnown, r: &archive::UsbRe
         let excess = by_age.len() - USB_KNOWN_LIMIT;
         files.extend(by_age.drain(excess..));
     }
-    known.version = 1;
+    known.version = USB_KNOWN_VERSION;
     let result = serde_json::to_vec(&*known)
         .map_err(anyhow::Error::from)
         .and_then(|b| write_private(&usb_known_path(home), &b));

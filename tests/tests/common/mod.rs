@@ -101,6 +101,23 @@ impl Till {
             .collect()
     }
 
+    /// The path this till's status shows for the till named `name` (a time
+    /// comes with any path but `offline`).
+    #[allow(dead_code)]
+    pub fn path_to(&self, name: &str) -> String {
+        let status = self.json(&["status"]);
+        let row = status["tills"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+            .unwrap_or_else(|| panic!("no till {name} in {status}"))
+            .clone();
+        let path = row["path"].as_str().expect("path").to_string();
+        if path != "offline" {
+            assert!(row["path_at"].as_u64().is_some(), "{row}");
+        }
+        path
+    }
+
     /// Run a command with `--json` that must succeed; return the parsed output.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();
