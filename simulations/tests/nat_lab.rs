@@ -8,6 +8,8 @@
 //! passes without running (`TILLMESH_NAT_LAB=require` makes that a failure).
 #![cfg(target_os = "linux")]
 
+#[path = "nat_lab/daemons.rs"]
+mod daemons;
 #[path = "nat_lab/net.rs"]
 mod net;
 #[path = "nat_lab/shop.rs"]
@@ -17,6 +19,7 @@ use std::time::Duration;
 
 use patchbay::{Device, Nat, Router};
 
+use daemons::CliTill;
 use net::{Net, echo_probe, http_answers, impair, lab_with_relay, udp_punch};
 use shop::{Till, eventually, two_tills};
 
@@ -429,3 +432,145 @@ async fn tills_on_one_lan_find_each_other_by_mdns() {
 #[derive(Debug)]
 struct NoHooks;
 impl iroh::endpoint::EndpointHooks for NoHooks {}
+
+/// 7. Two tills run by `tillmesh run`, each on a site of its own, with a
+/// Google Drive (the emulator) on the internet that both reach. With every
+/// packet between the two sites, and between each and the store's relay, cut,
+/// no mesh path is left: sales cross through the store's Drive folder on the
+/// daemons' schedule, and `status` shows the other till on the path `drive`.
+/// Once the cut is lifted, the mesh carries them again and `status` shows
+/// `direct` or `relay`.
+#[tokio::test]
+async fn tills_cut_off_from_each_other_converge_through_drive_and_return_to_the_mesh() {
+    logs();
+    let Some(net) = lab_with_relay().await else {
+        return;
+    };
+    let lab = &net.lab;
+    let mut devs = Vec::new();
+    for (router, device) in [
+        ("site_a", "till_a"),
+        ("site_b", "till_b"),
+        ("google", "drive"),
+    ] {
+        let r = lab.add_router(router).build().await.expect("router");
+        devs.push(
+            lab.add_device(device)
+                .uplink(r.id())
+                .build()
+                .await
+                .expect("device"),
+        );
+    }
+    let ip = |d: &Device| d.ip().expect("IPv4");
+    let (ip_a, ip_b, ip_drive) = (ip(&devs[0]), ip(&devs[1]), ip(&devs[2]));
+    let drive_addr = std::net::SocketAddr::from((ip_drive, 8790));
+    devs[2]
+        .spawn(move |_| async move {
+            let options = tillmesh_drive_emulator::Options {
+                auto_approve: true,
+                device_interval_s: 1,
+                ..Default::default()
+            };
+            if let Err(e) = tillmesh_drive_emulator::Emulator::serve(drive_addr, options).await {
+                eprintln!("the Drive emulator stopped: {e}");
+            }
+        })
+        .expect("emulator runtime");
+    let drive_url = format!("http://{drive_addr}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = CliTill::new(dir.path(), "a", &devs[0]);
+    let mut b = CliTill::new(dir.path(), "b", &devs[1]);
+    a.ok(&["init", "--store", "Two Sites", "--till", "A"]);
+    a.ok(&["relays", "add", &net.relay_url, "--cert", &net.relay_cert]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    // Anti-entropy every 2 s, the Drive mailbox every 2 s while no mesh path.
+    let run_args = ["--sync-interval", "2", "--mailbox-every", "2"];
+    a.start(&run_args);
+    let ticket = a.ok(&["invite"]);
+    let joined = b.ok(&["join", ticket.trim(), "--till", "B", "--bind", "0.0.0.0:0"]);
+    assert!(joined.contains("Joined"), "{joined}");
+    b.start(&run_args);
+    daemons::wait("B to hold the store's backup keys", 60, || {
+        b.json(&["keys", "list"])["keys"]
+            .as_array()
+            .is_some_and(|k| !k.is_empty())
+    });
+    for t in [&mut a, &mut b] {
+        t.set_env("TILLMESH_GOOGLE_ENDPOINT", &drive_url);
+        t.set_env("TILLMESH_GOOGLE_CLIENT_ID", "till-app");
+    }
+    // The device flow: the emulator approves it at once.
+    let login = a.ok(&["drive", "login", "--device"]);
+    assert!(login.contains(&drive_url), "{login}");
+    daemons::wait("B to take the store's Google login", 60, || {
+        b.json(&["drive", "status"])["logged_in"] == true
+    });
+    for t in [&a, &b] {
+        t.ok(&["sink", "add", "mail", "drive", "mailbox"]);
+    }
+
+    // The mesh first.
+    let first = a.sell("TEA");
+    daemons::wait("A's first sale to reach B over the mesh", 60, || {
+        b.receipts().contains(&first)
+    });
+    let (path, _) = b.path_to("A");
+    assert!(path == "direct" || path == "relay", "B sees A on {path}");
+
+    // Cut the sites off from each other and from the relay; Drive stays.
+    net.cut_between(&[(ip_a, ip_b), (ip_a, net.relay_ip()), (ip_b, net.relay_ip())]);
+    assert!(
+        !http_answers(&devs[0], net.relay_tcp()).await,
+        "A no longer reaches the relay"
+    );
+    assert!(
+        http_answers(&devs[0], drive_addr).await && http_answers(&devs[1], drive_addr).await,
+        "both still reach Google Drive"
+    );
+    let cut_at = std::time::Instant::now();
+    let second = a.sell("TEA");
+    let took = daemons::wait("A's sale to reach B through Drive", 120, || {
+        b.receipts().contains(&second)
+    });
+    println!("with no mesh path, A's sale reached B through Drive in {took:?}");
+    daemons::wait("B to show A on the path drive", 30, || {
+        b.path_to("A").0 == "drive"
+    });
+    let third = b.sell("TEA");
+    daemons::wait("B's sale to reach A through Drive", 120, || {
+        a.receipts().contains(&third)
+    });
+    daemons::wait("A to show B on the path drive", 30, || {
+        a.path_to("B").0 == "drive"
+    });
+    assert!(net.cut_drops() > 0, "the cut is what kept them apart");
+    let audit = a.json(&["audit"]).to_string();
+    assert!(
+        audit.contains("drive-sync"),
+        "A's syncs through Drive are on record"
+    );
+    println!("cut for {:?}", cut_at.elapsed());
+
+    // The mesh returns.
+    net.lift_cut();
+    let took = daemons::wait("B to show A on the mesh again", 120, || {
+        let (path, _) = b.path_to("A");
+        path == "direct" || path == "relay"
+    });
+    println!("after the cut was lifted, B saw A over the mesh again in {took:?}");
+    daemons::wait("A to show B on the mesh again", 60, || {
+        let (path, _) = a.path_to("B");
+        path == "direct" || path == "relay"
+    });
+    let fourth = a.sell("TEA");
+    daemons::wait("A's sale to reach B over the mesh again", 60, || {
+        b.receipts().contains(&fourth)
+    });
+    let (mut ra, mut rb) = (a.receipts(), b.receipts());
+    ra.sort();
+    rb.sort();
+    assert_eq!(ra.len(), 4);
+    assert_eq!(ra, rb, "both tills hold every sale");
+}

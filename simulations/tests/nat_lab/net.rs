@@ -225,7 +225,7 @@ pub async fn lab_with_relay() -> Option<Net> {
 }
 
 impl Net {
-    fn relay_ip(&self) -> Ipv4Addr {
+    pub fn relay_ip(&self) -> Ipv4Addr {
         self.relay_dev.ip().expect("relay IPv4")
     }
 
@@ -275,8 +275,61 @@ impl Net {
         );
     }
 
+    /// Cut every packet between each pair of public addresses in `pairs` on
+    /// the lab's internet side, as [`Net::block_udp_between`] does for UDP;
+    /// [`Net::lift_cut`] undoes it. Counters record what was dropped.
+    pub fn cut_between(&self, pairs: &[(Ipv4Addr, Ipv4Addr)]) {
+        let rules: String = pairs
+            .iter()
+            .map(|(a, b)| {
+                format!(
+                    "ip saddr {a} ip daddr {b} counter drop\nip saddr {b} ip daddr {a} counter drop\n"
+                )
+            })
+            .collect();
+        let table = |family: &str| {
+            format!(
+                "table {family} tillmesh_cut {{
+                    chain forward {{
+                        type filter hook forward priority 0; policy accept;
+                        {rules}
+                    }}
+                }}\n"
+            )
+        };
+        let ruleset = format!("{}{}", table("bridge"), table("inet"));
+        let ix = self.lab.ix();
+        run(
+            |c| ix.spawn_command_sync(c),
+            "nft",
+            &["-f", "-"],
+            Some(&ruleset),
+        );
+    }
+
+    /// Packets [`Net::cut_between`] has dropped so far.
+    pub fn cut_drops(&self) -> u64 {
+        self.counted("tillmesh_cut")
+    }
+
+    /// Lift [`Net::cut_between`].
+    pub fn lift_cut(&self) {
+        let ix = self.lab.ix();
+        run(
+            |c| ix.spawn_command_sync(c),
+            "nft",
+            &["-f", "-"],
+            Some("delete table bridge tillmesh_cut\ndelete table inet tillmesh_cut\n"),
+        );
+    }
+
     /// Packets the UDP block has dropped so far.
     pub fn udp_block_drops(&self) -> u64 {
+        self.counted("tillmesh_block")
+    }
+
+    /// The packets counted by the rules of the lab's tables named `table`.
+    fn counted(&self, table: &str) -> u64 {
         let ix = self.lab.ix();
         ["bridge", "inet"]
             .into_iter()
@@ -284,7 +337,7 @@ impl Net {
                 let out = run(
                     |c| ix.spawn_command_sync(c),
                     "nft",
-                    &["list", "table", family, "tillmesh_block"],
+                    &["list", "table", family, table],
                     None,
                 );
                 counter_packets(&out).iter().sum::<u64>()
