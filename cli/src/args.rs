@@ -116,32 +116,36 @@ pub enum Command {
     DriveEmulator(DriveEmulatorArgs),
 }
 
+/// How to sign in to Google: `drive login`, and `recovery restore --drive`.
+#[derive(Debug, Clone, Args)]
+pub struct GoogleSignIn {
+    /// Sign in with a code entered on another device (for a till with no browser).
+    #[arg(long)]
+    pub device: bool,
+    /// The Google OAuth client id (see docs/OPERATIONS.md to make one).
+    #[arg(long, env = "TILLMESH_GOOGLE_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// The client secret Google gives installed and TV apps (not a secret).
+    #[arg(long, env = "TILLMESH_GOOGLE_CLIENT_SECRET")]
+    pub client_secret: Option<String>,
+    /// A server with Google's paths in place of Google (the Drive
+    /// emulator: `tillmesh drive-emulator`), like http://127.0.0.1:8790.
+    #[arg(long, value_name = "URL", env = "TILLMESH_GOOGLE_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Keep the store's files in the hidden app data folder (scope
+    /// drive.appdata) instead of a visible folder (scope drive.file).
+    #[arg(long)]
+    pub app_data: bool,
+    /// Seconds to wait for the browser.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 pub enum DriveCmd {
     /// Sign in to Google Drive for the store: prints an address to open in a
     /// browser (or, with --device, a code to enter on a phone).
-    Login {
-        /// Sign in with a code entered on another device (for a till with no browser).
-        #[arg(long)]
-        device: bool,
-        /// The Google OAuth client id (see docs/OPERATIONS.md to make one).
-        #[arg(long, env = "TILLMESH_GOOGLE_CLIENT_ID")]
-        client_id: String,
-        /// The client secret Google gives installed and TV apps (not a secret).
-        #[arg(long, env = "TILLMESH_GOOGLE_CLIENT_SECRET")]
-        client_secret: Option<String>,
-        /// A server with Google's paths in place of Google (the Drive
-        /// emulator: `tillmesh drive-emulator`), like http://127.0.0.1:8790.
-        #[arg(long, value_name = "URL", env = "TILLMESH_GOOGLE_ENDPOINT")]
-        endpoint: Option<String>,
-        /// Keep the store's files in the hidden app data folder (scope
-        /// drive.appdata) instead of a visible folder (scope drive.file).
-        #[arg(long)]
-        app_data: bool,
-        /// Seconds to wait for the browser.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
-    },
+    Login(GoogleSignIn),
     /// The login: account, quota, token, Drive sinks; asks for a new login
     /// when Google no longer takes it.
     Status(JsonFlag),
@@ -349,8 +353,22 @@ pub enum RecoveryCmd {
         /// The recovery file.
         file: PathBuf,
         /// The folder holding the backups.
-        #[arg(long, value_name = "DIR")]
-        from: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "drive")]
+        from: Option<PathBuf>,
+        /// The backups are in this folder of Google Drive (`tillmesh-` and the
+        /// store's id unless it was named otherwise): sign in first, as `drive
+        /// login` does, and keep that login and a Drive sink there for the new
+        /// till.
+        #[arg(
+            long,
+            value_name = "FOLDER",
+            conflicts_with = "from",
+            num_args = 0..=1,
+            default_missing_value = ""
+        )]
+        drive: Option<String>,
+        #[command(flatten)]
+        google: GoogleSignIn,
         /// The restored till's short name.
         #[arg(long = "till", value_name = "NAME", default_value = "R01")]
         till: String,
@@ -436,7 +454,10 @@ impl Command {
             ) => fix(file),
             _ => {}
         }
-        if let Command::Recovery(RecoveryCmd::Restore { from, .. }) = self {
+        if let Command::Recovery(RecoveryCmd::Restore {
+            from: Some(from), ..
+        }) = self
+        {
             fix(from);
         }
     }

@@ -18,7 +18,7 @@ use tillmesh_backup::oauth::{
 };
 use tillmesh_store::StoreSecret;
 
-use crate::args::DriveCmd;
+use crate::args::{DriveCmd, GoogleSignIn};
 use crate::backups::now_ms;
 use crate::commands::{print_json, rejected};
 use crate::exit::Damaged;
@@ -298,86 +298,139 @@ pub fn mailbox(home: &Path, name: Option<&str>) -> Result<(String, crate::backup
     Ok((name, sink))
 }
 
+/// A Google sign-in just made: the client, the Drive API root and the
+/// tokens.
+pub struct SignedIn {
+    pub client: OAuthClient,
+    pub api: String,
+    pub app_data: bool,
+    pub tokens: Tokens,
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens.
+        f.debug_struct("SignedIn")
+            .field("client", &self.client.client_id)
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SignedIn {
+    /// Tokens that refresh themselves, for a Drive sink.
+    pub fn access_tokens(&self) -> Result<Arc<dyn AccessTokens>> {
+        Ok(refreshing(self.client.clone(), self.tokens.clone())?)
+    }
+}
+
+/// Sign in to Google as `g` says: the device flow (a code for another
+/// device) or a browser on this machine sent back to a loopback address
+/// (with PKCE); what to do is written to `out`.
+pub fn sign_in(g: &GoogleSignIn, out: &mut dyn Write) -> Result<SignedIn> {
+    let client_id = g.client_id.as_deref().ok_or_else(|| {
+        rejected(
+            "no Google OAuth client: give --client-id or set TILLMESH_GOOGLE_CLIENT_ID \
+             (docs/OPERATIONS.md says how to make one)",
+        )
+    })?;
+    let secret = g.client_secret.as_deref();
+    let (client, api) = match &g.endpoint {
+        Some(root) => (
+            OAuthClient::at(root, client_id, secret),
+            root.trim_end_matches('/').to_string(),
+        ),
+        None => (
+            OAuthClient::google(client_id, secret),
+            GOOGLE_API.to_string(),
+        ),
+    };
+    let scope = if g.app_data {
+        SCOPE_APPDATA
+    } else {
+        SCOPE_FILE
+    };
+    let timeout = Duration::from_secs(g.timeout);
+    let tokens = if g.device {
+        let login = client.device_start(&[scope])?;
+        writeln!(
+            out,
+            "On a phone or computer, open {} and enter the code {}\nWaiting for the approval (the code is good for {} minutes)...",
+            login.verification_url,
+            login.user_code,
+            login.expires_in.as_secs() / 60
+        )?;
+        out.flush()?;
+        client.device_wait(&login)?
+    } else {
+        let redirect = LoopbackRedirect::bind()?;
+        let req = AuthRequest::new(
+            &client.auth_uri,
+            &client.client_id,
+            &redirect.uri(),
+            &[scope],
+        );
+        writeln!(
+            out,
+            "Open this address in a browser on this machine to let Tillmesh keep the store's backups in Google Drive:\n{}\nWaiting for the browser (up to {} s)...",
+            req.url(),
+            timeout.as_secs()
+        )?;
+        out.flush()?;
+        let code = redirect.wait(&req.state, timeout)?;
+        client.exchange(&code, &req.pkce.verifier, &redirect.uri())?
+    };
+    Ok(SignedIn {
+        client,
+        api,
+        app_data: g.app_data,
+        tokens,
+    })
+}
+
+/// Keep `signed` as the store's login in `home`, sealed to the store's
+/// `keys`, once Drive shows the tokens work; the login it replaces is revoked
+/// (one login per store). The account, as Drive reports it.
+pub fn keep_login(
+    home: &Path,
+    signed: &SignedIn,
+    keys: &[StoreSecret],
+) -> Result<tillmesh_backup::drive::Account> {
+    let account = account(&signed.api, signed.app_data, signed.access_tokens()?)?;
+    let tokens = &signed.tokens;
+    if let Some(old) = load(home)?
+        && let Ok(old_tokens) = open(&old, keys)
+        && let Some(old_refresh) = old_tokens.refresh_token
+        && Some(&old_refresh) != tokens.refresh_token.as_ref()
+        && let Err(e) = old.client.revoke(&old_refresh)
+    {
+        tracing::warn!(error = %e, "could not revoke the previous Google login");
+    }
+    let (key_id, sealed) = seal(tokens, keys)?;
+    save(
+        home,
+        &DriveLogin {
+            version: format_version(),
+            client: signed.client.clone(),
+            api: signed.api.clone(),
+            app_data: signed.app_data,
+            account: account.email.clone(),
+            logged_in_ms: now_ms().max(load_record(home)?.map_or(0, |l| l.logged_in_ms + 1)),
+            key_id,
+            sealed,
+            signed_out: false,
+        },
+    )?;
+    Ok(account)
+}
+
 /// `tillmesh drive ...`.
 pub fn run(home: &Path, c: &DriveCmd, out: &mut dyn Write) -> Result<()> {
     match c {
-        DriveCmd::Login {
-            device,
-            client_id,
-            client_secret,
-            endpoint,
-            app_data,
-            timeout,
-        } => {
+        DriveCmd::Login(g) => {
             let keys = store_keys(home)?;
-            let (client, api) = match endpoint {
-                Some(root) => (
-                    OAuthClient::at(root, client_id, client_secret.as_deref()),
-                    root.trim_end_matches('/').to_string(),
-                ),
-                None => (
-                    OAuthClient::google(client_id, client_secret.as_deref()),
-                    GOOGLE_API.to_string(),
-                ),
-            };
-            let scope = if *app_data { SCOPE_APPDATA } else { SCOPE_FILE };
-            let timeout = Duration::from_secs(*timeout);
-            let tokens = if *device {
-                let login = client.device_start(&[scope])?;
-                writeln!(
-                    out,
-                    "On a phone or computer, open {} and enter the code {}\nWaiting for the approval (the code is good for {} minutes)...",
-                    login.verification_url,
-                    login.user_code,
-                    login.expires_in.as_secs() / 60
-                )?;
-                out.flush()?;
-                client.device_wait(&login)?
-            } else {
-                let redirect = LoopbackRedirect::bind()?;
-                let req = AuthRequest::new(
-                    &client.auth_uri,
-                    &client.client_id,
-                    &redirect.uri(),
-                    &[scope],
-                );
-                writeln!(
-                    out,
-                    "Open this address in a browser on this machine to let Tillmesh keep the store's backups in Google Drive:\n{}\nWaiting for the browser (up to {} s)...",
-                    req.url(),
-                    timeout.as_secs()
-                )?;
-                out.flush()?;
-                let code = redirect.wait(&req.state, timeout)?;
-                client.exchange(&code, &req.pkce.verifier, &redirect.uri())?
-            };
-            // What the account is, and that the tokens work.
-            let account = account(&api, *app_data, refreshing(client.clone(), tokens.clone())?)?;
-            // One login per store: the one it replaces is revoked.
-            if let Some(old) = load(home)?
-                && let Ok(old_tokens) = open(&old, &keys)
-                && let Some(old_refresh) = old_tokens.refresh_token
-                && Some(&old_refresh) != tokens.refresh_token.as_ref()
-                && let Err(e) = old.client.revoke(&old_refresh)
-            {
-                tracing::warn!(error = %e, "could not revoke the previous Google login");
-            }
-            let (key_id, sealed) = seal(&tokens, &keys)?;
-            save(
-                home,
-                &DriveLogin {
-                    version: format_version(),
-                    client,
-                    api,
-                    app_data: *app_data,
-                    account: account.email.clone(),
-                    logged_in_ms: now_ms()
-                        .max(load_record(home)?.map_or(0, |l| l.logged_in_ms + 1)),
-                    key_id,
-                    sealed,
-                    signed_out: false,
-                },
-            )?;
+            let signed = sign_in(g, out)?;
+            let account = keep_login(home, &signed, &keys)?;
             writeln!(
                 out,
                 "Signed in to Google Drive as {} ({}). Add a sink with `tillmesh sink add drive drive {}`.",

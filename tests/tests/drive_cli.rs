@@ -33,8 +33,13 @@ fn login(t: &Till, e: &Emulator, extra: &[&str], act: impl Fn(&str)) -> String {
         e.url(),
     ];
     args.extend_from_slice(extra);
-    let mut child = t
-        .cmd(&args)
+    interact(t.cmd(&args), act)
+}
+
+/// Run `cmd`, reading what it prints; `act` gets each line and plays the
+/// operator's part. It must succeed; what it printed.
+fn interact(mut cmd: std::process::Command, act: impl Fn(&str)) -> String {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -290,4 +295,86 @@ fn tills_with_no_path_between_them_converge_through_drive() {
     assert_eq!(ra, rb, "both tills hold every sale");
     let audit = a.json(&["audit"]).to_string();
     assert!(audit.contains("drive-sync"), "the syncs are on the record");
+}
+
+/// A new machine is recovered from Google Drive alone: the recovery file,
+/// a sign-in, and the store's backups in its Drive folder. The new till
+/// keeps that login and backs up there again.
+#[test]
+fn recovery_restores_a_new_machine_from_drive_alone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Lost Shop", "--till", "A"]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    let rec = dir.path().join("recovery.age");
+    let created = a
+        .cmd(&["recovery", "create", rec.to_str().expect("utf8")])
+        .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
+        .env("TILLMESH_SCRYPT_WORK_FACTOR", "10")
+        .output()
+        .expect("recovery create");
+    assert!(created.status.success(), "{created:?}");
+    let e = emulator(true);
+    let browse = |line: &str| {
+        if line.starts_with("http") {
+            assert_eq!(tillmesh_drive_emulator::browse(line).expect("browser"), 200);
+        }
+    };
+    login(&a, &e, &[], browse);
+    let folder = format!(
+        "tillmesh-{}",
+        a.json(&["status"])["store"].as_str().expect("id")
+    );
+    a.ok(&["sink", "add", "gd", "drive", &folder]);
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    a.ok(&["backup", "--to", "gd"]);
+    a.ok(&["sale", "--line", "TEA", "--tender", "card"]);
+    a.ok(&["backup", "--to", "gd", "--bundle"]);
+
+    // The till is lost. A new machine with the recovery file and a browser.
+    let r = Till::new(dir.path(), "r");
+    let restore = |passphrase: &str| {
+        let mut cmd = r.cmd(&[
+            "recovery",
+            "restore",
+            rec.to_str().expect("utf8"),
+            "--drive",
+            "--client-id",
+            "till-app",
+            "--endpoint",
+            e.url(),
+            "--home",
+            r.home.to_str().expect("utf8"),
+        ]);
+        cmd.env("TILLMESH_RECOVERY_PASSPHRASE", passphrase);
+        cmd
+    };
+    // A wrong passphrase is refused before anyone is asked to sign in.
+    let wrong = restore("wrong horse").output().expect("restore");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("passphrase"),
+        "{wrong:?}"
+    );
+    assert!(!r.home.join("store.redb").exists());
+    let printed = interact(restore("correct horse battery"), browse);
+    assert!(
+        printed.contains("backs up to the Drive folder"),
+        "{printed}"
+    );
+    let (mut want, mut got) = (a.receipts(), r.receipts());
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got, want,
+        "every sale back, snapshot and bundle, from Drive"
+    );
+    // The new till keeps the login and the sink, and backs up there.
+    assert_eq!(r.json(&["drive", "status"])["logged_in"], true);
+    r.ok(&["backup", "--to", "drive"]);
+    let listed = r.json(&["backup", "list", "--from", "drive"]).to_string();
+    assert!(listed.matches("\"snapshot\"").count() >= 2, "{listed}");
+    let problems = tillmesh_drive_emulator::discovery::check_requests(&e.requests());
+    assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -203,11 +203,17 @@ impl OpenedRecovery {
     }
 }
 
-/// `tillmesh recovery restore FILE --from DIR --home NEWDIR` and
+/// `tillmesh recovery restore FILE --from DIR|--drive [FOLDER] --home NEWDIR` and
 /// `tillmesh recovery drill FILE --from SINK|DIR`.
 pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()> {
-    let (file, from, till) = match c {
-        RecoveryCmd::Restore { file, from, till } => (file, from, till),
+    let (file, from, drive, google, till) = match c {
+        RecoveryCmd::Restore {
+            file,
+            from,
+            drive,
+            google,
+            till,
+        } => (file, from, drive, google, till),
         RecoveryCmd::Drill { file, from, json } => {
             let report = recovery_drill(home, file, from)?;
             return print_drill(&report, *json, out);
@@ -218,13 +224,29 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
     };
     let opened = OpenedRecovery::read(file)?;
     let (r, admin_key) = (&opened.r, &opened.admin_key);
-    let report = restore_home(
-        home,
-        &FolderSink::new(from)?,
-        till,
-        &opened.source(),
-        Pick::Newest,
-    )?;
+    // From a folder, or from Google Drive after a sign-in (the new machine
+    // has no login yet).
+    let (sink, signed): (Box<dyn Sink>, _) = match (from, drive) {
+        (Some(dir), _) => (Box::new(FolderSink::new(dir)?), None),
+        (None, Some(folder)) => {
+            let folder = match folder.as_str() {
+                "" => format!("tillmesh-{}", opened.store_id),
+                f => f.to_string(),
+            };
+            let signed = crate::drive::sign_in(google, out)?;
+            let sink = tillmesh_backup::drive::DriveSink::new(
+                tillmesh_backup::drive::DriveConfig {
+                    api: signed.api.clone(),
+                    folder: folder.clone(),
+                    app_data: signed.app_data,
+                },
+                signed.access_tokens()?,
+            )?;
+            (Box::new(sink), Some((signed, folder)))
+        }
+        (None, None) => return Err(rejected("give --from DIR or --drive [FOLDER]")),
+    };
+    let report = restore_home(home, &*sink, till, &opened.source(), Pick::Newest)?;
     admin_key.save(&home.join(ADMIN_KEY_FILE))?;
     if let Some(k) = &r.recovery {
         write_private(
@@ -235,6 +257,16 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
     record_recovery(home, file, r)?;
     let rotated = take_over_keys(home)?;
     print_restore(&report, home, false, out)?;
+    if let Some((signed, folder)) = signed {
+        // The new till backs up where it was restored from, with that login.
+        crate::drive::keep_login(home, &signed, &store_secrets(home)?)?;
+        let policy = Policy::default().to_string();
+        sink_add(home, "drive", "drive", Path::new(&folder), &policy)?;
+        writeln!(
+            out,
+            "The Google login is kept for the store, and the sink `drive` backs up to the Drive folder {folder}"
+        )?;
+    }
     writeln!(
         out,
         "This till holds the admin key: it can invite the other tills again"
