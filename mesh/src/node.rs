@@ -1038,6 +1038,7 @@ impl Node {
         let seen_ids = node.neighbour_ids.clone();
         let lag_wake = node.wake.clone();
         let keeper_wake = gossip_wake.clone();
+        let revoked_ctx = node.sync_context();
         node.tasks.push(tokio::spawn(async move {
             use n0_future::StreamExt;
             while let Some(event) = receiver.next().await {
@@ -1074,6 +1075,10 @@ impl Node {
                     }
                 };
                 let from = msg.delivered_from.fmt_short().to_string();
+                // A revoked till takes nothing more from the store's tills.
+                if revoked_ctx.is_revoked() {
+                    continue;
+                }
                 let (doc, change, proofs) = match crate::gossip::decode_checked(&msg.content) {
                     Some(crate::gossip::Incoming::Change(doc, change, proofs)) => (doc, change, proofs),
                     Some(crate::gossip::Incoming::Heartbeat(hb)) => {
@@ -1514,18 +1519,25 @@ impl SyncContext {
     }
 
     async fn refresh(&self) -> Result<(), NodeError> {
-        let tills = self
+        let me = self.till;
+        let (tills, me_revoked) = self
             .store
-            .call(|s| {
+            .call(move |s| {
                 let tills = s.tills()?;
                 let mut out = Vec::new();
                 for t in tills {
                     let status = s.member_status(&t.id)?;
                     out.push((t, matches!(status, MemberStatus::Member(_))));
                 }
-                Ok::<_, tillmesh_store::StorageError>(out)
+                let me_revoked = matches!(s.member_status(&me)?, MemberStatus::Revoked(_));
+                Ok::<_, tillmesh_store::StorageError>((out, me_revoked))
             })
             .await??;
+        // This till's own revocation, arrived by any path, stops it at once
+        // (gossip included), not at its next round.
+        if me_revoked && let Ok(mut r) = self.revoked.lock() {
+            r.signed = true;
+        }
         let mut set = HashSet::new();
         for (t, member) in tills {
             let Ok(eid) = EndpointId::from_bytes(t.id.as_bytes()) else {
