@@ -60,6 +60,9 @@ pub enum Command {
     Stop,
     /// Show every till of the mesh at a glance.
     Status(StatusArgs),
+    /// Alerts: the active ones, their history, and the webhooks they are
+    /// pushed to.
+    Alerts(AlertsArgs),
     /// Follow what happens on this till as it happens (the daemon's event stream).
     Events(EventsArgs),
     /// Make a one-time ticket for a new till to join (admin till, daemon running).
@@ -577,6 +580,46 @@ pub enum RelaysCmd {
         url: String,
     },
     /// List the relays.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub cmd: Option<AlertsCmd>,
+    /// Also the cleared ones, newest first.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AlertsCmd {
+    /// The store's webhooks: every alert raised or cleared is POSTed to each
+    /// as JSON, signed with its secret (admin or back-office till).
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WebhookCmd {
+    /// Add a webhook (or give one already listed a new secret).
+    Add {
+        /// The http or https URL alerts are POSTed to.
+        url: String,
+        /// The secret the `X-Tillmesh-Signature` header is made with (at
+        /// least 16 characters; made and printed once when not given).
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// Remove a webhook.
+    Remove {
+        /// Its URL.
+        url: String,
+    },
+    /// List the webhooks (their secrets are not shown).
     List(JsonFlag),
 }
 

@@ -1223,6 +1223,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Info(f) => info(store, home, f.json, out),
         Command::Revoke { till } => revoke(store, home, till, out),
         Command::Clock(a) => clock(store, a, out),
+        Command::Alerts(a) => alerts(store, home, a, out),
         Command::ExportUnsynced { file } => crate::admin::export_unsynced(store, file, out),
         Command::Admin(c) => crate::admin::admin(store, home, c, out),
         Command::Relays(c) => relays(store, c, out),
@@ -1251,6 +1252,66 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         | Command::Join(_)
         | Command::Relay(_) => {
             bail!("this command does not work on an open store")
+        }
+    }
+}
+
+/// `tillmesh alerts ...`: the webhooks here; the listing without a daemon
+/// (with one, the core answers from the daemon's book).
+fn alerts(store: &mut Store, home: &Path, a: &AlertsArgs, out: &mut dyn Write) -> Result<()> {
+    use crate::args::{AlertsCmd, WebhookCmd};
+    match &a.cmd {
+        None => {
+            // No daemon: the alerts as they stand now, beside the book's
+            // history; none of them is pushed.
+            let mut book = crate::alerts::load(home);
+            let report = crate::status::collect(store, home, None)?;
+            book.observe(&report.alert_details, crate::backups::now_ms(), &[], false);
+            crate::alerts::render(&book, a.all, a.json, out)?;
+            if !a.json {
+                writeln!(
+                    out,
+                    "The daemon is not running: these are the alerts as they stand now, and none is pushed."
+                )?;
+            }
+            Ok(())
+        }
+        Some(AlertsCmd::Webhook(WebhookCmd::Add { url, secret })) => {
+            let hook = crate::alerts::add_webhook(store, url, secret.as_deref())?;
+            writeln!(out, "Alerts are POSTed to {}", hook.url)?;
+            if secret.is_none() {
+                writeln!(
+                    out,
+                    "Its secret (check each body's {} header, sha256=HMAC-SHA256 of the body in hex, with it): {}",
+                    crate::alerts::SIGNATURE_HEADER,
+                    hook.secret
+                )?;
+            }
+            Ok(())
+        }
+        Some(AlertsCmd::Webhook(WebhookCmd::Remove { url })) => {
+            crate::alerts::remove_webhook(store, url)?;
+            writeln!(out, "Removed the webhook {url}")?;
+            Ok(())
+        }
+        Some(AlertsCmd::Webhook(WebhookCmd::List(f))) => {
+            let urls: Vec<String> = crate::alerts::webhooks(store)?
+                .into_iter()
+                .map(|h| h.url)
+                .collect();
+            if f.json {
+                return print_json(out, &urls);
+            }
+            if urls.is_empty() {
+                writeln!(
+                    out,
+                    "No webhooks: add one with `tillmesh alerts webhook add URL`"
+                )?;
+            }
+            for u in urls {
+                writeln!(out, "{u}")?;
+            }
+            Ok(())
         }
     }
 }

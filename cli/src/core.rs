@@ -184,6 +184,12 @@ pub async fn execute(
             status::render(&report, a.json, &mut text)?;
             text
         }
+        // The daemon's book: what it raised, cleared and pushed.
+        Command::Alerts(a) if a.cmd.is_none() && daemon.is_some() => {
+            let mut text = Vec::new();
+            crate::alerts::render(&crate::alerts::load(home), a.all, a.json, &mut text)?;
+            text
+        }
         Command::Invite(a) => match daemon {
             Some(sh) => crate::daemon::invite(sh, a.hours, &a.role).await?,
             None => {
@@ -392,6 +398,15 @@ fn reads_only(cmd: &Command) -> bool {
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_none(),
         Command::Relays(c) => matches!(c, RelaysCmd::List(_)),
         Command::Sales(_) | Command::Audit(_) | Command::Info(_) | Command::Status(_) => true,
+        Command::Alerts(a) => {
+            a.cmd.is_none()
+                || matches!(
+                    a.cmd,
+                    Some(crate::args::AlertsCmd::Webhook(
+                        crate::args::WebhookCmd::List(_)
+                    ))
+                )
+        }
         _ => false,
     }
 }
@@ -405,6 +420,12 @@ fn mutates(cmd: &Command) -> bool {
         Command::Stock(StockArgs { action, .. }) => action.is_some(),
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
         Command::Relays(c) => !matches!(c, RelaysCmd::List(_)),
+        Command::Alerts(a) => matches!(
+            a.cmd,
+            Some(crate::args::AlertsCmd::Webhook(
+                crate::args::WebhookCmd::Add { .. } | crate::args::WebhookCmd::Remove { .. }
+            ))
+        ),
         Command::Keys(c) => matches!(c, KeysCmd::Rotate),
         Command::Usb(UsbCmd::Sync { .. }) => true,
         Command::Drive(crate::args::DriveCmd::Sync { .. }) => true,

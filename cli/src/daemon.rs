@@ -240,6 +240,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     }
     {
         let (sh, hub) = (Arc::downgrade(&shared), hub.clone());
+        let home = ctx.home.to_path_buf();
         actors.spawn("alerts", move || {
             let sh = sh.clone();
             crate::events::watch_alerts(
@@ -247,10 +248,21 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
                     let sh = sh.clone();
                     Box::pin(async move {
                         let sh = sh.upgrade()?;
-                        live_status(&sh).await.ok().map(|r| r.alert_details)
+                        let report = live_status(&sh).await.ok()?;
+                        let hooks = sh
+                            .store
+                            .call(|s| crate::alerts::webhooks(s))
+                            .await
+                            .ok()?
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(error = %format!("{e:#}"), "cannot read the webhooks");
+                                Vec::new()
+                            });
+                        Some((report, hooks))
                     })
                 },
                 hub.clone(),
+                home.clone(),
             )
         });
     }

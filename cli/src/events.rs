@@ -9,7 +9,7 @@
 //! re-read (a `reset` event) rather than handed a later run's events as if
 //! nothing was lost.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,7 +17,8 @@ use serde::Serialize;
 use tillmesh_mesh::{Node, SessionEvent};
 use tillmesh_store::StoreEvent;
 
-use crate::status::Alert;
+use crate::alerts::Webhook;
+use crate::status::StatusReport;
 use tokio::sync::broadcast;
 
 /// How many events the hub keeps for clients that reconnect.
@@ -242,37 +243,53 @@ pub async fn watch_sessions(node: Arc<Node>, hub: Hub) {
     }
 }
 
-/// Alerts as events: the status report's alerts (the one evaluator),
-/// compared by id with the last look: an alert is raised once, with the time
-/// it was first seen (`since`), and cleared once.
+/// Alerts as events and pushes: the status report's alerts (the one
+/// evaluator) compared by id with the active ones in the book
+/// (`alerts.json` in `home`, so a restart neither raises an alert again nor
+/// forgets a push): an alert is raised once, with the time it was first seen
+/// (`since`), and cleared once; each raise and clear this till pushes goes to
+/// the store's webhooks until they take it (see [`crate::alerts`]). `look`
+/// gives the report and the webhooks.
 pub async fn watch_alerts(
-    alerts: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<Alert>>> + Send>>,
+    look: impl Fn() -> std::pin::Pin<
+        Box<dyn Future<Output = Option<(StatusReport, Vec<Webhook>)>> + Send>,
+    >,
     hub: Hub,
+    home: std::path::PathBuf,
 ) {
-    let mut shown: HashMap<String, (Alert, u64)> = HashMap::new();
+    let mut book = crate::alerts::load(&home);
     loop {
-        if let Some(now) = alerts().await {
+        if let Some((report, hooks)) = look().await {
             let at = crate::backups::now_ms();
-            for a in &now {
-                if !shown.contains_key(&a.id) {
-                    hub.publish("alert.raised", alert_json(a, at));
-                    shown.insert(a.id.clone(), (a.clone(), at));
+            let lead = crate::alerts::leads(&report);
+            let (raised, cleared) = book.observe(&report.alert_details, at, &hooks, lead);
+            for r in &raised {
+                hub.publish("alert.raised", record_json(r, r.raised_ms));
+            }
+            for r in &cleared {
+                hub.publish("alert.cleared", record_json(r, r.raised_ms));
+            }
+            let delivered = crate::alerts::deliver(&mut book, &report, &hooks, at).await;
+            if !raised.is_empty() || !cleared.is_empty() || delivered {
+                let (h, b) = (home.clone(), book.clone());
+                let saved = tokio::task::spawn_blocking(move || crate::alerts::save(&h, &b)).await;
+                if let Ok(Err(e)) = saved {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot keep the alerts");
                 }
             }
-            shown.retain(|id, (a, since)| {
-                let still = now.iter().any(|n| &n.id == id);
-                if !still {
-                    hub.publish("alert.cleared", alert_json(a, *since));
-                }
-                still
-            });
         }
         tokio::time::sleep(ALERTS_EVERY).await;
     }
 }
 
-fn alert_json(a: &Alert, since: u64) -> serde_json::Value {
-    let mut v = serde_json::to_value(a).unwrap_or_default();
-    v["since"] = since.into();
-    v
+/// An alert event's data: the alert as `status` gives it, and `since`.
+fn record_json(r: &crate::alerts::Record, since: u64) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "kind": r.kind,
+        "severity": r.severity,
+        "subject": r.subject,
+        "message": r.message,
+        "since": since,
+    })
 }

@@ -43,11 +43,13 @@ pub enum HomeFile {
     Relay,
     /// The store's Google login, its tokens encrypted to the store's keys.
     DriveLogin,
+    /// The alerts the daemon raised and cleared, and their pushes.
+    Alerts,
 }
 
 impl HomeFile {
     /// Every file, in the order docs/OPERATIONS.md lists them.
-    pub const ALL: [HomeFile; 13] = [
+    pub const ALL: [HomeFile; 14] = [
         HomeFile::TillKey,
         HomeFile::AdminKey,
         HomeFile::RecoveryKey,
@@ -61,6 +63,7 @@ impl HomeFile {
         HomeFile::ApiSocket,
         HomeFile::Relay,
         HomeFile::DriveLogin,
+        HomeFile::Alerts,
     ];
 
     /// Its name in the home.
@@ -79,6 +82,7 @@ impl HomeFile {
             HomeFile::ApiSocket => "api.sock",
             HomeFile::Relay => "relay",
             HomeFile::DriveLogin => "drive.json",
+            HomeFile::Alerts => "alerts.json",
         }
     }
 
@@ -87,9 +91,11 @@ impl HomeFile {
     /// formats (keys, the store) or that hold no format (a socket, a folder).
     pub fn version(self) -> Option<u32> {
         match self {
-            HomeFile::StoreKeys | HomeFile::BackupState | HomeFile::Api | HomeFile::DriveLogin => {
-                Some(1)
-            }
+            HomeFile::StoreKeys
+            | HomeFile::BackupState
+            | HomeFile::Api
+            | HomeFile::DriveLogin
+            | HomeFile::Alerts => Some(1),
             HomeFile::Sinks | HomeFile::RecoveryState | HomeFile::UsbImported => Some(2),
             _ => None,
         }

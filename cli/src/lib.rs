@@ -12,6 +12,7 @@
 //! calls [`core::run`].
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod args;
 pub mod backups;

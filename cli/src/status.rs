@@ -35,7 +35,8 @@ pub struct Alert {
 }
 
 impl Alert {
-    fn new(
+    /// An alert of `kind` about `subject` (none: this till).
+    pub fn new(
         kind: &'static str,
         severity: &'static str,
         subject: Option<&str>,

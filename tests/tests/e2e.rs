@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alerts_cli;
 mod api_events;
 mod api_routes;
 mod api_trust;
