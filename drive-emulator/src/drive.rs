@@ -1,5 +1,5 @@
 //! Drive v3: files (create, list, get, update, delete), uploads (media,
-//! multipart, resumable) and about.
+//! multipart, resumable) and about. Batches of these are in `batch.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -411,7 +411,10 @@ fn new_file(
         modified_ms: now,
         version: 1,
         app_properties: str_map(meta.get("appProperties")),
-        trashed: false,
+        trashed: meta
+            .get("trashed")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         client: who.client.clone(),
     };
     st.files.insert(f.id.clone(), f.clone());
@@ -668,12 +671,7 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Value, String, Vec<u8>
             "Content-Type",
         ));
     }
-    let Some(boundary) = ct
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()
-        .map(|b| b.trim_matches('"').to_string())
-    else {
+    let Some(boundary) = boundary_of(ct) else {
         return Err(bad_request(
             "The multipart body has no boundary.",
             "Content-Type",
@@ -688,17 +686,15 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Value, String, Vec<u8>
         ));
     }
     let part = |raw: &[u8]| -> Result<(String, Vec<u8>), Response> {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| bad_request("A part has no headers.", "body"))?;
-        let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+        let (head, content) =
+            part_head(raw).ok_or_else(|| bad_request("A part has no headers.", "body"))?;
+        let head = String::from_utf8_lossy(head).to_lowercase();
         let ctype = head
             .lines()
             .find_map(|l| l.strip_prefix("content-type:"))
             .map(|v| v.trim().to_string())
             .unwrap_or_default();
-        Ok((ctype, raw[split + 4..].to_vec()))
+        Ok((ctype, content.to_vec()))
     };
     let (meta_type, meta) = part(parts[0])?;
     if !meta_type.starts_with("application/json") {
@@ -711,29 +707,69 @@ fn multipart(headers: &HeaderMap, body: &[u8]) -> Result<(Value, String, Vec<u8>
     Ok((json_body(&meta)?, media_type, media))
 }
 
-/// The parts between `--boundary` lines, without the line breaks around them.
-fn split_parts<'a>(body: &'a [u8], delim: &[u8]) -> Vec<&'a [u8]> {
-    let mut marks = Vec::new();
+/// The `boundary` parameter of a multipart `Content-Type`.
+pub(crate) fn boundary_of(content_type: &str) -> Option<String> {
+    content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"').to_string())
+}
+
+/// A part's header lines and its content, split at the first empty line.
+/// Lines end in CRLF or in a bare LF: Google's Python client writes its
+/// multipart bodies with LF alone, and Drive takes both.
+pub(crate) fn part_head(raw: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut at = 0;
+    loop {
+        let end = at + raw[at..].iter().position(|&b| b == b'\n')?;
+        let line = &raw[at..end];
+        if line.strip_suffix(b"\r").unwrap_or(line).is_empty() {
+            return Some((&raw[..at], &raw[end + 1..]));
+        }
+        at = end + 1;
+    }
+}
+
+/// The parts between `--boundary` lines (RFC 2046): a delimiter is a line of
+/// its own (`--boundary`, optional white space, or `--boundary--` to close),
+/// and the line break before it (CRLF or LF) belongs to it, not to the part.
+pub(crate) fn split_parts<'a>(body: &'a [u8], delim: &[u8]) -> Vec<&'a [u8]> {
+    // Where each delimiter starts, and where the part after it starts.
+    let mut marks: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i + delim.len() <= body.len() {
-        if &body[i..i + delim.len()] == delim {
-            marks.push(i);
-            i += delim.len();
-        } else {
-            i += 1;
+        let rest = &body[i + delim.len()..];
+        let line_start = i == 0 || body[i - 1] == b'\n';
+        if line_start && body[i..].starts_with(delim) {
+            if rest.starts_with(b"--") {
+                marks.push((i, body.len()));
+                break;
+            }
+            let pad = rest
+                .iter()
+                .take_while(|&&c| c == b' ' || c == b'\t' || c == b'\r')
+                .count();
+            if rest.get(pad) == Some(&b'\n') {
+                marks.push((i, i + delim.len() + pad + 1));
+                i += delim.len() + pad + 1;
+                continue;
+            }
         }
+        i += 1;
     }
     let mut parts = Vec::new();
     for w in marks.windows(2) {
-        let start = w[0] + delim.len();
-        let mut part = &body[start..w[1]];
-        part = part.strip_prefix(b"\r\n").unwrap_or(part);
-        part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        let part = &body[w[0].1..w[1].0];
+        let part = part
+            .strip_suffix(b"\r\n")
+            .or_else(|| part.strip_suffix(b"\n"))
+            .unwrap_or(part);
         parts.push(part);
     }
-    // The last mark must close the body (`--boundary--`).
+    // The last delimiter must close the body (`--boundary--`).
     match marks.last() {
-        Some(&m) if body[m + delim.len()..].starts_with(b"--") => parts,
+        Some(&(_, end)) if end == body.len() => parts,
         _ => Vec::new(),
     }
 }

@@ -3,14 +3,15 @@
 //!
 //! It serves Google's own paths on one address: OAuth at
 //! `/o/oauth2/v2/auth`, `/token`, `/device/code` and `/revoke`; Drive at
-//! `/drive/v3/...` and `/upload/drive/v3/...`. A client therefore needs only a
-//! different root URL to talk to it instead of Google. What it implements
-//! follows the Drive v3 discovery document: resumable uploads with `308` and
-//! `Range` (or `200` with `X-HTTP-Status-Code-Override: 308` when asked with
-//! `X-GUploader-No-308: yes`), multipart and media uploads, `files.list` with a
-//! subset of `q`, `spaces`, `fields`, `pageSize` and `pageToken`,
-//! `files.get` with `alt=media` and `Range`, `files.update`, `files.delete`,
-//! `about.get` with the storage quota, int64 fields as JSON strings,
+//! `/drive/v3/...`, `/upload/drive/v3/...` and `/batch/drive/v3`. A client
+//! therefore needs only a different root URL to talk to it instead of Google.
+//! What it implements follows the Drive v3 discovery document: resumable
+//! uploads with `308` and `Range` (or `200` with
+//! `X-HTTP-Status-Code-Override: 308` when asked with `X-GUploader-No-308:
+//! yes`), multipart and media uploads, `files.list` with a subset of `q`,
+//! `spaces`, `fields`, `pageSize` and `pageToken`, `files.get` with
+//! `alt=media` and `Range`, `files.update`, `files.delete`, batches of these
+//! calls, `about.get` with the storage quota, int64 fields as JSON strings,
 //! Google-format errors, and scopes enforced per token (`drive.file` sees the
 //! files its client made, `drive.appdata` the app data folder only).
 //!
@@ -23,6 +24,7 @@
 // one would buy nothing in a test server.
 #![allow(clippy::result_large_err)]
 
+mod batch;
 pub mod discovery;
 mod drive;
 mod fields;
@@ -239,6 +241,7 @@ fn router(state: Shared) -> axum::Router {
             "/upload/drive/v3/files/{id}",
             axum::routing::patch(drive::upload_update),
         )
+        .route("/batch/drive/v3", post(batch::batch))
         .layer(axum::middleware::from_fn_with_state(state.clone(), record))
         // Drive takes chunks as large as a client likes (clients send 8 to
         // 100 MiB); axum's own limit is 2 MB.
