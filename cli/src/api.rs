@@ -37,6 +37,7 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/openapi.json"),
     ("get", "/v1/status"),
+    ("get", "/metrics"),
     ("get", "/v1/events"),
     ("post", "/v1/sales"),
     ("get", "/v1/sales"),
@@ -87,6 +88,7 @@ pub fn router() -> Router<Arc<Shared>> {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/events", get(events))
         .route("/v1/sales", post(record_sale).get(list_sales))
         .route("/v1/sales/{receipt}", get(get_sale))
@@ -860,6 +862,32 @@ async fn sales_report(
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `GET /metrics`: the till's metrics, gauges set from a status report
+/// taken now.
+async fn metrics(State(sh): State<Arc<Shared>>) -> Reply<Response> {
+    let report = crate::daemon::live_status(&sh)
+        .await
+        .map_err(Problem::from)?;
+    let store_bytes = std::fs::metadata(sh.home.file(crate::home::HomeFile::Store))
+        .ok()
+        .map(|m| m.len());
+    crate::metrics::observe(
+        &report,
+        crate::backups::now_ms(),
+        store_bytes,
+        sh.node.gossip_applied(),
+    );
+    let page = crate::metrics::render(sh.node.endpoint().metrics());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        page,
+    )
+        .into_response())
 }
 
 async fn status(State(sh): State<Arc<Shared>>) -> Reply<Json<crate::status::StatusReport>> {

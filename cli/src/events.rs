@@ -172,14 +172,22 @@ impl Hub {
     /// The events of what the store did.
     pub fn store_event(&self, e: StoreEvent) {
         match e {
-            StoreEvent::Sale { record, local } => self.publish(
+            StoreEvent::Sale { record, local } => {
+                let m = crate::metrics::get();
                 if local {
-                    "sale.recorded"
+                    m.sales_recorded.inc();
                 } else {
-                    "sale.arrived"
-                },
-                serde_json::to_value(crate::api::SaleOut::from(&record)).unwrap_or_default(),
-            ),
+                    m.sales_arrived.inc();
+                }
+                self.publish(
+                    if local {
+                        "sale.recorded"
+                    } else {
+                        "sale.arrived"
+                    },
+                    serde_json::to_value(crate::api::SaleOut::from(&record)).unwrap_or_default(),
+                )
+            }
             StoreEvent::ConflictRaised { id, doc, key } => self.publish(
                 "conflict.raised",
                 serde_json::json!({"id": id, "doc": doc, "key": key}),
@@ -228,17 +236,27 @@ pub async fn watch_sessions(node: Arc<Node>, hub: Hub) {
                 bytes_sent,
                 bytes_received,
                 error,
-            } => hub.publish(
-                "sync.finished",
-                serde_json::json!({
-                    "peer": peer.to_string(),
-                    "path": path,
-                    "changes": changes,
-                    "bytes_sent": bytes_sent,
-                    "bytes_received": bytes_received,
-                    "error": error,
-                }),
-            ),
+            } => {
+                crate::metrics::session(
+                    &peer.fmt_short(),
+                    &path,
+                    error.is_none(),
+                    changes as u64,
+                    bytes_sent as u64,
+                    bytes_received as u64,
+                );
+                hub.publish(
+                    "sync.finished",
+                    serde_json::json!({
+                        "peer": peer.to_string(),
+                        "path": path,
+                        "changes": changes,
+                        "bytes_sent": bytes_sent,
+                        "bytes_received": bytes_received,
+                        "error": error,
+                    }),
+                )
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod exit;
 pub mod export;
 pub mod home;
 pub mod jobs;
+pub mod metrics;
 pub mod output;
 pub mod status;
 pub mod supervisor;

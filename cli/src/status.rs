@@ -128,6 +128,10 @@ pub struct SinkRow {
     pub last_error: Option<String>,
     /// Unix ms of the next attempt.
     pub next_backup: Option<u64>,
+    /// A remote sink's account: bytes used and its limit, as last read
+    /// (Google Drive, after each scheduled backup).
+    pub quota_used: Option<u64>,
+    pub quota_limit: Option<u64>,
 }
 
 /// This till.
@@ -337,6 +341,8 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             failures: st.failures,
             last_error: st.last_error,
             next_backup: (st.next_ms > 0).then_some(st.next_ms),
+            quota_used: st.quota_used,
+            quota_limit: st.quota_limit,
         });
     }
     if let Err(e) = crate::backups::load_recovery_key(home) {

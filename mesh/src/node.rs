@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -843,6 +843,8 @@ pub enum NodeError {
 #[derive(Debug)]
 pub struct Node {
     ctx: SyncContext,
+    /// Gossiped changes applied to the store.
+    gossip_applied: Arc<AtomicU64>,
     neighbours: Arc<AtomicUsize>,
     neighbour_ids: Arc<Mutex<Vec<EndpointId>>>,
     gossip_wake: Arc<Notify>,
@@ -950,6 +952,7 @@ impl Node {
         let stop = Arc::new(Notify::new());
         let (joined, mut joined_rx) = mpsc::unbounded_channel();
         let mut node = Node {
+            gossip_applied: Arc::default(),
             neighbours: Arc::default(),
             neighbour_ids: Arc::default(),
             gossip_wake: Arc::default(),
@@ -1039,6 +1042,7 @@ impl Node {
         let lag_wake = node.wake.clone();
         let keeper_wake = gossip_wake.clone();
         let revoked_ctx = node.sync_context();
+        let applied = node.gossip_applied.clone();
         node.tasks.push(tokio::spawn(async move {
             use n0_future::StreamExt;
             while let Some(event) = receiver.next().await {
@@ -1110,6 +1114,7 @@ impl Node {
                 let kind = doc.to_string();
                 match store.call(move |s| s.apply_changes(&doc, &[change], &proofs)).await {
                     Ok(Ok(r)) => {
+                        applied.fetch_add(r.new_changes as u64, Ordering::Relaxed);
                         if kind == "membership" && r.new_changes > 0 {
                             after.membership.notify_one();
                         }
@@ -1351,6 +1356,12 @@ impl Node {
     /// misses the oldest).
     pub fn session_events(&self) -> tokio::sync::broadcast::Receiver<SessionEvent> {
         self.ctx.after.events.subscribe()
+    }
+
+    /// Changes that arrived by gossip and were new to the store, since the
+    /// node started.
+    pub fn gossip_applied(&self) -> u64 {
+        self.gossip_applied.load(Ordering::Relaxed)
     }
 
     /// What this till knows of its peers' connections.

@@ -71,6 +71,7 @@ fn every_route_answers_as_documented() {
         };
     call("get", "/v1/openapi.json", "/v1/openapi.json", &[], None);
     let status = call("get", "/v1/status", "/v1/status", &[], None).json();
+    call("get", "/metrics", "/metrics", &[], None);
     assert_eq!(status["store_name"], "API Shop");
     // A scanned barcode, apples by weight with a discount.
     let sale = call(

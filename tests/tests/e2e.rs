@@ -20,6 +20,7 @@ mod export_cli;
 mod handover_cli;
 mod lost_reply_cli;
 mod mesh_cli;
+mod metrics_cli;
 mod pos_example;
 mod relay_cli;
 mod store_cli;

@@ -155,6 +155,7 @@ pub async fn sync_through(
     }
     r.exported(stepped_backup(store, &sink, Kind::Bundle, progress).await??);
     remember_usb(home, &mut known, &r, place);
+    crate::metrics::changes_received(place.via(), r.imported_changes as u64);
     let (p2, r2) = (place.clone(), r.clone());
     store.call(move |s| record_usb(s, &p2, &r2)).await?;
     let mut out = Vec::new();
