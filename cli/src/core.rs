@@ -327,9 +327,23 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
                     match crate::client::exec(&api, &raw, &caller)? {
                         Exec::Answered(reply) => {
                             use std::io::Write;
+                            let watch = match other {
+                                Command::Status(a) if reply.code == 0 => a.watch,
+                                _ => None,
+                            };
+                            if watch.is_some() {
+                                redraw(&mut out)?;
+                            }
                             out.write_all(reply.stdout.as_bytes())?;
                             eprint!("{}", reply.stderr);
-                            return Ok(reply.code);
+                            match watch {
+                                Some(secs) => {
+                                    out.flush()?;
+                                    std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+                                    continue;
+                                }
+                                None => return Ok(reply.code),
+                            }
                         }
                         // Nobody answers: the daemon died without cleaning up.
                         Exec::NotTaken => {
@@ -355,20 +369,35 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
                 else {
                     continue;
                 };
+                let watch = match other {
+                    Command::Status(a) => a.watch,
+                    _ => None,
+                };
+                if watch.is_some() {
+                    redraw(&mut out)?;
+                }
                 run_alone(store, &ctx.home, other.clone(), caller.clone())?;
-                match other {
-                    Command::Status(a) if a.watch.is_some() => {
-                        std::thread::sleep(std::time::Duration::from_secs(
-                            a.watch.unwrap_or(2).max(1),
-                        ));
-                        println!();
-                    }
-                    _ => break,
+                match watch {
+                    Some(secs) => std::thread::sleep(std::time::Duration::from_secs(secs.max(1))),
+                    None => break,
                 }
             }
         }
     }
     Ok(0)
+}
+
+/// Before each report of `status --watch`: on a terminal, clear it so the
+/// report is drawn in place; elsewhere (a log, a pipe), a blank line between
+/// reports.
+fn redraw(out: &mut impl Write) -> std::io::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        write!(out, "\x1b[H\x1b[2J")?;
+    } else {
+        writeln!(out)?;
+    }
+    out.flush()
 }
 
 /// Run `command` for `caller` with no daemon: `store` goes onto a thread of its

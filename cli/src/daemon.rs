@@ -338,6 +338,12 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     let _ = std::fs::remove_file(api_file(&ctx.home));
     let _ = std::fs::remove_file(api_socket(&ctx.home));
     actors.shutdown().await;
+    // What `status` shows of the other tills until the daemon is back.
+    if let Ok(report) = live_status(&shared).await
+        && let Err(e) = status::save_last(&ctx.home, &report, backups::now_ms())
+    {
+        tracing::warn!(error = %format!("{e:#}"), "cannot keep the last status");
+    }
     drop(shared);
     match Arc::try_unwrap(node) {
         Ok(node) => node.shutdown().await,

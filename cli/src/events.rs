@@ -206,6 +206,10 @@ impl Hub {
 /// How often the alerts are evaluated (a status report: one store call).
 const ALERTS_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the daemon keeps its view of the other tills for `status`
+/// without it (`last-status.json`).
+const LAST_STATUS_EVERY_MS: u64 = 30_000;
+
 /// Sync sessions as events, as the node tells them: `sync.started` (peer,
 /// path, who dialled) and `sync.finished` (peer, path, changes received, bytes
 /// each way, or the error).
@@ -276,9 +280,27 @@ pub async fn watch_alerts(
     home: std::path::PathBuf,
 ) {
     let mut book = crate::alerts::load(&home);
+    let (mut kept_at, mut kept_shape) = (0, Vec::new());
     loop {
         if let Some((report, hooks)) = look().await {
             let at = crate::backups::now_ms();
+            // What `status` shows of the other tills while the daemon is
+            // stopped: kept every 30 s, and at once when a till comes, goes
+            // or changes path.
+            let shape: Vec<(String, bool, String)> = report
+                .tills
+                .iter()
+                .map(|t| (t.id.clone(), t.online, t.path.clone()))
+                .collect();
+            if at.saturating_sub(kept_at) >= LAST_STATUS_EVERY_MS || shape != kept_shape {
+                (kept_at, kept_shape) = (at, shape);
+                let (h, r) = (home.clone(), report.clone());
+                let kept =
+                    tokio::task::spawn_blocking(move || crate::status::save_last(&h, &r, at)).await;
+                if let Ok(Err(e)) = kept {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot keep the last status");
+                }
+            }
             let lead = crate::alerts::leads(&report);
             let (raised, cleared) = book.observe(&report.alert_details, at, &hooks, lead);
             for r in &raised {

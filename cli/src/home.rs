@@ -45,11 +45,13 @@ pub enum HomeFile {
     DriveLogin,
     /// The alerts the daemon raised and cleared, and their pushes.
     Alerts,
+    /// What the daemon last saw of the other tills, for `status` without it.
+    LastStatus,
 }
 
 impl HomeFile {
     /// Every file, in the order docs/OPERATIONS.md lists them.
-    pub const ALL: [HomeFile; 14] = [
+    pub const ALL: [HomeFile; 15] = [
         HomeFile::TillKey,
         HomeFile::AdminKey,
         HomeFile::RecoveryKey,
@@ -64,6 +66,7 @@ impl HomeFile {
         HomeFile::Relay,
         HomeFile::DriveLogin,
         HomeFile::Alerts,
+        HomeFile::LastStatus,
     ];
 
     /// Its name in the home.
@@ -83,6 +86,7 @@ impl HomeFile {
             HomeFile::Relay => "relay",
             HomeFile::DriveLogin => "drive.json",
             HomeFile::Alerts => "alerts.json",
+            HomeFile::LastStatus => "last-status.json",
         }
     }
 

@@ -5,11 +5,12 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tillmesh_mesh::{PeerLink, Revocation};
 use tillmesh_store::{MemberStatus, Store, TillId};
 
 use crate::backups::{Arrival, now_ms};
+use crate::home::HomeFile;
 use crate::output::{Table, time};
 
 /// Unreplicated changes older than this raise an alert.
@@ -56,7 +57,7 @@ impl Alert {
 }
 
 /// One till's row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TillRow {
     pub id: String,
     pub name: String,
@@ -88,6 +89,11 @@ pub struct TillRow {
 pub struct StatusReport {
     pub store: String,
     pub store_name: String,
+    /// One line: is every sale safe, and what needs doing first.
+    pub verdict: String,
+    /// With no daemon running: when (unix ms) the daemon last saw the other
+    /// tills; their rows are as it saw them then (`online` false).
+    pub stale_since: Option<u64>,
     #[serde(rename = "self")]
     pub me: SelfInfo,
     pub tills: Vec<TillRow>,
@@ -183,6 +189,11 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     let peers: Vec<TillId> = tills.iter().map(|t| t.id).filter(|t| *t != me).collect();
     let (unrepl, oldest) = store.unreplicated(&peers)?;
     let arrivals = crate::backups::file_arrivals(home);
+    let last = if live.is_none() {
+        load_last(home)
+    } else {
+        None
+    };
     let now = now_ms();
     let mut rows = Vec::new();
     let mut alerts = Vec::new();
@@ -227,6 +238,21 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             clock_skew_ms: link.and_then(|l| l.clock_skew_ms),
             last_error: link.and_then(|l| l.last_error.clone()),
         };
+        if let Some(old) = last
+            .as_ref()
+            .and_then(|l| l.tills.iter().find(|r| r.id == row.id && t.id != me))
+        {
+            if row.path == "offline" || old.path_at > row.path_at {
+                (row.path, row.path_at) = (old.path.clone(), old.path_at);
+            }
+            row.rtt_ms = old.rtt_ms;
+            row.last_sync = old.last_sync;
+            row.lag_changes = old.lag_changes;
+            row.unreplicated = old.unreplicated;
+            row.unreplicated_oldest_s = old.unreplicated_oldest_s;
+            row.clock_skew_ms = old.clock_skew_ms;
+            row.last_error = old.last_error.clone();
+        }
         if t.id == me {
             row.unreplicated = Some(unrepl);
             row.unreplicated_oldest_s = oldest.map(|o| now.saturating_sub(o) / 1000);
@@ -388,9 +414,12 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             format!("{pending} conflicts wait for review (`tillmesh conflicts`)"),
         ));
     }
+    let verdict = verdict(&rows, &sinks, &alerts, now);
     Ok(StatusReport {
         store: store.store_id().to_string(),
         store_name: store.store_name().to_string(),
+        verdict,
+        stale_since: last.map(|l| l.at_ms),
         me: SelfInfo {
             id: me.to_string(),
             name: store.till_name().to_string(),
@@ -407,6 +436,69 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         alerts: alerts.iter().map(|a| a.message.clone()).collect(),
         alert_details: alerts,
     })
+}
+
+/// What the daemon last saw of the other tills (`last-status.json`), for
+/// `status` while it is stopped.
+#[derive(Debug, Serialize, Deserialize)]
+struct LastSeen {
+    version: u32,
+    at_ms: u64,
+    tills: Vec<TillRow>,
+}
+
+/// Keep what `report` (taken at `at`) says of the other tills in `home`.
+pub fn save_last(home: &Path, report: &StatusReport, at: u64) -> Result<()> {
+    let last = LastSeen {
+        version: HomeFile::LastStatus.version().unwrap_or(1),
+        at_ms: at,
+        tills: report
+            .tills
+            .iter()
+            .filter(|t| t.membership != "self")
+            .cloned()
+            .collect(),
+    };
+    crate::home::write_private(
+        &crate::home::path(home, HomeFile::LastStatus),
+        &serde_json::to_vec(&last)?,
+    )
+}
+
+fn load_last(home: &Path) -> Option<LastSeen> {
+    let bytes = std::fs::read(crate::home::path(home, HomeFile::LastStatus)).ok()?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| tracing::warn!(error = %e, "last-status.json is unreadable; not shown"))
+        .ok()
+}
+
+/// The verdict line: the first critical alert when there is one; else
+/// whether this till's sales are on another till yet, and how long ago a
+/// backup last landed; and how many warnings wait.
+fn verdict(tills: &[TillRow], sinks: &[SinkRow], alerts: &[Alert], now: u64) -> String {
+    let warnings = alerts.iter().filter(|a| a.severity != "critical").count();
+    let and_warnings = match warnings {
+        0 => String::new(),
+        1 => "; 1 warning".into(),
+        n => format!("; {n} warnings"),
+    };
+    if let Some(a) = alerts.iter().find(|a| a.severity == "critical") {
+        return format!("ACTION NEEDED: {}{and_warnings}", a.message);
+    }
+    let me = tills.iter().find(|t| t.membership == "self");
+    let copies = match me.and_then(|t| t.unreplicated) {
+        Some(0) | None if tills.len() > 1 => "all sales on at least 2 tills".to_string(),
+        Some(0) | None => "a store of one till: every sale is on this till only".into(),
+        Some(n) => format!("{n} changes on this till only, so far"),
+    };
+    let backed_up = match sinks.iter().filter_map(|s| s.last_backup).max() {
+        Some(at) if now.saturating_sub(at) < 60_000 => "backed up just now".into(),
+        Some(at) => format!("backed up {} ago", span(now.saturating_sub(at))),
+        None if sinks.is_empty() => "no backup sink".into(),
+        None => "no scheduled backup yet".into(),
+    };
+    let head = if warnings == 0 { "OK" } else { "CHECK" };
+    format!("{head}: {copies}, {backed_up}{and_warnings}")
 }
 
 /// How this till learned that its membership was revoked, if it was.
@@ -481,6 +573,15 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
             None => String::new(),
         }
     )?;
+    writeln!(out, "{}", r.verdict)?;
+    if let Some(at) = r.stale_since {
+        writeln!(
+            out,
+            "The other tills as the daemon last saw them, {} ago ({}):",
+            span(now_ms().saturating_sub(at)),
+            time(at)
+        )?;
+    }
     let mut t = Table::new(&[
         "TILL",
         "ID",
@@ -585,6 +686,76 @@ mod tests {
             via: via.into(),
             at,
         }
+    }
+
+    fn row(name: &str, membership: &str, unreplicated: Option<u64>) -> TillRow {
+        TillRow {
+            id: name.into(),
+            name: name.into(),
+            role: "till".into(),
+            membership: membership.into(),
+            online: true,
+            path: "direct".into(),
+            path_at: None,
+            rtt_ms: None,
+            last_sync: None,
+            lag_changes: None,
+            unreplicated,
+            unreplicated_oldest_s: None,
+            clock_skew_ms: None,
+            last_error: None,
+        }
+    }
+
+    fn sink(last_backup: Option<u64>) -> SinkRow {
+        SinkRow {
+            name: "usb".into(),
+            path: "/media/usb".into(),
+            present: true,
+            free_bytes: None,
+            last_backup,
+            last_bytes: None,
+            failures: 0,
+            last_error: None,
+            next_backup: None,
+            quota_used: None,
+            quota_limit: None,
+        }
+    }
+
+    #[test]
+    fn the_verdict_puts_what_matters_first() {
+        let now = 10 * 60_000;
+        let two = [row("A", "self", Some(0)), row("B", "member", None)];
+        assert_eq!(
+            verdict(&two, &[sink(Some(6 * 60_000))], &[], now),
+            "OK: all sales on at least 2 tills, backed up 4 min ago"
+        );
+        let behind = [row("A", "self", Some(3)), row("B", "member", None)];
+        let offline = Alert::new(
+            "till_offline",
+            "warning",
+            Some("B"),
+            "till B is offline".into(),
+        );
+        assert_eq!(
+            verdict(&behind, &[], std::slice::from_ref(&offline), now),
+            "CHECK: 3 changes on this till only, so far, no backup sink; 1 warning"
+        );
+        let failing = Alert::new(
+            "sink_failing",
+            "critical",
+            Some("usb"),
+            "backups fail".into(),
+        );
+        assert_eq!(
+            verdict(&two, &[sink(None)], &[offline, failing], now),
+            "ACTION NEEDED: backups fail; 1 warning"
+        );
+        assert_eq!(
+            verdict(&two[..1], &[sink(Some(now - 1000))], &[], now),
+            "OK: a store of one till: every sale is on this till only, backed up just now"
+        );
     }
 
     #[test]

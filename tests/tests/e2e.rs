@@ -23,4 +23,5 @@ mod mesh_cli;
 mod metrics_cli;
 mod pos_example;
 mod relay_cli;
+mod status_cli;
 mod store_cli;

@@ -1,0 +1,85 @@
+//! `tillmesh status`: its verdict line, `--watch` through the daemon, and the
+//! other tills as the daemon last saw them once it is stopped.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use crate::common::{Till, wait_for};
+
+/// The row of the till named `name` in a `status --json` report.
+fn row<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["tills"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("no till {name} in {status}"))
+}
+
+#[test]
+fn status_gives_a_verdict_watches_and_remembers_the_other_tills() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Watched", "--till", "A"]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    let db = b.start(&[]);
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    wait_for("A to see B online with A's sale held", || {
+        let st = a.json(&["status"]);
+        row(&st, "B")["online"] == true && row(&st, "A")["unreplicated"] == 0
+    });
+
+    let st = a.json(&["status"]);
+    let verdict = st["verdict"].as_str().expect("verdict");
+    assert!(
+        verdict.starts_with("OK: all sales on at least 2 tills")
+            || verdict.starts_with("CHECK: all sales on at least 2 tills"),
+        "{verdict}"
+    );
+    assert!(st["stale_since"].is_null(), "the daemon runs: live figures");
+    let text = a.ok(&["status"]);
+    assert!(text.contains(verdict), "{text}");
+
+    // --watch draws the report again and again, through the daemon too.
+    let mut child = a
+        .cmd(&["status", "--watch", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = lines.clone();
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            seen.lock().expect("lock").push(line);
+        }
+    });
+    wait_for("three reports", || {
+        lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.starts_with("Store Watched"))
+            .count()
+            >= 3
+    });
+    child.kill().expect("stop watching");
+    let _ = child.wait();
+    let _ = reader.join();
+
+    // The daemon stopped: B as it last saw it, marked so.
+    da.stop();
+    let st = a.json(&["status"]);
+    assert!(st["stale_since"].as_u64().is_some(), "{st}");
+    let b_row = row(&st, "B");
+    assert_eq!(b_row["online"], false, "not live");
+    assert!(
+        matches!(b_row["path"].as_str(), Some("direct" | "relay")),
+        "{b_row}"
+    );
+    let text = a.ok(&["status"]);
+    assert!(text.contains("as the daemon last saw them"), "{text}");
+    db.stop();
+}
