@@ -29,6 +29,52 @@ use crate::home::{HomeFile, write_private};
 use crate::output::{Table, time};
 use crate::status::{Alert, StatusReport};
 
+/// The alert rules' thresholds, in minutes, kept in the store's
+/// configuration as `alerts/NAME`: (name, default, what it means).
+pub const THRESHOLDS: [(&str, u64, &str); 2] = [
+    (
+        "till_offline_min",
+        5,
+        "minutes a till is not heard from before it is alerted as offline",
+    ),
+    (
+        "unreplicated_min",
+        15,
+        "minutes a change may be on this till only before it is alerted",
+    ),
+];
+
+/// The threshold `name` (one of [`THRESHOLDS`]): the store's, or the default.
+pub fn threshold(store: &Store, name: &str) -> Result<u64> {
+    let default = THRESHOLDS
+        .iter()
+        .find(|(n, ..)| *n == name)
+        .map(|(_, d, _)| *d)
+        .ok_or_else(|| unknown_threshold(name))?;
+    Ok(store
+        .config_value(&format!("alerts/{name}"))?
+        .and_then(|v| v.as_u64())
+        .unwrap_or(default))
+}
+
+fn unknown_threshold(name: &str) -> anyhow::Error {
+    let known: Vec<&str> = THRESHOLDS.iter().map(|(n, ..)| *n).collect();
+    rejected(format!(
+        "no alert threshold {name}; there are: {}",
+        known.join(", ")
+    ))
+}
+
+/// Set the threshold `name` for the whole store (admin or back-office till).
+pub fn set_threshold(store: &mut Store, name: &str, minutes: u64) -> Result<()> {
+    threshold(store, name)?;
+    if minutes > 7 * 24 * 60 {
+        return Err(rejected("a threshold is at most a week (10080 minutes)"));
+    }
+    store.set_config_value(&format!("alerts/{name}"), minutes.into())?;
+    Ok(())
+}
+
 /// The store configuration key of the webhooks.
 pub const WEBHOOKS_KEY: &str = "alerts/webhooks";
 

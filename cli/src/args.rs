@@ -601,6 +601,18 @@ pub enum AlertsCmd {
     /// as JSON, signed with its secret (admin or back-office till).
     #[command(subcommand)]
     Webhook(WebhookCmd),
+    /// The alert rules' thresholds: all of them, or set one for the whole
+    /// store (admin or back-office till).
+    Threshold {
+        /// `till_offline_min` or `unreplicated_min`.
+        name: Option<String>,
+        /// Its new value, in minutes.
+        #[arg(requires = "name")]
+        minutes: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -1294,6 +1294,45 @@ fn alerts(store: &mut Store, home: &Path, a: &AlertsArgs, out: &mut dyn Write) -
             writeln!(out, "Removed the webhook {url}")?;
             Ok(())
         }
+        Some(AlertsCmd::Threshold {
+            name,
+            minutes: Some(m),
+            ..
+        }) => {
+            let name = name.as_deref().unwrap_or_default();
+            crate::alerts::set_threshold(store, name, *m)?;
+            writeln!(
+                out,
+                "Alert threshold {name} is now {m} minutes for the whole store"
+            )?;
+            Ok(())
+        }
+        Some(AlertsCmd::Threshold { name, json, .. }) => {
+            let mut rows = Vec::new();
+            for (n, default, what) in crate::alerts::THRESHOLDS {
+                if name.as_deref().is_none_or(|want| want == n) {
+                    let value = crate::alerts::threshold(store, n)?;
+                    rows.push(serde_json::json!({"name": n, "minutes": value, "default": default, "means": what}));
+                }
+            }
+            if let Some(n) = name.as_deref().filter(|_| rows.is_empty()) {
+                crate::alerts::threshold(store, n)?;
+            }
+            if *json {
+                return print_json(out, &rows);
+            }
+            let mut t = Table::new(&["THRESHOLD", ">MINUTES", ">DEFAULT", "MEANS"]);
+            for r in &rows {
+                t.row(vec![
+                    r["name"].as_str().unwrap_or_default().to_string(),
+                    r["minutes"].to_string(),
+                    r["default"].to_string(),
+                    r["means"].as_str().unwrap_or_default().to_string(),
+                ]);
+            }
+            write!(out, "{}", t.render())?;
+            Ok(())
+        }
         Some(AlertsCmd::Webhook(WebhookCmd::List(f))) => {
             let urls: Vec<String> = crate::alerts::webhooks(store)?
                 .into_iter()

@@ -427,15 +427,13 @@ fn reads_only(cmd: &Command) -> bool {
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_none(),
         Command::Relays(c) => matches!(c, RelaysCmd::List(_)),
         Command::Sales(_) | Command::Audit(_) | Command::Info(_) | Command::Status(_) => true,
-        Command::Alerts(a) => {
-            a.cmd.is_none()
-                || matches!(
-                    a.cmd,
-                    Some(crate::args::AlertsCmd::Webhook(
-                        crate::args::WebhookCmd::List(_)
-                    ))
-                )
-        }
+        Command::Alerts(a) => matches!(
+            a.cmd,
+            None | Some(
+                crate::args::AlertsCmd::Webhook(crate::args::WebhookCmd::List(_))
+                    | crate::args::AlertsCmd::Threshold { minutes: None, .. }
+            )
+        ),
         _ => false,
     }
 }
@@ -451,9 +449,14 @@ fn mutates(cmd: &Command) -> bool {
         Command::Relays(c) => !matches!(c, RelaysCmd::List(_)),
         Command::Alerts(a) => matches!(
             a.cmd,
-            Some(crate::args::AlertsCmd::Webhook(
-                crate::args::WebhookCmd::Add { .. } | crate::args::WebhookCmd::Remove { .. }
-            ))
+            Some(
+                crate::args::AlertsCmd::Webhook(
+                    crate::args::WebhookCmd::Add { .. } | crate::args::WebhookCmd::Remove { .. }
+                ) | crate::args::AlertsCmd::Threshold {
+                    minutes: Some(_),
+                    ..
+                }
+            )
         ),
         Command::Keys(c) => matches!(c, KeysCmd::Rotate),
         Command::Usb(UsbCmd::Sync { .. }) => true,

@@ -36,6 +36,8 @@ pub struct Shared {
     admin: Option<TillKey>,
     store_id: StoreId,
     online_window_ms: u64,
+    /// When the daemon started (unix ms).
+    started_ms: u64,
     stop: Arc<Notify>,
     pub(crate) hub: crate::events::Hub,
     pub(crate) jobs: crate::jobs::Jobs,
@@ -73,6 +75,7 @@ pub(crate) async fn live_status(sh: &Shared) -> Result<status::StatusReport> {
         links: sh.node.links(),
         revocation: sh.node.revocation(),
         online_window_ms: sh.online_window_ms,
+        started_ms: sh.started_ms,
     };
     let home = sh.home.clone();
     let relay = sh
@@ -171,6 +174,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         store_id,
         // A peer counts as online if a sync succeeded within three intervals.
         online_window_ms: (interval.as_millis() as u64 * 3).max(30_000),
+        started_ms: backups::now_ms(),
         stop: stop.clone(),
         hub: hub.clone(),
         jobs: jobs.clone(),

@@ -13,9 +13,6 @@ use crate::backups::{Arrival, now_ms};
 use crate::home::HomeFile;
 use crate::output::{Table, time};
 
-/// Unreplicated changes older than this raise an alert.
-const UNREPLICATED_ALERT_S: u64 = 15 * 60;
-
 /// Something an operator should act on, raised and cleared by
 /// [`collect`] (the one evaluator): `id` is stable while the condition lasts
 /// (kind and subject), so the event stream raises it once and clears it once.
@@ -163,6 +160,9 @@ pub struct Live {
     pub revocation: Option<Revocation>,
     /// A peer counts as online when heard from within this many ms.
     pub online_window_ms: u64,
+    /// When the daemon started (unix ms): a till not heard from since counts
+    /// as offline from then.
+    pub started_ms: u64,
 }
 
 /// The newest way a peer's changes reached this till: its mesh `link` (the
@@ -189,6 +189,8 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     let peers: Vec<TillId> = tills.iter().map(|t| t.id).filter(|t| *t != me).collect();
     let (unrepl, oldest) = store.unreplicated(&peers)?;
     let arrivals = crate::backups::file_arrivals(home);
+    let offline_alert_ms = crate::alerts::threshold(store, "till_offline_min")? * 60_000;
+    let unreplicated_alert_s = crate::alerts::threshold(store, "unreplicated_min")? * 60;
     let last = if live.is_none() {
         load_last(home)
     } else {
@@ -258,7 +260,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             row.unreplicated_oldest_s = oldest.map(|o| now.saturating_sub(o) / 1000);
             if let Some(age) = row.unreplicated_oldest_s
                 && unrepl > 0
-                && age > UNREPLICATED_ALERT_S
+                && age > unreplicated_alert_s
             {
                 alerts.push(Alert::new(
                     "unreplicated",
@@ -270,13 +272,25 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
                     ),
                 ));
             }
-        } else if membership == "member" && links.is_some() && !row.online {
-            alerts.push(Alert::new(
-                "till_offline",
-                "warning",
-                Some(&t.name),
-                format!("till {} is offline", t.name),
-            ));
+        } else if membership == "member"
+            && !row.online
+            && let Some(l) = live
+        {
+            let heard = link.and_then(|k| k.last_sync.max(k.last_heartbeat));
+            let since = heard.max(row.path_at).unwrap_or(0).max(l.started_ms);
+            let gone = now.saturating_sub(since);
+            if gone >= offline_alert_ms {
+                alerts.push(Alert::new(
+                    "till_offline",
+                    "warning",
+                    Some(&t.name),
+                    format!(
+                        "till {} is offline: not heard from for {}",
+                        t.name,
+                        span(gone)
+                    ),
+                ));
+            }
         }
         if let Some(skew) = row.clock_skew_ms
             && skew.abs() > 60_000

@@ -127,6 +127,23 @@ fn alerts_are_kept_and_pushed_to_a_webhook_until_it_takes_them() {
             .success()
     );
     a.ok(&["alerts", "webhook", "add", &url, "--secret", secret]);
+    // The rules' thresholds: defaults, set for the store, unknown refused.
+    let minutes = |name: &str| {
+        a.json(&["alerts", "threshold", name])[0]["minutes"]
+            .as_u64()
+            .expect("minutes")
+    };
+    assert_eq!(
+        a.json(&["alerts", "threshold"]).as_array().map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(minutes("till_offline_min"), 5);
+    a.ok(&["alerts", "threshold", "till_offline_min", "12"]);
+    assert_eq!(minutes("till_offline_min"), 12);
+    assert_eq!(minutes("unreplicated_min"), 15);
+    let unknown = a.run(&["alerts", "threshold", "coffee_min", "3"]);
+    assert_eq!(unknown.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("till_offline_min"));
     assert_eq!(a.json(&["alerts", "webhook", "list"])[0], url.as_str());
 
     let d = a.start(&[]);

@@ -83,3 +83,56 @@ fn status_gives_a_verdict_watches_and_remembers_the_other_tills() {
     assert!(text.contains("as the daemon last saw them"), "{text}");
     db.stop();
 }
+
+/// Whether `till`'s status has an alert of `kind`.
+fn alerted(till: &Till, kind: &str) -> bool {
+    till.json(&["status"])["alert_details"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["kind"] == kind))
+}
+
+/// Wait up to `secs` seconds for `cond`.
+fn within(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(secs) {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("gave up after {secs} s waiting for {what}");
+}
+
+#[test]
+fn a_till_offline_past_the_threshold_is_alerted_and_cleared_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Offline", "--till", "A"]);
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    let db = b.start(&[]);
+    wait_for("A to see B online", || {
+        row(&a.json(&["status"]), "B")["online"] == true
+    });
+    // While B is online, nothing is alerted of it.
+    assert!(!alerted(&a, "till_offline"));
+    a.ok(&["alerts", "threshold", "till_offline_min", "0"]);
+    db.stop();
+    within(90, "A to alert that B is offline", || {
+        alerted(&a, "till_offline")
+    });
+    let st = a.json(&["status"]);
+    assert!(
+        st["verdict"]
+            .as_str()
+            .is_some_and(|v| v.contains("warning")),
+        "{st}"
+    );
+    let db = b.start(&[]);
+    within(90, "the alert to clear once B is back", || {
+        !alerted(&a, "till_offline")
+    });
+    db.stop();
+    da.stop();
+}
