@@ -477,8 +477,8 @@ pub struct RunArgs {
     /// Seconds between anti-entropy rounds (changes also spread at once after each local change).
     #[arg(long, default_value_t = 300)]
     pub sync_interval: u64,
-    /// Seconds between syncs through the store's Google Drive folder while no
-    /// other till is reachable over the mesh (every 15 minutes while one is).
+    /// Seconds between syncs through the store's Google Drive folder while
+    /// some member till is not reached over the mesh (none while all are).
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub mailbox_every: u64,
     /// Do not look for the store's other tills on the local network by mDNS (nor

@@ -232,7 +232,7 @@ pub async fn execute(
             let (name, opened) = crate::drive::mailbox(home, sink.as_deref())?;
             let subject = serde_json::json!({ "drive": name });
             let jobs = daemon.map(|sh| &sh.jobs);
-            let place = backups::Place::Mailbox(name);
+            let place = backups::Place::Mailbox(name, Default::default());
             tracked(jobs, JobKind::Usb, StartedBy::Command, subject, |p| async move {
                 backups::sync_through(store, home, opened, &place, json, &p).await
             })

@@ -6,6 +6,7 @@
 //! the API stops taking requests, the node closes its connections, the store
 //! thread finishes its last transaction and closes the file.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use clap::Parser;
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle, Ticket};
-use tillmesh_store::{StoreId, TillKey};
+use tillmesh_store::{StoreId, TillId, TillKey};
 use tokio::sync::Notify;
 
 use crate::args::{Cli, RunArgs};
@@ -401,7 +402,7 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
     loop {
         let h = home.clone();
         let wanted = store
-            .call(move |s| -> Result<Option<tillmesh_store::TillId>> {
+            .call(move |s| -> Result<Option<TillId>> {
                 backups::rotate_if_due(s, &h)?;
                 // On the admin till: put its signed recovery key back at once if
                 // another write to the configuration hid it. A damaged
@@ -450,28 +451,82 @@ async fn key_keeper(store: StoreHandle, node: Arc<Node>, home: PathBuf) {
     }
 }
 
-/// How often the daemon syncs through the store's Drive sink while the mesh
-/// reaches some till: for the tills only Drive reaches.
-const MAILBOX_QUIET: Duration = Duration::from_secs(15 * 60);
+/// What one round of the Drive mailbox does.
+#[derive(Debug, PartialEq, Eq)]
+enum MailboxPlan {
+    /// Nothing: every member is reached over the mesh, or another till of
+    /// this till's part of the mesh keeps the mailbox.
+    Idle,
+    /// Sync through Drive, not reading the files of these tills (short ids),
+    /// whose changes the mesh brings.
+    Run(BTreeSet<String>),
+}
+
+/// The mailbox round of till `me`, from the store's other `members` and the
+/// mesh's `links`: idle while the mesh reaches every member; else run, by the
+/// till with the lowest id of the part of the mesh this till is in (one
+/// till carries that part's changes to Drive and the others' back), reading
+/// only the files of tills the mesh does not reach.
+fn mailbox_plan(
+    me: TillId,
+    members: &[TillId],
+    links: &std::collections::HashMap<TillId, tillmesh_mesh::PeerLink>,
+) -> MailboxPlan {
+    let reached: BTreeSet<TillId> = members
+        .iter()
+        .filter(|m| {
+            links
+                .get(m)
+                .is_some_and(|l| matches!(l.path.as_str(), "direct" | "relay"))
+        })
+        .copied()
+        .collect();
+    if reached.len() == members.len() || reached.iter().any(|r| *r < me) {
+        return MailboxPlan::Idle;
+    }
+    MailboxPlan::Run(reached.iter().map(|t| t.fmt_short()).collect())
+}
 
 /// Google Drive as a mailbox between tills: while the store has a Google
-/// login and a Drive sink, take the changes other tills left there and leave
-/// what they lack, `every` (`run --mailbox-every`, a minute by default) while
-/// no till is reachable over the mesh (no direct path, no relay), every 15
-/// minutes otherwise; so tills with no mesh path between them converge
-/// through Drive.
+/// login and a Drive sink, and some member till is not reached over the
+/// mesh (see [`mailbox_plan`]), take the changes the other tills left there
+/// and leave what they lack, every `every` (`run --mailbox-every`, a minute
+/// by default); so tills with no mesh path between them converge through
+/// Drive, and a store whose mesh reaches every till sends Drive nothing.
 async fn drive_mailbox(store: StoreHandle, node: Arc<Node>, home: PathBuf, every: Duration) {
-    let mut last: Option<std::time::Instant> = None;
     loop {
         tokio::time::sleep(every).await;
-        let meshed = node.links().values().any(|l| l.path != "offline");
-        if meshed && last.is_some_and(|t| t.elapsed() < MAILBOX_QUIET) {
-            continue;
-        }
         if !matches!(crate::drive::load(&home), Ok(Some(_))) {
             continue;
         }
-        last = Some(std::time::Instant::now());
+        let members = store
+            .call(|s| -> Result<(TillId, Vec<TillId>)> {
+                let me = s.till_id();
+                let mut out = Vec::new();
+                for t in s.tills()? {
+                    if t.id != me
+                        && matches!(
+                            s.member_status(&t.id)?,
+                            tillmesh_store::MemberStatus::Member(_)
+                        )
+                    {
+                        out.push(t.id);
+                    }
+                }
+                Ok((me, out))
+            })
+            .await;
+        let (me, members) = match members {
+            Ok(Ok(m)) => m,
+            Err(_) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the members");
+                continue;
+            }
+        };
+        let MailboxPlan::Run(skip) = mailbox_plan(me, &members, &node.links()) else {
+            continue;
+        };
         let opened = {
             let h = home.clone();
             tokio::task::spawn_blocking(move || crate::drive::mailbox(&h, None)).await
@@ -479,7 +534,7 @@ async fn drive_mailbox(store: StoreHandle, node: Arc<Node>, home: PathBuf, every
         let Ok(Ok((name, sink))) = opened else {
             continue;
         };
-        let place = backups::Place::Mailbox(name.clone());
+        let place = backups::Place::Mailbox(name.clone(), skip);
         let progress = crate::jobs::Progress::none();
         match backups::sync_through(&store, &home, sink, &place, true, &progress).await {
             Ok(report) => {
@@ -706,4 +761,45 @@ pub(crate) async fn invite(sh: &Shared, hours: u64, role: &str) -> Result<Vec<u8
         relay_certs,
     };
     Ok(format!("{}\n", ticket.encode()).into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use tillmesh_mesh::PeerLink;
+    use tillmesh_store::TillKey;
+
+    #[test]
+    fn the_mailbox_runs_only_for_tills_the_mesh_does_not_reach_and_by_one_till() {
+        let mut ids: Vec<TillId> = (0..4).map(|_| TillKey::generate().till_id()).collect();
+        ids.sort();
+        let [a, b, c, d] = [ids[0], ids[1], ids[2], ids[3]];
+        let on = |path: &str| PeerLink {
+            path: path.into(),
+            ..PeerLink::default()
+        };
+        // Every member reached: Drive is left alone.
+        let all: HashMap<TillId, PeerLink> =
+            [(b, on("direct")), (c, on("relay")), (d, on("direct"))].into();
+        assert_eq!(mailbox_plan(a, &[b, c, d], &all), MailboxPlan::Idle);
+        // D cut off: A (the lowest of its part of the mesh) keeps the mailbox,
+        // reading D's files only.
+        let cut: HashMap<TillId, PeerLink> =
+            [(b, on("direct")), (c, on("relay")), (d, on("offline"))].into();
+        assert_eq!(
+            mailbox_plan(a, &[b, c, d], &cut),
+            MailboxPlan::Run([b.fmt_short(), c.fmt_short()].into())
+        );
+        // B, in A's part, leaves it to A.
+        let from_b: HashMap<TillId, PeerLink> =
+            [(a, on("direct")), (c, on("direct")), (d, on("offline"))].into();
+        assert_eq!(mailbox_plan(b, &[a, c, d], &from_b), MailboxPlan::Idle);
+        // D, alone, reads everyone's.
+        let alone: HashMap<TillId, PeerLink> = [(a, on("offline"))].into();
+        assert_eq!(
+            mailbox_plan(d, &[a, b, c], &alone),
+            MailboxPlan::Run(BTreeSet::new())
+        );
+    }
 }

@@ -62,15 +62,16 @@ pub async fn usb_sync(
 pub enum Place {
     /// A USB stick (or any folder) at this path.
     Stick(String),
-    /// A remote sink of this name.
-    Mailbox(String),
+    /// A remote sink of this name; the files of the tills named (short ids)
+    /// are not read this time (the mesh brings their changes).
+    Mailbox(String, BTreeSet<String>),
 }
 
 impl Place {
     fn noun(&self) -> &'static str {
         match self {
             Place::Stick(_) => "the stick",
-            Place::Mailbox(_) => "Google Drive",
+            Place::Mailbox(..) => "Google Drive",
         }
     }
 
@@ -78,7 +79,7 @@ impl Place {
     fn via(&self) -> &'static str {
         match self {
             Place::Stick(_) => "usb",
-            Place::Mailbox(_) => "drive",
+            Place::Mailbox(..) => "drive",
         }
     }
 }
@@ -112,7 +113,10 @@ pub async fn sync_through(
         (known, listed)
     })
     .await?;
-    let (files, files_known) = listed?;
+    let (mut files, files_known) = listed?;
+    if let Place::Mailbox(_, skip) = place {
+        files.retain(|l| l.creator.as_ref().is_none_or(|c| !skip.contains(c)));
+    }
     let mut r = archive::UsbReport {
         files_known,
         ..archive::UsbReport::default()
@@ -257,7 +261,7 @@ pub(super) fn remember_usb(
 pub(super) fn record_usb(store: &mut Store, place: &Place, r: &archive::UsbReport) {
     let (kind, at) = match place {
         Place::Stick(dir) => ("usb-sync", dir),
-        Place::Mailbox(sink) => ("drive-sync", sink),
+        Place::Mailbox(sink, _) => ("drive-sync", sink),
     };
     if r.imported_changes > 0 || r.exported.is_some() {
         let _ = store.record_backup_event(
