@@ -14,7 +14,7 @@
 //! - Elsewhere nothing is detected.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -63,7 +63,7 @@ pub enum DeviceError {
 pub fn removable_devices() -> Result<Vec<Device>, DeviceError> {
     #[cfg(target_os = "linux")]
     {
-        linux::detect_in(std::path::Path::new("/"))
+        linux::detect_in(Path::new("/"))
     }
     #[cfg(target_os = "macos")]
     {
@@ -640,5 +640,23 @@ mod tests {
         for device in devices {
             assert!(device.mount_point.exists(), "{device:?} is not mounted");
         }
+    }
+}
+
+/// The free bytes (for an unprivileged writer) and the total bytes of the
+/// filesystem holding `path`; `None` where that cannot be read.
+pub fn space(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        let s = rustix::fs::statvfs(path).ok()?;
+        Some((
+            s.f_bavail.saturating_mul(s.f_frsize),
+            s.f_blocks.saturating_mul(s.f_frsize),
+        ))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }

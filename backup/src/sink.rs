@@ -411,15 +411,7 @@ impl Sink for FolderSink {
     }
 
     fn free_space(&self) -> Option<u64> {
-        #[cfg(unix)]
-        {
-            let s = rustix::fs::statvfs(&self.root).ok()?;
-            Some(s.f_bavail.saturating_mul(s.f_frsize))
-        }
-        #[cfg(not(unix))]
-        {
-            None
-        }
+        crate::device::space(&self.root).map(|(free, _)| free)
     }
 }
 

@@ -13,6 +13,11 @@ use crate::backups::{Arrival, now_ms};
 use crate::home::HomeFile;
 use crate::output::{Table, time};
 
+/// Free space on this till's disk below which `status` warns...
+const DISK_LOW_BYTES: u64 = 1 << 30;
+/// ...and below which the alert is critical.
+const DISK_CRITICAL_BYTES: u64 = 256 << 20;
+
 /// Something an operator should act on, raised and cleared by
 /// [`collect`] (the one evaluator): `id` is stable while the condition lasts
 /// (kind and subject), so the event stream raises it once and clears it once.
@@ -21,8 +26,9 @@ pub struct Alert {
     /// `KIND` or `KIND:SUBJECT`.
     pub id: String,
     /// What kind: `unreplicated`, `till_offline`, `clock_off`, `revoked`,
-    /// `daemon_stopped`, `sink_failing`, `recovery_key`, `recovery_file`,
-    /// `clock_ahead`, `conflicts_pending`.
+    /// `daemon_stopped`, `sink_failing`, `sink_nearly_full`,
+    /// `disk_nearly_full`, `recovery_key`, `recovery_file`, `clock_ahead`,
+    /// `conflicts_pending`.
     pub kind: &'static str,
     /// `critical` (data at risk) or `warning`.
     pub severity: &'static str,
@@ -384,6 +390,25 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             quota_used: st.quota_used,
             quota_limit: st.quota_limit,
         });
+    }
+    if let Some((free, _)) = tillmesh_backup::device::space(home)
+        && free < DISK_LOW_BYTES
+    {
+        let critical = free < DISK_CRITICAL_BYTES;
+        alerts.push(Alert::new(
+            "disk_nearly_full",
+            if critical { "critical" } else { "warning" },
+            None,
+            format!(
+                "this till's disk has {} MiB free{}: free space on it",
+                free >> 20,
+                if critical {
+                    "; once it is full, sales are refused"
+                } else {
+                    ""
+                }
+            ),
+        ));
     }
     if let Err(e) = crate::backups::load_recovery_key(home) {
         alerts.push(Alert::new(

@@ -5,9 +5,8 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::Till;
+use common::{Till, Tmpfs};
 
 fn receipts(t: &Till) -> Vec<String> {
     let v = t.json(&["sales"]);
@@ -524,40 +523,6 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
-}
-
-/// A tmpfs of `size` mounted at `at`; unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).expect("mount point");
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("run mount");
-        assert!(
-            ok.success(),
-            "mounting a tmpfs needs root (CI runs as root): mount -t tmpfs failed"
-        );
-        Tmpfs(at.to_path_buf())
-    }
-
-    fn remount_ro(&self) {
-        let ok = Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(&self.0)
-            .status()
-            .expect("run mount");
-        assert!(ok.success(), "remount read-only");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]

@@ -136,3 +136,28 @@ fn a_till_offline_past_the_threshold_is_alerted_and_cleared_when_it_is_back() {
     db.stop();
     da.stop();
 }
+
+/// A till whose disk runs low is alerted, critically when sales are about
+/// to be refused, and the alert clears once there is room again.
+#[test]
+fn a_till_with_little_disk_left_is_alerted_until_there_is_room() {
+    let dir = tempfile::tempdir().expect("dir");
+    let disk = crate::common::Tmpfs::mount(&dir.path().join("disk"), "64m");
+    let a = Till::new(&dir.path().join("disk"), "a");
+    a.ok(&["init", "--store", "Small Disk", "--till", "A"]);
+    let st = a.json(&["status"]);
+    let low = st["alert_details"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["kind"] == "disk_nearly_full"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no disk alert: {st}"));
+    assert_eq!(low["severity"], "critical", "{low}");
+    assert!(
+        st["verdict"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("ACTION NEEDED")),
+        "{st}"
+    );
+    disk.resize("3g");
+    assert!(!alerted(&a, "disk_nearly_full"), "room again");
+}

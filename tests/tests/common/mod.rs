@@ -271,3 +271,52 @@ pub fn start_relay_with(home: &Path, extra: &[&str]) -> (Daemon, String, String)
     )
 }
 pub mod http;
+
+/// A tmpfs of `size` mounted at `at`; unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root (CI runs as root): mount -t tmpfs failed"
+        );
+        Tmpfs(at.to_path_buf())
+    }
+
+    /// Make it read-only.
+    #[allow(dead_code)]
+    pub fn remount_ro(&self) {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "remount read-only");
+    }
+}
+
+impl Tmpfs {
+    /// Give it a new size.
+    #[allow(dead_code)]
+    pub fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "remount with size {size}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
