@@ -8,3 +8,26 @@
 
 pub mod report;
 pub mod workload;
+
+use std::path::{Path, PathBuf};
+
+/// The `tillmesh` binary a test drives: `$TILLMESH_BIN`, or the one cargo
+/// built next to the running test executable (`target/<profile>/`; `cargo
+/// test --workspace` builds it).
+pub fn tillmesh_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TILLMESH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = dir.join(format!("tillmesh{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it (`cargo build -p tillmesh`, or test with `cargo test --workspace`) or set TILLMESH_BIN",
+        bin.display()
+    );
+    bin
+}

@@ -7,26 +7,6 @@ use std::time::{Duration, Instant};
 
 use patchbay::Device;
 
-/// The `tillmesh` binary beside this test's executable (target/<profile>), or
-/// `TILLMESH_BIN`.
-fn bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TILLMESH_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps")
-        .join("tillmesh");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build -p tillmesh`) or set TILLMESH_BIN",
-        bin.display()
-    );
-    bin
-}
-
 /// A till's home, its commands run inside `dev`'s network namespace.
 pub struct CliTill {
     pub name: String,
@@ -53,7 +33,7 @@ impl CliTill {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
+        let mut c = Command::new(tillmesh_sim::tillmesh_bin());
         c.args(args)
             .env("TILLMESH_HOME", &self.home)
             .env_remove("TILLMESH_LOG")

@@ -4,25 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `tillmesh` binary under test: `$TILLMESH_BIN`, or the one cargo built
-/// next to this test (`cargo test --workspace` and `cargo nextest run --workspace`
-/// build it because the cli package has integration tests).
+/// The `tillmesh` binary under test (see [`tillmesh_sim::tillmesh_bin`]).
 pub fn bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TILLMESH_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let bin = dir.join(format!("tillmesh{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (or set TILLMESH_BIN)",
-        bin.display()
-    );
-    bin
+    tillmesh_sim::tillmesh_bin()
 }
 
 /// A till home directory and the commands run in it.
