@@ -1308,15 +1308,27 @@ fn alerts(store: &mut Store, home: &Path, a: &AlertsArgs, out: &mut dyn Write) -
             Ok(())
         }
         Some(AlertsCmd::Threshold { name, json, .. }) => {
-            let mut rows = Vec::new();
-            for (n, default, what) in crate::alerts::THRESHOLDS {
-                if name.as_deref().is_none_or(|want| want == n) {
-                    let value = crate::alerts::threshold(store, n)?;
-                    rows.push(serde_json::json!({"name": n, "minutes": value, "default": default, "means": what}));
-                }
+            #[derive(serde::Serialize)]
+            struct Row {
+                name: &'static str,
+                minutes: u64,
+                default: u64,
+                means: &'static str,
             }
-            if let Some(n) = name.as_deref().filter(|_| rows.is_empty()) {
+            if let Some(n) = name {
                 crate::alerts::threshold(store, n)?;
+            }
+            let mut rows = Vec::new();
+            for (n, default, means) in crate::alerts::THRESHOLDS {
+                if name.as_deref().is_none_or(|want| want == n) {
+                    let minutes = crate::alerts::threshold(store, n)?;
+                    rows.push(Row {
+                        name: n,
+                        minutes,
+                        default,
+                        means,
+                    });
+                }
             }
             if *json {
                 return print_json(out, &rows);
@@ -1324,10 +1336,10 @@ fn alerts(store: &mut Store, home: &Path, a: &AlertsArgs, out: &mut dyn Write) -
             let mut t = Table::new(&["THRESHOLD", ">MINUTES", ">DEFAULT", "MEANS"]);
             for r in &rows {
                 t.row(vec![
-                    r["name"].as_str().unwrap_or_default().to_string(),
-                    r["minutes"].to_string(),
-                    r["default"].to_string(),
-                    r["means"].as_str().unwrap_or_default().to_string(),
+                    r.name.into(),
+                    r.minutes.to_string(),
+                    r.default.to_string(),
+                    r.means.into(),
                 ]);
             }
             write!(out, "{}", t.render())?;

@@ -321,22 +321,22 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
             // The files it reads are read once (standard input cannot be read
             // twice), whether the daemon or this process runs it.
             let caller = Caller::sending(other)?;
+            let watch = match other {
+                Command::Status(a) => a.watch,
+                _ => None,
+            };
             loop {
                 // While the daemon holds the store, the command runs in the daemon.
                 if let Some(api) = crate::client::discover(&ctx.home) {
                     match crate::client::exec(&api, &raw, &caller)? {
                         Exec::Answered(reply) => {
                             use std::io::Write;
-                            let watch = match other {
-                                Command::Status(a) if reply.code == 0 => a.watch,
-                                _ => None,
-                            };
-                            if watch.is_some() {
+                            if watch.is_some() && reply.code == 0 {
                                 redraw(&mut out)?;
                             }
                             out.write_all(reply.stdout.as_bytes())?;
                             eprint!("{}", reply.stderr);
-                            match watch {
+                            match watch.filter(|_| reply.code == 0) {
                                 Some(secs) => {
                                     out.flush()?;
                                     std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
@@ -368,10 +368,6 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
                 })?
                 else {
                     continue;
-                };
-                let watch = match other {
-                    Command::Status(a) => a.watch,
-                    _ => None,
                 };
                 if watch.is_some() {
                     redraw(&mut out)?;

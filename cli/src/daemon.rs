@@ -499,32 +499,8 @@ async fn drive_mailbox(store: StoreHandle, node: Arc<Node>, home: PathBuf, every
         if !matches!(crate::drive::load(&home), Ok(Some(_))) {
             continue;
         }
-        let members = store
-            .call(|s| -> Result<(TillId, Vec<TillId>)> {
-                let me = s.till_id();
-                let mut out = Vec::new();
-                for t in s.tills()? {
-                    if t.id != me
-                        && matches!(
-                            s.member_status(&t.id)?,
-                            tillmesh_store::MemberStatus::Member(_)
-                        )
-                    {
-                        out.push(t.id);
-                    }
-                }
-                Ok((me, out))
-            })
-            .await;
-        let (me, members) = match members {
-            Ok(Ok(m)) => m,
-            Err(_) => return,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot read the members");
-                continue;
-            }
-        };
-        let MailboxPlan::Run(skip) = mailbox_plan(me, &members, &node.links()) else {
+        let plan = mailbox_plan(node.till_id(), &node.members(), &node.links());
+        let MailboxPlan::Run(skip) = plan else {
             continue;
         };
         let opened = {

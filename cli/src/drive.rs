@@ -244,21 +244,28 @@ fn refreshing(client: OAuthClient, tokens: Tokens) -> Result<Arc<RefreshingToken
     )))
 }
 
+/// A sink of `folder` at the Drive API `api` with `tokens`.
+fn sink_at(
+    api: &str,
+    app_data: bool,
+    folder: &str,
+    tokens: Arc<dyn AccessTokens>,
+) -> Result<DriveSink> {
+    let config = DriveConfig {
+        api: api.to_string(),
+        folder: folder.to_string(),
+        app_data,
+    };
+    Ok(DriveSink::new(config, tokens)?)
+}
+
 /// The account behind `tokens` at the Drive API `api`, and its quota.
 fn account(
     api: &str,
     app_data: bool,
     tokens: Arc<dyn AccessTokens>,
 ) -> Result<tillmesh_backup::drive::Account> {
-    let probe = DriveSink::new(
-        DriveConfig {
-            api: api.to_string(),
-            folder: String::new(),
-            app_data,
-        },
-        tokens,
-    )?;
-    Ok(probe.account()?)
+    Ok(sink_at(api, app_data, "", tokens)?.account()?)
 }
 
 /// Where the store's files go by default: `tillmesh-` and the store's id.
@@ -321,6 +328,11 @@ impl SignedIn {
     /// Tokens that refresh themselves, for a Drive sink.
     pub fn access_tokens(&self) -> Result<Arc<dyn AccessTokens>> {
         Ok(refreshing(self.client.clone(), self.tokens.clone())?)
+    }
+
+    /// The sink of `folder` in the Drive signed in to.
+    pub fn sink(&self, folder: &str) -> Result<DriveSink> {
+        sink_at(&self.api, self.app_data, folder, self.access_tokens()?)
     }
 }
 
@@ -396,7 +408,7 @@ pub fn keep_login(
     signed: &SignedIn,
     keys: &[StoreSecret],
 ) -> Result<tillmesh_backup::drive::Account> {
-    let account = account(&signed.api, signed.app_data, signed.access_tokens()?)?;
+    let account = signed.sink("")?.account()?;
     let tokens = &signed.tokens;
     if let Some(old) = load(home)?
         && let Ok(old_tokens) = open(&old, keys)

@@ -304,10 +304,10 @@ pub async fn watch_alerts(
             let lead = crate::alerts::leads(&report);
             let (raised, cleared) = book.observe(&report.alert_details, at, &hooks, lead);
             for r in &raised {
-                hub.publish("alert.raised", record_json(r, r.raised_ms));
+                hub.publish("alert.raised", record_json(r));
             }
             for r in &cleared {
-                hub.publish("alert.cleared", record_json(r, r.raised_ms));
+                hub.publish("alert.cleared", record_json(r));
             }
             let delivered = crate::alerts::deliver(&mut book, &report, &hooks, at).await;
             if !raised.is_empty() || !cleared.is_empty() || delivered {
@@ -322,14 +322,15 @@ pub async fn watch_alerts(
     }
 }
 
-/// An alert event's data: the alert as `status` gives it, and `since`.
-fn record_json(r: &crate::alerts::Record, since: u64) -> serde_json::Value {
+/// An alert event's data: the alert as `status` gives it, and `since`
+/// (when it was raised).
+fn record_json(r: &crate::alerts::Record) -> serde_json::Value {
     serde_json::json!({
         "id": r.id,
         "kind": r.kind,
         "severity": r.severity,
         "subject": r.subject,
         "message": r.message,
-        "since": since,
+        "since": r.raised_ms,
     })
 }

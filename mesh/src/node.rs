@@ -1364,6 +1364,25 @@ impl Node {
         self.gossip_applied.load(Ordering::Relaxed)
     }
 
+    /// This till.
+    pub fn till_id(&self) -> TillId {
+        self.ctx.till
+    }
+
+    /// The store's other member tills, as the node last loaded them from the
+    /// membership (reloaded as it changes).
+    pub fn members(&self) -> Vec<TillId> {
+        self.ctx
+            .members
+            .read()
+            .map(|m| {
+                m.iter()
+                    .map(|e| TillId::from_bytes(*e.as_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// What this till knows of its peers' connections.
     pub fn links(&self) -> HashMap<TillId, PeerLink> {
         self.ctx.links.lock().map(|l| l.clone()).unwrap_or_default()

@@ -234,15 +234,7 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
                 f => f.to_string(),
             };
             let signed = crate::drive::sign_in(google, out)?;
-            let sink = tillmesh_backup::drive::DriveSink::new(
-                tillmesh_backup::drive::DriveConfig {
-                    api: signed.api.clone(),
-                    folder: folder.clone(),
-                    app_data: signed.app_data,
-                },
-                signed.access_tokens()?,
-            )?;
-            (Box::new(sink), Some((signed, folder)))
+            (Box::new(signed.sink(&folder)?), Some((signed, folder)))
         }
         (None, None) => return Err(rejected("give --from DIR or --drive [FOLDER]")),
     };
