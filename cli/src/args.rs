@@ -352,11 +352,12 @@ pub enum RecoveryCmd {
         new_key: bool,
     },
     /// Restore the store from backups on a brand-new machine into `--home NEWDIR`.
+    #[command(group = clap::ArgGroup::new("source").required(true).args(["from", "drive"]))]
     Restore {
         /// The recovery file.
         file: PathBuf,
         /// The folder holding the backups.
-        #[arg(long, value_name = "DIR", required_unless_present = "drive")]
+        #[arg(long, value_name = "DIR")]
         from: Option<PathBuf>,
         /// The backups are in this folder of Google Drive (`tillmesh-` and the
         /// store's id unless it was named otherwise): sign in first, as `drive
@@ -365,7 +366,6 @@ pub enum RecoveryCmd {
         #[arg(
             long,
             value_name = "FOLDER",
-            conflicts_with = "from",
             num_args = 0..=1,
             default_missing_value = ""
         )]

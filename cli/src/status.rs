@@ -526,8 +526,8 @@ fn verdict(tills: &[TillRow], sinks: &[SinkRow], alerts: &[Alert], now: u64) -> 
     }
     let me = tills.iter().find(|t| t.membership == "self");
     let copies = match me.and_then(|t| t.unreplicated) {
-        Some(0) | None if tills.len() > 1 => "all sales on at least 2 tills".to_string(),
-        Some(0) | None => "a store of one till: every sale is on this till only".into(),
+        _ if tills.len() <= 1 => "a store of one till: every sale is on this till only".into(),
+        Some(0) | None => "all sales on at least 2 tills".to_string(),
         Some(n) => format!("{n} changes on this till only, so far"),
     };
     let backed_up = match sinks.iter().filter_map(|s| s.last_backup).max() {
@@ -791,8 +791,9 @@ mod tests {
             verdict(&two, &[sink(None)], &[offline, failing], now),
             "ACTION NEEDED: backups fail; 1 warning"
         );
+        let alone = [row("A", "self", Some(7))];
         assert_eq!(
-            verdict(&two[..1], &[sink(Some(now - 1000))], &[], now),
+            verdict(&alone, &[sink(Some(now - 1000))], &[], now),
             "OK: a store of one till: every sale is on this till only, backed up just now"
         );
     }
