@@ -226,6 +226,12 @@ pub fn gossip(data: &[u8]) -> bool {
             true
         }
         Some(Incoming::Heartbeat(_)) => true,
+        Some(Incoming::Holds(docs)) => {
+            if let Some(again) = gossip::encode_holds(&docs) {
+                assert_eq!(gossip::decode_checked(&again), Some(Incoming::Holds(docs)));
+            }
+            true
+        }
     }
 }
 
@@ -247,9 +253,16 @@ fn gossip_seeds() -> Vec<(String, Vec<u8>)> {
         change: vec![1],
     })
     .expect("encode");
+    let day: tillmesh_store::Day = "2026-11-24".parse().expect("day");
+    let holds = gossip::encode_holds(&[(
+        DocId::Sales(key.till_id(), day),
+        vec![tillmesh_store::ChangeHash([7; 32])],
+    )])
+    .expect("holds");
     vec![
         ("valid-change".into(), change),
         ("valid-heartbeat".into(), heartbeat),
+        ("valid-holds".into(), holds),
         ("broken-forged-heartbeat".into(), forged),
         ("broken-unknown-doc".into(), unknown_doc),
     ]

@@ -6,7 +6,7 @@
 //! pass the same membership gate as every other protocol.
 
 use serde::{Deserialize, Serialize};
-use tillmesh_store::{DocId, OwnChange, Proof, StoreId, TillId, TillKey};
+use tillmesh_store::{ChangeHash, DocId, OwnChange, Proof, StoreId, TillId, TillKey};
 
 /// Changes larger than this are left to anti-entropy.
 pub const MAX_GOSSIP_CHANGE: usize = 32 * 1024;
@@ -55,7 +55,33 @@ pub enum GossipMsg {
         /// The proof's signature (64 bytes).
         sig: Vec<u8>,
     },
+    /// What the sender holds of its gossip neighbours' own documents
+    /// (version 4): sent to direct neighbours only, never forwarded, so the
+    /// connection it came over names the holder. A till learns from it that
+    /// its changes are on another till without waiting for a sync session.
+    Holds {
+        /// The documents and their heads.
+        docs: Vec<Held>,
+    },
 }
+
+/// One document in a [`GossipMsg::Holds`]: a till's own document and the
+/// heads of it the sender holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The document's owner.
+    pub owner: [u8; 32],
+    /// `sales`, `stock` or `audit`.
+    pub kind: String,
+    /// The document's day or month.
+    pub period: String,
+    /// The heads held.
+    pub heads: Vec<[u8; 32]>,
+}
+
+/// At most this many documents in one [`GossipMsg::Holds`], and heads per document.
+const MAX_HELD: usize = 256;
+const MAX_HELD_HEADS: usize = 64;
 
 /// What a till says of itself every few seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +112,9 @@ pub enum Incoming {
     Change(DocId, Vec<u8>, Vec<Proof>),
     /// A heartbeat whose signature verified.
     Heartbeat(Heartbeat),
+    /// Documents and heads the sender holds (believe it only from a direct
+    /// neighbour: see [`GossipMsg::Holds`]).
+    Holds(Vec<(DocId, Vec<ChangeHash>)>),
 }
 
 /// Decode a gossip message; heartbeats must carry their till's valid signature.
@@ -119,6 +148,21 @@ pub fn decode_checked(bytes: &[u8]) -> Option<Incoming> {
             let (doc, proof) = own.expand(&change)?;
             Some(Incoming::Change(doc, change, vec![proof]))
         }
+        GossipMsg::Holds { docs } => {
+            if docs.len() > MAX_HELD {
+                return None;
+            }
+            let docs = docs
+                .into_iter()
+                .map(|h| {
+                    let owner = TillId::from_bytes(h.owner);
+                    let doc: DocId = format!("{}/{owner}/{}", h.kind, h.period).parse().ok()?;
+                    (doc.owner() == Some(owner) && h.heads.len() <= MAX_HELD_HEADS)
+                        .then(|| (doc, h.heads.into_iter().map(ChangeHash).collect()))
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Some(Incoming::Holds(docs))
+        }
         GossipMsg::Heartbeat { body, sig } => {
             let hb: Heartbeat = postcard::from_bytes(&body).ok()?;
             let sig: [u8; 64] = sig.try_into().ok()?;
@@ -126,6 +170,29 @@ pub fn decode_checked(bytes: &[u8]) -> Option<Incoming> {
                 .then_some(Incoming::Heartbeat(hb))
         }
     }
+}
+
+/// Encode what this till holds of other tills' own documents, for its
+/// gossip neighbours (documents without a single owner are left out).
+pub fn encode_holds(docs: &[(DocId, Vec<ChangeHash>)]) -> Option<Vec<u8>> {
+    let docs: Vec<Held> = docs
+        .iter()
+        .take(MAX_HELD)
+        .filter_map(|(doc, heads)| {
+            let owner = doc.owner()?;
+            let text = doc.to_string();
+            Some(Held {
+                owner: *owner.as_bytes(),
+                kind: doc.kind().to_string(),
+                period: text.rsplit('/').next()?.to_string(),
+                heads: heads.iter().take(MAX_HELD_HEADS).map(|h| h.0).collect(),
+            })
+        })
+        .collect();
+    if docs.is_empty() {
+        return None;
+    }
+    postcard::to_stdvec(&GossipMsg::Holds { docs }).ok()
 }
 
 /// The gossip topic of a store.

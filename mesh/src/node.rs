@@ -30,7 +30,7 @@ use iroh::{
 use iroh_relay::RelayQuicConfig;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde::{Deserialize, Serialize};
-use tillmesh_store::{MemberStatus, StoreId, TillId, TillKey};
+use tillmesh_store::{ChangeHash, DocId, MemberStatus, StoreId, TillId, TillKey};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -51,6 +51,10 @@ const GOSSIP_BOOTSTRAP: usize = 3;
 
 /// Below this many gossip neighbours a till asks again at each anti-entropy round.
 const GOSSIP_MIN_NEIGHBOURS: usize = 2;
+
+/// How long changes gather before this till tells its neighbours, in one
+/// message, which of their changes it now holds.
+const HOLDS_BATCH: Duration = Duration::from_millis(250);
 
 /// QUIC close code for a till whose membership the admin revoked: it learns
 /// it from the refusal.
@@ -281,8 +285,7 @@ impl Drop for SessionMark {
 }
 
 /// Local changes leaving the store thread, for gossip.
-pub type OutboxReceiver =
-    mpsc::UnboundedReceiver<(tillmesh_store::DocId, Vec<u8>, Vec<tillmesh_store::Proof>)>;
+pub type OutboxReceiver = mpsc::UnboundedReceiver<(DocId, Vec<u8>, Vec<tillmesh_store::Proof>)>;
 
 /// Links by till.
 pub type Links = Arc<Mutex<HashMap<TillId, PeerLink>>>;
@@ -1043,6 +1046,33 @@ impl Node {
         let keeper_wake = gossip_wake.clone();
         let revoked_ctx = node.sync_context();
         let applied = node.gossip_applied.clone();
+        // What this till now holds of its neighbours' own documents, told to
+        // them in batches by the task below.
+        let holds = Arc::new(Mutex::new(HashMap::<DocId, Vec<ChangeHash>>::new()));
+        let holds_wake = Arc::new(Notify::new());
+        {
+            let (holds, wake, sender) = (holds.clone(), holds_wake.clone(), sender.clone());
+            node.tasks.push(tokio::spawn(async move {
+                loop {
+                    wake.notified().await;
+                    // Changes come in bursts: one message for the burst.
+                    tokio::time::sleep(HOLDS_BATCH).await;
+                    let docs: Vec<_> = match holds.lock() {
+                        Ok(mut h) => h.drain().collect(),
+                        Err(_) => break,
+                    };
+                    if let Some(bytes) = crate::gossip::encode_holds(&docs)
+                        && let Err(e) = sender.broadcast_neighbors(bytes.into()).await
+                    {
+                        tracing::debug!(error = %e, "cannot tell the neighbours what this till holds");
+                    }
+                }
+            }));
+        }
+        let me = till;
+        // The heads of this till's documents a neighbour already said it
+        // holds: the ledger is written once per new head, not per neighbour.
+        let mut told: HashMap<DocId, Vec<ChangeHash>> = HashMap::new();
         node.tasks.push(tokio::spawn(async move {
             use n0_future::StreamExt;
             while let Some(event) = receiver.next().await {
@@ -1106,14 +1136,75 @@ impl Node {
                         }
                         continue;
                     }
+                    Some(crate::gossip::Incoming::Holds(docs)) => {
+                        // Believed only from the neighbour that sent it, and
+                        // only of this till's own documents.
+                        let holder = TillId::from_bytes(*msg.delivered_from.as_bytes());
+                        let member = hb_members.read().is_ok_and(|m| m.contains(&msg.delivered_from));
+                        if msg.scope != iroh_gossip::proto::DeliveryScope::Neighbors || !member {
+                            continue;
+                        }
+                        let mine: Vec<_> = docs
+                            .into_iter()
+                            .filter(|(d, heads)| {
+                                d.owner() == Some(me) && told.get(d) != Some(heads)
+                            })
+                            .collect();
+                        if mine.is_empty() {
+                            continue;
+                        }
+                        for (d, heads) in &mine {
+                            told.insert(*d, heads.clone());
+                        }
+                        let noted = store
+                            .call(move |s| {
+                                let mut held = Vec::new();
+                                for (d, heads) in mine {
+                                    if s.holds(&d, &heads)? {
+                                        held.push((d, heads));
+                                    }
+                                }
+                                s.note_peer_holds(&holder, &held)
+                            })
+                            .await;
+                        match noted {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::warn!(error = %e, "cannot note what a neighbour holds"),
+                            Err(_) => break,
+                        }
+                        continue;
+                    }
                     None => {
                         tracing::warn!(from = %from, "ignoring an unreadable or unsigned gossip message");
                         continue;
                     }
                 };
                 let kind = doc.to_string();
-                match store.call(move |s| s.apply_changes(&doc, &[change], &proofs)).await {
-                    Ok(Ok(r)) => {
+                // A change to a neighbour's own document: the neighbour is
+                // told this till holds it.
+                let tell = doc.owner().is_some_and(|o| {
+                    seen_ids
+                        .lock()
+                        .is_ok_and(|n| n.iter().any(|e| e.as_bytes() == o.as_bytes()))
+                });
+                let applied_here = store
+                    .call(move |s| {
+                        let r = s.apply_changes(&doc, &[change], &proofs)?;
+                        let heads = (tell && r.new_changes > 0)
+                            .then(|| s.heads(&doc).ok())
+                            .flatten()
+                            .map(|h| (doc, h));
+                        Ok::<_, tillmesh_store::ApplyError>((r, heads))
+                    })
+                    .await;
+                match applied_here {
+                    Ok(Ok((r, heads))) => {
+                        if let Some((doc, heads)) = heads
+                            && let Ok(mut h) = holds.lock()
+                        {
+                            h.insert(doc, heads);
+                            holds_wake.notify_one();
+                        }
                         applied.fetch_add(r.new_changes as u64, Ordering::Relaxed);
                         if kind == "membership" && r.new_changes > 0 {
                             after.membership.notify_one();
@@ -1137,7 +1228,7 @@ impl Node {
             node.tasks.push(tokio::spawn(async move {
                 while let Some((doc, change, proofs)) = outbox.recv().await {
                     // A membership change made here (a revocation) acts at once.
-                    if doc == tillmesh_store::DocId::Membership {
+                    if doc == DocId::Membership {
                         after.membership.notify_one();
                     }
                     // With no gossip neighbour the change would go nowhere: a sync

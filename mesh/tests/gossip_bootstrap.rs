@@ -1,7 +1,9 @@
 //! Joining the gossip swarm before the peers' addresses are known: a till that
 //! started alone (every gossip dial failed, which left iroh-gossip unwilling to
 //! dial those peers again) joins once it learns where a member is, and its next
-//! sale reaches the other till by gossip, with no sync session.
+//! sale reaches the other till by gossip, with no sync session; and the till
+//! that made the sale learns that it is held elsewhere from its gossip
+//! neighbour, also with no sync session.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -56,6 +58,15 @@ async fn a_till_that_started_alone_joins_once_it_learns_an_address() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let idb = kb.till_id();
+    let unreplicated = || async move {
+        ha.call(move |s| s.unreplicated(&[idb]))
+            .await
+            .expect("call")
+            .expect("unreplicated")
+            .0
+    };
+    let before = unreplicated().await;
     let receipt = ha
         .call(|s| s.record_sale(test_utils::sale("TEA", 1, Tender::Cash)))
         .await
@@ -78,6 +89,17 @@ async fn a_till_that_started_alone_joins_once_it_learns_an_address() {
             "the sale did not reach B by gossip"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The sale's changes count as held only here until B says it holds them.
+    let start = Instant::now();
+    let mut now = unreplicated().await;
+    while now > before {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "A still counts {now} changes as held only by itself ({before} before the sale)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        now = unreplicated().await;
     }
     assert!(
         a.links().values().all(|l| l.last_sync.is_none())
