@@ -295,6 +295,31 @@ impl Made {
     }
 
     /// Note each backup in the audit trail.
+    /// Keep the backups made to configured sinks in the schedule's record,
+    /// as the daemon's own are, so `status` counts them.
+    fn note_in_schedule(&self, home: &Path) {
+        let Ok(sinks) = load_sinks(home) else { return };
+        let mut state = load_schedule(home);
+        let now = now_ms();
+        let mut noted = false;
+        for (n, r) in self
+            .reports
+            .iter()
+            .filter(|(n, r)| r.name.is_some() && sinks.contains_key(n))
+        {
+            let st = state.sinks.entry(n.clone()).or_default();
+            st.last_ok_ms = Some(now);
+            if r.kind == Kind::Snapshot {
+                st.last_snapshot_ms = Some(now);
+            }
+            st.last_bytes = Some(r.bytes);
+            noted = true;
+        }
+        if noted && let Err(e) = save_schedule(home, &state) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot record the backup for status");
+        }
+    }
+
     fn record(&self, store: &mut Store) {
         for (n, r) in &self.reports {
             record_backup(store, n, r);
@@ -359,6 +384,7 @@ pub async fn backup(
     }
     let mut out = Vec::new();
     made.print(a.json, &mut out)?;
+    made.note_in_schedule(home);
     store
         .call(move |s| {
             made.record(s);
@@ -594,6 +620,16 @@ pub async fn scheduled_round(
 ) -> Result<u64> {
     let sinks = load_sinks(home)?;
     state.sinks.retain(|n, _| sinks.contains_key(n));
+    // Backups an operator made since the last round (`tillmesh backup`).
+    for (n, saved) in load_schedule(home).sinks {
+        if let Some(st) = state.sinks.get_mut(&n)
+            && saved.last_ok_ms > st.last_ok_ms
+        {
+            st.last_ok_ms = saved.last_ok_ms;
+            st.last_snapshot_ms = st.last_snapshot_ms.max(saved.last_snapshot_ms);
+            st.last_bytes = saved.last_bytes;
+        }
+    }
     let (every, snap) = store.call(|s| s.backup_schedule()).await??;
     let (every, snap) = (Duration::from_secs(every), Duration::from_secs(snap));
     let backoff = Backoff::default();

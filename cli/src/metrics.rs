@@ -72,6 +72,9 @@ pub struct Metrics {
     pub unreplicated_changes: Gauge,
     /// The age of the oldest of them, in seconds (0 when none).
     pub unreplicated_oldest_seconds: Gauge,
+    /// Those of them made after the newest backup: held only here and in
+    /// no backup.
+    pub unbacked_changes: Gauge,
     /// Tills of the store, this one included.
     pub tills: Gauge,
     /// Tills heard from lately, this one included.
@@ -139,6 +142,7 @@ pub fn observe(report: &StatusReport, now: u64, store_bytes: Option<u64>, gossip
     let me = report.tills.iter().find(|t| t.membership == "self");
     let unreplicated = me.and_then(|t| t.unreplicated).unwrap_or(0);
     m.unreplicated_changes.set(unreplicated as i64);
+    m.unbacked_changes.set(report.unbacked as i64);
     m.unreplicated_oldest_seconds.set(
         me.and_then(|t| t.unreplicated_oldest_s)
             .filter(|_| unreplicated > 0)

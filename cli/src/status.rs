@@ -94,6 +94,9 @@ pub struct StatusReport {
     pub store_name: String,
     /// One line: is every sale safe, and what needs doing first.
     pub verdict: String,
+    /// This till's changes held only here and in no backup: on no other
+    /// till, and made after the newest backup to any sink.
+    pub unbacked: u64,
     /// With no daemon running: when (unix ms) the daemon last saw the other
     /// tills; their rows are as it saw them then (`online` false).
     pub stale_since: Option<u64>,
@@ -453,11 +456,19 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             format!("{pending} conflicts wait for review (`tillmesh conflicts`)"),
         ));
     }
+    // What a lost disk would lose now: this till's changes on no other
+    // till, made after the newest backup.
+    let last_backup = sinks.iter().filter_map(|s| s.last_backup).max();
+    let unbacked = match last_backup {
+        Some(_) if unrepl > 0 => store.unreplicated_after(&peers, last_backup)?.0,
+        _ => unrepl,
+    };
     let verdict = verdict(&rows, &sinks, &alerts, now);
     Ok(StatusReport {
         store: store.store_id().to_string(),
         store_name: store.store_name().to_string(),
         verdict,
+        unbacked,
         stale_since: last.map(|l| l.at_ms),
         me: SelfInfo {
             id: me.to_string(),
@@ -613,6 +624,13 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
         }
     )?;
     writeln!(out, "{}", r.verdict)?;
+    if r.unbacked > 0 && r.tills.len() > 1 {
+        writeln!(
+            out,
+            "{} changes are held only here and in no backup",
+            r.unbacked
+        )?;
+    }
     if let Some(at) = r.stale_since {
         writeln!(
             out,

@@ -389,6 +389,17 @@ impl Store {
     /// of past sessions): the data a dead disk would lose now. Returns the count
     /// and the unix milliseconds of the oldest of them.
     pub fn unreplicated(&mut self, peers: &[TillId]) -> Result<(u64, Option<u64>), StorageError> {
+        self.unreplicated_after(peers, None)
+    }
+
+    /// Like [`Store::unreplicated`], counting only the changes made after
+    /// `backed_up_at` (unix ms; a backup taken then holds the ones before):
+    /// what a lost disk would lose now.
+    pub fn unreplicated_after(
+        &mut self,
+        peers: &[TillId],
+        backed_up_at: Option<u64>,
+    ) -> Result<(u64, Option<u64>), StorageError> {
         let me = self.till_id();
         let own: Vec<DocId> = self
             .doc_ids()?
@@ -404,9 +415,12 @@ impl Store {
             }
             let d = self.doc(&doc)?;
             for c in d.get_changes(&held) {
-                if actor_till(c.actor_id()) == Some(me) {
+                let ms = (c.timestamp().max(0) as u64) * 1000;
+                // Change times are whole seconds: one made in the second of
+                // the backup may be after it.
+                let backed_up = backed_up_at.is_some_and(|at| ms + 1000 <= at);
+                if actor_till(c.actor_id()) == Some(me) && !backed_up {
                     count += 1;
-                    let ms = (c.timestamp().max(0) as u64) * 1000;
                     oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
                 }
             }

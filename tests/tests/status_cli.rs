@@ -161,3 +161,55 @@ fn a_till_with_little_disk_left_is_alerted_until_there_is_room() {
     disk.resize("3g");
     assert!(!alerted(&a, "disk_nearly_full"), "room again");
 }
+
+/// "Held only here and in no backup": this till's changes on no other till
+/// that the newest backup does not hold either.
+#[test]
+fn changes_on_no_other_till_count_as_unbacked_until_a_backup_holds_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Unbacked", "--till", "A"]);
+    a.ok(&["product", "add", "TEA", "--name", "Tea", "--price", "2.00"]);
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    // B's daemon never runs: A's sales reach no other till.
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    let st = a.json(&["status"]);
+    let unreplicated = row(&st, "A")["unreplicated"].as_u64().expect("count");
+    assert!(unreplicated > 0, "{st}");
+    assert_eq!(st["unbacked"].as_u64(), Some(unreplicated), "{st}");
+    let text = a.ok(&["status"]);
+    assert!(
+        text.contains(&format!(
+            "{unreplicated} changes are held only here and in no backup"
+        )),
+        "{text}"
+    );
+    // Change times are whole seconds: the backup comes in a later one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let nas = dir.path().join("nas");
+    std::fs::create_dir(&nas).expect("nas");
+    a.ok(&["sink", "add", "nas", "folder", nas.to_str().expect("path")]);
+    a.ok(&["backup"]);
+    let st = a.json(&["status"]);
+    // The backup holds the sale; its own audit entry (one more change on A
+    // alone, written once it was made) is in no backup yet.
+    assert!(
+        row(&st, "A")["unreplicated"].as_u64() > Some(unreplicated),
+        "{st}"
+    );
+    let unbacked = st["unbacked"].as_u64().expect("count");
+    assert_eq!(unbacked, 1, "the backup holds the sale: {st}");
+    assert!(st["sinks"][0]["last_backup"].is_u64(), "{st}");
+    // A sale after the backup is in no backup again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    a.ok(&["sale", "--line", "TEA", "--tender", "cash"]);
+    let st = a.json(&["status"]);
+    let after = st["unbacked"].as_u64().expect("count");
+    assert!(
+        after > unbacked && after < row(&st, "A")["unreplicated"].as_u64().expect("count"),
+        "{st}"
+    );
+    da.stop();
+}
