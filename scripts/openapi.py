@@ -42,7 +42,11 @@ schemas = {
    "by_tender": {"type": "object", "additionalProperties": ref("ReportCell")},
    "by_category": {"type": "object", "additionalProperties": ref("ReportCell")},
    "top_products": {"type": "array", "items": obj({"sku": Str, "count": I, "cents": I, "qty": I})}}),
- "Status": {"type": "object", "required": ["store","store_name","self","tills","sinks","alerts"], "properties": {"store": Str, "store_name": Str, "self": {"type": "object"}, "tills": {"type": "array", "items": {"type": "object"}}, "sinks": {"type": "array", "items": {"type": "object"}}, "alerts": {"type": "array", "items": Str}, "alert_details": {"type": "array", "items": {"type": "object", "required": ["id","kind","severity","subject","message"], "properties": {"id": Str, "kind": Str, "severity": {"type": "string", "enum": ["critical","warning"]}, "subject": NStr, "message": Str}}}}, "description": "The fields of `tillmesh status --json`."},
+ "Status": {"type": "object", "required": ["store","store_name","self","tills","sinks","alerts"], "properties": {"store": Str, "store_name": Str, "self": {"type": "object"}, "tills": {"type": "array", "items": {"type": "object"}}, "sinks": {"type": "array", "items": {"type": "object"}}, "alerts": {"type": "array", "items": Str}, "alert_details": {"type": "array", "items": {"type": "object", "required": ["id","kind","severity","subject","message"], "properties": {"id": Str, "kind": Str, "severity": {"type": "string", "enum": ["critical","warning"]}, "subject": NStr, "message": Str}}},
+   "verdict": {"type": "string", "description": "One line: is every sale safe, and what needs doing first."},
+   "unbacked": {"type": "integer", "description": "This till's changes on no other till and made after its newest backup: what a lost disk would lose now."},
+   "stale_since": {"type": ["integer", "null"], "description": "With no daemon running: when (unix ms) it last saw the other tills."}}, "description": "The fields of `tillmesh status --json`."},
+ "DashboardCode": {"type": "object", "required": ["code", "url", "expires_in"], "properties": {"code": Str, "url": Str, "expires_in": {"type": "integer", "description": "Seconds the code may be used in"}}},
  "BackupIn": obj({"to": Str, "bundle": {"type": "boolean"}}, required=[]),
  "UsbIn": obj({"dir": Str}),
  "StockIn": obj({"kind": {"type": "string", "enum": ["receive","adjust","count"]}, "qty": I, "reason": Str}, required=["kind","qty"]),
@@ -78,6 +82,7 @@ after = q("after", Str, "The `next` of the previous page")
 paths = {
  "/v1/openapi.json": {"get": op("This document", {"200": ok({"type": "object"})})},
  "/v1/status": {"get": op("Every till of the mesh at a glance (as `tillmesh status --json`)", {"200": ok(ref("Status"))})},
+ "/metrics": {"get": op("The till's metrics for Prometheus (OpenMetrics text): sales, changes received by path, sync sessions by peer, path and outcome, bytes by path, gossip deliveries, unreplicated changes and their age, tills online, backup age and failures and quota per sink, alerts active, store size, and iroh's endpoint counters (prefixed iroh_)", {"200": {"description": "OK", "content": {"application/openmetrics-text": {"schema": Str}}}})},
  "/v1/events": {"get": {"summary": "Server-sent events: " + "; ".join([
     "sale.recorded, sale.arrived (data: a Sale)", "sync.started (peer, path, dialled), sync.finished (peer, path, changes, bytes_sent, bytes_received, error)",
     "backup.started/progress/finished/failed", "usb.started/progress/finished/failed (job, subject; progress: step, done, total, at most once a second)", "conflict.raised/resolved", "membership.changed",
@@ -118,7 +123,21 @@ paths = {
  "/v1/sinks/{name}": {"delete": op("Remove a sink from the list (its backups stay where they are)", {"200": ok(obj({"removed": Str}))}, params=[p("name", "The sink's name")])},
  "/v1/jobs": {"get": op("Backups and USB syncs, running and the last ended, oldest first", {"200": ok({"type": "array", "items": ref("Job")})})},
  "/v1/jobs/{id}": {"get": op("One backup or USB sync: its progress, or how it ended", {"200": ok(ref("Job"))}, params=[p("id", "The job's id (in its events)")])},
+ "/v1/dashboard/codes": {"post": op("A one-time code (valid 2 minutes, once) and the dashboard's address with it, as `tillmesh dashboard` prints", {"200": ok(ref("DashboardCode"))})},
+ "/dashboard/session": {"post": {**op("Trade a one-time code from `POST /v1/dashboard/codes` for a dashboard session cookie (`tillmesh_session`, HttpOnly, SameSite=Strict, 12 h), which may read `GET /v1/status` and `GET /v1/events` only",
+    {"204": {"description": "Signed in: the cookie is set"}, "401": problem("The code was used already or has expired")}), "security": [],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": obj({"code": Str}, required=["code"])}}}}},
 }
+def asset(summary, media):
+    return {"get": {**op(summary, {"200": {"description": "OK", "content": {media: {"schema": Str}}}}), "security": []}}
+paths.update({
+ "/": asset("The web dashboard (no token: its data needs a dashboard session)", "text/html"),
+ "/dashboard.js": asset("The dashboard's script", "text/javascript"),
+ "/dashboard.css": asset("The dashboard's style sheet", "text/css"),
+ "/sw.js": asset("The dashboard's service worker (keeps the page for when the daemon is down)", "text/javascript"),
+ "/manifest.webmanifest": asset("The dashboard's web app manifest", "application/manifest+json"),
+ "/icon.svg": asset("The dashboard's icon", "image/svg+xml"),
+})
 doc = {"openapi": "3.1.0",
  "info": {"title": "Tillmesh local API", "version": "1",
    "description": "The till daemon's API for POS apps on the same machine: 127.0.0.1 on the port in HOME/api.json, `Authorization: Bearer TOKEN` from the same file. JSON in and out; errors are application/problem+json."},

@@ -66,6 +66,14 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/v1/sinks/{name}"),
     ("get", "/v1/jobs"),
     ("get", "/v1/jobs/{id}"),
+    ("get", "/"),
+    ("get", "/dashboard.js"),
+    ("get", "/dashboard.css"),
+    ("get", "/sw.js"),
+    ("get", "/manifest.webmanifest"),
+    ("get", "/icon.svg"),
+    ("post", "/dashboard/session"),
+    ("post", "/v1/dashboard/codes"),
 ];
 
 /// The largest request body taken (a sale of the most lines is far smaller).

@@ -65,6 +65,9 @@ pub enum Command {
     Alerts(AlertsArgs),
     /// Follow what happens on this till as it happens (the daemon's event stream).
     Events(EventsArgs),
+    /// Print the address of the live web dashboard, with a one-time code to
+    /// open it (daemon running).
+    Dashboard(JsonFlag),
     /// Make a one-time ticket for a new till to join (admin till, daemon running).
     Invite(InviteArgs),
     /// Join a store with a ticket from `tillmesh invite`.
@@ -485,6 +488,11 @@ pub struct RunArgs {
     /// announce this one there).
     #[arg(long)]
     pub no_mdns: bool,
+    /// The local API's port on 127.0.0.1 (0: any free one). A fixed port keeps
+    /// the dashboard's address, and the app installed from it, the same
+    /// across restarts.
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    pub api_port: u16,
 }
 
 #[derive(Debug, Clone, Args)]

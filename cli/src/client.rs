@@ -115,11 +115,12 @@ pub fn post(api: &ApiInfo, path: &str, headers: &[(&str, &str)], body: &[u8]) ->
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    // A daemon that is stopping closes its socket: a request it could not
-    // take whole was not run.
-    let sent = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body));
+    // One write: a route that answers without reading a body may close the
+    // connection before a second write. A daemon that is stopping closes its
+    // socket: a request it could not take whole was not run.
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    let sent = stream.write_all(&request);
     if let Err(e) = sent {
         return match e.kind() {
             std::io::ErrorKind::BrokenPipe

@@ -1240,6 +1240,9 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Events(_) => Err(rejected(
             "events come from the daemon; start it with `tillmesh run`",
         )),
+        Command::Dashboard(_) => Err(rejected(
+            "the dashboard is served by the daemon; start it with `tillmesh run`",
+        )),
         Command::Drive(_) | Command::DriveEmulator(_) => {
             bail!("this command runs in the operator's process (core::run)")
         }

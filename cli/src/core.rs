@@ -305,6 +305,7 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
         Command::Demo(a) => crate::demo::run(a)?,
         Command::Run(a) => crate::daemon::run(&ctx, a)?,
         Command::Events(a) => crate::client::follow_events(&ctx.home, a, &mut out)?,
+        Command::Dashboard(a) => crate::dashboard::open(&ctx.home, a.json, &mut out)?,
         Command::Sale(a) => crate::client::ring(&ctx, a, &mut out)?,
         Command::Join(a) => crate::enrol::join(&ctx, a, &mut out)?,
         Command::Relay(a) => crate::enrol::relay(&ctx.home, a)?,

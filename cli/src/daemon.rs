@@ -42,6 +42,10 @@ pub struct Shared {
     stop: Arc<Notify>,
     pub(crate) hub: crate::events::Hub,
     pub(crate) jobs: crate::jobs::Jobs,
+    /// The dashboard's one-time codes and sessions.
+    pub(crate) dashboard: Arc<crate::dashboard::Sessions>,
+    /// The local API's TCP port.
+    pub(crate) api_port: u16,
 }
 
 impl std::fmt::Debug for Shared {
@@ -147,9 +151,18 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     .await
     .context("cannot start the mesh node")?;
     let node = Arc::new(node);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.api_port))
         .await
-        .context("cannot open the local API port")?;
+        .with_context(|| {
+            if a.api_port == 0 {
+                "cannot open the local API port".to_string()
+            } else {
+                format!(
+                    "cannot open the local API on port {} (is it taken?)",
+                    a.api_port
+                )
+            }
+        })?;
     let port = listener.local_addr()?.port();
     // The socket before the file: a command that finds the file finds the socket.
     #[cfg(unix)]
@@ -166,6 +179,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         },
     )?;
     let stop = Arc::new(Notify::new());
+    let dashboard = Arc::new(crate::dashboard::Sessions::default());
     let shared = Arc::new(Shared {
         store: handle.clone(),
         node: node.clone(),
@@ -178,6 +192,8 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         started_ms: backups::now_ms(),
         stop: stop.clone(),
         hub: hub.clone(),
+        dashboard: dashboard.clone(),
+        api_port: port,
         jobs: jobs.clone(),
     });
     let addr = node.addr();
@@ -272,6 +288,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         });
     }
     let app = crate::api::router()
+        .merge(crate::dashboard::router())
         .route(
             "/v1/exec",
             post(exec).layer(axum::extract::DefaultBodyLimit::max(
@@ -283,6 +300,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         let gate = Arc::new(Gate {
             token: token.clone(),
             host_port,
+            sessions: dashboard.clone(),
         });
         app.clone()
             .layer(axum::middleware::from_fn_with_state(gate, check_request))
@@ -585,6 +603,8 @@ struct Gate {
     /// The TCP port whose names a request's `Host` must use (`None`: the Unix
     /// socket, out of a browser's reach).
     host_port: Option<u16>,
+    /// The dashboard's sessions, which may read what the page shows.
+    sessions: Arc<crate::dashboard::Sessions>,
 }
 
 /// Checks every request on its headers, before its body is read: the `Host`
@@ -606,7 +626,15 @@ async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if !token.is_some_and(|t| same_token(t, &gate.token)) {
+    let (method, path) = (req.method(), req.uri().path());
+    // The dashboard's own files and its code exchange need no token; its
+    // session reads only what the page shows.
+    let allowed = token.is_some_and(|t| same_token(t, &gate.token))
+        || crate::dashboard::is_public(method, path)
+        || (crate::dashboard::session_may(method, path)
+            && crate::dashboard::session_cookie(req.headers())
+                .is_some_and(|s| gate.sessions.valid(s)));
+    if !allowed {
         return crate::api::Problem::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -653,7 +681,7 @@ fn check_host(headers: &HeaderMap, port: u16) -> Result<(), StatusCode> {
 
 /// Compare tokens in time that depends only on their lengths (public: 64 hex
 /// digits), never on where they first differ.
-fn same_token(given: &str, want: &str) -> bool {
+pub(crate) fn same_token(given: &str, want: &str) -> bool {
     let (a, b) = (given.as_bytes(), want.as_bytes());
     let diff = a
         .iter()

@@ -39,7 +39,6 @@ pub struct Event {
 
 /// Every event type the hub sends, with what it means (also in the OpenAPI
 /// document).
-#[cfg(test)]
 pub const KINDS: &[(&str, &str)] = &[
     (
         "sale.recorded",

@@ -20,6 +20,7 @@ pub mod client;
 pub mod commands;
 pub mod core;
 pub mod daemon;
+pub mod dashboard;
 pub mod demo;
 pub mod drive;
 pub mod enrol;

@@ -539,6 +539,7 @@ fn verdict(tills: &[TillRow], sinks: &[SinkRow], alerts: &[Alert], now: u64) -> 
     let copies = match me.and_then(|t| t.unreplicated) {
         _ if tills.len() <= 1 => "a store of one till: every sale is on this till only".into(),
         Some(0) | None => "all sales on at least 2 tills".to_string(),
+        Some(1) => "1 change on this till only, so far".into(),
         Some(n) => format!("{n} changes on this till only, so far"),
     };
     let backed_up = match sinks.iter().filter_map(|s| s.last_backup).max() {
@@ -624,12 +625,11 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
         }
     )?;
     writeln!(out, "{}", r.verdict)?;
-    if r.unbacked > 0 && r.tills.len() > 1 {
-        writeln!(
-            out,
-            "{} changes are held only here and in no backup",
-            r.unbacked
-        )?;
+    match r.unbacked {
+        _ if r.tills.len() <= 1 => {}
+        0 => {}
+        1 => writeln!(out, "1 change is held only here and in no backup")?,
+        n => writeln!(out, "{n} changes are held only here and in no backup")?,
     }
     if let Some(at) = r.stale_since {
         writeln!(

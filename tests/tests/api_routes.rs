@@ -437,6 +437,43 @@ fn every_route_answers_as_documented() {
     );
     assert_eq!(bad.status, 422);
     // The event stream answers with its media type.
+    // The dashboard: its files, and a one-time code traded for a session once.
+    for file in [
+        "/",
+        "/dashboard.js",
+        "/dashboard.css",
+        "/sw.js",
+        "/manifest.webmanifest",
+        "/icon.svg",
+    ] {
+        assert_eq!(call("get", file, file, &[], None).status, 200, "{file}");
+    }
+    let code = call(
+        "post",
+        "/v1/dashboard/codes",
+        "/v1/dashboard/codes",
+        &[],
+        None,
+    )
+    .json();
+    let redeem = json!({ "code": code["code"] });
+    let first = call(
+        "post",
+        "/dashboard/session",
+        "/dashboard/session",
+        &[],
+        Some(redeem.clone()),
+    );
+    assert_eq!(first.status, 204);
+    let again = call(
+        "post",
+        "/dashboard/session",
+        "/dashboard/session",
+        &[],
+        Some(redeem),
+    );
+    assert_eq!(again.status, 401);
+
     let mut events = api.events(None);
     api.sale("route-event", &bread(1));
     assert_eq!(
@@ -876,4 +913,29 @@ fn generated_requests_never_get_a_5xx_or_an_undocumented_reply() {
         );
         assert_documented(&doc, method, route, &reply);
     }
+}
+
+/// docs/openapi.json is what scripts/openapi.py writes: the two never drift.
+#[test]
+fn the_committed_openapi_document_is_the_generators_output() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("python3")
+        .arg(root.join("scripts/openapi.py"))
+        .output()
+        .expect("python3 runs scripts/openapi.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/openapi.json")).expect("docs/openapi.json"),
+    )
+    .expect("JSON");
+    assert!(
+        generated == committed,
+        "docs/openapi.json differs from scripts/openapi.py's output: run \
+         python3 scripts/openapi.py > docs/openapi.json"
+    );
 }

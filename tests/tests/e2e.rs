@@ -14,6 +14,7 @@ mod bounds_cli;
 mod catchup_cli;
 mod clock_cli;
 mod crash_cli;
+mod dashboard_browser;
 mod demo;
 mod drive_cli;
 mod export_cli;
