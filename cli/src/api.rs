@@ -993,7 +993,7 @@ async fn start_backup(
     };
     let subject = serde_json::json!({"to": b.to, "bundle": b.bundle});
     let sh2 = sh.clone();
-    let out = crate::jobs::tracked(
+    let out = crate::jobs::tracked_result(
         Some(&sh.jobs),
         JobKind::Backup,
         StartedBy::Api,

@@ -65,6 +65,9 @@ pub enum Command {
     Alerts(AlertsArgs),
     /// Follow what happens on this till as it happens (the daemon's event stream).
     Events(EventsArgs),
+    /// How the store fared: sync sessions per peer and path, bytes, how fast
+    /// other tills' sales arrived, backups per sink, conflicts and alerts.
+    Report(ReportArgs),
     /// Print the address of the live web dashboard, with a one-time code to
     /// open it (daemon running).
     Dashboard(JsonFlag),
@@ -847,6 +850,16 @@ pub struct SalesExportArgs {
     /// `csv` or `json` (default: by the file's extension, else CSV).
     #[arg(long)]
     pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// How far back: `90m`, `24h`, `7d`.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

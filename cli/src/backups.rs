@@ -294,7 +294,11 @@ impl Made {
         }
     }
 
-    /// Note each backup in the audit trail.
+    /// What was made, one object per sink.
+    fn json(&self) -> serde_json::Value {
+        self.reports.iter().map(|(n, r)| made_json(n, r)).collect()
+    }
+
     /// Keep the backups made to configured sinks in the schedule's record,
     /// as the daemon's own are, so `status` counts them.
     fn note_in_schedule(&self, home: &Path) {
@@ -320,6 +324,7 @@ impl Made {
         }
     }
 
+    /// Note each backup in the audit trail.
     fn record(&self, store: &mut Store) {
         for (n, r) in &self.reports {
             record_backup(store, n, r);
@@ -330,8 +335,7 @@ impl Made {
     fn print(&self, json: bool, out: &mut dyn Write) -> Result<()> {
         let reports = &self.reports;
         if json {
-            let v: Vec<_> = reports.iter().map(|(n, r)| made_json(n, r)).collect();
-            print_json(out, &v)?;
+            print_json(out, &self.json())?;
         } else {
             for (n, r) in reports {
                 match &r.name {
@@ -368,12 +372,14 @@ impl Made {
 /// the store 50 ms at a time and the file is written off the store's thread, as
 /// scheduled backups are, so the till keeps selling while an operator backs it
 /// up.
+/// Gives what it printed and what it made, as JSON (one object per sink, as
+/// `--json` prints them).
 pub async fn backup(
     store: &StoreHandle,
     home: &Path,
     a: &BackupArgs,
     progress: &Progress,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, serde_json::Value)> {
     let h = home.to_path_buf();
     store.call(move |s| ensure_keys(s, &h)).await??;
     let kind = Made::kind(a);
@@ -385,13 +391,14 @@ pub async fn backup(
     let mut out = Vec::new();
     made.print(a.json, &mut out)?;
     made.note_in_schedule(home);
+    let result = made.json();
     store
         .call(move |s| {
             made.record(s);
             made.result()
         })
         .await??;
-    Ok(out)
+    Ok((out, result))
 }
 
 fn first_sink(home: &Path, from: Option<&str>) -> Result<OpenSink> {

@@ -1240,6 +1240,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Events(_) => Err(rejected(
             "events come from the daemon; start it with `tillmesh run`",
         )),
+        Command::Report(a) => crate::report::run(store, home, a, out),
         Command::Dashboard(_) => Err(rejected(
             "the dashboard is served by the daemon; start it with `tillmesh run`",
         )),

@@ -25,7 +25,7 @@ use crate::args::{
 use crate::client::{Exec, FORWARDED_ENV};
 use crate::commands::{self, Ctx};
 use crate::daemon::Shared;
-use crate::jobs::{JobKind, StartedBy, tracked};
+use crate::jobs::{JobKind, StartedBy, tracked, tracked_result};
 use crate::{backups, exit, status};
 
 /// One command for a till: what the operator typed, parsed, with what it needs
@@ -202,7 +202,7 @@ pub async fn execute(
         Command::Backup(a) if a.cmd.is_none() => {
             let subject = serde_json::json!({"to": a.to, "bundle": a.bundle});
             let jobs = daemon.map(|sh| &sh.jobs);
-            tracked(
+            tracked_result(
                 jobs,
                 JobKind::Backup,
                 StartedBy::Command,

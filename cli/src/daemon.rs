@@ -254,6 +254,12 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         });
     }
     {
+        let (hub, home) = (hub.clone(), ctx.home.to_path_buf());
+        actors.spawn("journal", move || {
+            crate::journal::keep(hub.clone(), home.clone())
+        });
+    }
+    {
         let (node, hub) = (node.clone(), hub.clone());
         actors.spawn("sync events", move || {
             crate::events::watch_sessions(node.clone(), hub.clone())

@@ -47,11 +47,14 @@ pub enum HomeFile {
     Alerts,
     /// What the daemon last saw of the other tills, for `status` without it.
     LastStatus,
+    /// What happened (sync sessions, arrivals, backups, conflicts, alerts),
+    /// for `tillmesh report`; `journal.1.jsonl` holds the lines before.
+    Journal,
 }
 
 impl HomeFile {
     /// Every file, in the order docs/OPERATIONS.md lists them.
-    pub const ALL: [HomeFile; 15] = [
+    pub const ALL: [HomeFile; 16] = [
         HomeFile::TillKey,
         HomeFile::AdminKey,
         HomeFile::RecoveryKey,
@@ -67,6 +70,7 @@ impl HomeFile {
         HomeFile::DriveLogin,
         HomeFile::Alerts,
         HomeFile::LastStatus,
+        HomeFile::Journal,
     ];
 
     /// Its name in the home.
@@ -87,6 +91,7 @@ impl HomeFile {
             HomeFile::DriveLogin => "drive.json",
             HomeFile::Alerts => "alerts.json",
             HomeFile::LastStatus => "last-status.json",
+            HomeFile::Journal => "journal.jsonl",
         }
     }
 
@@ -99,7 +104,8 @@ impl HomeFile {
             | HomeFile::BackupState
             | HomeFile::Api
             | HomeFile::DriveLogin
-            | HomeFile::Alerts => Some(1),
+            | HomeFile::Alerts
+            | HomeFile::Journal => Some(1),
             HomeFile::Sinks | HomeFile::RecoveryState | HomeFile::UsbImported => Some(2),
             _ => None,
         }

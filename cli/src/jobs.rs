@@ -309,6 +309,35 @@ where
     result
 }
 
+/// [`tracked`] for work that gives what it printed and, apart, its result
+/// as JSON (the job's result whatever the printed format).
+pub async fn tracked_result<F, Fut>(
+    jobs: Option<&Jobs>,
+    kind: JobKind,
+    started_by: StartedBy,
+    subject: serde_json::Value,
+    work: F,
+) -> anyhow::Result<Vec<u8>>
+where
+    F: FnOnce(Progress) -> Fut,
+    Fut: Future<Output = anyhow::Result<(Vec<u8>, serde_json::Value)>>,
+{
+    let progress = match jobs {
+        Some(j) => j.start(kind, started_by, subject),
+        None => Progress::none(),
+    };
+    match work(progress.clone()).await {
+        Ok((out, result)) => {
+            progress.end(Ok(&result));
+            Ok(out)
+        }
+        Err(e) => {
+            progress.end(Err(&e));
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

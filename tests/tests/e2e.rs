@@ -24,5 +24,6 @@ mod mesh_cli;
 mod metrics_cli;
 mod pos_example;
 mod relay_cli;
+mod report_cli;
 mod status_cli;
 mod store_cli;
