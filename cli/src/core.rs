@@ -53,13 +53,27 @@ impl Caller {
     /// This process, running the command itself: its environment (files are
     /// read from disk as the command needs them).
     pub fn here() -> Self {
+        let mut env: BTreeMap<String, String> = FORWARDED_ENV
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        let colour = if crate::output::wants_colour() {
+            "1"
+        } else {
+            "0"
+        };
+        env.insert(crate::output::COLOUR_KEY.into(), colour.into());
         Self {
-            env: FORWARDED_ENV
-                .iter()
-                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-                .collect(),
+            env,
             files: BTreeMap::new(),
         }
+    }
+
+    /// Whether the caller's output shows colour.
+    pub fn colour(&self) -> bool {
+        self.env
+            .get(crate::output::COLOUR_KEY)
+            .is_some_and(|v| v == "1")
     }
 
     /// This process, sending `command` to the daemon: its environment, and the
@@ -181,7 +195,7 @@ pub async fn execute(
                 }
             };
             let mut text = Vec::new();
-            status::render(&report, a.json, &mut text)?;
+            status::render(&report, a.json, caller.colour(), &mut text)?;
             text
         }
         // The daemon's book: what it raised, cleared and pushed.

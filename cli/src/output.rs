@@ -44,6 +44,52 @@ pub fn qty_text(n: i64, unit: tillmesh_store::Unit) -> String {
     }
 }
 
+/// The name under which a command's caller says whether its output goes to
+/// a terminal that shows colour (`1`) or not (`0`), so that a command the
+/// daemon runs colours as the caller's terminal wants.
+pub const COLOUR_KEY: &str = "TILLMESH_COLOUR";
+
+/// Whether this process's standard output is a terminal that should show
+/// colour: a terminal, `NO_COLOR` unset (no-color.org), `TERM` not `dumb`.
+pub fn wants_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+/// How a verdict or alert line is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Warn,
+    Bad,
+}
+
+/// `text` in `tone` when `on`, plain otherwise.
+pub fn paint(text: &str, tone: Tone, on: bool) -> String {
+    if !on {
+        return text.to_string();
+    }
+    let sgr = match tone {
+        Tone::Good => "32",
+        Tone::Warn => "33",
+        Tone::Bad => "1;31",
+    };
+    format!("\x1b[{sgr}m{text}\x1b[0m")
+}
+
+/// The tone of a verdict line (`OK: …`, `CHECK: …`, `ACTION NEEDED: …`).
+pub fn verdict_tone(verdict: &str) -> Tone {
+    if verdict.starts_with("OK") {
+        Tone::Good
+    } else if verdict.starts_with("CHECK") {
+        Tone::Warn
+    } else {
+        Tone::Bad
+    }
+}
+
 /// `2026-11-24 15:10:22` (UTC) from unix milliseconds.
 pub fn time(ms: u64) -> String {
     let day = Day::from_unix_ms(ms);

@@ -15,7 +15,7 @@ use tillmesh_store::Store;
 
 use crate::args::ReportArgs;
 use crate::journal::What;
-use crate::output::{Table, time};
+use crate::output::{Table, paint, time, verdict_tone};
 
 /// Sync sessions with one peer over one path.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -211,6 +211,15 @@ pub fn build(
     r
 }
 
+/// `1 backup`, `3 backups`.
+fn count(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn secs(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
 }
@@ -225,16 +234,25 @@ fn verdict(r: &Report) -> String {
     let raised = r.alerts.iter().filter(|a| a.raised).count();
     let mut problems = Vec::new();
     if failed > 0 {
-        problems.push(format!("{failed} of {sessions} sync sessions failed"));
+        problems.push(format!(
+            "{failed} of {} failed",
+            count(sessions, "sync session")
+        ));
     }
     if backups_failed > 0 {
-        problems.push(format!("{backups_failed} of {backups} backups failed"));
+        problems.push(format!(
+            "{backups_failed} of {} failed",
+            count(backups, "backup")
+        ));
     }
     if r.conflicts_pending > 0 {
-        problems.push(format!("{} conflicts wait for review", r.conflicts_pending));
+        problems.push(format!(
+            "{} waiting for review",
+            count(r.conflicts_pending, "conflict")
+        ));
     }
     if raised > 0 {
-        problems.push(format!("{raised} alerts raised"));
+        problems.push(format!("{} raised", count(raised as u64, "alert")));
     }
     let arrivals = match (r.arrivals.p50_ms, r.arrivals.p99_ms) {
         (Some(p50), Some(p99)) => format!(
@@ -246,7 +264,9 @@ fn verdict(r: &Report) -> String {
     };
     if problems.is_empty() {
         format!(
-            "OK: {sessions} sync sessions, none failed; {arrivals}; {backups} backups, none failed"
+            "OK: {}, none failed; {arrivals}; {}, none failed",
+            count(sessions, "sync session"),
+            count(backups, "backup")
         )
     } else {
         format!("CHECK: {}; {arrivals}", problems.join("; "))
@@ -269,11 +289,16 @@ pub fn run(store: &mut Store, home: &Path, a: &ReportArgs, out: &mut dyn Write) 
     if a.json {
         return crate::commands::print_json(out, &r);
     }
-    render(&r, out)
+    let colour = crate::core::caller_env(crate::output::COLOUR_KEY).is_some_and(|v| v == "1");
+    render(&r, colour, out)
 }
 
-fn render(r: &Report, out: &mut dyn Write) -> Result<()> {
-    writeln!(out, "{}", r.verdict)?;
+fn render(r: &Report, colour: bool, out: &mut dyn Write) -> Result<()> {
+    writeln!(
+        out,
+        "{}",
+        paint(&r.verdict, verdict_tone(&r.verdict), colour)
+    )?;
     writeln!(out, "From {} to {}", time(r.since_ms), time(r.until_ms))?;
     writeln!(out, "\nSync sessions")?;
     let mut t = Table::new(&[

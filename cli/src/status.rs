@@ -11,7 +11,7 @@ use tillmesh_store::{MemberStatus, Store, TillId};
 
 use crate::backups::{Arrival, now_ms};
 use crate::home::HomeFile;
-use crate::output::{Table, time};
+use crate::output::{Table, Tone, paint, time, verdict_tone};
 
 /// Free space on this till's disk below which `status` warns...
 const DISK_LOW_BYTES: u64 = 1 << 30;
@@ -603,7 +603,8 @@ fn span(ms: u64) -> String {
 }
 
 /// Print the report.
-pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
+/// `colour`: the verdict and the alerts in colour (a terminal).
+pub fn render(r: &StatusReport, json: bool, colour: bool, out: &mut dyn Write) -> Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(r)?)?;
         return Ok(());
@@ -624,7 +625,11 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
             None => String::new(),
         }
     )?;
-    writeln!(out, "{}", r.verdict)?;
+    writeln!(
+        out,
+        "{}",
+        paint(&r.verdict, verdict_tone(&r.verdict), colour)
+    )?;
     match r.unbacked {
         _ if r.tills.len() <= 1 => {}
         0 => {}
@@ -719,8 +724,13 @@ pub fn render(r: &StatusReport, json: bool, out: &mut dyn Write) -> Result<()> {
         writeln!(out)?;
         write!(out, "{}", t.render())?;
     }
-    for a in &r.alerts {
-        writeln!(out, "! {a}")?;
+    for a in &r.alert_details {
+        let tone = if a.severity == "critical" {
+            Tone::Bad
+        } else {
+            Tone::Warn
+        };
+        writeln!(out, "{}", paint(&format!("! {}", a.message), tone, colour))?;
     }
     Ok(())
 }

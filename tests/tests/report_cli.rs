@@ -68,7 +68,7 @@ fn the_report_counts_sessions_arrivals_and_backups_and_says_what_failed() {
     let r = a.json(&["report"]);
     let verdict = r["verdict"].as_str().expect("verdict");
     assert!(
-        verdict.starts_with("CHECK: ") && verdict.contains("backups failed"),
+        verdict.starts_with("CHECK: ") && verdict.contains("2 backups failed"),
         "{verdict}"
     );
 

@@ -213,3 +213,40 @@ fn changes_on_no_other_till_count_as_unbacked_until_a_backup_holds_them() {
     );
     da.stop();
 }
+
+/// The verdict is coloured on a terminal (a pty, from `script`), and not in
+/// a pipe or with NO_COLOR set; through the daemon as without it.
+#[test]
+fn status_is_coloured_on_a_terminal_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Colours", "--till", "A"]);
+    let on_a_pty = |no_color: bool| {
+        let line = format!("{} status", crate::common::bin().display());
+        let mut cmd = std::process::Command::new("script");
+        cmd.args(["-qec", &line, "/dev/null"])
+            .env("TILLMESH_HOME", &a.home)
+            .env("TERM", "xterm");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        } else {
+            cmd.env_remove("NO_COLOR");
+        }
+        let out = cmd.output().expect("script runs tillmesh on a pty");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for daemon in [false, true] {
+        let d = daemon.then(|| a.start(&[]));
+        let tty = on_a_pty(false);
+        assert!(
+            tty.contains("\x1b[3"),
+            "no colour on a terminal (daemon {daemon}): {tty:?}"
+        );
+        assert!(!on_a_pty(true).contains('\x1b'), "NO_COLOR is honoured");
+        assert!(!a.ok(&["status"]).contains('\x1b'), "none in a pipe");
+        if let Some(d) = d {
+            d.stop();
+        }
+    }
+}
