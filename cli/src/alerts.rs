@@ -31,7 +31,7 @@ use crate::status::{Alert, StatusReport};
 
 /// The alert rules' thresholds, in minutes, kept in the store's
 /// configuration as `alerts/NAME`: (name, default, what it means).
-pub const THRESHOLDS: [(&str, u64, &str); 2] = [
+pub const THRESHOLDS: [(&str, u64, &str); 3] = [
     (
         "till_offline_min",
         5,
@@ -42,7 +42,71 @@ pub const THRESHOLDS: [(&str, u64, &str); 2] = [
         15,
         "minutes a change may be on this till only before it is alerted",
     ),
+    (
+        "refusals_min",
+        15,
+        "minutes a refused connection counts: a revoked till trying, or a burst of refusals",
+    ),
 ];
+
+/// The daemon keeps this much of its refusals for the alerts (the longest
+/// `refusals_min` it honours).
+pub const REFUSALS_KEPT_MS: u64 = 24 * 3_600_000;
+
+/// This many refusals of other peers (not revoked tills) within
+/// `refusals_min` are a burst.
+pub const REFUSAL_BURST: usize = 10;
+
+/// The alerts of `refusals` (the daemon's, oldest first) within the last
+/// `window_ms` before `now`: each revoked till that tried to connect
+/// (`revoked_till_trying`, naming it by `name`), and a burst of other
+/// refusals (`refused_connections`).
+pub fn refusal_alerts(
+    refusals: &[tillmesh_mesh::Refusal],
+    name: impl Fn(&tillmesh_store::TillId) -> String,
+    window_ms: u64,
+    now: u64,
+) -> Vec<Alert> {
+    let recent: Vec<_> = refusals
+        .iter()
+        .filter(|r| r.at_ms + window_ms >= now)
+        .collect();
+    let minutes = window_ms / 60_000;
+    let mut out = Vec::new();
+    let mut revoked: std::collections::BTreeMap<tillmesh_store::TillId, usize> =
+        std::collections::BTreeMap::new();
+    for r in recent.iter().filter(|r| r.revoked) {
+        *revoked.entry(r.peer).or_default() += 1;
+    }
+    for (peer, n) in revoked {
+        let who = name(&peer);
+        out.push(Alert::new(
+            "revoked_till_trying",
+            "warning",
+            Some(&who),
+            format!(
+                "revoked till {who} tried to connect {n} {} in the last {minutes} min and was refused:                  if it still sells, its sales stay on it (`tillmesh export-unsynced` there)",
+                if n == 1 { "time" } else { "times" }
+            ),
+        ));
+    }
+    let others: Vec<_> = recent.iter().filter(|r| !r.revoked).collect();
+    if others.len() >= REFUSAL_BURST {
+        let peers: BTreeSet<_> = others.iter().map(|r| r.peer).collect();
+        let last = others.last().map(|r| r.cause.as_str()).unwrap_or_default();
+        out.push(Alert::new(
+            "refused_connections",
+            "warning",
+            None,
+            format!(
+                "{} connections or changes refused in the last {minutes} min, from {} peers                  (the last: {last}); see `tillmesh audit`",
+                others.len(),
+                peers.len()
+            ),
+        ));
+    }
+    out
+}
 
 /// The threshold `name` (one of [`THRESHOLDS`]): the store's, or the default.
 pub fn threshold(store: &Store, name: &str) -> Result<u64> {
@@ -505,6 +569,52 @@ pub fn remove_webhook(store: &mut Store, url: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revoked_till_trying_and_a_burst_of_refusals_are_alerted_within_the_window() {
+        use tillmesh_mesh::Refusal;
+        let revoked = tillmesh_store::TillKey::generate().till_id();
+        let stranger = tillmesh_store::TillKey::generate().till_id();
+        let r = |at_ms, peer, revoked| Refusal {
+            at_ms,
+            peer,
+            revoked,
+            cause: "not a member (tillmesh/sync)".into(),
+        };
+        let name = |id: &tillmesh_store::TillId| {
+            if *id == revoked {
+                "T9".to_string()
+            } else {
+                id.fmt_short()
+            }
+        };
+        let minute = 60_000;
+        let mut seen = vec![r(0, revoked, true), r(10 * minute, revoked, true)];
+        seen.extend((0..9).map(|i| r(10 * minute + i, stranger, false)));
+        let kinds = |seen: &[Refusal], now| -> Vec<(&'static str, Option<String>)> {
+            refusal_alerts(seen, name, 15 * minute, now)
+                .into_iter()
+                .map(|a| (a.kind, a.subject))
+                .collect()
+        };
+        // Nine strangers are not yet a burst; the revoked till is alerted.
+        assert_eq!(
+            kinds(&seen, 11 * minute),
+            vec![("revoked_till_trying", Some("T9".into()))]
+        );
+        seen.push(r(11 * minute, stranger, false));
+        assert_eq!(
+            kinds(&seen, 11 * minute),
+            vec![
+                ("revoked_till_trying", Some("T9".into())),
+                ("refused_connections", None)
+            ]
+        );
+        let msg = &refusal_alerts(&seen, name, 15 * minute, 11 * minute)[0].message;
+        assert!(msg.contains("2 times"), "{msg}");
+        // Past the window, cleared.
+        assert!(kinds(&seen, 40 * minute).is_empty());
+    }
 
     fn alert(kind: &'static str, subject: Option<&str>) -> Alert {
         Alert::new(kind, "warning", subject, format!("{kind} happened"))

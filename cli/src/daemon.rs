@@ -81,6 +81,9 @@ pub(crate) async fn live_status(sh: &Shared) -> Result<status::StatusReport> {
         revocation: sh.node.revocation(),
         online_window_ms: sh.online_window_ms,
         started_ms: sh.started_ms,
+        refusals: sh
+            .node
+            .refusals(backups::now_ms().saturating_sub(crate::alerts::REFUSALS_KEPT_MS)),
     };
     let home = sh.home.clone();
     let relay = sh

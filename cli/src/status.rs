@@ -172,6 +172,8 @@ pub struct Live {
     /// When the daemon started (unix ms): a till not heard from since counts
     /// as offline from then.
     pub started_ms: u64,
+    /// The peers and changes the daemon refused lately, oldest first.
+    pub refusals: Vec<tillmesh_mesh::Refusal>,
 }
 
 /// The newest way a peer's changes reached this till: its mesh `link` (the
@@ -339,6 +341,22 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             None,
             "the daemon is not running: this till is not syncing (start it with `tillmesh run`)"
                 .into(),
+        ));
+    }
+    if let Some(l) = live {
+        let window = crate::alerts::threshold(store, "refusals_min")? * 60_000;
+        let name = |id: &TillId| {
+            tills
+                .iter()
+                .find(|t| t.id == *id)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| id.fmt_short())
+        };
+        alerts.extend(crate::alerts::refusal_alerts(
+            &l.refusals,
+            name,
+            window,
+            now,
         ));
     }
     let schedule = crate::backups::load_schedule(home);

@@ -20,7 +20,7 @@ pub mod wire;
 pub use join::{JOIN_ALPN, JoinReply, Ticket, request_join};
 pub use node::{
     BUSY, MAX_SESSIONS_PER_PEER, Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink,
-    Revocation, SESSION_EVENTS_KEPT, SessionEvent, endpoint,
+    Refusal, Revocation, SESSION_EVENTS_KEPT, SessionEvent, endpoint,
 };
 pub use session::{SessionError, SessionReport, run_session};
 pub use tillmesh_store::{Events, Outbox, StoreClosed, StoreHandle};

@@ -81,6 +81,25 @@ pub const BUSY: u32 = 429;
 /// that syncs with several.
 const REFUSALS_TO_STOP: usize = 3;
 
+/// A peer, or changes from it, this till refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// When (unix ms).
+    pub at_ms: u64,
+    /// The peer.
+    pub peer: TillId,
+    /// Whether the peer is a till the store revoked.
+    pub revoked: bool,
+    /// Why, in words.
+    pub cause: String,
+}
+
+/// How a refusal of a revoked till begins.
+const REFUSED_REVOKED: &str = "revoked till";
+
+/// The refusals kept for [`Node::refusals`] (the newest).
+const REFUSALS_KEPT: usize = 1024;
+
 /// How this till learned that its own membership is over.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocation {
@@ -372,7 +391,7 @@ impl EndpointHooks for Gate {
         ) {
             let _ = self
                 .refused
-                .send((remote, format!("revoked till ({alpn})")));
+                .send((remote, format!("{REFUSED_REVOKED} ({alpn})")));
             return AfterHandshakeOutcome::Reject {
                 error_code: VarInt::from_u32(REVOKED),
                 reason: REVOKED_REASON.to_vec(),
@@ -848,6 +867,8 @@ pub struct Node {
     ctx: SyncContext,
     /// Gossiped changes applied to the store.
     gossip_applied: Arc<AtomicU64>,
+    /// The newest refusals, for alerts.
+    refusals: Arc<Mutex<std::collections::VecDeque<Refusal>>>,
     neighbours: Arc<AtomicUsize>,
     neighbour_ids: Arc<Mutex<Vec<EndpointId>>>,
     gossip_wake: Arc<Notify>,
@@ -956,6 +977,7 @@ impl Node {
         let (joined, mut joined_rx) = mpsc::unbounded_channel();
         let mut node = Node {
             gossip_applied: Arc::default(),
+            refusals: Arc::default(),
             neighbours: Arc::default(),
             neighbour_ids: Arc::default(),
             gossip_wake: Arc::default(),
@@ -983,13 +1005,26 @@ impl Node {
         node.refresh().await?;
         node.publish_address().await?;
 
-        // Audit refusals, once per peer and cause per hour.
+        // Audit refusals, once per peer and cause per hour; keep the newest
+        // for alerts.
         let store = node.ctx.store.clone();
+        let kept = node.refusals.clone();
         node.tasks.push(tokio::spawn(async move {
             let mut seen: HashMap<(EndpointId, String), u64> = HashMap::new();
             while let Some((peer, cause)) = refused_rx.recv().await {
                 tracing::warn!(peer = %peer.fmt_short(), cause, "refused a peer or its changes");
                 let now = now_ms();
+                if let Ok(mut k) = kept.lock() {
+                    if k.len() >= REFUSALS_KEPT {
+                        k.pop_front();
+                    }
+                    k.push_back(Refusal {
+                        at_ms: now,
+                        peer: TillId::from_bytes(*peer.as_bytes()),
+                        revoked: cause.starts_with(REFUSED_REVOKED),
+                        cause: cause.clone(),
+                    });
+                }
                 let key = (peer, cause.clone());
                 if seen.get(&key).is_some_and(|t| now - t < 3_600_000) {
                     continue;
@@ -1415,6 +1450,15 @@ impl Node {
     /// revoked): it then syncs with nobody and keeps selling locally.
     pub fn is_revoked(&self) -> bool {
         self.ctx.is_revoked()
+    }
+
+    /// The peers and changes this till refused since `since_ms` (the newest
+    /// 1,024 at most), oldest first.
+    pub fn refusals(&self, since_ms: u64) -> Vec<Refusal> {
+        self.refusals
+            .lock()
+            .map(|k| k.iter().filter(|r| r.at_ms >= since_ms).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// What this till knows of its own revocation, if anything: the signed

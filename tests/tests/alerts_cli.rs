@@ -230,3 +230,42 @@ fn alerts_are_kept_and_pushed_to_a_webhook_until_it_takes_them() {
     );
     d.stop();
 }
+
+/// A revoked till that tries to connect is alerted on the till that refused
+/// it, naming it, and cleared once it has not tried within `refusals_min`.
+#[test]
+fn a_revoked_till_still_trying_is_alerted_and_cleared() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Revoking", "--till", "A"]);
+    let da = a.start(&[]);
+    let b = Till::new(dir.path(), "b");
+    b.join(&a, "B");
+    // B is off when it is revoked, so it does not know, and tries again when
+    // it starts.
+    a.ok(&["revoke", "B"]);
+    assert!(record(&a, false, "revoked_till_trying").is_none());
+    a.ok(&["alerts", "threshold", "refusals_min", "1"]);
+    let db = b.start(&[]);
+    wait_for("A to alert that revoked B tried to connect", || {
+        record(&a, false, "revoked_till_trying").is_some()
+    });
+    let r = record(&a, false, "revoked_till_trying").expect("record");
+    assert_eq!(r["subject"], "B", "{r}");
+    wait_for("B to learn it was revoked", || {
+        !b.json(&["status"])["self"]["revoked"].is_null()
+    });
+    db.stop();
+    // A minute after its last try, the alert clears (and stays in the history).
+    let start = std::time::Instant::now();
+    while record(&a, false, "revoked_till_trying").is_some() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "the alert did not clear"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    let kept = record(&a, true, "revoked_till_trying").expect("in the history");
+    assert!(!kept["cleared_ms"].is_null(), "{kept}");
+    da.stop();
+}
