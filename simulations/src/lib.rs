@@ -3,9 +3,11 @@
 //! [`workload`] builds store-scale data quickly (a till's day of sales as the
 //! Automerge changes that till would have made) so benchmarks can measure a
 //! store holding months of sales from a hundred tills; [`report`] computes
-//! what the store, mesh and catch-up simulations print.
+//! what the store, mesh and catch-up simulations print; [`browser`] drives
+//! a real headless chromium for the dashboard's test and benchmark.
 #![deny(missing_docs)]
 
+pub mod browser;
 pub mod report;
 pub mod workload;
 

@@ -4,9 +4,9 @@
 //! shows the last known state, marked stale, once the daemon is down, also
 //! after a reload (the service worker keeps the page).
 
-use crate::common::browser::Browser;
 use crate::common::http::Api;
 use crate::common::{Till, wait_for};
+use tillmesh_sim::browser::Browser;
 
 /// Whether the dashboard's table shows till `name` online (`"true"`) or not.
 fn till_shown(name: &str, online: bool) -> String {

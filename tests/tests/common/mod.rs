@@ -254,7 +254,6 @@ pub fn start_relay_with(home: &Path, extra: &[&str]) -> (Daemon, String, String)
         cert.trim().to_string(),
     )
 }
-pub mod browser;
 pub mod http;
 
 /// A tmpfs of `size` mounted at `at`; unmounted on drop.

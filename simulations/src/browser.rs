@@ -2,8 +2,6 @@
 //! over the W3C WebDriver protocol (plain HTTP on loopback). Every address
 //! other than loopback goes to a dead proxy, so the browser reaches nothing
 //! beyond this machine.
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -13,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// A chromedriver with one browser session, stopped on drop.
+#[derive(Debug)]
 pub struct Browser {
     driver: Child,
     port: u16,
