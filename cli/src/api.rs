@@ -874,7 +874,7 @@ async fn openapi() -> Response {
 
 /// `GET /metrics`: the till's metrics, gauges set from a status report
 /// taken now.
-async fn metrics(State(sh): State<Arc<Shared>>) -> Reply<Response> {
+pub(crate) async fn metrics(State(sh): State<Arc<Shared>>) -> Reply<Response> {
     let report = crate::daemon::live_status(&sh)
         .await
         .map_err(Problem::from)?;

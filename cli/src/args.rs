@@ -496,6 +496,16 @@ pub struct RunArgs {
     /// across restarts.
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     pub api_port: u16,
+    /// Also serve `GET /metrics` (only that) on this address, for the
+    /// store's Prometheus on the LAN (e.g. 0.0.0.0:9470), to requests with
+    /// the token in --metrics-token-file.
+    #[arg(long, value_name = "ADDR", requires = "metrics_token_file")]
+    pub metrics_bind: Option<std::net::SocketAddr>,
+    /// A file holding the bearer token Prometheus sends to --metrics-bind
+    /// (at least 16 characters; Prometheus reads the same file with
+    /// `authorization: {credentials_file: FILE}`).
+    #[arg(long, value_name = "FILE", requires = "metrics_bind")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Json, Router};
 use clap::Parser;
 use tillmesh_mesh::{Node, NodeConfig, StoreHandle, Ticket};
 use tillmesh_store::{StoreId, TillId, TillKey};
@@ -314,6 +314,25 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         app.clone()
             .layer(axum::middleware::from_fn_with_state(gate, check_request))
     };
+    // `/metrics` alone on the LAN, for the store's Prometheus, with a token of
+    // its own (it does not change with each start, as the API's does).
+    let metrics_listener = match (&a.metrics_bind, &a.metrics_token_file) {
+        (Some(addr), Some(file)) => {
+            let token = read_metrics_token(file)?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve the metrics on {addr}"))?;
+            let app = Router::new()
+                .route("/metrics", axum::routing::get(crate::api::metrics))
+                .with_state(shared.clone())
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(token),
+                    check_metrics_token,
+                ));
+            Some((l, app))
+        }
+        _ => None,
+    };
     let tcp_app = gate(Some(port));
     #[cfg(unix)]
     let unix_app = gate(None);
@@ -356,17 +375,25 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         let _ = down_tx.send(true);
     };
     let tcp = axum::serve(listener, tcp_app).with_graceful_shutdown(down());
+    let lan_metrics = async {
+        match metrics_listener {
+            Some((l, app)) => axum::serve(l, app).with_graceful_shutdown(down()).await,
+            None => Ok(()),
+        }
+    };
     #[cfg(unix)]
-    let (_, tcp, unix) = tokio::join!(
+    let (_, tcp, unix, metrics) = tokio::join!(
         signal,
         tcp.into_future(),
         axum::serve(socket, unix_app)
             .with_graceful_shutdown(down())
-            .into_future()
+            .into_future(),
+        lan_metrics
     );
     #[cfg(not(unix))]
-    let (_, tcp, unix) = tokio::join!(signal, tcp.into_future(), async { Ok(()) });
-    let served = tcp.and(unix);
+    let (_, tcp, unix, metrics) =
+        tokio::join!(signal, tcp.into_future(), async { Ok(()) }, lan_metrics);
+    let served = tcp.and(unix).and(metrics);
     let _ = std::fs::remove_file(api_file(&ctx.home));
     let _ = std::fs::remove_file(api_socket(&ctx.home));
     actors.shutdown().await;
@@ -664,6 +691,44 @@ async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("a request body here may hold at most {limit} bytes"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The token in `file` for `--metrics-bind` (at least 16 characters).
+fn read_metrics_token(file: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the metrics token file {}", file.display()))?;
+    let token = text.trim().to_string();
+    if token.len() < 16 || token.contains(char::is_whitespace) {
+        return Err(exit::Rejected(format!(
+            "the metrics token in {} must be one word of at least 16 characters (e.g. `openssl rand -hex 24 > {}`)",
+            file.display(),
+            file.display()
+        ))
+        .into());
+    }
+    Ok(token)
+}
+
+/// `--metrics-bind`: the bearer token, and nothing but `GET /metrics`.
+async fn check_metrics_token(
+    State(token): State<Arc<String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|t| same_token(t, &token)) {
+        return crate::api::Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer TOKEN with the token in the --metrics-token-file",
         )
         .into_response();
     }

@@ -144,3 +144,77 @@ fn metrics_count_what_happened() {
     db.stop();
     da.stop();
 }
+
+/// `--metrics-bind`: `/metrics` alone on another address for a store's
+/// Prometheus, with a token of its own from a file, under any `Host`.
+#[test]
+fn metrics_are_served_on_the_lan_address_with_their_own_token_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Scraped", "--till", "A"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let file = dir.path().join("metrics.token");
+    std::fs::write(&file, "short\n").expect("token");
+    let out = a.run(&[
+        "run",
+        "--no-mdns",
+        "--metrics-bind",
+        &bind,
+        "--metrics-token-file",
+        file.to_str().expect("path"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"),
+        "{out:?}"
+    );
+    let token = "7f3a9c0e5b1d2f4a6c8e0b2d4f6a8c0e";
+    std::fs::write(&file, format!("{token}\n")).expect("token");
+    let da = a.start(&[
+        "--metrics-bind",
+        &bind,
+        "--metrics-token-file",
+        file.to_str().expect("path"),
+    ]);
+    // The LAN listener answers any Host (it is meant to be reached by name
+    // or address from another machine), and only with its own token.
+    let raw = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: till-01.shop.lan:{port}\r\n\
+             Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read");
+        raw
+    };
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("tillmesh_tills 1"), "{raw}");
+    let lan = Api {
+        port,
+        token: token.into(),
+    };
+    let api = Api::of(&a);
+    let wrong = Api {
+        port,
+        token: api.token.clone(),
+    };
+    assert_eq!(
+        wrong.get("/metrics").status,
+        401,
+        "the API's token is not the metrics token"
+    );
+    assert_eq!(
+        lan.get("/v1/status").status,
+        404,
+        "nothing but /metrics there"
+    );
+    da.stop();
+}
