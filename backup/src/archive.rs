@@ -614,7 +614,15 @@ impl std::fmt::Debug for Import {
 impl Import {
     /// Decode the records of an opened file.
     pub fn new(c: &format::Contents) -> Result<Import, BackupError> {
-        let todo = decode_records(c)?;
+        let mut todo = decode_records(c)?;
+        // Membership first: the changes of a till the file's membership
+        // certifies are proven by that till, and a step that merged them
+        // before the membership would refuse them.
+        if let Some(i) = todo.iter().position(|r| r.id == DocId::Membership)
+            && let Some(m) = todo.remove(i)
+        {
+            todo.push_front(m);
+        }
         Ok(Import {
             docs: todo.len(),
             todo,
@@ -689,7 +697,11 @@ fn merge(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupErro
 /// changes (manifest version 1) carries no proofs of authorship, and its
 /// history is accepted on the word of its signer, a member (checked before it
 /// was opened). Imports into a running till never take this path.
-fn merge_restoring(store: &mut Store, c: &format::Contents) -> Result<Imported, BackupError> {
+fn merge_restoring(
+    store: &mut Store,
+    c: &format::Contents,
+    tell: &dyn Fn(usize, usize),
+) -> Result<Imported, BackupError> {
     let legacy = c.manifest.version < format::MANIFEST_VERSION;
     if legacy {
         tracing::warn!(
@@ -697,7 +709,18 @@ fn merge_restoring(store: &mut Store, c: &format::Contents) -> Result<Imported, 
         );
         store.accept_legacy_history(true)?;
     }
-    let r = merge(store, c);
+    let r = (|| {
+        let mut import = Import::new(c)?;
+        // In steps of a tenth of a second, saying how far it is after each.
+        loop {
+            let done = import.step(store, std::time::Duration::from_millis(100))?;
+            let (n, total) = import.progress();
+            tell(n, total);
+            if done {
+                return Ok(import.imported());
+            }
+        }
+    })();
     if legacy {
         store.accept_legacy_history(false)?;
     }
@@ -929,6 +952,17 @@ pub const STORE_FILE: &str = "store.redb";
 
 /// Restore a store from `sink` into a new till home.
 pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, BackupError> {
+    restore_with(sink, spec, &|_, _, _| {})
+}
+
+/// [`restore`], telling `tell` how far it is: (`snapshot`, documents merged,
+/// of how many) as the snapshot goes in, then (`bundles`, bundles merged, of
+/// how many), at least every tenth of a second while it works.
+pub fn restore_with(
+    sink: &dyn Sink,
+    spec: RestoreSpec<'_>,
+    tell: &dyn Fn(&str, usize, usize),
+) -> Result<RestoreReport, BackupError> {
     let path = spec.home.join(STORE_FILE);
     if path.exists() {
         return Err(BackupError::HomeInUse(spec.home.display().to_string()));
@@ -978,6 +1012,7 @@ pub fn restore(sink: &dyn Sink, spec: RestoreSpec<'_>) -> Result<RestoreReport, 
             &listed,
             skipped.clone(),
             sink,
+            tell,
         );
         if result.is_err() {
             let _ = std::fs::remove_file(&path);
@@ -1019,6 +1054,7 @@ fn restore_into(
     listed: &[Listed],
     mut skipped: Vec<(String, String)>,
     sink: &dyn Sink,
+    tell: &dyn Fn(&str, usize, usize),
 ) -> Result<RestoreReport, BackupError> {
     let mut store = Store::create(
         path,
@@ -1036,7 +1072,7 @@ fn restore_into(
     for s in spec.secrets {
         store.add_store_secret(s.clone())?;
     }
-    merge_restoring(&mut store, contents)?;
+    merge_restoring(&mut store, contents, &|n, total| tell("snapshot", n, total))?;
     let not_member = || BackupError::Damaged {
         name: name.to_string(),
         source: FormatError::NotMember(header.creator),
@@ -1048,20 +1084,21 @@ fn restore_into(
     let recovery: &[StoreSecret] = spec.recovery.map(std::slice::from_ref).unwrap_or(&[]);
     let mut opener = Opener::of(&store, recovery)?;
     let mut bundles = Vec::new();
-    for l in listed {
-        let created = l.created_ms.unwrap_or(0);
-        if l.kind != Some(Kind::Bundle) || created <= header.created_ms {
-            continue;
-        }
-        if let Pick::At(t) = spec.pick
-            && created > t
-        {
-            continue;
-        }
+    let wanted: Vec<&Listed> = listed
+        .iter()
+        .filter(|l| {
+            let created = l.created_ms.unwrap_or(0);
+            l.kind == Some(Kind::Bundle)
+                && created > header.created_ms
+                && !matches!(spec.pick, Pick::At(t) if created > t)
+        })
+        .collect();
+    for (i, l) in wanted.iter().enumerate() {
+        tell("bundles", i, wanted.len());
         let merged = read(sink, &l.name, l.bytes)?
             .map_err(BackupError::from)
             .and_then(|b| opener.open(&b).map_err(BackupError::from))
-            .and_then(|(_, c)| merge_restoring(&mut store, &c));
+            .and_then(|(_, c)| merge_restoring(&mut store, &c, &|_, _| {}));
         match merged {
             Ok(i) => {
                 bundles.push(l.name.clone());
@@ -1074,6 +1111,9 @@ fn restore_into(
                 skipped.push((l.name.clone(), e.to_string()));
             }
         }
+    }
+    if !wanted.is_empty() {
+        tell("bundles", wanted.len(), wanted.len());
     }
     // The snapshot's signer once more, by the membership of everything
     // restored: a revocation in a later file (which the signer's own snapshot

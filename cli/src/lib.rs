@@ -32,6 +32,7 @@ pub mod jobs;
 pub mod journal;
 pub mod metrics;
 pub mod output;
+pub mod progress;
 pub mod report;
 pub mod status;
 pub mod supervisor;

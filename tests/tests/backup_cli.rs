@@ -842,3 +842,94 @@ fn a_recovery_drill_checks_the_backups_and_leaves_nothing_behind() {
         "the till's own store is not touched"
     );
 }
+
+/// A restore that takes a while shows its progress moving on a terminal (a
+/// pty, from `script`), plain lines in a pipe, and nothing with `--json`.
+#[test]
+fn a_restore_shows_its_progress_on_a_terminal() {
+    use rand::SeedableRng;
+    use tillmesh_store::{Day, DocId, Store, StoreOptions, TillKey};
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Long Restore", "--till", "A"]);
+    // A year of sales: a document a day, so the restore merges many.
+    {
+        let key = TillKey::load(&a.home.join("till.key")).expect("key");
+        let mut store = Store::open(
+            &a.home.join("store.redb"),
+            key.clone(),
+            StoreOptions::default(),
+        )
+        .expect("store");
+        tillmesh_sim::workload::add_products(&mut store, 20).expect("products");
+        let (till, store_id, name) = (store.till_id(), store.store_id(), store.till_name().clone());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for d in 0..365 {
+            let day = Day::from_unix_ms(1_735_689_600_000).add_days(d);
+            let (changes, proofs) = tillmesh_sim::workload::signed_day_of_sales(
+                &key,
+                &store_id,
+                &name,
+                day,
+                1_000_000 + d as u64 * 100,
+                60,
+                20,
+                &mut rng,
+            );
+            store
+                .apply_changes(&DocId::Sales(till, day), &changes, &proofs)
+                .expect("sales");
+        }
+    }
+    let stick = dir.path().join("stick");
+    std::fs::create_dir(&stick).expect("stick");
+    a.ok(&["backup", "--to", stick.to_str().expect("path")]);
+    let restore = |to: &str| {
+        format!(
+            "{} restore --from {} --home {} --till R",
+            common::bin().display(),
+            stick.display(),
+            dir.path().join(to).display()
+        )
+    };
+    // On a terminal: the bar, redrawn as documents go in.
+    let out = std::process::Command::new("script")
+        .args(["-qec", &restore("on-tty"), "/dev/null"])
+        .env("TILLMESH_HOME", &a.home)
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs the restore on a pty");
+    assert!(out.status.success(), "{out:?}");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    let positions: std::collections::BTreeSet<&str> = tty
+        .split(['\r', '\n', '\x1b'])
+        .filter(|l| l.contains("restore") && l.contains("snapshot"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.contains('/') && w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    assert!(
+        positions.len() >= 2,
+        "the bar did not move: {positions:?}\n{tty:?}"
+    );
+    // In a pipe: plain lines on standard error, the report on standard output.
+    let piped = std::process::Command::new("sh")
+        .args(["-c", &restore("piped")])
+        .env("TILLMESH_HOME", &a.home)
+        .output()
+        .expect("restore");
+    assert!(piped.status.success(), "{piped:?}");
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(err.contains("restore: snapshot"), "{err}");
+    assert!(!err.contains('\x1b'), "{err}");
+    // With --json: nothing but the JSON.
+    let json = std::process::Command::new("sh")
+        .args(["-c", &format!("{} --json", restore("json"))])
+        .env("TILLMESH_HOME", &a.home)
+        .output()
+        .expect("restore");
+    assert!(json.status.success(), "{json:?}");
+    assert!(!String::from_utf8_lossy(&json.stderr).contains("restore:"));
+    serde_json::from_slice::<serde_json::Value>(&json.stdout).expect("JSON only");
+}

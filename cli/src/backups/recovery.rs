@@ -238,7 +238,9 @@ pub fn recovery(home: &Path, c: &RecoveryCmd, out: &mut dyn Write) -> Result<()>
         }
         (None, None) => return Err(rejected("give --from DIR or --drive [FOLDER]")),
     };
-    let report = restore_home(home, &*sink, till, &opened.source(), Pick::Newest)?;
+    let shown = crate::progress::Shown::new("restore", false);
+    let report = restore_home(home, &*sink, till, &opened.source(), Pick::Newest, &shown)?;
+    shown.finish();
     admin_key.save(&home.join(ADMIN_KEY_FILE))?;
     if let Some(k) = &r.recovery {
         write_private(
@@ -316,7 +318,15 @@ pub(super) fn recovery_drill(home: &Path, file: &Path, from: &str) -> Result<Dri
         .tempdir()
         .context("cannot make a temporary folder for the drill")?;
     let tmp_home = scratch.path().join("home");
-    let restored = restore_home(&tmp_home, &*sink, "DRILL", &opened.source(), Pick::Newest)?;
+    let shown = crate::progress::Shown::new("drill", true);
+    let restored = restore_home(
+        &tmp_home,
+        &*sink,
+        "DRILL",
+        &opened.source(),
+        Pick::Newest,
+        &shown,
+    )?;
     let mut store = open_home(&tmp_home)?;
     let docs = store.doc_ids()?;
     for id in &docs {

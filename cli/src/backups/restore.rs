@@ -100,7 +100,9 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
         recovery: None,
         certify_with: certify.as_ref(),
     };
-    let report = restore_home(home, &*sink, &a.till, &source, pick)?;
+    let shown = crate::progress::Shown::new("restore", a.json);
+    let report = restore_home(home, &*sink, &a.till, &source, pick, &shown)?;
+    shown.finish();
     print_restore(&report, home, a.json, out)
 }
 
@@ -124,11 +126,12 @@ pub(super) fn restore_home(
     till: &str,
     source: &Source<'_>,
     pick: Pick,
+    shown: &crate::progress::Shown,
 ) -> Result<archive::RestoreReport> {
     let till_name = till.parse().map_err(|e| rejected(format!("{e}")))?;
     let existed = home.exists();
     new_home(home)?;
-    let result = restore_new_home(home, from, till_name, source, pick);
+    let result = restore_new_home(home, from, till_name, source, pick, shown);
     if result.is_err() && !existed {
         // Leave nothing behind that looks like a till home.
         let _ = std::fs::remove_dir_all(home);
@@ -142,9 +145,10 @@ pub(super) fn restore_new_home(
     till_name: tillmesh_store::TillName,
     source: &Source<'_>,
     pick: Pick,
+    shown: &crate::progress::Shown,
 ) -> Result<archive::RestoreReport> {
     let key = TillKey::generate();
-    let report = archive::restore(
+    let report = archive::restore_with(
         from,
         RestoreSpec {
             store_id: source.store_id,
@@ -157,6 +161,7 @@ pub(super) fn restore_new_home(
             certify_with: source.certify_with,
             pick,
         },
+        &|step, done, total| shown.tell(step, done, total),
     )
     .map_err(restore_error)?;
     key.save(&home.join(HomeFile::TillKey.name()))?;
