@@ -137,6 +137,16 @@ pub(crate) fn rejected(msg: impl Into<String>) -> anyhow::Error {
     Rejected(msg.into()).into()
 }
 
+/// The name of till `id` among `tills`, or its id's short form when it is
+/// none of them.
+pub(crate) fn till_name(tills: &[TillInfo], id: &TillId) -> String {
+    tills
+        .iter()
+        .find(|t| t.id == *id)
+        .map(|t| t.name.clone())
+        .unwrap_or_else(|| id.fmt_short())
+}
+
 pub(crate) fn print_json(out: &mut dyn Write, v: &impl Serialize) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
@@ -941,13 +951,7 @@ pub fn conflicts(store: &mut Store, a: &ConflictsArgs, out: &mut dyn Write) -> R
         return Ok(());
     }
     let tills = store.tills()?;
-    let name = |id: &TillId| {
-        tills
-            .iter()
-            .find(|t| t.id == *id)
-            .map(|t| t.name.clone())
-            .unwrap_or_else(|| id.fmt_short())
-    };
+    let name = |id: &TillId| till_name(&tills, id);
     let mut t = Table::new(&["ID", "STATUS", "POLICY", "FIELD", "#", "VALUE", "BY", "AT"]);
     for c in &list {
         for (i, v) in c.values.iter().enumerate() {
@@ -992,13 +996,7 @@ pub fn audit(store: &mut Store, a: &AuditArgs, out: &mut dyn Write) -> Result<()
         } else {
             let mut t = Table::new(&["TILL", ">ENTRIES", "CHAIN", "MISSING"]);
             let tills = store.tills()?;
-            let name_of = |id: &TillId| {
-                tills
-                    .iter()
-                    .find(|t| t.id == *id)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_else(|| id.fmt_short())
-            };
+            let name_of = |id: &TillId| till_name(&tills, id);
             for r in &reports {
                 t.row(vec![
                     name_of(&r.till),

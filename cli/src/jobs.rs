@@ -293,20 +293,13 @@ where
     F: FnOnce(Progress) -> Fut,
     Fut: Future<Output = anyhow::Result<Vec<u8>>>,
 {
-    let progress = match jobs {
-        Some(j) => j.start(kind, started_by, subject),
-        None => Progress::none(),
-    };
-    let result = work(progress.clone()).await;
-    match &result {
-        Ok(out) => {
-            let made = serde_json::from_slice(out)
-                .unwrap_or_else(|_| String::from_utf8_lossy(out).trim().into());
-            progress.end(Ok(&made));
-        }
-        Err(e) => progress.end(Err(e)),
-    }
-    result
+    tracked_result(jobs, kind, started_by, subject, |p| async move {
+        let out = work(p).await?;
+        let made = serde_json::from_slice(&out)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&out).trim().into());
+        Ok((out, made))
+    })
+    .await
 }
 
 /// [`tracked`] for work that gives what it printed and, apart, its result

@@ -345,13 +345,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     }
     if let Some(l) = live {
         let window = crate::alerts::threshold(store, "refusals_min")? * 60_000;
-        let name = |id: &TillId| {
-            tills
-                .iter()
-                .find(|t| t.id == *id)
-                .map(|t| t.name.clone())
-                .unwrap_or_else(|| id.fmt_short())
-        };
+        let name = |id: &TillId| crate::commands::till_name(&tills, id);
         alerts.extend(crate::alerts::refusal_alerts(
             &l.refusals,
             name,
@@ -444,11 +438,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     }
     let clock_skew = store.clock_skew()?.map(|k| SkewRow {
         till: k.till.to_string(),
-        name: tills
-            .iter()
-            .find(|t| t.id == k.till)
-            .map(|t| t.name.clone())
-            .unwrap_or_else(|| k.till.fmt_short()),
+        name: crate::commands::till_name(&tills, &k.till),
         ahead_ms: k.ahead_ms,
         seen_at: k.seen_at_ms,
     });
@@ -591,13 +581,7 @@ fn revoked_because(
     let names: Vec<String> = r
         .refused_by
         .iter()
-        .map(|id| {
-            tills
-                .iter()
-                .find(|t| t.id == *id)
-                .map(|t| t.name.clone())
-                .unwrap_or_else(|| id.fmt_short())
-        })
+        .map(|id| crate::commands::till_name(tills, id))
         .collect();
     Ok(Some(format!(
         "{} refused it as revoked{}",

@@ -33,3 +33,45 @@ pub fn tillmesh_bin() -> PathBuf {
     );
     bin
 }
+
+/// A `tillmesh run` started by a benchmark: the child, and its local API's
+/// port and token (from `api.json`, once it is there).
+#[derive(Debug)]
+pub struct Daemon {
+    /// The daemon's process.
+    pub child: std::process::Child,
+    /// The local API's TCP port.
+    pub port: u16,
+    /// The local API's bearer token.
+    pub token: String,
+}
+
+/// Start `bin run ARGS` for the till at `home` (output discarded) and wait,
+/// up to a minute, for its local API.
+pub fn start_daemon(bin: &Path, home: &Path, args: &[&str]) -> anyhow::Result<Daemon> {
+    use anyhow::Context;
+    let api_file = home.join("api.json");
+    let _ = std::fs::remove_file(&api_file);
+    let mut child = std::process::Command::new(bin)
+        .arg("run")
+        .args(args)
+        .env("TILLMESH_HOME", home)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let t = std::time::Instant::now();
+    while !api_file.exists() {
+        if t.elapsed() > std::time::Duration::from_secs(60) || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            anyhow::bail!("the daemon did not start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&api_file)?)?;
+    Ok(Daemon {
+        child,
+        port: u16::try_from(info["port"].as_u64().context("port")?)?,
+        token: info["token"].as_str().context("token")?.to_string(),
+    })
+}

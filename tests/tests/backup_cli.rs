@@ -211,10 +211,7 @@ fn the_admin_daemon_puts_back_a_recovery_key_another_till_replaced() {
     let published = a.json(&["keys", "list"])["recovery"].clone();
     assert!(published.is_string(), "{published}");
     {
-        use tillmesh_store::{Store, StoreOptions, TillKey};
-        let key = TillKey::load(&b.home.join("till.key")).expect("B's key");
-        let mut s = Store::open(&b.home.join("store.redb"), key, StoreOptions::default())
-            .expect("B's store");
+        let (mut s, _) = b.open_store();
         s.set_config_value(
             "backup/recovery",
             serde_json::json!({ "recipient": "age1planted", "id": "0011223344556677" }),
@@ -848,19 +845,13 @@ fn a_recovery_drill_checks_the_backups_and_leaves_nothing_behind() {
 #[test]
 fn a_restore_shows_its_progress_on_a_terminal() {
     use rand::SeedableRng;
-    use tillmesh_store::{Day, DocId, Store, StoreOptions, TillKey};
+    use tillmesh_store::{Day, DocId};
     let dir = tempfile::tempdir().expect("dir");
     let a = Till::new(dir.path(), "a");
     a.ok(&["init", "--store", "Long Restore", "--till", "A"]);
     // A year of sales: a document a day, so the restore merges many.
     {
-        let key = TillKey::load(&a.home.join("till.key")).expect("key");
-        let mut store = Store::open(
-            &a.home.join("store.redb"),
-            key.clone(),
-            StoreOptions::default(),
-        )
-        .expect("store");
+        let (mut store, key) = a.open_store();
         tillmesh_sim::workload::add_products(&mut store, 20).expect("products");
         let (till, store_id, name) = (store.till_id(), store.store_id(), store.till_name().clone());
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);

@@ -5,7 +5,7 @@ use crate::common;
 
 use common::{Till, start_relay, wait_for};
 use rand::SeedableRng;
-use tillmesh_store::{Day, DocId, Store, StoreOptions, TillKey};
+use tillmesh_store::{Day, DocId};
 
 /// Days of sales the away till misses, and sales per day (one document each).
 const DAYS: usize = 60;
@@ -73,13 +73,7 @@ fn a_catch_up_cut_short_by_killing_the_sender_resumes() {
 
     // Weeks of A's sales that B has never seen: one document per day.
     {
-        let key = TillKey::load(&a.home.join("till.key")).expect("A's key");
-        let mut store = Store::open(
-            &a.home.join("store.redb"),
-            key.clone(),
-            StoreOptions::default(),
-        )
-        .expect("store");
+        let (mut store, key) = a.open_store();
         tillmesh_sim::workload::add_products(&mut store, 20).expect("products");
         let till = store.till_id();
         let store_id = store.store_id();

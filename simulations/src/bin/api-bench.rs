@@ -12,7 +12,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -115,24 +115,11 @@ fn main() -> Result<()> {
             "product", "add", "APPLES", "--name", "Apples", "--price", "3.20", "--unit", "kg",
         ],
     )?;
-    let mut daemon = Command::new(bin)
-        .args(["run", "--no-mdns", "--bind", "127.0.0.1:0"])
-        .env("TILLMESH_HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let api_file = home.join("api.json");
-    let t = Instant::now();
-    while !api_file.exists() {
-        ensure!(
-            t.elapsed() < Duration::from_secs(30),
-            "the daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&api_file)?)?;
-    let port = u16::try_from(info["port"].as_u64().context("port")?)?;
-    let token = info["token"].as_str().context("token")?.to_string();
+    let tillmesh_sim::Daemon {
+        child: mut daemon,
+        port,
+        token,
+    } = tillmesh_sim::start_daemon(bin, &home, &["--no-mdns", "--bind", "127.0.0.1:0"])?;
 
     let mut api = Vec::with_capacity(a.sales);
     let mut repeats = Vec::with_capacity(a.sales / 10);

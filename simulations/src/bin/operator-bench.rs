@@ -13,7 +13,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -127,30 +127,22 @@ fn main() -> Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut daemon = Command::new(&bin)
-        .args([
-            "run",
+    let port_arg = port.to_string();
+    let tillmesh_sim::Daemon {
+        child: mut daemon,
+        token,
+        ..
+    } = tillmesh_sim::start_daemon(
+        &bin,
+        &home,
+        &[
             "--no-mdns",
             "--bind",
             "127.0.0.1:0",
             "--api-port",
-            &port.to_string(),
-        ])
-        .env("TILLMESH_HOME", &home)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let api_file = home.join("api.json");
-    let t0 = Instant::now();
-    while !api_file.exists() {
-        ensure!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the daemon did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&api_file)?)?;
-    let token = info["token"].as_str().context("token")?.to_string();
+            &port_arg,
+        ],
+    )?;
     let result = (|| -> Result<()> {
         let (t, n) = time(runs, || {
             Ok(tillmesh(&bin, &home, &["status", "--json"])?.len())
