@@ -75,3 +75,20 @@ pub fn start_daemon(bin: &Path, home: &Path, args: &[&str]) -> anyhow::Result<Da
         token: info["token"].as_str().context("token")?.to_string(),
     })
 }
+
+/// Run `bin ARGS` for the till at `home`; its standard output, or an error
+/// with its standard error when it fails.
+pub fn run_tillmesh(bin: &Path, home: &Path, args: &[&str]) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env("TILLMESH_HOME", home)
+        .output()
+        .with_context(|| format!("run {}", bin.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tillmesh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}

@@ -11,31 +11,17 @@
 //! Prints a Markdown report; docs/PERFORMANCE.md holds the numbers of record.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use tillmesh_sim::report::flags;
+use tillmesh_sim::run_tillmesh as tillmesh;
 
 struct Args {
     sales: usize,
     cli_sales: usize,
     bin: PathBuf,
-}
-
-fn tillmesh(bin: &Path, home: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .env("TILLMESH_HOME", home)
-        .output()
-        .with_context(|| format!("run {}", bin.display()))?;
-    ensure!(
-        out.status.success(),
-        "tillmesh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
 }
 
 fn post_sale(port: u16, token: &str, key: &str) -> Result<u16> {

@@ -12,27 +12,13 @@
 //! installed.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use tillmesh_sim::report::flags;
+use tillmesh_sim::run_tillmesh as tillmesh;
 use tillmesh_store::{Role, Store, StoreOptions, TillKey};
-
-fn tillmesh(bin: &Path, home: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .env("TILLMESH_HOME", home)
-        .output()
-        .with_context(|| format!("run {}", bin.display()))?;
-    ensure!(
-        out.status.success(),
-        "tillmesh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
 
 /// `GET path` on the API: the body.
 fn get(port: u16, token: &str, path: &str) -> Result<Vec<u8>> {
