@@ -592,6 +592,11 @@ const SAVED_BATCH: usize = 512;
 /// 8 ms each for a till's day of 500 sales, so a step overruns its budget little.
 const STEP_BATCH: usize = 4;
 
+/// Whole documents merged per durable write by a restore that tells its
+/// progress: a restore has nothing waiting for its store, so its writes are
+/// larger than a live step's, yet small enough to tell how far it is often.
+const RESTORE_BATCH: usize = 64;
+
 /// An opened file being merged into a store, documents it already holds
 /// skipped. Every record is decoded before anything is merged; [`Import::step`]
 /// then merges for a short while at a time, so a till's store is free for sales
@@ -648,6 +653,16 @@ impl Import {
         } else {
             STEP_BATCH
         };
+        self.step_in(store, budget, batch)
+    }
+
+    /// [`Import::step`] with `batch` whole documents per durable write.
+    fn step_in(
+        &mut self,
+        store: &mut Store,
+        budget: std::time::Duration,
+        batch: usize,
+    ) -> Result<bool, BackupError> {
         let mut budget = Budget::new(budget);
         let mut saved: Vec<(DocId, Vec<u8>, Vec<Proof>)> = Vec::new();
         while let Some(next) = self.todo.pop_front() {
@@ -713,7 +728,8 @@ fn merge_restoring(
         let mut import = Import::new(c)?;
         // In steps of a tenth of a second, saying how far it is after each.
         loop {
-            let done = import.step(store, std::time::Duration::from_millis(100))?;
+            let done =
+                import.step_in(store, std::time::Duration::from_millis(100), RESTORE_BATCH)?;
             let (n, total) = import.progress();
             tell(n, total);
             if done {
