@@ -198,7 +198,16 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     let me = store.till_id();
     let tills = store.tills()?;
     let peers: Vec<TillId> = tills.iter().map(|t| t.id).filter(|t| *t != me).collect();
-    let (unrepl, oldest) = store.unreplicated(&peers)?;
+    let schedule = crate::backups::load_schedule(home);
+    let sink_specs = crate::backups::load_sinks(home)?;
+    let last_backup = sink_specs
+        .keys()
+        .filter_map(|n| schedule.sinks.get(n)?.last_ok_ms)
+        .max();
+    // What a lost disk would lose now: this till's changes on no other
+    // till, and those of them made after the newest backup.
+    let held = store.unreplicated_since_backup(&peers, last_backup)?;
+    let (unrepl, oldest) = (held.count, held.oldest_ms);
     let arrivals = crate::backups::file_arrivals(home);
     let offline_alert_ms = crate::alerts::threshold(store, "till_offline_min")? * 60_000;
     let unreplicated_alert_s = crate::alerts::threshold(store, "unreplicated_min")? * 60;
@@ -353,9 +362,8 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             now,
         ));
     }
-    let schedule = crate::backups::load_schedule(home);
     let mut sinks = Vec::new();
-    for (name, spec) in crate::backups::load_sinks(home)? {
+    for (name, spec) in sink_specs {
         // A remote sink is not asked anything here (status runs often): it
         // is there when the store has its login.
         let remote = matches!(spec.config, tillmesh_backup::sink::SinkConfig::Drive(_));
@@ -464,19 +472,12 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             format!("{pending} conflicts wait for review (`tillmesh conflicts`)"),
         ));
     }
-    // What a lost disk would lose now: this till's changes on no other
-    // till, made after the newest backup.
-    let last_backup = sinks.iter().filter_map(|s| s.last_backup).max();
-    let unbacked = match last_backup {
-        Some(_) if unrepl > 0 => store.unreplicated_after(&peers, last_backup)?.0,
-        _ => unrepl,
-    };
     let verdict = verdict(&rows, &sinks, &alerts, now);
     Ok(StatusReport {
         store: store.store_id().to_string(),
         store_name: store.store_name().to_string(),
         verdict,
-        unbacked,
+        unbacked: held.unbacked,
         stale_since: last.map(|l| l.at_ms),
         me: SelfInfo {
             id: me.to_string(),

@@ -113,7 +113,7 @@ pub use proofs::{
 pub use sales::{LineRequest, MAX_GRAMS, MAX_LINES, MAX_QTY, SaleRecord, SaleRequest};
 pub use stock::MAX_STOCK_QTY;
 pub use store::{NewStore, Store, StoreOptions};
-pub use sync::{BUCKETS, BucketDigests, ENVELOPE, bucket_of};
+pub use sync::{BUCKETS, BucketDigests, ENVELOPE, Unreplicated, bucket_of};
 pub use tables::FORMAT_VERSION;
 
 /// The Automerge sync protocol types the mesh persists and exchanges.

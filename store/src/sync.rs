@@ -389,25 +389,25 @@ impl Store {
     /// of past sessions): the data a dead disk would lose now. Returns the count
     /// and the unix milliseconds of the oldest of them.
     pub fn unreplicated(&mut self, peers: &[TillId]) -> Result<(u64, Option<u64>), StorageError> {
-        self.unreplicated_after(peers, None)
+        let u = self.unreplicated_since_backup(peers, None)?;
+        Ok((u.count, u.oldest_ms))
     }
 
-    /// Like [`Store::unreplicated`], counting only the changes made after
-    /// `backed_up_at` (unix ms; a backup taken then holds the ones before):
-    /// what a lost disk would lose now.
-    pub fn unreplicated_after(
+    /// [`Store::unreplicated`], and in the same pass how many of those
+    /// changes were made after `backed_up_at` (unix ms; a backup taken then
+    /// holds the ones before): what a lost disk would lose now.
+    pub fn unreplicated_since_backup(
         &mut self,
         peers: &[TillId],
         backed_up_at: Option<u64>,
-    ) -> Result<(u64, Option<u64>), StorageError> {
+    ) -> Result<Unreplicated, StorageError> {
         let me = self.till_id();
         let own: Vec<DocId> = self
             .doc_ids()?
             .into_iter()
             .filter(|d| d.owner() == Some(me))
             .collect();
-        let mut count = 0u64;
-        let mut oldest: Option<u64> = None;
+        let mut u = Unreplicated::default();
         for doc in own {
             let mut held: Vec<ChangeHash> = Vec::new();
             for p in peers {
@@ -415,16 +415,31 @@ impl Store {
             }
             let d = self.doc(&doc)?;
             for c in d.get_changes(&held) {
+                if actor_till(c.actor_id()) != Some(me) {
+                    continue;
+                }
                 let ms = (c.timestamp().max(0) as u64) * 1000;
+                u.count += 1;
+                u.oldest_ms = Some(u.oldest_ms.map_or(ms, |o| o.min(ms)));
                 // Change times are whole seconds: one made in the second of
                 // the backup may be after it.
-                let backed_up = backed_up_at.is_some_and(|at| ms + 1000 <= at);
-                if actor_till(c.actor_id()) == Some(me) && !backed_up {
-                    count += 1;
-                    oldest = Some(oldest.map_or(ms, |o| o.min(ms)));
+                if backed_up_at.is_none_or(|at| ms + 1000 > at) {
+                    u.unbacked += 1;
                 }
             }
         }
-        Ok((count, oldest))
+        Ok(u)
     }
+}
+
+/// This till's own changes that no peer is known to hold
+/// ([`Store::unreplicated_since_backup`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unreplicated {
+    /// How many.
+    pub count: u64,
+    /// When the oldest of them was made (unix ms).
+    pub oldest_ms: Option<u64>,
+    /// How many of them were made after the newest backup.
+    pub unbacked: u64,
 }
