@@ -657,11 +657,7 @@ async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
         )
         .into_response();
     }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer(req.headers());
     let (method, path) = (req.method(), req.uri().path());
     // The dashboard's own files and its code exchange need no token; its
     // session reads only what the page shows.
@@ -697,6 +693,14 @@ async fn check_request(State(gate): State<Arc<Gate>>, req: Request, next: Next) 
     next.run(req).await
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// The token in `file` for `--metrics-bind` (at least 16 characters).
 fn read_metrics_token(file: &std::path::Path) -> Result<String> {
     let text = std::fs::read_to_string(file)
@@ -719,12 +723,7 @@ async fn check_metrics_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|t| same_token(t, &token)) {
+    if !bearer(req.headers()).is_some_and(|t| same_token(t, &token)) {
         return crate::api::Problem::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
