@@ -1,5 +1,6 @@
 //! `tillmesh admin export|import`: a second admin till, so losing one machine
-//! does not lock the store; and `tillmesh export-unsynced`, a till's own sales
+//! does not lock the store; `admin certify`, a till restored on a new machine;
+//! and `tillmesh export-unsynced`, a till's own sales
 //! that no member holds, for the back office.
 
 use std::io::Write;
@@ -43,7 +44,70 @@ pub fn admin(store: &mut Store, home: &Path, cmd: &AdminCmd, out: &mut dyn Write
             Ok(())
         }
         AdminCmd::Import { file } => import(store, home, file, out),
+        AdminCmd::Certify {
+            till,
+            name,
+            role,
+            quiet,
+        } => {
+            let mut sink = std::io::sink();
+            let out: &mut dyn Write = if *quiet { &mut sink } else { out };
+            certify(store, home, till, name, role, out)
+        }
     }
+}
+
+/// `tillmesh admin certify ID --name NAME`: the admin key certifies a till
+/// key that came with no ticket (a till restored on a new machine). A revoked
+/// till is never certified again, and a name another till has is refused:
+/// receipt numbers carry it.
+fn certify(
+    store: &mut Store,
+    home: &Path,
+    till: &str,
+    name: &str,
+    role: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let admin = TillKey::load(&home.join(ADMIN_KEY_FILE))
+        .ok()
+        .filter(|_| store.holds_admin_key())
+        .ok_or_else(|| rejected("only an admin till can certify a till"))?;
+    let id: TillId = till.parse().map_err(|e| {
+        rejected(format!(
+            "{e}: give the new till's full id (`tillmesh info` on it)"
+        ))
+    })?;
+    let till_name: tillmesh_store::TillName = name.parse().map_err(|e| rejected(format!("{e}")))?;
+    let role: tillmesh_store::Role = role.parse().map_err(rejected)?;
+    match store.member_status(&id)? {
+        MemberStatus::Revoked(_) => {
+            return Err(rejected(format!(
+                "till {} was revoked; a revoked till is never certified again",
+                id.fmt_short()
+            )));
+        }
+        MemberStatus::Member(info) if info.name == name && info.role == role => {
+            writeln!(out, "Till {name} ({}) is already a member.", id.fmt_short())?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    if let Some(other) = store.tills()?.iter().find(|t| t.name == name && t.id != id) {
+        return Err(rejected(format!(
+            "the name {name} is taken by till {}: give the new till a name of its own",
+            other.id.fmt_short()
+        )));
+    }
+    store
+        .certify(&admin, id, &till_name, role)
+        .map_err(|e| rejected(e.to_string()))?;
+    writeln!(
+        out,
+        "Certified till {name} ({}, {role}); every member accepts it once this change reaches them.",
+        id.fmt_short()
+    )?;
+    Ok(())
 }
 
 fn import(store: &mut Store, home: &Path, file: &Path, out: &mut dyn Write) -> Result<()> {

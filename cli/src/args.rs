@@ -183,6 +183,9 @@ pub struct DriveEmulatorArgs {
     /// The account's storage quota in bytes (default: unlimited).
     #[arg(long)]
     pub quota: Option<u64>,
+    /// Seconds a device-flow sign-in is asked to wait between polls (Google: 5).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub device_interval: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -270,6 +273,13 @@ pub struct RestoreArgs {
     /// The restored till's short name.
     #[arg(long = "till", value_name = "NAME", default_value = "R01")]
     pub till: String,
+    /// Make the restored till a member of the mesh (a machine that replaces
+    /// a lost till): the admin till, whose keys these must be, certifies it
+    /// in its own store, so the other tills accept it once that spreads.
+    /// Without it the restored home is for looking into, and syncs with no
+    /// one.
+    #[arg(long)]
+    pub certify: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -341,6 +351,22 @@ pub enum AdminCmd {
     Import {
         /// The file.
         file: PathBuf,
+    },
+    /// Make a till key a member without a ticket (admin till): a till
+    /// restored from backups on a new machine. `restore` run on the admin
+    /// till does it itself; elsewhere it prints this command.
+    Certify {
+        /// The new till's full id (`tillmesh info` on it).
+        till: String,
+        /// Its short name, used in its receipt numbers: one no other till has.
+        #[arg(long)]
+        name: String,
+        /// Its role: till, manager or back-office.
+        #[arg(long, default_value = "till")]
+        role: String,
+        /// Print nothing (`restore --json` certifies this way).
+        #[arg(long, hide = true)]
+        quiet: bool,
     },
 }
 
@@ -1020,7 +1046,12 @@ pub enum AuditCmd {
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Keep the demo's directory instead of deleting it.
+    /// Leave the tills, the relay and the Drive emulator running afterwards,
+    /// and print the dashboard's address and commands to explore them.
     #[arg(long)]
     pub keep: bool,
+    /// Instead of the tour, a larger store: this many tills (5 to 200) enrol,
+    /// sell, and converge.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(5..=200))]
+    pub tills: Option<u16>,
 }

@@ -323,7 +323,36 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
         Command::Sale(a) => crate::client::ring(&ctx, a, &mut out)?,
         Command::Join(a) => crate::enrol::join(&ctx, a, &mut out)?,
         Command::Relay(a) => crate::enrol::relay(&ctx.home, a)?,
-        Command::Restore(a) => backups::restore(&ctx.home, a, &mut out)?,
+        Command::Restore(a) => {
+            // `--certify`: the admin till, whose keys were used, certifies
+            // the new till in its own store (through its daemon when one
+            // runs), so every member accepts it once the change spreads.
+            if let Some(c) = backups::restore(&ctx.home, a, &mut out)? {
+                let certify = AdminCmd::Certify {
+                    till: c.till.to_string(),
+                    name: c.name.clone(),
+                    role: "till".into(),
+                    quiet: a.json,
+                };
+                let mut raw = ["admin", "certify", &c.till.to_string(), "--name", &c.name]
+                    .map(str::to_string)
+                    .to_vec();
+                if a.json {
+                    raw.push("--quiet".into());
+                }
+                let code = run(
+                    Cli {
+                        home: Some(c.admin_home),
+                        command: Command::Admin(certify),
+                        ..cli.clone()
+                    },
+                    raw,
+                )?;
+                if code != 0 {
+                    return Ok(code);
+                }
+            }
+        }
         // A login waits for a person: never in the daemon.
         Command::Drive(c) if !matches!(c, crate::args::DriveCmd::Sync { .. }) => {
             crate::drive::run(&ctx.home, c, &mut out)?
@@ -453,7 +482,11 @@ fn reads_only(cmd: &Command) -> bool {
 fn mutates(cmd: &Command) -> bool {
     match cmd {
         Command::Product(c) => !matches!(c, ProductCmd::List(_) | ProductCmd::Show { .. }),
-        Command::Sale(_) | Command::Void(_) | Command::Refund(_) | Command::Revoke { .. } => true,
+        Command::Sale(_)
+        | Command::Void(_)
+        | Command::Refund(_)
+        | Command::Revoke { .. }
+        | Command::Admin(AdminCmd::Certify { .. }) => true,
         Command::Clock(a) => a.max_skew.is_some(),
         Command::Stock(StockArgs { action, .. }) => action.is_some(),
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),

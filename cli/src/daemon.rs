@@ -98,6 +98,7 @@ pub(crate) async fn live_status(sh: &Shared) -> Result<status::StatusReport> {
         .call(move |s| status::collect(s, &home, Some(&live)))
         .await??;
     report.me.relay_connected = relay;
+    report.me.gossip_neighbours = Some(sh.node.gossip_neighbours());
     Ok(report)
 }
 

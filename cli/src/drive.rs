@@ -646,26 +646,28 @@ pub fn status(home: &Path) -> Result<DriveStatus> {
     Ok(st)
 }
 
-/// `tillmesh drive-emulator`: serve until stopped.
+/// `tillmesh drive-emulator`: serve until stopped. The first line printed
+/// holds the address it listens on (with port 0, the one it was given).
 pub fn emulate(a: &crate::args::DriveEmulatorArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     let options = tillmesh_drive_emulator::Options {
         auto_approve: a.auto_approve,
         quota: a.quota,
+        device_interval_s: a.device_interval,
         ..Default::default()
     };
+    let emulator = tillmesh_drive_emulator::Emulator::start(a.bind, options)
+        .with_context(|| format!("cannot serve the Drive emulator on {}", a.bind))?;
     println!(
-        "Drive emulator on http://{}: Google sign-in at /o/oauth2/v2/auth, /token, /device/code, /revoke; Drive at /drive/v3 and /upload/drive/v3{}",
-        a.bind,
+        "Drive emulator on {}: Google sign-in at /o/oauth2/v2/auth, /token, /device/code, /revoke; Drive at /drive/v3 and /upload/drive/v3{}",
+        emulator.url(),
         if a.auto_approve {
             " (every sign-in approved at once)"
         } else {
             ""
         }
     );
-    rt.block_on(tillmesh_drive_emulator::Emulator::serve(a.bind, options))
-        .with_context(|| format!("the Drive emulator on {} stopped", a.bind))
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::park();
+    }
 }

@@ -85,9 +85,13 @@ pub fn join(ctx: &Ctx, a: &JoinArgs, out: &mut dyn std::io::Write) -> Result<()>
     rt.block_on(async {
         let key = TillKey::generate();
         let relays = ticket.addr.relay.clone();
+        // The request goes out from a port of its own: the store is fetched
+        // next on `--bind`, which this endpoint may not have released yet
+        // (a fixed port failed to bind then, after the admin till had
+        // already certified the name).
         let ep = endpoint(
             &key,
-            Some(a.bind),
+            Some(std::net::SocketAddr::new(a.bind.ip(), 0)),
             &relays,
             &ticket.relay_certs_for(&relays),
             None::<NoHooks>,

@@ -68,6 +68,9 @@ pub struct Metrics {
     pub sync_sessions: Family<SessionLabel, Counter>,
     /// Gossiped changes this till applied.
     pub gossip_deliveries: Counter,
+    /// The till's neighbours in the store's gossip swarm now (0: changes
+    /// reach it by sync sessions only, until it is taken in again).
+    pub gossip_neighbours: Gauge,
     /// This till's changes no other till holds.
     pub unreplicated_changes: Gauge,
     /// The age of the oldest of them, in seconds (0 when none).
@@ -199,6 +202,8 @@ pub fn observe(report: &StatusReport, now: u64, store_bytes: Option<u64>, gossip
         m.store_bytes.set(b as i64);
     }
     m.gossip_deliveries.set(gossip);
+    m.gossip_neighbours
+        .set(report.me.gossip_neighbours.unwrap_or(0) as i64);
 }
 
 /// The page: this till's metrics and those of its iroh endpoint.

@@ -157,6 +157,9 @@ pub struct SelfInfo {
     pub relays: Vec<String>,
     /// The relay the daemon is connected to now (its home relay), if any.
     pub relay_connected: Option<String>,
+    /// The daemon's neighbours in the store's gossip swarm now (none without
+    /// a daemon).
+    pub gossip_neighbours: Option<usize>,
     /// Set when this till's membership was revoked: how it learned it.
     pub revoked: Option<String>,
 }
@@ -487,6 +490,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
             version: env!("CARGO_PKG_VERSION").to_string(),
             relays: store.relays()?,
             relay_connected: None,
+            gossip_neighbours: None,
             revoked,
         },
         tills: rows,

@@ -1625,8 +1625,19 @@ impl SyncContext {
             .map(|m| m.difference(except).copied().collect())
             .unwrap_or_default();
         all.shuffle(&mut rand::rng());
+        self.reachable_first(&mut all);
         all.truncate(n);
         all
+    }
+
+    /// Put the members this till knows an address of (published in the
+    /// membership, or from its ticket) before the others, keeping their
+    /// order. A till that joined before the others started knows none of
+    /// their addresses until it syncs with one that does: each dial of an
+    /// unaddressed member waits out its timeout, and a first catch-up tried
+    /// in a random order spent most of a minute on them.
+    fn reachable_first(&self, peers: &mut [EndpointId]) {
+        peers.sort_by_key(|p| self.lookup.get_endpoint_info(*p).is_none());
     }
 
     /// Members, other than `except`, whose last heartbeat (or, for those never
@@ -1783,12 +1794,15 @@ impl SyncContext {
             });
         }
         peers.shuffle(&mut rand::rng());
+        self.reachable_first(&mut peers);
         peers.truncate(fanout);
         let mut changed = false;
         if fanout == usize::MAX {
             // The round after a start, with every member: catch up from one
-            // peer first (trying them in turn until one answers), so what the
-            // till missed arrives once, not once from every peer at the same time.
+            // peer first (trying them in turn until one answers, those with a
+            // known address first), so what the till missed arrives once, not
+            // once from every peer at the same time.
+            peers.reverse();
             while let Some(peer) = peers.pop() {
                 let till = TillId::from_bytes(*peer.as_bytes());
                 match self.sync_with(till).await {

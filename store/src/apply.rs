@@ -74,13 +74,32 @@ impl Store {
         docs: &[(DocId, &[u8], Vec<Proof>)],
     ) -> Result<ApplyReport, ApplyError> {
         // Membership first, in a write of its own: the other documents' proofs
-        // count only from the members it certifies.
-        if docs.len() > 1 && docs.iter().any(|(id, ..)| *id == DocId::Membership) {
+        // count only from the members it certifies. It takes the path of a
+        // membership batch, which merges the admin key's certificates before
+        // the entries of the members they certify (each under its own proof).
+        if docs.iter().any(|(id, ..)| *id == DocId::Membership) {
             let (first, rest): (Vec<_>, Vec<_>) = docs
                 .iter()
                 .cloned()
                 .partition(|(id, ..)| *id == DocId::Membership);
-            let mut a = self.apply_saved_many(&first)?;
+            let mut a = ApplyReport::default();
+            for (id, saved, proofs) in first {
+                let doc = automerge::Automerge::load(saved).map_err(|e| ApplyError::Malformed {
+                    doc: id.to_string(),
+                    index: 0,
+                    reason: e.to_string(),
+                })?;
+                check_writers(
+                    &id,
+                    doc.get_changes_meta(&[]).iter().map(|m| m.actor.as_ref()),
+                )?;
+                let r = self.merge(&id, doc.get_changes(&[]), &proofs)?;
+                a.new_changes += r.new_changes;
+                a.conflicts += r.conflicts;
+            }
+            if rest.is_empty() {
+                return Ok(a);
+            }
             let b = self.apply_saved_many(&rest)?;
             a.new_changes += b.new_changes;
             a.conflicts += b.conflicts;

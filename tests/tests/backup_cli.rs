@@ -6,7 +6,7 @@ use crate::common;
 
 use std::path::Path;
 
-use common::{Till, Tmpfs};
+use common::{Till, Tmpfs, wait_for};
 
 fn receipts(t: &Till) -> Vec<String> {
     let v = t.json(&["sales"]);
@@ -220,7 +220,7 @@ fn the_admin_daemon_puts_back_a_recovery_key_another_till_replaced() {
         assert_eq!(s.recovery_recipient().expect("read"), None, "ignored on B");
     }
     let db = b.start(&[]);
-    common::wait_for("the admin's recovery key back on B", || {
+    wait_for("the admin's recovery key back on B", || {
         b.json(&["keys", "list"])["recovery"] == published
     });
     assert_eq!(a.json(&["keys", "list"])["recovery"], published);
@@ -343,6 +343,90 @@ fn a_recovery_file_from_init_reads_backups_made_after_a_rotation() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(receipts(&again), receipts(&r));
+}
+
+/// A store whose members wrote their own entries in the membership (each
+/// till's address, under its own proof) restores, also after one of them was
+/// revoked: the admin key's certificates go in first, then the entries of
+/// the tills they certify.
+#[test]
+fn a_store_of_several_tills_restores_with_their_membership() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    let b = Till::new(dir.path(), "b");
+    {
+        let _da = a.start(&[]);
+        b.join(&a, "B");
+        let _db = b.start(&[]);
+        b.ok(&["sale", "--line", "TEA", "--tender", "card"]);
+        wait_for("B's sale and address to reach A", || {
+            a.receipts().len() == 1 && a.path_to("B") == "direct"
+        });
+    }
+    sell(&a, 2);
+    let stick = dir.path().join("stick");
+    std::fs::create_dir(&stick).expect("stick");
+    let to = stick.to_str().expect("path");
+    a.ok(&["backup", "--to", to]);
+    // B's disk dies after the backup: it is revoked, and a new till takes
+    // its place from the stick. B's entry, under B's own proof, still
+    // restores: the backup's membership certified B when it was made.
+    a.ok(&["revoke", "B"]);
+    let r = Till::new(dir.path(), "r");
+    a.ok(&[
+        "restore",
+        "--from",
+        to,
+        "--till",
+        "R",
+        "--home",
+        r.home.to_str().expect("path"),
+        "--certify",
+    ]);
+    assert_eq!(receipts(&r), receipts(&a));
+    let members = r.json(&["status"])["tills"].to_string();
+    assert!(
+        members.contains("\"B\"") && members.contains("\"R\""),
+        "{members}"
+    );
+    // Restored with the admin till's keys and --certify, R is certified in
+    // A's store too, so the other tills accept it once A's membership
+    // spreads. A restore to look into certifies nothing there.
+    let id_of = |t: &Till, name: &str| -> String {
+        t.json(&["status"])["tills"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["name"] == name))
+            .and_then(|x| x["id"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let r_id = id_of(&r, "R");
+    assert_eq!(id_of(&a, "R"), r_id, "A's store certifies R");
+    let look = Till::new(dir.path(), "look");
+    a.ok(&[
+        "restore",
+        "--from",
+        to,
+        "--till",
+        "L",
+        "--home",
+        look.home.to_str().expect("path"),
+    ]);
+    assert_eq!(id_of(&a, "L"), "", "a restore to look into is no member");
+    // Certifying by hand: a revoked till never again, a name taken never.
+    let b_id = id_of(&a, "B");
+    let out = a.run(&["admin", "certify", &b_id, "--name", "B2"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
+    let out = a.run(&["admin", "certify", &r_id, "--name", "A"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken"));
+    let out = r.run(&["admin", "certify", &r_id, "--name", "R"]);
+    assert_eq!(out.status.code(), Some(3), "only an admin till certifies");
+    assert!(
+        a.ok(&["admin", "certify", &r_id, "--name", "R"])
+            .contains("already a member")
+    );
 }
 
 #[test]
@@ -616,11 +700,11 @@ fn the_daemon_backs_up_on_schedule_and_queues_while_the_stick_is_out() {
     let daemon = a.start(&[]);
 
     // The first round writes a snapshot; the next ones bundle new sales.
-    common::wait_for("a scheduled snapshot", || {
+    wait_for("a scheduled snapshot", || {
         count(&backups_of(&a, &stick), "snapshot") == 1
     });
     sell(&a, 2);
-    common::wait_for("a scheduled bundle", || {
+    wait_for("a scheduled bundle", || {
         count(&backups_of(&a, &stick), "bundle") >= 1
     });
     let s = sink_status(&a);
@@ -631,7 +715,7 @@ fn the_daemon_backs_up_on_schedule_and_queues_while_the_stick_is_out() {
     // are flagged to the operator.
     std::fs::rename(&stick, &unplugged).expect("unplug");
     sell(&a, 1);
-    common::wait_for("three failed attempts", || {
+    wait_for("three failed attempts", || {
         sink_status(&a)["failures"].as_u64().unwrap_or(0) >= 3
     });
     let st = a.json(&["status"]);
@@ -655,7 +739,7 @@ fn the_daemon_backs_up_on_schedule_and_queues_while_the_stick_is_out() {
 
     // Plugged back in: the queued backup goes out on the next retry.
     std::fs::rename(&unplugged, &stick).expect("plug in");
-    common::wait_for("the queued backup", || sink_status(&a)["failures"] == 0);
+    wait_for("the queued backup", || sink_status(&a)["failures"] == 0);
     assert!(failed_at >= 3);
     daemon.stop();
 

@@ -65,8 +65,20 @@ pub(super) fn new_home(home: &Path) -> Result<()> {
     crate::commands::create_home(home)
 }
 
-/// `tillmesh restore --from DIR --home NEWDIR`.
-pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> {
+/// A till restored with the admin till's keys, for that till to certify.
+#[derive(Debug, Clone)]
+pub struct ToCertify {
+    /// The restored till's id.
+    pub till: TillId,
+    /// Its name.
+    pub name: String,
+    /// The admin till's home.
+    pub admin_home: PathBuf,
+}
+
+/// `tillmesh restore --from DIR --home NEWDIR`. With `--certify`, the new
+/// till for the admin till (whose keys were used) to certify in its own store.
+pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<Option<ToCertify>> {
     let source = a
         .keys
         .clone()
@@ -93,6 +105,7 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
         (None, Some(t)) => Pick::At(parse_time(t)?),
         (None, None) => Pick::Newest,
     };
+    let keys_home = source;
     let source = Source {
         store_id,
         admin,
@@ -103,7 +116,24 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<()> 
     let shown = crate::progress::Shown::new("restore", a.json);
     let report = restore_home(home, &*sink, &a.till, &source, pick, &shown)?;
     shown.finish();
-    print_restore(&report, home, a.json, out)
+    print_restore(&report, home, a.json, out)?;
+    let till = TillKey::load(&home.join(HomeFile::TillKey.name()))?.till_id();
+    if !a.certify {
+        return Ok(None);
+    }
+    if certify.is_none() {
+        return Err(rejected(format!(
+            "restored into {}, but only the admin till certifies a till: there, run \
+             tillmesh admin certify {till} --name {}",
+            home.display(),
+            a.till
+        )));
+    }
+    Ok(Some(ToCertify {
+        till,
+        name: a.till.clone(),
+        admin_home: keys_home,
+    }))
 }
 
 /// What a restore trusts and decrypts with: from a till's `store.keys`, or from
