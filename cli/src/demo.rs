@@ -551,6 +551,7 @@ fn keep(demo: &mut Demo, dir: &Path) -> Result<()> {
     println!("The dashboard of T1 (one-time sign-in code, good for 2 minutes):");
     print!("{dashboard}");
     println!("Explore (each till's home is a directory there):");
+    println!("  alias tillmesh={}", demo.exe.display());
     println!("  export TILLMESH_HOME={}", home.display());
     println!("  tillmesh status            # every till at a glance");
     println!("  tillmesh report            # how the day went");
