@@ -25,5 +25,6 @@ mod metrics_cli;
 mod pos_example;
 mod relay_cli;
 mod report_cli;
+mod snapshots_cli;
 mod status_cli;
 mod store_cli;
