@@ -805,13 +805,7 @@ fn tour(demo: &mut Demo) -> Result<()> {
     demo.part("Google Drive: a sign-in with a code on a phone, backups off site");
     drive_login(demo, &drive)?;
     demo.step("T1", &["sink", "add", "gdrive", "drive", DRIVE_FOLDER])?;
-    demo.step("T1", &["backup", "--to", "gdrive"])?;
-    let listed = demo.json("T1", &["backup", "list", "--from", "gdrive"])?;
-    demo.claim(
-        "a snapshot of the store is in Google Drive",
-        listed.to_string().contains("\"snapshot\""),
-        || listed.to_string(),
-    )?;
+    backed_up(demo, "gdrive", "in Google Drive")?;
 
     demo.part("T3's LAN is gone: it syncs through the store's Drive folder");
     demo.claim_within(
@@ -852,13 +846,7 @@ fn tour(demo: &mut Demo) -> Result<()> {
         || format!("T1 holds {on_t1:?}"),
     )?;
     sales.insert(by_stick);
-    demo.step("T1", &["backup", "--to", &stick])?;
-    let listed = demo.json("T1", &["backup", "list", "--from", &stick])?;
-    demo.claim(
-        "a snapshot of the store is on the stick",
-        listed.to_string().contains("\"snapshot\""),
-        || listed.to_string(),
-    )?;
+    backed_up(demo, &stick, "on the stick")?;
 
     demo.part("T4's disk dies; a new machine, T5, is restored from the stick");
     std::fs::remove_dir_all(demo.home("T4")).context("cannot remove T4's home")?;
@@ -920,6 +908,17 @@ fn tour(demo: &mut Demo) -> Result<()> {
     demo.step("T1", &["status"])?;
     demo.step("T1", &["sales", "--day", "today"])?;
     Ok(())
+}
+
+/// T1 backs up to `to` (a sink or a folder); claim a snapshot is there.
+fn backed_up(demo: &mut Demo, to: &str, there: &str) -> Result<()> {
+    demo.step("T1", &["backup", "--to", to])?;
+    let listed = demo.json("T1", &["backup", "list", "--from", to])?;
+    demo.claim(
+        &format!("a snapshot of the store is {there}"),
+        listed.to_string().contains("\"snapshot\""),
+        || listed.to_string(),
+    )
 }
 
 /// A till's state in a `status --json` row: self, revoked, online or offline.
