@@ -84,6 +84,27 @@ fn role_priority_prefers_the_back_office_even_when_older() {
     );
 }
 
+/// Two tills that set the same price at once agree: nothing to choose and
+/// nothing logged, even under `manual`.
+#[test]
+fn concurrent_edits_of_one_value_are_no_conflict() {
+    let (mut a, mut b, ca, cb) = pair(Role::Manager);
+    a.set_conflict_policy("catalog", Policy::Manual)
+        .expect("policy");
+    sync(&mut a, &mut b);
+    let tea: Sku = "TEA".parse().expect("sku");
+    ca.advance(1_000);
+    a.set_price(&tea, 230).expect("edit on A");
+    cb.advance(5_000);
+    b.set_price(&tea, 230).expect("edit on B");
+    assert_eq!(sync(&mut a, &mut b) + sync(&mut b, &mut a), 0);
+    for s in [&a, &b] {
+        assert_eq!(price(s), 230);
+        assert!(s.conflicts().expect("conflicts").is_empty());
+        assert!(s.pending_conflicts().expect("pending").is_empty());
+    }
+}
+
 #[test]
 fn manual_queues_until_an_operator_picks() {
     let (mut a, mut b, ca, cb) = pair(Role::Manager);
