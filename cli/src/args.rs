@@ -353,8 +353,9 @@ pub enum AdminCmd {
         file: PathBuf,
     },
     /// Make a till key a member without a ticket (admin till): a till
-    /// restored from backups on a new machine. `restore` run on the admin
-    /// till does it itself; elsewhere it prints this command.
+    /// restored from backups on a new machine. `restore --certify` run on
+    /// the admin till does it itself; with another till's keys it names this
+    /// command.
     Certify {
         /// The new till's full id (`tillmesh info` on it).
         till: String,

@@ -59,10 +59,6 @@ impl Demo {
         self.dir.join(till)
     }
 
-    fn say(&self, line: &str) {
-        println!("{line}");
-    }
-
     fn part(&self, title: &str) {
         println!(
             "\n=== {title} ({:.1} s) ===\n",
@@ -363,14 +359,22 @@ impl Demo {
             args.extend(["--line", l]);
         }
         args.extend(["--tender", tender]);
-        let out = self.step(till, &args)?;
-        let receipt = out
-            .split_whitespace()
-            .find(|w| w.starts_with(&format!("{till}-")))
-            .map(|w| w.trim_end_matches([':', ',', '.']).to_string())
-            .ok_or_else(|| anyhow!("the sale on {till} printed no receipt number: {out}"))?;
-        Ok(receipt)
+        receipt_in(till, &self.step(till, &args)?)
     }
+
+    /// The price of `sku` on each of `tills`.
+    fn prices(&self, tills: &[&str], sku: &str) -> Result<Vec<i64>> {
+        tills.iter().map(|t| self.price_cents(t, sku)).collect()
+    }
+}
+
+/// The receipt number in what `tillmesh sale` printed on `till`.
+fn receipt_in(till: &str, printed: &str) -> Result<String> {
+    printed
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{till}-")))
+        .map(|w| w.trim_end_matches([':', ',', '.']).to_string())
+        .ok_or_else(|| anyhow!("the sale on {till} printed no receipt number: {printed}"))
 }
 
 impl Drop for Demo {
@@ -597,11 +601,9 @@ fn tour(demo: &mut Demo) -> Result<()> {
         .to_str()
         .context("the demo's directory is not UTF-8")?
         .to_string();
-    demo.say(&format!("a folder stands in for the USB stick: {stick}"));
+    println!("a folder stands in for the USB stick: {stick}");
     let (hook, pushes) = phone()?;
-    demo.say(&format!(
-        "the store manager's phone takes alerts as JSON webhooks at {hook}"
-    ));
+    println!("the store manager's phone takes alerts as JSON webhooks at {hook}");
 
     demo.part("The back office opens the store: catalog, stock, policy, alerts");
     demo.step(
@@ -658,7 +660,7 @@ fn tour(demo: &mut Demo) -> Result<()> {
     }
     demo.step("T1", &["stock", "receive", "MILK1L", "48"])?;
     demo.step("T1", &["stock", "count", "BANANA", "20000g"])?;
-    demo.say("Two managers changing one price at once: the store wants a person to choose.");
+    println!("Two managers changing one price at once: the store wants a person to choose.");
     demo.step("T1", &["conflicts", "policy", "catalog", "manual"])?;
     demo.step(
         "T1",
@@ -685,9 +687,9 @@ fn tour(demo: &mut Demo) -> Result<()> {
             ],
         )?;
         if !extra.is_empty() {
-            demo.say(&format!(
+            println!(
                 "{till}'s network blocks UDP between tills: it goes through the store's relay."
-            ));
+            );
         }
         demo.start_daemon(till, extra)?;
     }
@@ -726,7 +728,7 @@ fn tour(demo: &mut Demo) -> Result<()> {
     )?;
 
     demo.part("The network splits: T2 is cut off, and two managers change one price");
-    demo.say("T2's cable is pulled (its daemon stops): the till goes on alone on its own store.");
+    println!("T2's cable is pulled (its daemon stops): the till goes on alone on its own store.");
     demo.stop_daemon("T2")?;
     demo.step("T1", &["product", "set-price", "MILK1L", "1.29"])?;
     demo.step("T2", &["product", "set-price", "MILK1L", "1.25"])?;
@@ -747,10 +749,7 @@ fn tour(demo: &mut Demo) -> Result<()> {
         "T2's offline sale reaches every till",
     )?;
     demo.claim_within("every till shows the same price for MILK1L", |d| {
-        let prices: Vec<i64> = ["T1", "T2", "T3", "T4"]
-            .iter()
-            .map(|t| d.price_cents(t, "MILK1L"))
-            .collect::<Result<_>>()?;
+        let prices = d.prices(&["T1", "T2", "T3", "T4"], "MILK1L")?;
         Ok(if prices.windows(2).all(|w| w[0] == w[1]) {
             Ok(())
         } else {
@@ -784,13 +783,10 @@ fn tour(demo: &mut Demo) -> Result<()> {
         .and_then(|v| v.iter().position(|v| v["value"] == 129))
         .map(|i| (i + 1).to_string())
         .ok_or_else(|| anyhow!("the conflict lacks T1's price: {conflict}"))?;
-    demo.say("The back office keeps its own price, 1.29:");
+    println!("The back office keeps its own price, 1.29:");
     demo.step("T1", &["conflicts", "resolve", &id, "--pick", &pick])?;
     demo.claim_within("1.29 is the price on every till", |d| {
-        let prices: Vec<i64> = ["T1", "T2", "T3", "T4"]
-            .iter()
-            .map(|t| d.price_cents(t, "MILK1L"))
-            .collect::<Result<_>>()?;
+        let prices = d.prices(&["T1", "T2", "T3", "T4"], "MILK1L")?;
         Ok(if prices.iter().all(|p| *p == 129) {
             Ok(())
         } else {
@@ -837,7 +833,7 @@ fn tour(demo: &mut Demo) -> Result<()> {
     demo.stop_daemon("T4")?;
     let by_stick = demo.sell("T4", &["BANANA:800g"], "cash")?;
     demo.step("T4", &["usb", "sync", &stick])?;
-    demo.say("The stick is carried to the back office:");
+    println!("The stick is carried to the back office:");
     demo.step("T1", &["usb", "sync", &stick])?;
     let on_t1 = demo.receipts("T1")?;
     demo.claim(
@@ -850,7 +846,7 @@ fn tour(demo: &mut Demo) -> Result<()> {
 
     demo.part("T4's disk dies; a new machine, T5, is restored from the stick");
     std::fs::remove_dir_all(demo.home("T4")).context("cannot remove T4's home")?;
-    demo.say("T4's home is gone. The back office revokes T4 and restores its store onto T5:");
+    println!("T4's home is gone. The back office revokes T4 and restores its store onto T5:");
     demo.step("T1", &["revoke", "T4"])?;
     let t5 = demo.home("T5");
     let t5 = t5
@@ -1120,12 +1116,7 @@ fn larger_store(demo: &mut Demo, n: usize) -> Result<()> {
     let mut sales = BTreeSet::new();
     for till in &tills {
         let out = demo.quiet(till, &["sale", "--line", "BREAD", "--tender", "card"])?;
-        let receipt = out
-            .split_whitespace()
-            .find(|w| w.starts_with(&format!("{till}-")))
-            .map(|w| w.trim_end_matches([':', ',', '.']).to_string())
-            .ok_or_else(|| anyhow!("the sale on {till} printed no receipt number: {out}"))?;
-        sales.insert(receipt);
+        sales.insert(receipt_in(till, &out)?);
     }
     println!("[T01..T{n:02}] $ tillmesh sale --line BREAD --tender card   (on each till)");
     let names: Vec<&str> = tills.iter().map(String::as_str).collect();

@@ -1637,7 +1637,7 @@ impl SyncContext {
     /// unaddressed member waits out its timeout, and a first catch-up tried
     /// in a random order spent most of a minute on them.
     fn reachable_first(&self, peers: &mut [EndpointId]) {
-        peers.sort_by_key(|p| self.lookup.get_endpoint_info(*p).is_none());
+        peers.sort_by_cached_key(|p| self.lookup.get_endpoint_info(*p).is_none());
     }
 
     /// Members, other than `except`, whose last heartbeat (or, for those never

@@ -117,10 +117,10 @@ pub fn restore(home: &Path, a: &RestoreArgs, out: &mut dyn Write) -> Result<Opti
     let report = restore_home(home, &*sink, &a.till, &source, pick, &shown)?;
     shown.finish();
     print_restore(&report, home, a.json, out)?;
-    let till = TillKey::load(&home.join(HomeFile::TillKey.name()))?.till_id();
     if !a.certify {
         return Ok(None);
     }
+    let till = TillKey::load(&home.join(HomeFile::TillKey.name()))?.till_id();
     if certify.is_none() {
         return Err(rejected(format!(
             "restored into {}, but only the admin till certifies a till: there, run \
