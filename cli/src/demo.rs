@@ -208,11 +208,13 @@ impl Demo {
         if let Some(port) = ports.get(till) {
             return format!("127.0.0.1:{port}");
         }
-        // Below the kernel's ephemeral range, past the ports already given,
+        // Below the kernel's ephemeral range (20000-29999, from a start of
+        // this process's own, wrapping round), past the ports already given,
         // each one free when it is given.
         let given: BTreeSet<u16> = ports.values().copied().collect();
-        let start = 20_000 + (std::process::id() % 500) as u16 * 20;
-        let port = (start..30_000)
+        let start = (std::process::id() % 500) as u16 * 20;
+        let port = (0..10_000)
+            .map(|i| 20_000 + (start + i) % 10_000)
             .find(|p| {
                 !given.contains(p)
                     && std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok()
