@@ -243,7 +243,8 @@ impl Pending {
             store_name: store.store_name().to_string(),
             till: store.till_key().clone(),
             recipients: recipients(store)?,
-            writer: Writer::new(kind, store.store_id(), store.store_name()),
+            writer: Writer::new(kind, store.store_id(), store.store_name())
+                .with_level(store.setting(tillmesh_store::settings::BACKUP_ZSTD_LEVEL)? as i32),
             since,
             index: Vec::with_capacity(todo.len()),
             docs: todo.len(),

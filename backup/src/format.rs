@@ -239,7 +239,12 @@ pub struct Writer {
     store: StoreId,
     manifest: Manifest,
     records: Vec<Vec<u8>>,
+    level: i32,
 }
+
+/// The zstd level of a file unless told otherwise (the store's
+/// `backup/zstd_level` default).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 
 impl Writer {
     /// Start a file of `kind` for `store`.
@@ -253,7 +258,15 @@ impl Writer {
                 entries: Vec::new(),
             },
             records: Vec::new(),
+            level: DEFAULT_ZSTD_LEVEL,
         }
+    }
+
+    /// Compress at zstd `level` (1 fastest … 19 smallest; any level reads
+    /// the same).
+    pub fn with_level(mut self, level: i32) -> Writer {
+        self.level = level.clamp(1, 19);
+        self
     }
 
     /// Add document `doc` with its `heads` and `record` in `form`.
@@ -326,7 +339,7 @@ impl Writer {
         for r in &self.records {
             plain.extend_from_slice(r);
         }
-        let compressed = zstd::encode_all(plain.as_slice(), 3)
+        let compressed = zstd::encode_all(plain.as_slice(), self.level)
             .map_err(|e| FormatError::Encode(e.to_string()))?;
         drop(plain);
         let encryptor =

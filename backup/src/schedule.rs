@@ -140,11 +140,11 @@ impl SinkSchedule {
         d
     }
 
-    /// Whether the operator should be told: after a few failures in a row,
-    /// or at once when only a person can fix it (a full account, a refused
-    /// login).
-    pub fn alert(&self) -> bool {
-        self.failures >= ALERT_AFTER
+    /// Whether the operator should be told: after `after` failures in a row
+    /// (the store's `retry/alert_after`, by default [`ALERT_AFTER`]), or at
+    /// once when only a person can fix it (a full account, a refused login).
+    pub fn alert(&self, after: u32) -> bool {
+        self.failures >= after.max(1)
             || (self.failures > 0
                 && matches!(
                     self.last_error_kind,
@@ -176,11 +176,11 @@ mod tests {
         let mut s = SinkSchedule::default();
         s.failed("Drive down".into(), 0, &backoff, 0.5, Duration::ZERO);
         s.last_error_kind = Some(crate::sink::SinkErrorKind::Transient);
-        assert!(!s.alert(), "one transient failure is ridden out");
+        assert!(!s.alert(ALERT_AFTER), "one transient failure is ridden out");
         s.last_error_kind = Some(crate::sink::SinkErrorKind::Quota);
-        assert!(s.alert(), "a full account needs a person now");
+        assert!(s.alert(ALERT_AFTER), "a full account needs a person now");
         s.succeeded(Kind::Snapshot, 10, 1, Duration::from_secs(60));
-        assert!(!s.alert() && s.last_error_kind.is_none());
+        assert!(!s.alert(ALERT_AFTER) && s.last_error_kind.is_none());
         s.quota_used = Some(80);
         s.quota_limit = Some(100);
         assert!(!s.nearly_full());
@@ -234,7 +234,7 @@ mod tests {
             assert!(d > last, "retry {n} waits longer");
             assert!(!s.due(now + d.as_millis() as u64 - 1));
             assert!(s.due(now + d.as_millis() as u64));
-            assert_eq!(s.alert(), n >= ALERT_AFTER);
+            assert_eq!(s.alert(ALERT_AFTER), n >= ALERT_AFTER);
             now += d.as_millis() as u64;
             last = d;
         }
@@ -244,7 +244,7 @@ mod tests {
         now += d.as_millis() as u64;
         s.succeeded(Kind::Snapshot, 500, now, hour);
         assert_eq!(s.failures, 0);
-        assert!(!s.alert());
+        assert!(!s.alert(ALERT_AFTER));
         assert_eq!(s.last_error, None);
         assert_eq!(s.next_ms, now + 3_600_000);
         assert_eq!(

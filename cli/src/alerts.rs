@@ -23,31 +23,21 @@ use sha2::Sha256;
 use tillmesh_backup::schedule::Backoff;
 use tillmesh_store::Store;
 
+use tillmesh_store::settings::Setting;
+
 use crate::backups::now_ms;
 use crate::commands::{print_json, rejected};
 use crate::home::{HomeFile, write_private};
 use crate::output::{Table, time};
 use crate::status::{Alert, StatusReport};
 
-/// The alert rules' thresholds, in minutes, kept in the store's
-/// configuration as `alerts/NAME`: (name, default, what it means).
-pub const THRESHOLDS: [(&str, u64, &str); 3] = [
-    (
-        "till_offline_min",
-        5,
-        "minutes a till is not heard from before it is alerted as offline",
-    ),
-    (
-        "unreplicated_min",
-        15,
-        "minutes a change may be on this till only before it is alerted",
-    ),
-    (
-        "refusals_min",
-        15,
-        "minutes a refused connection counts: a revoked till trying, or a burst of refusals",
-    ),
-];
+/// The alert rules' thresholds, in minutes: the store's settings
+/// `alerts/NAME` (see [`tillmesh_store::settings::SETTINGS`]).
+pub fn thresholds() -> impl Iterator<Item = (&'static str, &'static Setting)> {
+    tillmesh_store::settings::SETTINGS
+        .iter()
+        .filter_map(|s| Some((s.key.strip_prefix("alerts/")?, s)))
+}
 
 /// The daemon keeps this much of its refusals for the alerts (the longest
 /// `refusals_min` it honours).
@@ -108,21 +98,16 @@ pub fn refusal_alerts(
     out
 }
 
-/// The threshold `name` (one of [`THRESHOLDS`]): the store's, or the default.
+/// The threshold `name` (one of [`thresholds`]): the store's, or the default.
 pub fn threshold(store: &Store, name: &str) -> Result<u64> {
-    let default = THRESHOLDS
-        .iter()
-        .find(|(n, ..)| *n == name)
-        .map(|(_, d, _)| *d)
+    let (_, s) = thresholds()
+        .find(|(n, _)| *n == name)
         .ok_or_else(|| unknown_threshold(name))?;
-    Ok(store
-        .config_value(&format!("alerts/{name}"))?
-        .and_then(|v| v.as_u64())
-        .unwrap_or(default))
+    Ok(store.setting(s.key)?)
 }
 
 fn unknown_threshold(name: &str) -> anyhow::Error {
-    let known: Vec<&str> = THRESHOLDS.iter().map(|(n, ..)| *n).collect();
+    let known: Vec<&str> = thresholds().map(|(n, _)| n).collect();
     rejected(format!(
         "no alert threshold {name}; there are: {}",
         known.join(", ")
@@ -132,10 +117,9 @@ fn unknown_threshold(name: &str) -> anyhow::Error {
 /// Set the threshold `name` for the whole store (admin or back-office till).
 pub fn set_threshold(store: &mut Store, name: &str, minutes: u64) -> Result<()> {
     threshold(store, name)?;
-    if minutes > 7 * 24 * 60 {
-        return Err(rejected("a threshold is at most a week (10080 minutes)"));
-    }
-    store.set_config_value(&format!("alerts/{name}"), minutes.into())?;
+    store
+        .set_setting(&format!("alerts/{name}"), &minutes.to_string())
+        .map_err(crate::config::setting_error)?;
     Ok(())
 }
 
@@ -433,8 +417,15 @@ pub fn post(hook: &Webhook, event: &str, body: &[u8]) -> Result<(), String> {
 
 /// Try the due notices of `book` once each (at `at`, with the webhooks of
 /// `hooks`; a notice for a webhook since removed is dropped); true when any
-/// changed. Failed ones wait 1 s, 2 s, 4 s … up to an hour.
-pub async fn deliver(book: &mut Book, report: &StatusReport, hooks: &[Webhook], at: u64) -> bool {
+/// changed. Failed ones wait as `backoff` says (by default 1 s, 2 s, 4 s …
+/// up to an hour).
+pub async fn deliver(
+    book: &mut Book,
+    report: &StatusReport,
+    hooks: &[Webhook],
+    backoff: &Backoff,
+    at: u64,
+) -> bool {
     let due = book.due(at);
     let mut changed = false;
     for (i, j) in due {
@@ -463,7 +454,7 @@ pub async fn deliver(book: &mut Book, report: &StatusReport, hooks: &[Webhook], 
                     error = e,
                     "an alert's webhook did not take it; trying again later"
                 );
-                let wait = Backoff::default().delay(n.attempts, rand::random::<f64>());
+                let wait = backoff.delay(n.attempts, rand::random::<f64>());
                 n.next_ms = now_ms() + wait.as_millis() as u64;
                 n.last_error = Some(e);
             }

@@ -998,6 +998,7 @@ async fn start_backup(
         JobKind::Backup,
         StartedBy::Api,
         subject,
+        true,
         |p| async move { crate::backups::backup(&sh2.store, &sh2.home, &args, &p).await },
     )
     .await?;
@@ -1122,6 +1123,7 @@ async fn usb_sync(
         JobKind::Usb,
         StartedBy::Api,
         subject,
+        true,
         |p| async move { crate::backups::usb_sync(&sh2.store, &sh2.home, &u.dir, true, &p).await },
     )
     .await?;

@@ -90,6 +90,12 @@ pub enum Command {
     /// till's timestamps may be and still move it (default 5 min). Setting it
     /// takes the admin or back-office role.
     Clock(ClockArgs),
+    /// The store-wide settings every till shares (sync interval, retries,
+    /// key rotation, backup schedule, alert thresholds ...): show them, set
+    /// one, or put one back to its default (setting takes the admin or
+    /// back-office role).
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// The store's admin key: a second admin till, so losing one machine does
     /// not lock the store.
     #[command(subcommand)]
@@ -123,6 +129,26 @@ pub enum Command {
     /// Serve an emulated Google Drive and Google sign-in on ADDR, for demos
     /// and tests on machines without the internet.
     DriveEmulator(DriveEmulatorArgs),
+}
+
+/// `tillmesh config …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCmd {
+    /// Every setting: its value, its default and what it does.
+    Show(JsonFlag),
+    /// Set one for every till of the store.
+    Set {
+        /// The setting (`config show` lists them), e.g. `sync/interval_s`.
+        key: String,
+        /// A whole number in the setting's unit; a time also takes a unit
+        /// of its own: `90s`, `5m`, `2h`, `1d`.
+        value: String,
+    },
+    /// Put one back to its default for every till of the store.
+    Reset {
+        /// The setting.
+        key: String,
+    },
 }
 
 /// How to sign in to Google: `drive login`, and `recovery restore --drive`.
@@ -499,40 +525,61 @@ impl Command {
     }
 }
 
-#[derive(Debug, Clone, Args)]
+/// `tillmesh run`: every setting can also come from the `--config` file
+/// (see [`crate::runconfig`]); a flag given wins over the file.
+#[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
-    /// UDP address for direct connections between tills.
-    #[arg(long, default_value = "0.0.0.0:0")]
-    pub bind: std::net::SocketAddr,
+    /// The till's own settings from a TOML file (docs/OPERATIONS.md; the
+    /// Debian package's is /etc/tillmesh/tillmesh.toml). A flag given here
+    /// wins over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Check the settings (file, flags and defaults together), print them
+    /// as a config file, and exit without starting.
+    #[arg(long)]
+    pub check: bool,
+    /// UDP address for direct connections between tills [default: 0.0.0.0:0].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<std::net::SocketAddr>,
     /// Use relays only: no direct connections (for networks that block UDP between tills).
     #[arg(long)]
     pub relay_only: bool,
-    /// Seconds between anti-entropy rounds (changes also spread at once after each local change).
-    #[arg(long, default_value_t = 300)]
-    pub sync_interval: u64,
+    /// Seconds between anti-entropy rounds on this till (changes also spread
+    /// at once) [default: the store's setting sync/interval_s, 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub sync_interval: Option<u64>,
     /// Seconds between syncs through the store's Google Drive folder while
-    /// some member till is not reached over the mesh (none while all are).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub mailbox_every: u64,
+    /// some member till is not reached over the mesh (none while all are)
+    /// [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub mailbox_every: Option<u64>,
     /// Do not look for the store's other tills on the local network by mDNS (nor
     /// announce this one there).
     #[arg(long)]
     pub no_mdns: bool,
     /// The local API's port on 127.0.0.1 (0: any free one). A fixed port keeps
     /// the dashboard's address, and the app installed from it, the same
-    /// across restarts.
-    #[arg(long, value_name = "PORT", default_value_t = 0)]
-    pub api_port: u16,
+    /// across restarts [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub api_port: Option<u16>,
     /// Also serve `GET /metrics` (only that) on this address, for the
     /// store's Prometheus on the LAN (e.g. 0.0.0.0:9470), to requests with
     /// the token in --metrics-token-file.
-    #[arg(long, value_name = "ADDR", requires = "metrics_token_file")]
+    #[arg(long, value_name = "ADDR")]
     pub metrics_bind: Option<std::net::SocketAddr>,
     /// A file holding the bearer token Prometheus sends to --metrics-bind
     /// (at least 16 characters; Prometheus reads the same file with
     /// `authorization: {credentials_file: FILE}`).
-    #[arg(long, value_name = "FILE", requires = "metrics_bind")]
+    #[arg(long, value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Write the daemon's log to this file instead of standard error; it is
+    /// set aside at 16 MiB and the 5 newest are kept (the config file's log
+    /// section changes both).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log one JSON object per line (for a log collector).
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

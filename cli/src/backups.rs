@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tillmesh_backup::archive::{self, Pick, RestoreSpec};
 use tillmesh_backup::retention::Policy;
-use tillmesh_backup::schedule::{Backoff, SinkSchedule};
+use tillmesh_backup::schedule::SinkSchedule;
 use tillmesh_backup::{
     BackupError, BackupReport, FolderSink, Import, Kind, Opener, Sink, SinkConfig, SinkError,
     device, keys,
@@ -563,11 +563,15 @@ fn schedule(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    if let Some(e) = every {
-        store.set_config_value(tillmesh_store::BACKUP_INTERVAL, parse_duration(e)?.into())?;
-    }
-    if let Some(e) = snapshot_every {
-        store.set_config_value(tillmesh_store::SNAPSHOT_INTERVAL, parse_duration(e)?.into())?;
+    for (key, value) in [
+        (tillmesh_store::BACKUP_INTERVAL, every),
+        (tillmesh_store::SNAPSHOT_INTERVAL, snapshot_every),
+    ] {
+        if let Some(v) = value {
+            store
+                .set_setting(key, v)
+                .map_err(crate::config::setting_error)?;
+        }
     }
     let (every, snap) = store.backup_schedule()?;
     if json {
@@ -637,9 +641,16 @@ pub async fn scheduled_round(
             st.last_bytes = saved.last_bytes;
         }
     }
-    let (every, snap) = store.call(|s| s.backup_schedule()).await??;
+    let ((every, snap), backoff, alert_after) = store
+        .call(|s| {
+            anyhow::Ok((
+                s.backup_schedule()?,
+                crate::config::backoff(s)?,
+                crate::config::alert_after(s)?,
+            ))
+        })
+        .await??;
     let (every, snap) = (Duration::from_secs(every), Duration::from_secs(snap));
-    let backoff = Backoff::default();
     let mut keys_checked = false;
     for (name, spec) in &sinks {
         let st = state.sinks.entry(name.clone()).or_default();
@@ -695,7 +706,7 @@ pub async fn scheduled_round(
                 let at_least = e.retry_after().unwrap_or_default();
                 let wait = st.failed(msg.clone(), now_ms(), &backoff, rand::random(), at_least);
                 st.last_error_kind = e.sink_kind();
-                if st.alert() {
+                if st.alert(alert_after) {
                     tracing::error!(
                         sink = name,
                         failures = st.failures,
@@ -966,10 +977,10 @@ mod tests {
     }
 
     #[test]
-    fn the_admin_till_rotates_a_key_thirty_days_old_and_announces_it() {
+    fn the_admin_till_rotates_a_key_older_than_the_setting_and_announces_it() {
         let dir = tempfile::tempdir().expect("dir");
         let mut s = store(dir.path());
-        let old = keys::generate(now_ms() - KEY_MAX_AGE.as_millis() as u64 - 1000);
+        let old = keys::generate(now_ms() - 10 * 86_400_000);
         s.add_store_secret(old.clone()).expect("old key");
         assert!(
             rotate_if_due(&mut s, dir.path())
@@ -982,6 +993,14 @@ mod tests {
             .expect("admin key");
         s.set_admin_key(admin.till_id()).expect("trust root");
         crate::commands::adopt_admin_key(&mut s, dir.path());
+        assert!(
+            rotate_if_due(&mut s, dir.path())
+                .expect("ten days old")
+                .is_none(),
+            "a key serves 30 days by default"
+        );
+        s.set_setting(tillmesh_store::settings::KEY_ROTATION, "7")
+            .expect("a week");
         let new = rotate_if_due(&mut s, dir.path())
             .expect("rotate")
             .expect("due");

@@ -101,12 +101,27 @@ pub enum Sent {
 
 /// `POST path` with a JSON `body` to the daemon over its socket.
 pub fn post(api: &ApiInfo, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Sent> {
+    request(api, "POST", path, headers, body)
+}
+
+/// `GET path` of the daemon over its socket.
+pub fn get(api: &ApiInfo, path: &str) -> Result<Sent> {
+    request(api, "GET", path, &[], &[])
+}
+
+fn request(
+    api: &ApiInfo,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Sent> {
     use std::io::{Read, Write};
     let Some(mut stream) = connect(&api.socket)? else {
         return Ok(Sent::NotTaken);
     };
     let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         api.token,
         body.len()

@@ -37,9 +37,12 @@ impl Ctx {
     pub fn new(cli: &Cli) -> Result<Self> {
         let home = match &cli.home {
             Some(h) => h.clone(),
-            None => dirs::data_dir()
-                .map(|d| d.join("tillmesh"))
-                .context("no --home given and no platform data directory; pass --home DIR")?,
+            None => match crate::runconfig::configured_home(cli)? {
+                Some(h) => h,
+                None => dirs::data_dir()
+                    .map(|d| d.join("tillmesh"))
+                    .context("no --home given and no platform data directory; pass --home DIR")?,
+            },
         };
         let mut opts = StoreOptions {
             clock: Arc::new(SystemClock::with_offset(cli.clock_offset_ms)),
@@ -1221,6 +1224,7 @@ pub fn dispatch(store: &mut Store, home: &Path, cmd: &Command, out: &mut dyn Wri
         Command::Info(f) => info(store, home, f.json, out),
         Command::Revoke { till } => revoke(store, home, till, out),
         Command::Clock(a) => clock(store, a, out),
+        Command::Config(c) => crate::config::run(store, c, out),
         Command::Alerts(a) => alerts(store, home, a, out),
         Command::ExportUnsynced { file } => crate::admin::export_unsynced(store, file, out),
         Command::Admin(c) => crate::admin::admin(store, home, c, out),
@@ -1321,14 +1325,13 @@ fn alerts(store: &mut Store, home: &Path, a: &AlertsArgs, out: &mut dyn Write) -
                 crate::alerts::threshold(store, n)?;
             }
             let mut rows = Vec::new();
-            for (n, default, means) in crate::alerts::THRESHOLDS {
+            for (n, setting) in crate::alerts::thresholds() {
                 if name.as_deref().is_none_or(|want| want == n) {
-                    let minutes = crate::alerts::threshold(store, n)?;
                     rows.push(Row {
                         name: n,
-                        minutes,
-                        default,
-                        means,
+                        minutes: store.setting(setting.key)?,
+                        default: setting.default,
+                        means: setting.help,
                     });
                 }
             }

@@ -216,11 +216,13 @@ pub async fn execute(
         Command::Backup(a) if a.cmd.is_none() => {
             let subject = serde_json::json!({"to": a.to, "bundle": a.bundle});
             let jobs = daemon.map(|sh| &sh.jobs);
+            let json = a.json;
             tracked_result(
                 jobs,
                 JobKind::Backup,
                 StartedBy::Command,
                 subject,
+                json,
                 |p| async move { backups::backup(store, home, &a, &p).await },
             )
             .await?
@@ -238,6 +240,7 @@ pub async fn execute(
                 JobKind::Usb,
                 StartedBy::Command,
                 subject,
+                json,
                 |p| async move { backups::usb_sync(store, home, &dir, json, &p).await },
             )
             .await?
@@ -247,9 +250,14 @@ pub async fn execute(
             let subject = serde_json::json!({ "drive": name });
             let jobs = daemon.map(|sh| &sh.jobs);
             let place = backups::Place::Mailbox(name, Default::default());
-            tracked(jobs, JobKind::Usb, StartedBy::Command, subject, |p| async move {
-                backups::sync_through(store, home, opened, &place, json, &p).await
-            })
+            tracked(
+                jobs,
+                JobKind::Usb,
+                StartedBy::Command,
+                subject,
+                json,
+                |p| async move { backups::sync_through(store, home, opened, &place, json, &p).await },
+            )
             .await?
         }
         // Pages read one short call at a time, so the till keeps selling.
@@ -372,6 +380,11 @@ pub fn run(cli: Cli, raw: Vec<String>) -> Result<i32> {
             loop {
                 // While the daemon holds the store, the command runs in the daemon.
                 if let Some(api) = crate::client::discover(&ctx.home) {
+                    // Long work the daemon does for this command shows its
+                    // progress here as it goes.
+                    let _following = job_of(other).and_then(|(kind, json)| {
+                        crate::progress::follow_job(&api, kind.label(), kind.as_str(), json)
+                    });
                     match crate::client::exec(&api, &raw, &caller)? {
                         Exec::Answered(reply) => {
                             use std::io::Write;
@@ -458,6 +471,16 @@ pub fn run_alone(store: Store, home: &Path, command: Command, caller: Caller) ->
     done
 }
 
+/// The job a command runs as in the daemon, and whether it prints JSON.
+fn job_of(cmd: &Command) -> Option<(JobKind, bool)> {
+    match cmd {
+        Command::Backup(a) if a.cmd.is_none() => Some((JobKind::Backup, a.json)),
+        Command::Usb(UsbCmd::Sync { json, .. })
+        | Command::Drive(crate::args::DriveCmd::Sync { json, .. }) => Some((JobKind::Usb, *json)),
+        _ => None,
+    }
+}
+
 /// Whether a command only reads, so that running it a second time after a
 /// daemon stopped before answering cannot do anything twice.
 fn reads_only(cmd: &Command) -> bool {
@@ -467,6 +490,7 @@ fn reads_only(cmd: &Command) -> bool {
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_none(),
         Command::Relays(c) => matches!(c, RelaysCmd::List(_)),
         Command::Sales(_) | Command::Audit(_) | Command::Info(_) | Command::Status(_) => true,
+        Command::Config(c) => matches!(c, crate::args::ConfigCmd::Show(_)),
         Command::Alerts(a) => matches!(
             a.cmd,
             None | Some(
@@ -488,6 +512,7 @@ fn mutates(cmd: &Command) -> bool {
         | Command::Revoke { .. }
         | Command::Admin(AdminCmd::Certify { .. }) => true,
         Command::Clock(a) => a.max_skew.is_some(),
+        Command::Config(c) => !matches!(c, crate::args::ConfigCmd::Show(_)),
         Command::Stock(StockArgs { action, .. }) => action.is_some(),
         Command::Conflicts(ConflictsArgs { action, .. }) => action.is_some(),
         Command::Relays(c) => !matches!(c, RelaysCmd::List(_)),

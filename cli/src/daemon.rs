@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use crate::args::{Cli, RunArgs};
 use crate::client::{ApiInfo, ExecReply, ExecRequest, api_file, api_socket};
 use crate::commands::{self, Ctx};
+use crate::runconfig::RunSettings;
 use crate::{backups, exit, status};
 
 /// What every request handler of the daemon shares.
@@ -103,18 +104,24 @@ pub(crate) async fn live_status(sh: &Shared) -> Result<status::StatusReport> {
 }
 
 pub fn run(ctx: &Ctx, a: &RunArgs) -> Result<()> {
+    let mut settings = RunSettings::resolve(a)?;
+    settings.home = Some(ctx.home.to_path_buf());
+    if a.check {
+        print!("{}", settings.to_toml()?);
+        return Ok(());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(ctx, a))
+    rt.block_on(serve(ctx, &settings))
 }
 
 fn write_api_file(home: &std::path::Path, info: &ApiInfo) -> Result<()> {
     crate::home::write_private(&api_file(home), &serde_json::to_vec(info)?)
 }
 
-async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
+async fn serve(ctx: &Ctx, a: &RunSettings) -> Result<()> {
     // A command run a moment ago may still hold the store: wait for it.
     let store = ctx
         .open_waiting(commands::STORE_PATIENCE, || false)?
@@ -137,7 +144,10 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     {
         tracing::warn!(error = %e, "cannot prune old idempotency keys");
     }
-    let interval = Duration::from_secs(a.sync_interval.max(1));
+    let over = a.sync_interval_s;
+    let (interval, limits) = handle
+        .call(move |s| crate::config::sync_tuning(s, over))
+        .await??;
     let node = Node::spawn(
         handle.clone(),
         &key,
@@ -146,9 +156,10 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
             relays: relays.clone(),
             relay_certs,
             sync_interval: interval,
+            limits,
             fanout: 3,
             admin: admin.clone(),
-            mdns: !a.no_mdns && !a.relay_only,
+            mdns: a.mdns && !a.relay_only,
         },
         Some(outbox_rx),
     )
@@ -217,6 +228,13 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
         "tillmesh: till {} running; local API on 127.0.0.1:{port}; mesh {reach}",
         key.till_id().fmt_short(),
     );
+    tracing::info!(
+        till = %key.till_id().fmt_short(),
+        api_port = port,
+        mesh = reach,
+        version = env!("CARGO_PKG_VERSION"),
+        "daemon started"
+    );
     let mut actors = crate::supervisor::Supervisor::default();
     {
         let (store, home, jobs) = (handle.clone(), ctx.home.to_path_buf(), jobs.clone());
@@ -232,7 +250,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     }
     {
         let (store, node, home) = (handle.clone(), node.clone(), ctx.home.to_path_buf());
-        let every = Duration::from_secs(a.mailbox_every.max(1));
+        let every = Duration::from_secs(a.mailbox_every_s.max(1));
         actors.spawn("drive mailbox", move || {
             drive_mailbox(store.clone(), node.clone(), home.clone(), every)
         });
@@ -240,7 +258,7 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     {
         let (store, node) = (handle.clone(), node.clone());
         actors.spawn("relay watch", move || {
-            relay_watch(store.clone(), node.clone())
+            relay_watch(store.clone(), node.clone(), over)
         });
     }
     {
@@ -280,16 +298,18 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
                     Box::pin(async move {
                         let sh = sh.upgrade()?;
                         let report = live_status(&sh).await.ok()?;
-                        let hooks = sh
+                        let (hooks, backoff) = sh
                             .store
-                            .call(|s| crate::alerts::webhooks(s))
+                            .call(|s| {
+                                anyhow::Ok((crate::alerts::webhooks(s)?, crate::config::backoff(s)?))
+                            })
                             .await
                             .ok()?
                             .unwrap_or_else(|e| {
                                 tracing::warn!(error = %format!("{e:#}"), "cannot read the webhooks");
-                                Vec::new()
+                                (Vec::new(), Default::default())
                             });
-                        Some((report, hooks))
+                        Some((report, hooks, backoff))
                     })
                 },
                 hub.clone(),
@@ -413,35 +433,47 @@ async fn serve(ctx: &Ctx, a: &RunArgs) -> Result<()> {
     // The store thread ends once its last handle is gone, after its last commit.
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     println!("tillmesh: stopped cleanly");
+    tracing::info!("daemon stopped cleanly");
     served.context("the local API failed")
 }
 
 /// How long an idempotency key of a sale is kept (7 days).
 const IDEMPOTENCY_KEPT_MS: u64 = 7 * 86_400_000;
 
-/// How often the daemon checks the store's relay list.
+/// How often the daemon checks the store's relay list and sync settings.
 const RELAY_CHECK: Duration = Duration::from_secs(2);
 
-/// The store's relay list, followed while the daemon runs: `tillmesh relays
-/// add` or `remove` here or on any other till takes effect without a restart.
-async fn relay_watch(store: StoreHandle, node: Arc<Node>) {
+/// The store's relay list and sync settings, followed while the daemon
+/// runs: `tillmesh relays add` or `remove`, or `tillmesh config set sync/…`,
+/// here or on any other till takes effect without a restart (`over` is this
+/// till's own `--sync-interval`, which stays).
+async fn relay_watch(store: StoreHandle, node: Arc<Node>, over: Option<u64>) {
     loop {
         tokio::time::sleep(RELAY_CHECK).await;
         let Ok(read) = store
-            .call(|s| -> Result<_, tillmesh_store::StorageError> {
-                Ok((s.relays()?, s.relay_certs()?))
+            .call(move |s| -> Result<_> {
+                Ok((
+                    s.relays()?,
+                    s.relay_certs()?,
+                    crate::config::sync_tuning(s, over)?,
+                ))
             })
             .await
         else {
             return;
         };
         match read {
-            Ok((relays, certs)) => {
+            Ok((relays, certs, (interval, limits))) => {
                 if let Err(e) = node.set_relays(relays, certs).await {
                     tracing::warn!(error = %e, "cannot use the store's new relay list");
                 }
+                if node.set_tuning(interval, limits) {
+                    tracing::info!(?interval, ?limits, "the store's sync settings changed");
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the store's relay list"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the store's relay list")
+            }
         }
     }
 }

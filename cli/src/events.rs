@@ -17,6 +17,8 @@ use serde::Serialize;
 use tillmesh_mesh::{Node, SessionEvent};
 use tillmesh_store::StoreEvent;
 
+use tillmesh_backup::schedule::Backoff;
+
 use crate::alerts::Webhook;
 use crate::status::StatusReport;
 use tokio::sync::broadcast;
@@ -270,10 +272,10 @@ pub async fn watch_sessions(node: Arc<Node>, hub: Hub) {
 /// forgets a push): an alert is raised once, with the time it was first seen
 /// (`since`), and cleared once; each raise and clear this till pushes goes to
 /// the store's webhooks until they take it (see [`crate::alerts`]). `look`
-/// gives the report and the webhooks.
+/// gives the report, the webhooks and the store's retry pace.
 pub async fn watch_alerts(
     look: impl Fn() -> std::pin::Pin<
-        Box<dyn Future<Output = Option<(StatusReport, Vec<Webhook>)>> + Send>,
+        Box<dyn Future<Output = Option<(StatusReport, Vec<Webhook>, Backoff)>> + Send>,
     >,
     hub: Hub,
     home: std::path::PathBuf,
@@ -281,7 +283,7 @@ pub async fn watch_alerts(
     let mut book = crate::alerts::load(&home);
     let (mut kept_at, mut kept_shape) = (0, Vec::new());
     loop {
-        if let Some((report, hooks)) = look().await {
+        if let Some((report, hooks, backoff)) = look().await {
             let at = crate::backups::now_ms();
             // What `status` shows of the other tills while the daemon is
             // stopped: kept every 30 s, and at once when a till comes, goes
@@ -308,7 +310,7 @@ pub async fn watch_alerts(
             for r in &cleared {
                 hub.publish("alert.cleared", record_json(r));
             }
-            let delivered = crate::alerts::deliver(&mut book, &report, &hooks, at).await;
+            let delivered = crate::alerts::deliver(&mut book, &report, &hooks, &backoff, at).await;
             if !raised.is_empty() || !cleared.is_empty() || delivered {
                 let (h, b) = (home.clone(), book.clone());
                 let saved = tokio::task::spawn_blocking(move || crate::alerts::save(&h, &b)).await;

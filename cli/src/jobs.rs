@@ -29,6 +29,22 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Its name as the operator's progress shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Usb => "sync",
+        }
+    }
+
+    /// Its name in `GET /v1/jobs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Backup => "backup",
+            JobKind::Usb => "usb",
+        }
+    }
+
     /// The event a job of this kind raises when `state` is reached, or on
     /// progress.
     fn event(self, state: Option<JobState>) -> &'static str {
@@ -173,6 +189,7 @@ impl Jobs {
             id,
             kind,
             jobs: Some(self.clone()),
+            shown: None,
         }
     }
 
@@ -201,6 +218,8 @@ pub struct Progress {
     id: u64,
     kind: JobKind,
     jobs: Option<Jobs>,
+    /// Shown on this process's terminal (a command run with no daemon).
+    shown: Option<Arc<crate::progress::Shown>>,
 }
 
 impl Progress {
@@ -210,6 +229,17 @@ impl Progress {
             id: 0,
             kind: JobKind::Backup,
             jobs: None,
+            shown: None,
+        }
+    }
+
+    /// Progress shown to the operator running the command (no daemon):
+    /// see [`crate::progress::Shown`]; nothing with `json`.
+    pub fn shown(kind: JobKind, json: bool) -> Self {
+        Self {
+            kind,
+            shown: (!json).then(|| Arc::new(crate::progress::Shown::new(kind.label(), false))),
+            ..Self::none()
         }
     }
 
@@ -220,6 +250,9 @@ impl Progress {
 
     /// The work is at `step`, `done` of `total` documents.
     pub fn step(&self, step: &str, done: usize, total: usize) {
+        if let Some(shown) = &self.shown {
+            shown.tell(step, done, total);
+        }
         let Some(jobs) = &self.jobs else { return };
         let now = crate::backups::now_ms();
         let mut tell = false;
@@ -247,6 +280,9 @@ impl Progress {
 
     /// The work ended: `Ok` with what it made, or the error.
     pub fn end(&self, outcome: Result<&serde_json::Value, &anyhow::Error>) {
+        if let Some(shown) = &self.shown {
+            shown.finish();
+        }
         let Some(jobs) = &self.jobs else { return };
         let now = crate::backups::now_ms();
         let Some(job) = jobs.update(self.id, |j| {
@@ -280,20 +316,22 @@ impl Progress {
 }
 
 /// Run `work` as a job of `kind` on `jobs` (none: a command run with no
-/// daemon), handing it the job's [`Progress`]; the job ends with what the work
-/// printed (its JSON, or its text) or its error.
+/// daemon, whose progress is shown on its terminal unless `json`), handing it
+/// the job's [`Progress`]; the job ends with what the work printed (its JSON,
+/// or its text) or its error.
 pub async fn tracked<F, Fut>(
     jobs: Option<&Jobs>,
     kind: JobKind,
     started_by: StartedBy,
     subject: serde_json::Value,
+    json: bool,
     work: F,
 ) -> anyhow::Result<Vec<u8>>
 where
     F: FnOnce(Progress) -> Fut,
     Fut: Future<Output = anyhow::Result<Vec<u8>>>,
 {
-    tracked_result(jobs, kind, started_by, subject, |p| async move {
+    tracked_result(jobs, kind, started_by, subject, json, |p| async move {
         let out = work(p).await?;
         let made = serde_json::from_slice(&out)
             .unwrap_or_else(|_| String::from_utf8_lossy(&out).trim().into());
@@ -309,6 +347,7 @@ pub async fn tracked_result<F, Fut>(
     kind: JobKind,
     started_by: StartedBy,
     subject: serde_json::Value,
+    json: bool,
     work: F,
 ) -> anyhow::Result<Vec<u8>>
 where
@@ -317,7 +356,7 @@ where
 {
     let progress = match jobs {
         Some(j) => j.start(kind, started_by, subject),
-        None => Progress::none(),
+        None => Progress::shown(kind, json),
     };
     match work(progress.clone()).await {
         Ok((out, result)) => {

@@ -141,7 +141,7 @@ fn files(home: &Path) -> (PathBuf, PathBuf) {
 pub fn append(home: &Path, entries: &[Entry]) -> anyhow::Result<()> {
     let (old, now) = files(home);
     if std::fs::metadata(&now).is_ok_and(|m| m.len() >= ROTATE_AT) {
-        std::fs::rename(&now, &old)?;
+        crate::logging::set_aside(&now, &[old])?;
     }
     let mut f = {
         let mut o = std::fs::OpenOptions::new();

@@ -11,21 +11,9 @@ use tillmesh::args::Cli;
 use tillmesh::exit;
 
 fn main() {
-    use std::io::IsTerminal;
-    // Warnings by default; iroh's relay transport reports its own shutdown
-    // (`relay_recv_channel closed`) as an error when a command closes its
-    // endpoint, which is no news to whoever ran it (`status` shows the relay).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,iroh::socket::transports::relay=off")
-            }),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let cli = Cli::parse();
+    tillmesh::logging::init(&cli);
     match tillmesh::core::run(cli, raw) {
         Ok(0) => {}
         Ok(code) => std::process::exit(code),

@@ -1,7 +1,10 @@
-//! Progress of long work the operator waits for (a restore): a bar with the
-//! rate and the time left on a terminal (indicatif, on standard error), a
-//! plain line every few seconds otherwise (a log, a pipe), nothing with
-//! `--json`. The report itself still goes to standard output.
+//! Progress of long work the operator waits for (a restore, a backup, a USB
+//! or Drive sync): a bar with the rate and the time left on a terminal
+//! (indicatif, on standard error), a plain line every few seconds otherwise
+//! (a log, a pipe) once the work has taken a second, nothing with `--json`.
+//! The report itself still goes to standard output. Work the daemon does
+//! for a command is followed from the command through the daemon's jobs
+//! ([`follow_job`]).
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -9,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// A plain line at most this often when standard error is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// Work done sooner than this prints no plain line at all.
+const PLAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// How the progress of one piece of work is shown.
 #[derive(Debug)]
@@ -81,6 +87,9 @@ impl Shown {
             How::Plain(p) => {
                 let Ok(mut p) = p.lock() else { return };
                 let now = Instant::now();
+                if p.last.is_none() && now - p.started < PLAIN_AFTER {
+                    return;
+                }
                 if p.last.is_some_and(|t| now - t < PLAIN_EVERY) && done < total {
                     return;
                 }
@@ -112,5 +121,75 @@ impl Shown {
 impl Drop for Shown {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Show the progress of the job of `kind` (`backup`, `usb`) that a command
+/// sent to the daemon at `api` starts there, as [`Shown`] does, by asking
+/// the daemon for its jobs a few times a second until the returned guard is
+/// dropped (when the command's reply arrives). Nothing with `json`.
+pub fn follow_job(
+    api: &crate::client::ApiInfo,
+    what: &'static str,
+    kind: &'static str,
+    json: bool,
+) -> Option<Following> {
+    if json {
+        return None;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (api, halt) = (api.clone(), stop.clone());
+    let sent_ms = crate::backups::now_ms();
+    let thread = std::thread::spawn(move || {
+        use std::sync::atomic::Ordering;
+        let shown = Shown::new(what, false);
+        let mut job = None;
+        while !halt.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(250));
+            let Ok(crate::client::Sent::Reply(200, body)) = crate::client::get(&api, "/v1/jobs")
+            else {
+                continue;
+            };
+            let Ok(serde_json::Value::Array(jobs)) = serde_json::from_slice(&body) else {
+                continue;
+            };
+            // The job this command started: the newest of its kind started
+            // by a command since it was sent, then that one by its id.
+            let mine = jobs.iter().rev().find(|j| match job {
+                Some(id) => j["id"] == id,
+                None => {
+                    j["kind"] == kind
+                        && j["started_by"] == "command"
+                        && j["started_ms"].as_u64().unwrap_or(0) + 2_000 >= sent_ms
+                }
+            });
+            let Some(j) = mine else { continue };
+            job = j["id"].as_u64();
+            if j["state"] != "running" {
+                break;
+            }
+            let n = |k: &str| j[k].as_u64().unwrap_or(0) as usize;
+            shown.tell(j["step"].as_str().unwrap_or(""), n("done"), n("total"));
+        }
+    });
+    Some(Following {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Following a daemon's job: stops when dropped.
+#[derive(Debug)]
+pub struct Following {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -366,6 +366,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         ));
     }
     let mut sinks = Vec::new();
+    let alert_after = crate::config::alert_after(store)?;
     for (name, spec) in sink_specs {
         // A remote sink is not asked anything here (status runs often): it
         // is there when the store has its login.
@@ -378,7 +379,7 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         let present =
             sink.is_some() || (remote && crate::drive::load(home).is_ok_and(|l| l.is_some()));
         let st = schedule.sinks.get(&name).cloned().unwrap_or_default();
-        if st.alert() {
+        if st.alert(alert_after) {
             alerts.push(Alert::new(
                 "sink_failing",
                 "critical",

@@ -22,5 +22,5 @@ pub use node::{
     BUSY, MAX_SESSIONS_PER_PEER, Node, NodeConfig, NodeError, OutboxReceiver, PeerAddr, PeerLink,
     Refusal, Revocation, SESSION_EVENTS_KEPT, SessionEvent, endpoint,
 };
-pub use session::{SessionError, SessionReport, run_session};
+pub use session::{Limits, SessionError, SessionReport, run_session, run_session_with};
 pub use tillmesh_store::{Events, Outbox, StoreClosed, StoreHandle};

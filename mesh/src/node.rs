@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::join::{JOIN_ALPN, JoinProto};
 use crate::relay::Pins;
-use crate::session::{SessionReport, run_session};
+use crate::session::{SessionReport, run_session_with};
 use crate::wire::SYNC_ALPN;
 use tillmesh_store::StoreHandle;
 
@@ -147,6 +147,8 @@ pub struct NodeConfig {
     pub relay_certs: BTreeMap<String, String>,
     /// Time between anti-entropy rounds.
     pub sync_interval: Duration,
+    /// How each sync session paces itself.
+    pub limits: crate::session::Limits,
     /// Peers per anti-entropy round.
     pub fanout: usize,
     /// The store's admin key, on the admin till: it answers join requests.
@@ -163,6 +165,7 @@ impl Default for NodeConfig {
             relays: Vec::new(),
             relay_certs: BTreeMap::new(),
             sync_interval: Duration::from_secs(300),
+            limits: crate::session::Limits::default(),
             fanout: 3,
             admin: None,
             mdns: false,
@@ -428,6 +431,31 @@ struct SyncProto {
     links: Links,
     members: Arc<RwLock<HashSet<EndpointId>>>,
     after: AfterSession,
+    tuning: Tuning,
+}
+
+/// The store's sync settings as the node uses them: the interval between
+/// anti-entropy rounds and each session's [`crate::session::Limits`],
+/// changed while the node runs ([`Node::set_tuning`]).
+#[derive(Debug, Clone)]
+struct Tuning(Arc<Mutex<(Duration, crate::session::Limits)>>);
+
+impl Tuning {
+    fn new(interval: Duration, limits: crate::session::Limits) -> Self {
+        Tuning(Arc::new(Mutex::new((interval, limits))))
+    }
+
+    fn get(&self) -> (Duration, crate::session::Limits) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Use these from now on; gives whether anything changed.
+    fn set(&self, interval: Duration, limits: crate::session::Limits) -> bool {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *t != (interval, limits);
+        *t = (interval, limits);
+        changed
+    }
 }
 
 /// What the node does after a sync session or a gossiped change: audit the
@@ -558,7 +586,8 @@ impl ProtocolHandler for SyncProto {
         };
         let (send, recv) = conn.accept_bi().await?;
         self.after.started(peer, &conn, false);
-        let result = run_session(&self.store, self.store_id, peer, recv, send).await;
+        let limits = self.tuning.get().1;
+        let result = run_session_with(&self.store, self.store_id, peer, recv, send, limits).await;
         record(&self.links, peer, &conn, &result);
         self.after.session(peer, &conn, &result);
         if let Err(e) = &result {
@@ -938,6 +967,7 @@ impl Node {
         }
         let links: Links = Arc::default();
         let wake = Arc::new(Notify::new());
+        let tuning = Tuning::new(config.sync_interval, config.limits);
         let mut router = Router::builder(endpoint.clone()).accept(
             SYNC_ALPN,
             SyncProto {
@@ -946,6 +976,7 @@ impl Node {
                 links: links.clone(),
                 members: members.clone(),
                 after: after.clone(),
+                tuning: tuning.clone(),
             },
         );
         if let Some(admin) = &config.admin {
@@ -996,6 +1027,7 @@ impl Node {
                 conns,
                 after: after.clone(),
                 revoked: Arc::default(),
+                tuning,
             },
             router,
             wake,
@@ -1319,7 +1351,6 @@ impl Node {
 
         // Anti-entropy.
         let ctx = node.sync_context();
-        let interval = config.sync_interval;
         let fanout = config.fanout;
         let (wake, stop) = (node.wake.clone(), node.stop.clone());
         node.tasks.push(tokio::spawn(async move {
@@ -1339,7 +1370,7 @@ impl Node {
                 tokio::select! {
                     _ = stop.notified() => break,
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(interval) => {}
+                    _ = tokio::time::sleep(ctx.tuning.get().0) => {}
                 }
             }
         }));
@@ -1348,6 +1379,23 @@ impl Node {
 
     fn sync_context(&self) -> SyncContext {
         self.ctx.clone()
+    }
+
+    /// Use `interval` between anti-entropy rounds and `limits` for each new
+    /// sync session from now on, as the store's settings say after
+    /// `tillmesh config set`; gives whether anything changed.
+    pub fn set_tuning(&self, interval: Duration, limits: crate::session::Limits) -> bool {
+        let changed = self.ctx.tuning.set(interval, limits);
+        if changed {
+            // The round waiting out the old interval starts the new one.
+            self.wake.notify_one();
+        }
+        changed
+    }
+
+    /// The interval between anti-entropy rounds and the session limits in use.
+    pub fn tuning(&self) -> (Duration, crate::session::Limits) {
+        self.ctx.tuning.get()
     }
 
     /// Reload members and their addresses from the membership document.
@@ -1599,6 +1647,7 @@ struct SyncContext {
     /// What this till learned of its own revocation (from its membership
     /// document, or peers' refusals): see [`SyncContext::is_revoked`].
     revoked: Arc<Mutex<Revocation>>,
+    tuning: Tuning,
 }
 
 impl SyncContext {
@@ -1877,7 +1926,14 @@ impl SyncContext {
         self.after.started(peer, &conn, true);
         let result = match tokio::time::timeout(
             SESSION_TIMEOUT,
-            run_session(&self.store, self.store_id, peer, recv, send),
+            run_session_with(
+                &self.store,
+                self.store_id,
+                peer,
+                recv,
+                send,
+                self.tuning.get().1,
+            ),
         )
         .await
         {

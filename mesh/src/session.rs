@@ -17,12 +17,33 @@ use crate::wire::{
 };
 use tillmesh_store::{StoreClosed, StoreHandle};
 
-/// A peer silent for this long has gone away.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How a session paces itself: the store's settings `sync/timeout_s` and
+/// `sync/batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A peer silent for this long has gone away.
+    pub timeout: std::time::Duration,
+    /// Received sync messages are applied once this many are waiting (or
+    /// 256 KiB of them).
+    pub batch: usize,
+}
 
-/// Read a frame, giving up on a silent peer.
-async fn read_timed<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Frame, usize), SessionError> {
-    tokio::time::timeout(READ_TIMEOUT, read_frame(r))
+impl Default for Limits {
+    /// 30 s, 100 messages: the product defaults.
+    fn default() -> Self {
+        Limits {
+            timeout: std::time::Duration::from_secs(30),
+            batch: 100,
+        }
+    }
+}
+
+/// Read a frame, giving up on a peer silent for `timeout`.
+async fn read_timed<R: AsyncRead + Unpin>(
+    r: &mut R,
+    timeout: std::time::Duration,
+) -> Result<(Frame, usize), SessionError> {
+    tokio::time::timeout(timeout, read_frame(r))
         .await
         .map_err(|_| SessionError::Protocol("the peer went silent".into()))?
         .map_err(SessionError::from)
@@ -30,9 +51,8 @@ async fn read_timed<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Frame, usize), S
 
 /// Rounds after which a session gives up: Automerge needs a handful.
 const MAX_ROUNDS: usize = 64;
-/// Received sync messages are applied once this many are waiting...
-const BATCH: usize = 64;
-/// ...or this many bytes.
+/// Received sync messages are applied once [`Limits::batch`] are waiting,
+/// or this many bytes.
 const APPLY_BYTES: usize = 256 * 1024;
 /// The store is held this long at most (and one document at least) per call, so
 /// a sale made during a large catch-up is not held up.
@@ -101,20 +121,38 @@ fn now_ms() -> u64 {
 async fn expect_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     report: &mut SessionReport,
+    timeout: std::time::Duration,
 ) -> Result<Frame, SessionError> {
-    let (f, n) = read_timed(r).await?;
+    let (f, n) = read_timed(r, timeout).await?;
     report.bytes_received += n;
     Ok(f)
 }
 
 /// Run a sync session with `peer` (already checked to be a member) over `recv`
-/// and `send`.
+/// and `send`, with the default [`Limits`].
 pub async fn run_session<R, W>(
+    store: &StoreHandle,
+    store_id: StoreId,
+    peer: TillId,
+    recv: R,
+    send: W,
+) -> Result<SessionReport, SessionError>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
+    run_session_with(store, store_id, peer, recv, send, Limits::default()).await
+}
+
+/// Run a sync session with `peer` (already checked to be a member) over `recv`
+/// and `send`, paced by `limits`.
+pub async fn run_session_with<R, W>(
     store: &StoreHandle,
     store_id: StoreId,
     peer: TillId,
     mut recv: R,
     mut send: W,
+    limits: Limits,
 ) -> Result<SessionReport, SessionError>
 where
     R: AsyncRead + Unpin + Send,
@@ -129,7 +167,7 @@ where
         wall_ms: now_ms(),
     };
     report.bytes_sent += write_frame(&mut send, &hello).await?;
-    match expect_frame(&mut recv, &mut report).await? {
+    match expect_frame(&mut recv, &mut report, limits.timeout).await? {
         Frame::Hello {
             version,
             store: theirs,
@@ -157,7 +195,7 @@ where
     // Buckets, then the manifest of the buckets that differ.
     let (ours, own) = store.call(|s| s.manifest_buckets_and_own()).await??;
     report.bytes_sent += write_frame(&mut send, &Frame::Buckets(ours.clone())).await?;
-    let theirs = match expect_frame(&mut recv, &mut report).await? {
+    let theirs = match expect_frame(&mut recv, &mut report, limits.timeout).await? {
         Frame::Buckets(b) if b.len() == ours.len() => b,
         other => {
             return Err(SessionError::Protocol(format!(
@@ -178,7 +216,7 @@ where
         .map(|(d, h)| (d.to_string(), h.iter().map(|x| x.0).collect()))
         .collect();
     report.bytes_sent += write_frame(&mut send, &Frame::Manifest(encoded)).await?;
-    let their_manifest = match expect_frame(&mut recv, &mut report).await? {
+    let their_manifest = match expect_frame(&mut recv, &mut report, limits.timeout).await? {
         Frame::Manifest(m) => m,
         other => {
             return Err(SessionError::Protocol(format!(
@@ -294,7 +332,7 @@ where
             let mut received = 0;
             let mut bytes = 0;
             loop {
-                let (f, n) = read_timed(&mut recv).await?;
+                let (f, n) = read_timed(&mut recv, limits.timeout).await?;
                 bytes += n;
                 match f {
                     Frame::SyncPart { doc, part } => pieces.part(doc, part)?,
@@ -317,7 +355,7 @@ where
                         }
                         pending_bytes += msg.len();
                         pending.push((i, msg));
-                        if pending.len() >= BATCH || pending_bytes >= APPLY_BYTES {
+                        if pending.len() >= limits.batch.max(1) || pending_bytes >= APPLY_BYTES {
                             apply_batch(store, peer, &docs, &mut states, &mut pending, &mut report)
                                 .await?;
                             pending_bytes = 0;
@@ -367,7 +405,7 @@ where
     report.bytes_sent += write_frame(&mut send, &Frame::Bye).await?;
     send.flush().await.map_err(WireError::from)?;
     // The peer's Bye; a peer that hangs up right after its own Bye is fine too.
-    match tokio::time::timeout(READ_TIMEOUT, read_frame(&mut recv)).await {
+    match tokio::time::timeout(limits.timeout, read_frame(&mut recv)).await {
         Ok(Ok((Frame::Bye, n))) => report.bytes_received += n,
         Ok(Ok((other, _))) => {
             return Err(SessionError::Protocol(format!(

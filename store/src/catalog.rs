@@ -526,18 +526,12 @@ impl Store {
     }
 
     /// The backup schedule: seconds between scheduled backups, and between
-    /// snapshots (the backups in between are bundles). Defaults: 1 hour, 1 day.
+    /// snapshots (the backups in between are bundles). Defaults: 1 hour, 1 day
+    /// (the settings [`BACKUP_INTERVAL`] and [`SNAPSHOT_INTERVAL`]).
     pub fn backup_schedule(&self) -> Result<(u64, u64), StorageError> {
-        let get = |k: &str, d: u64| -> Result<u64, StorageError> {
-            Ok(self
-                .config_value(k)?
-                .and_then(|v| v.as_u64())
-                .filter(|v| *v > 0)
-                .unwrap_or(d))
-        };
         Ok((
-            get(BACKUP_INTERVAL, 3_600)?,
-            get(SNAPSHOT_INTERVAL, 86_400)?,
+            self.setting(BACKUP_INTERVAL)?,
+            self.setting(SNAPSHOT_INTERVAL)?,
         ))
     }
 

@@ -71,6 +71,7 @@ mod model;
 mod money;
 mod proofs;
 mod sales;
+pub mod settings;
 mod stock;
 mod store;
 mod sync;

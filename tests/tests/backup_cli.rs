@@ -1007,4 +1007,37 @@ fn a_restore_shows_its_progress_on_a_terminal() {
     assert!(json.status.success(), "{json:?}");
     assert!(!String::from_utf8_lossy(&json.stderr).contains("restore:"));
     serde_json::from_slice::<serde_json::Value>(&json.stdout).expect("JSON only");
+
+    // A backup the daemon makes for a command shows its progress on the
+    // command's terminal too, followed through the daemon's jobs.
+    let d = a.start(&[]);
+    let stick2 = dir.path().join("stick2");
+    std::fs::create_dir(&stick2).expect("stick");
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+                "{} backup --to {}",
+                common::bin().display(),
+                stick2.display()
+            ),
+            "/dev/null",
+        ])
+        .env("TILLMESH_HOME", &a.home)
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs the backup on a pty");
+    assert!(out.status.success(), "{out:?}");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    let shown: std::collections::BTreeSet<&str> = tty
+        .split(['\r', '\n', '\x1b'])
+        .filter(|l| l.contains("backup") && l.contains("reading"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.contains('/') && w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    assert!(!shown.is_empty(), "no progress shown: {tty:?}");
+    assert!(tty.contains("Wrote snapshot"), "{tty}");
+    d.stop();
 }

@@ -13,6 +13,7 @@ mod backup_cli;
 mod bounds_cli;
 mod catchup_cli;
 mod clock_cli;
+mod config_cli;
 mod crash_cli;
 mod dashboard_browser;
 mod demo;

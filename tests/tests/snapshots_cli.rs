@@ -142,6 +142,8 @@ fn a_new_stores_first_commands_print_what_they_did() {
         &["stock"],
         &["conflicts"],
         &["alerts", "threshold"],
+        &["config", "set", "sync/interval_s", "2m"],
+        &["config", "show"],
     ] {
         session.push_str(&shown(&t, args, &known));
     }
@@ -177,6 +179,9 @@ fn mistakes_get_clear_errors() {
         ],
         &["product", "add", "NEG", "--name", "Neg", "--price", "-1"],
         &["sale", "--line", "NOPE", "--tender", "cash"],
+        &["config", "set", "sync/batch", "0"],
+        &["config", "set", "sync/speed", "9"],
+        &["run", "--metrics-bind", "0.0.0.0:9470", "--check"],
         &["sale", "--line", "MILK1L:2", "--tender", "bitcoin"],
         &["sale", "--line", "MILK1L:750g", "--tender", "cash"],
         &["void", "T1-99"],

@@ -129,8 +129,12 @@ pub fn ensure_recovery_key(store: &mut Store, home: &Path) -> Result<Option<Stor
 }
 
 /// How old the newest backup key may get before the admin till's daemon makes a
-/// new one.
-pub const KEY_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// new one: the store's setting `keys/rotation_days` (30 by default).
+pub fn key_max_age(store: &Store) -> Result<Duration> {
+    Ok(Duration::from_secs(
+        store.setting(tillmesh_store::settings::KEY_ROTATION)? * 86_400,
+    ))
+}
 
 /// Make a new backup key on the admin till, announce it to the tills (they fetch
 /// it from this till) and write `store.keys`. The recovery key stays (and is
@@ -154,14 +158,14 @@ pub fn rotate_keys(store: &mut Store, home: &Path) -> Result<StoreSecret> {
 }
 
 /// On the admin till, a new backup key when the newest is older than
-/// [`KEY_MAX_AGE`]; elsewhere nothing.
+/// [`key_max_age`]; elsewhere nothing.
 pub fn rotate_if_due(store: &mut Store, home: &Path) -> Result<Option<StoreSecret>> {
     if !is_admin_till(store) {
         return Ok(None);
     }
     let newest = store.store_secrets()?.iter().map(|k| k.created_ms).max();
     match newest {
-        Some(t) if now_ms().saturating_sub(t) < KEY_MAX_AGE.as_millis() as u64 => Ok(None),
+        Some(t) if now_ms().saturating_sub(t) < key_max_age(store)?.as_millis() as u64 => Ok(None),
         _ => rotate_keys(store, home).map(Some),
     }
 }
