@@ -699,7 +699,8 @@ pub enum AlertsCmd {
     /// The alert rules' thresholds: all of them, or set one for the whole
     /// store (admin or back-office till).
     Threshold {
-        /// `till_offline_min` or `unreplicated_min`.
+        /// `till_offline_min`, `unreplicated_min`, `backup_overdue_min` or
+        /// `refusals_min` (also `tillmesh config`: `alerts/NAME`).
         name: Option<String>,
         /// Its new value, in minutes.
         #[arg(requires = "name")]

@@ -53,9 +53,17 @@ pub const KINDS: &[(&str, &str)] = &[
     ("sync.started", "a sync session with a till started"),
     ("sync.finished", "a sync session with a till finished"),
     ("backup.started", "a backup to a sink started"),
+    (
+        "backup.progress",
+        "a backup went on: its step, documents done of total (at most once a second)",
+    ),
     ("backup.finished", "a backup to a sink finished"),
     ("backup.failed", "a backup to a sink failed"),
     ("usb.started", "a USB or folder sync started"),
+    (
+        "usb.progress",
+        "a USB, folder or Drive sync went on: its step, files done of total",
+    ),
     ("usb.finished", "a USB or folder sync finished"),
     ("usb.failed", "a USB or folder sync failed"),
     ("conflict.raised", "two tills wrote the same field at once"),

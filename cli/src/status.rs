@@ -26,7 +26,7 @@ pub struct Alert {
     /// `KIND` or `KIND:SUBJECT`.
     pub id: String,
     /// What kind: `unreplicated`, `till_offline`, `clock_off`, `revoked`,
-    /// `daemon_stopped`, `sink_failing`, `sink_nearly_full`,
+    /// `daemon_stopped`, `sink_failing`, `backup_overdue`, `sink_nearly_full`,
     /// `disk_nearly_full`, `recovery_key`, `recovery_file`, `clock_ahead`,
     /// `conflicts_pending`.
     pub kind: &'static str,
@@ -367,6 +367,9 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
     }
     let mut sinks = Vec::new();
     let alert_after = crate::config::alert_after(store)?;
+    let backup_every_s = store.backup_schedule()?.0;
+    let overdue_ms = (crate::alerts::threshold(store, "backup_overdue_min")? * 60_000)
+        .max(2 * backup_every_s * 1000);
     for (name, spec) in sink_specs {
         // A remote sink is not asked anything here (status runs often): it
         // is there when the store has its login.
@@ -379,6 +382,31 @@ pub fn collect(store: &mut Store, home: &Path, live: Option<&Live>) -> Result<St
         let present =
             sink.is_some() || (remote && crate::drive::load(home).is_ok_and(|l| l.is_some()));
         let st = schedule.sinks.get(&name).cloned().unwrap_or_default();
+        // Overdue: the last backup there is older than the threshold and
+        // than two scheduled intervals (a failing sink is alerted as such).
+        // A sink never backed up is overdue once the daemon has run that long.
+        let since = st.last_ok_ms.or_else(|| live.map(|l| l.started_ms));
+        if let Some(t) = since
+            && now.saturating_sub(t) > overdue_ms
+            && !st.alert(alert_after)
+        {
+            alerts.push(Alert::new(
+                "backup_overdue",
+                "warning",
+                Some(&name),
+                match st.last_ok_ms {
+                    Some(_) => format!(
+                        "the last backup to sink {name} was {} ago (one is due every {}): is the daemon running, the sink there?",
+                        span(now.saturating_sub(t)),
+                        span(backup_every_s * 1000)
+                    ),
+                    None => format!(
+                        "no backup to sink {name} yet, {} after the daemon started",
+                        span(now.saturating_sub(t))
+                    ),
+                },
+            ));
+        }
         if st.alert(alert_after) {
             alerts.push(Alert::new(
                 "sink_failing",
@@ -600,10 +628,11 @@ fn revoked_because(
     )))
 }
 
-/// A duration for people: `3650 days`, `5 h 12 min`, `7 min`.
+/// A duration for people: `3650 days`, `5 h 12 min`, `7 min`, `40 s`.
 fn span(ms: u64) -> String {
     let min = ms / 60_000;
     match min {
+        0 => format!("{} s", ms / 1000),
         m if m >= 2 * 1440 => format!("{} days", m / 1440),
         m if m >= 60 => format!("{} h {} min", m / 60, m % 60),
         m => format!("{m} min"),

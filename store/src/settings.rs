@@ -198,6 +198,14 @@ pub const SETTINGS: &[Setting] = &[
         help: "a change may be on its till only before it is alerted",
     },
     Setting {
+        key: "alerts/backup_overdue_min",
+        default: 180,
+        min: 0,
+        max: 7 * 24 * 60,
+        unit: Unit::Minutes,
+        help: "the last backup to a sink may be old before it is alerted (and two backup intervals)",
+    },
+    Setting {
         key: "alerts/refusals_min",
         default: 15,
         min: 0,

@@ -135,7 +135,7 @@ fn alerts_are_kept_and_pushed_to_a_webhook_until_it_takes_them() {
     };
     assert_eq!(
         a.json(&["alerts", "threshold"]).as_array().map(Vec::len),
-        Some(3)
+        Some(4)
     );
     assert_eq!(minutes("till_offline_min"), 5);
     a.ok(&["alerts", "threshold", "till_offline_min", "12"]);

@@ -1,7 +1,7 @@
 //! The web dashboard in a real headless browser (chromium, driven through
 //! chromedriver): it signs in with the one-time code `tillmesh dashboard`
-//! prints, shows the tills, changes when a till stops without a reload, and
-//! shows the last known state, marked stale, once the daemon is down, also
+//! prints, shows the tills and a backup's progress, changes when a till stops
+//! without a reload, and shows the last known state, marked stale, once the daemon is down, also
 //! after a reload (the service worker keeps the page).
 
 use crate::common::http::Api;
@@ -77,6 +77,25 @@ fn the_dashboard_shows_the_mesh_live_and_its_last_state_when_the_daemon_is_down(
         "the sink's backup",
         "const r = document.querySelector('#sinks tr[data-sink=\"nas\"]'); \
          return !!r && r.textContent.includes('ago');",
+    );
+    // A backup shows its progress while it runs, and goes from the list
+    // when it ends (an observer in the page keeps what the list showed).
+    browser.eval(
+        "window.seenJobs = []; new MutationObserver(() => { \
+         for (const li of document.querySelectorAll('#jobs li')) window.seenJobs.push(li.textContent); \
+         }).observe(document.getElementById('jobs'), {childList: true, subtree: true}); return true;",
+    );
+    a.ok(&["backup"]);
+    browser.wait_until(
+        30,
+        "the backup's progress shown",
+        "return window.seenJobs.some((t) => t.startsWith('backup: ') && t.includes('/'));",
+    );
+    browser.wait_until(
+        30,
+        "the finished backup gone from the list",
+        "return document.getElementById('work').hidden && \
+         document.querySelectorAll('#jobs li').length === 0;",
     );
     let text = browser.eval("return document.body.innerText;");
     let text = text.as_str().expect("text");

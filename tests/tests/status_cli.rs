@@ -250,3 +250,44 @@ fn status_is_coloured_on_a_terminal_only() {
         }
     }
 }
+
+#[test]
+fn a_sink_not_backed_up_within_its_schedule_is_overdue_until_the_next_backup() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Overdue", "--till", "A"]);
+    let nas = dir.path().join("nas");
+    std::fs::create_dir(&nas).expect("nas");
+    a.ok(&["sink", "add", "nas", "folder", nas.to_str().expect("utf-8")]);
+    // Overdue after two backup intervals of 2 s, the threshold set to none.
+    a.ok(&["config", "set", "alerts/backup_overdue_min", "0"]);
+    a.ok(&["backup", "schedule", "--every", "2s"]);
+    a.ok(&["backup", "--to", "nas"]);
+    assert!(!alerted(&a, "backup_overdue"), "backed up just now");
+    // No daemon makes the scheduled ones.
+    wait_for("the sink's backup to be overdue", || {
+        alerted(&a, "backup_overdue")
+    });
+    let st = a.json(&["status"]);
+    let alert = st["alert_details"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .find(|x| x["kind"] == "backup_overdue")
+        .expect("overdue")
+        .clone();
+    assert_eq!(alert["subject"], "nas");
+    assert_eq!(alert["severity"], "warning");
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("sink nas") && m.contains("every 2 s")),
+        "{alert}"
+    );
+    assert!(
+        st["verdict"].as_str().is_some_and(|v| !v.starts_with("OK")),
+        "{st}"
+    );
+    a.ok(&["backup", "--to", "nas"]);
+    assert!(!alerted(&a, "backup_overdue"), "cleared by the backup");
+}

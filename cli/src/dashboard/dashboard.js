@@ -144,10 +144,43 @@ function loadSoon() {
   soon = setTimeout(() => { soon = null; load(); }, 300);
 }
 
+// Long work on this till (backups, USB and Drive syncs), by job id, as its
+// progress events tell it: shown while it runs, gone when it ends.
+const jobs = new Map();
+
+function renderJobs() {
+  const list = $('jobs');
+  list.innerHTML = [...jobs.values()].map((j) => {
+    const pct = j.total ? Math.round((100 * j.done) / j.total) : 0;
+    return `<li data-job="${esc(j.job)}">${esc(j.kind)}: ${esc(j.step)} <progress max="${esc(j.total)}" value="${esc(j.done)}"></progress> ${esc(j.done)}/${esc(j.total)} (${pct} %)</li>`;
+  }).join('');
+  $('work').hidden = jobs.size === 0;
+}
+
+function jobEvent(kind) {
+  const [what, phase] = kind.split('.');
+  return (e) => {
+    let d = null;
+    try { d = JSON.parse(e.data).data; } catch (_) { return; }
+    if (d == null || d.job == null) return;
+    if (phase === 'progress' || phase === 'started') {
+      const j = jobs.get(d.job) || { job: d.job, kind: what, step: 'starting', done: 0, total: 0 };
+      if (d.step != null) Object.assign(j, { step: d.step, done: d.done, total: d.total });
+      jobs.set(d.job, j);
+    } else {
+      jobs.delete(d.job);
+    }
+    renderJobs();
+  };
+}
+
 function follow() {
   if (!window.EventSource) return;
   const es = new EventSource('/v1/events');
-  for (const kind of EVENT_KINDS) es.addEventListener(kind, loadSoon);
+  for (const kind of EVENT_KINDS) {
+    es.addEventListener(kind, loadSoon);
+    if (/^(backup|usb)\.(started|progress|finished|failed)$/.test(kind)) es.addEventListener(kind, jobEvent(kind));
+  }
   // Lost (the daemon stopped): the next poll shows it; the browser reconnects.
   es.onerror = loadSoon;
 }
