@@ -924,6 +924,31 @@ fn a_recovery_drill_checks_the_backups_and_leaves_nothing_behind() {
     );
 }
 
+/// What `command` (a shell line) printed on a pseudo-terminal (from
+/// `script`), for the till at `home`; it must succeed.
+fn on_pty(command: &str, home: &Path) -> String {
+    let out = std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("TILLMESH_HOME", home)
+        .env("TERM", "xterm")
+        .output()
+        .expect("script runs the command on a pty");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The counts (`12/365`) a progress bar showed on `tty`, on its frames
+/// that name `what` and `step`.
+fn bar_positions<'a>(tty: &'a str, what: &str, step: &str) -> std::collections::BTreeSet<&'a str> {
+    tty.split(['\r', '\n', '\x1b'])
+        .filter(|l| l.contains(what) && l.contains(step))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.contains('/') && w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        })
+        .collect()
+}
+
 /// A restore that takes a while shows its progress moving on a terminal (a
 /// pty, from `script`), plain lines in a pipe, and nothing with `--json`.
 #[test]
@@ -968,22 +993,8 @@ fn a_restore_shows_its_progress_on_a_terminal() {
         )
     };
     // On a terminal: the bar, redrawn as documents go in.
-    let out = std::process::Command::new("script")
-        .args(["-qec", &restore("on-tty"), "/dev/null"])
-        .env("TILLMESH_HOME", &a.home)
-        .env("TERM", "xterm")
-        .output()
-        .expect("script runs the restore on a pty");
-    assert!(out.status.success(), "{out:?}");
-    let tty = String::from_utf8_lossy(&out.stdout);
-    let positions: std::collections::BTreeSet<&str> = tty
-        .split(['\r', '\n', '\x1b'])
-        .filter(|l| l.contains("restore") && l.contains("snapshot"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.contains('/') && w.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        })
-        .collect();
+    let tty = on_pty(&restore("on-tty"), &a.home);
+    let positions = bar_positions(&tty, "restore", "snapshot");
     assert!(
         positions.len() >= 2,
         "the bar did not move: {positions:?}\n{tty:?}"
@@ -1013,30 +1024,15 @@ fn a_restore_shows_its_progress_on_a_terminal() {
     let d = a.start(&[]);
     let stick2 = dir.path().join("stick2");
     std::fs::create_dir(&stick2).expect("stick");
-    let out = std::process::Command::new("script")
-        .args([
-            "-qec",
-            &format!(
-                "{} backup --to {}",
-                common::bin().display(),
-                stick2.display()
-            ),
-            "/dev/null",
-        ])
-        .env("TILLMESH_HOME", &a.home)
-        .env("TERM", "xterm")
-        .output()
-        .expect("script runs the backup on a pty");
-    assert!(out.status.success(), "{out:?}");
-    let tty = String::from_utf8_lossy(&out.stdout);
-    let shown: std::collections::BTreeSet<&str> = tty
-        .split(['\r', '\n', '\x1b'])
-        .filter(|l| l.contains("backup") && l.contains("reading"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find(|w| w.contains('/') && w.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        })
-        .collect();
+    let tty = on_pty(
+        &format!(
+            "{} backup --to {}",
+            common::bin().display(),
+            stick2.display()
+        ),
+        &a.home,
+    );
+    let shown = bar_positions(&tty, "backup", "reading");
     assert!(!shown.is_empty(), "no progress shown: {tty:?}");
     assert!(tty.contains("Wrote snapshot"), "{tty}");
     d.stop();
