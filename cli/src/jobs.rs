@@ -238,7 +238,13 @@ impl Progress {
     pub fn shown(kind: JobKind, json: bool) -> Self {
         Self {
             kind,
-            shown: (!json).then(|| Arc::new(crate::progress::Shown::new(kind.label(), false))),
+            shown: (!json).then(|| {
+                Arc::new(crate::progress::Shown::after(
+                    kind.label(),
+                    false,
+                    crate::progress::QUIET_FOR,
+                ))
+            }),
             ..Self::none()
         }
     }

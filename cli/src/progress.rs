@@ -1,7 +1,8 @@
 //! Progress of long work the operator waits for (a restore, a backup, a USB
 //! or Drive sync): a bar with the rate and the time left on a terminal
 //! (indicatif, on standard error), a plain line every few seconds otherwise
-//! (a log, a pipe) once the work has taken a second, nothing with `--json`.
+//! (a log, a pipe; for a backup or a sync, once it has taken a second),
+//! nothing with `--json`.
 //! The report itself still goes to standard output. Work the daemon does
 //! for a command is followed from the command through the daemon's jobs
 //! ([`follow_job`]).
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 /// A plain line at most this often when standard error is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
-/// Work done sooner than this prints no plain line at all.
-const PLAIN_AFTER: Duration = Duration::from_secs(1);
+/// Work the operator did not start by hand (a backup or a sync, often from a
+/// script) done sooner than this prints no plain line at all.
+pub const QUIET_FOR: Duration = Duration::from_secs(1);
 
 /// How the progress of one piece of work is shown.
 #[derive(Debug)]
@@ -34,11 +36,18 @@ enum How {
 struct Plain {
     started: Instant,
     last: Option<Instant>,
+    quiet_for: Duration,
 }
 
 impl Shown {
     /// The progress of `what` (`restore`): nothing when `json`.
     pub fn new(what: &'static str, json: bool) -> Self {
+        Self::after(what, json, Duration::ZERO)
+    }
+
+    /// [`Shown::new`], with no plain line before the work has taken
+    /// `quiet_for`.
+    pub fn after(what: &'static str, json: bool, quiet_for: Duration) -> Self {
         let how = if json {
             How::Nothing
         } else if std::io::stderr().is_terminal() {
@@ -56,6 +65,7 @@ impl Shown {
             How::Plain(Mutex::new(Plain {
                 started: Instant::now(),
                 last: None,
+                quiet_for,
             }))
         };
         Self { what, how }
@@ -87,7 +97,7 @@ impl Shown {
             How::Plain(p) => {
                 let Ok(mut p) = p.lock() else { return };
                 let now = Instant::now();
-                if p.last.is_none() && now - p.started < PLAIN_AFTER {
+                if p.last.is_none() && now - p.started < p.quiet_for {
                     return;
                 }
                 if p.last.is_some_and(|t| now - t < PLAIN_EVERY) && done < total {
@@ -142,7 +152,7 @@ pub fn follow_job(
     let sent_ms = crate::backups::now_ms();
     let thread = std::thread::spawn(move || {
         use std::sync::atomic::Ordering;
-        let shown = Shown::new(what, false);
+        let shown = Shown::after(what, false, QUIET_FOR);
         let mut job = None;
         while !halt.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(250));
