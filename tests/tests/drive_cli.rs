@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use crate::common::Till;
+use crate::common::{Till, wait_for};
 use tillmesh_drive_emulator::{Emulator, Options};
 
 fn emulator(auto_approve: bool) -> Emulator {
@@ -382,4 +382,52 @@ fn recovery_restores_a_new_machine_from_drive_alone() {
     assert!(listed.matches("\"snapshot\"").count() >= 2, "{listed}");
     let problems = tillmesh_drive_emulator::discovery::check_requests(&e.requests());
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The active alert of `kind` about `subject` in `t`'s status, if any.
+fn alert_on(t: &Till, kind: &str, subject: &str) -> Option<serde_json::Value> {
+    t.json(&["status"])["alert_details"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .find(|a| a["kind"] == kind && a["subject"] == subject)
+        .cloned()
+}
+
+#[test]
+fn a_drive_more_than_80_percent_full_is_alerted_until_there_is_room() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Quota Shop", "--till", "A"]);
+    let e = emulator(true);
+    login(&a, &e, &[], |line| {
+        if line.starts_with("http") {
+            assert_eq!(tillmesh_drive_emulator::browse(line).expect("browser"), 200);
+        }
+    });
+    a.ok(&["sink", "add", "gd", "drive", "quota-backups"]);
+    a.ok(&["backup", "schedule", "--every", "1s"]);
+    let d = a.start(&[]);
+    // Each scheduled backup reads the account's use; at 90 % it is alerted.
+    wait_for("a scheduled backup to Drive", || e.stats().stored_bytes > 0);
+    e.set_quota(Some(e.stats().stored_bytes * 100 / 88));
+    wait_for("the nearly full Drive to be alerted", || {
+        alert_on(&a, "sink_nearly_full", "gd").is_some()
+    });
+    let alert = alert_on(&a, "sink_nearly_full", "gd").expect("alert");
+    assert_eq!(alert["severity"], "warning");
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("% full")),
+        "{alert}"
+    );
+    let sink = &a.json(&["status"])["sinks"][0];
+    assert!(sink["quota_limit"].as_u64().is_some(), "{sink}");
+    // More space bought: cleared at the next backup.
+    e.set_quota(None);
+    wait_for("the alert to clear", || {
+        alert_on(&a, "sink_nearly_full", "gd").is_none()
+    });
+    d.stop();
 }

@@ -291,3 +291,59 @@ fn a_sink_not_backed_up_within_its_schedule_is_overdue_until_the_next_backup() {
     a.ok(&["backup", "--to", "nas"]);
     assert!(!alerted(&a, "backup_overdue"), "cleared by the backup");
 }
+
+#[test]
+fn a_stopped_daemon_and_a_recovery_file_older_than_the_keys_are_alerted_and_cleared() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = Till::new(dir.path(), "a");
+    a.ok(&["init", "--store", "Recovering", "--till", "A"]);
+    assert!(alerted(&a, "daemon_stopped"), "no daemon runs yet");
+    let d = a.start(&[]);
+    assert!(!alerted(&a, "daemon_stopped"));
+    d.stop();
+    assert!(alerted(&a, "daemon_stopped"));
+
+    let recovery = |file: &str| {
+        let out = a
+            .cmd(&[
+                "recovery",
+                "create",
+                dir.path().join(file).to_str().expect("utf-8"),
+            ])
+            .env("TILLMESH_RECOVERY_PASSPHRASE", "correct horse battery")
+            .env("TILLMESH_SCRYPT_WORK_FACTOR", "4")
+            .output()
+            .expect("recovery create");
+        assert!(out.status.success(), "{out:?}");
+    };
+    recovery("first.recovery");
+    // As a till from before recovery keys recorded it: the backup keys only.
+    let state_file = a.home.join("recovery-state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("state")).expect("json");
+    state["version"] = 1.into();
+    state
+        .as_object_mut()
+        .expect("object")
+        .remove("recovery_key");
+    std::fs::write(&state_file, state.to_string()).expect("old state");
+    assert!(!alerted(&a, "recovery_file"), "it holds the current key");
+    // A new backup key: that file cannot read what is backed up from now on.
+    a.ok(&["keys", "rotate"]);
+    let st = a.json(&["status"]);
+    let alert = st["alert_details"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .find(|x| x["kind"] == "recovery_file")
+        .unwrap_or_else(|| panic!("no recovery_file alert: {st}"))
+        .clone();
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("first.recovery") && m.contains("recovery create")),
+        "{alert}"
+    );
+    recovery("second.recovery");
+    assert!(!alerted(&a, "recovery_file"), "a new file holds every key");
+}
