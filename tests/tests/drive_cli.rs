@@ -218,7 +218,7 @@ fn one_login_serves_every_till_of_the_store() {
     let b = Till::new(dir.path(), "b");
     b.join(&a, "B");
     let db = b.start(&[]);
-    crate::common::wait_for("B to hold the store's backup keys", || {
+    wait_for("B to hold the store's backup keys", || {
         b.json(&["keys", "list"])["keys"]
             .as_array()
             .is_some_and(|k| !k.is_empty())
@@ -229,7 +229,7 @@ fn one_login_serves_every_till_of_the_store() {
             assert_eq!(tillmesh_drive_emulator::browse(line).expect("browser"), 200);
         }
     });
-    crate::common::wait_for("B to take the store's login", || {
+    wait_for("B to take the store's login", || {
         b.json(&["drive", "status"])["logged_in"] == true
     });
     b.ok(&["sink", "add", "gd", "drive", "shared"]);
@@ -239,7 +239,7 @@ fn one_login_serves_every_till_of_the_store() {
         serde_json::Value::Null
     );
     a.ok(&["drive", "logout"]);
-    crate::common::wait_for("B to learn of the sign-out", || {
+    wait_for("B to learn of the sign-out", || {
         b.json(&["drive", "status"])["logged_in"] == false
     });
     db.stop();
