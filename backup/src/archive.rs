@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tillmesh_store::{
     ChangeHash, DocId, MemberStatus, NewStore, Proof, Role, Store, StoreId, StoreOptions,
     StoreSecret, TillId, TillKey, TillName,
@@ -464,7 +464,7 @@ fn list_where(
 }
 
 /// The verdict on one file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verified {
     /// The object name.
     pub name: String,
@@ -491,11 +491,25 @@ pub fn verify_with(
     sink: &dyn Sink,
     name: Option<&str>,
 ) -> Result<Vec<Verified>, BackupError> {
+    verify_each(opener, sink, name, &mut |_, _| {})
+}
+
+/// [`verify_with`], telling `done(checked, total)` before the first file and
+/// after each (the files to check are known once the sink is listed).
+pub fn verify_each(
+    opener: &Opener,
+    sink: &dyn Sink,
+    name: Option<&str>,
+    done: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Verified>, BackupError> {
     let mut out = Vec::new();
-    for l in list(sink, opener.store_id())? {
-        if name.is_some_and(|n| !l.name.ends_with(n)) {
-            continue;
-        }
+    let todo: Vec<_> = list(sink, opener.store_id())?
+        .into_iter()
+        .filter(|l| name.is_none_or(|n| l.name.ends_with(n)))
+        .collect();
+    let total = todo.len();
+    done(0, total);
+    for l in todo {
         let v = match read(sink, &l.name, l.bytes)?.and_then(|b| opener.open(&b)) {
             Ok((_, c)) => Verified {
                 name: l.name,
@@ -509,6 +523,7 @@ pub fn verify_with(
             },
         };
         out.push(v);
+        done(out.len(), total);
     }
     if let Some(n) = name
         && out.is_empty()

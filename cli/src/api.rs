@@ -1155,7 +1155,24 @@ async fn verify_backups(
     Body(v): Body<VerifyIn>,
 ) -> Reply<Json<VerifyOut>> {
     check_sink_ref(v.from.as_deref())?;
-    let verdicts = crate::backups::verify_sink(&sh.store, &sh.home, v.from, v.name).await?;
+    let subject = serde_json::json!({ "from": v.from, "name": v.name });
+    let sh2 = sh.clone();
+    let out = crate::jobs::tracked_result(
+        Some(&sh.jobs),
+        JobKind::Verify,
+        StartedBy::Api,
+        subject,
+        true,
+        |p| async move {
+            let v = crate::backups::verify_sink(&sh2.store, &sh2.home, v.from, v.name, &p).await?;
+            let damaged = v.iter().filter(|v| v.error.is_some()).count();
+            let result = serde_json::json!({ "checked": v.len(), "damaged": damaged });
+            Ok((serde_json::to_vec(&v)?, result))
+        },
+    )
+    .await?;
+    let verdicts: Vec<tillmesh_backup::archive::Verified> =
+        serde_json::from_slice(&out).map_err(anyhow::Error::from)?;
     Ok(Json(VerifyOut {
         damaged: verdicts.iter().filter(|v| v.error.is_some()).count(),
         verdicts,

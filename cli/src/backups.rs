@@ -246,16 +246,25 @@ async fn beside<T: Send + 'static>(
 
 /// Every backup on a sink (`from`: a sink's name or a folder; the first sink
 /// by default) opened and checked whole, or only those whose names end with
-/// `name`; the verdicts, damaged ones with why.
+/// `name`, telling `progress` after each file; the verdicts, damaged ones
+/// with why.
 pub async fn verify_sink(
     store: &StoreHandle,
     home: &Path,
     from: Option<String>,
     name: Option<String>,
+    progress: &Progress,
 ) -> Result<Vec<archive::Verified>> {
+    let progress = progress.clone();
     beside(store, home, move |opener, home| {
         let sink = first_sink(home, from.as_deref())?;
-        Ok(archive::verify_with(opener, &*sink, name.as_deref())?)
+        let step = format!("checking {}", sink.describe());
+        Ok(archive::verify_each(
+            opener,
+            &*sink,
+            name.as_deref(),
+            &mut |done, total| progress.step(&step, done, total),
+        )?)
     })
     .await
 }
@@ -451,11 +460,21 @@ fn verify(
 ) -> Result<()> {
     let sink = first_sink(home, from)?;
     let verdicts = archive::verify_with(opener, &*sink, name)?;
+    verdicts_shown(&verdicts, json, out)
+}
+
+/// Print `verdicts` (each file, damaged ones with why), then fail as damaged
+/// if any is.
+pub fn verdicts_shown(
+    verdicts: &[archive::Verified],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     let bad = verdicts.iter().filter(|v| v.error.is_some()).count();
     if json {
         print_json(out, &verdicts)?;
     } else {
-        for v in &verdicts {
+        for v in verdicts {
             let short = v.name.rsplit('/').next().unwrap_or(&v.name);
             match &v.error {
                 None => writeln!(out, "ok       {short} ({} documents)", v.docs)?,

@@ -227,7 +227,36 @@ pub async fn execute(
             )
             .await?
         }
-        // List, verify, prune: files read beside the store.
+        // Every file read back and checked beside the store, with its
+        // progress; the verdicts are printed also when some are damaged.
+        Command::Backup(BackupArgs {
+            cmd: Some(BackupCmd::Verify { from, name, json }),
+            ..
+        }) => {
+            let subject = serde_json::json!({ "from": from, "name": name });
+            let jobs = daemon.map(|sh| &sh.jobs);
+            let verdicts = Arc::new(Mutex::new(Vec::new()));
+            let kept = verdicts.clone();
+            tracked_result(
+                jobs,
+                JobKind::Verify,
+                StartedBy::Command,
+                subject,
+                json,
+                |p| async move {
+                    let v = backups::verify_sink(store, home, from, name, &p).await?;
+                    let damaged = v.iter().filter(|v| v.error.is_some()).count();
+                    let result = serde_json::json!({ "checked": v.len(), "damaged": damaged });
+                    *kept.lock().unwrap_or_else(|e| e.into_inner()) = v;
+                    Ok((Vec::new(), result))
+                },
+            )
+            .await?;
+            let verdicts = std::mem::take(&mut *verdicts.lock().unwrap_or_else(|e| e.into_inner()));
+            backups::verdicts_shown(&verdicts, json, out)?;
+            Vec::new()
+        }
+        // List, prune: files read beside the store.
         Command::Backup(BackupArgs { cmd: Some(c), .. }) if backups::on_sink(&c) => {
             backups::sink_cmd(store, home, c).await?
         }
@@ -475,6 +504,10 @@ pub fn run_alone(store: Store, home: &Path, command: Command, caller: Caller) ->
 fn job_of(cmd: &Command) -> Option<(JobKind, bool)> {
     match cmd {
         Command::Backup(a) if a.cmd.is_none() => Some((JobKind::Backup, a.json)),
+        Command::Backup(BackupArgs {
+            cmd: Some(BackupCmd::Verify { json, .. }),
+            ..
+        }) => Some((JobKind::Verify, *json)),
         Command::Usb(UsbCmd::Sync { json, .. })
         | Command::Drive(crate::args::DriveCmd::Sync { json, .. }) => Some((JobKind::Usb, *json)),
         _ => None,

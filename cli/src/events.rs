@@ -66,6 +66,19 @@ pub const KINDS: &[(&str, &str)] = &[
     ),
     ("usb.finished", "a USB or folder sync finished"),
     ("usb.failed", "a USB or folder sync failed"),
+    ("verify.started", "a verification of backups started"),
+    (
+        "verify.progress",
+        "a verification went on: files checked of total",
+    ),
+    (
+        "verify.finished",
+        "a verification ended: how many files were checked and damaged",
+    ),
+    (
+        "verify.failed",
+        "a verification could not be done (a sink missing)",
+    ),
     ("conflict.raised", "two tills wrote the same field at once"),
     ("conflict.resolved", "a conflict was settled"),
     (

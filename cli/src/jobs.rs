@@ -26,6 +26,8 @@ pub enum JobKind {
     Backup,
     /// A USB (or folder) sync, both ways.
     Usb,
+    /// Backups read back and checked.
+    Verify,
 }
 
 impl JobKind {
@@ -34,6 +36,7 @@ impl JobKind {
         match self {
             JobKind::Backup => "backup",
             JobKind::Usb => "sync",
+            JobKind::Verify => "verify",
         }
     }
 
@@ -42,6 +45,7 @@ impl JobKind {
         match self {
             JobKind::Backup => "backup",
             JobKind::Usb => "usb",
+            JobKind::Verify => "verify",
         }
     }
 
@@ -57,6 +61,10 @@ impl JobKind {
             (JobKind::Usb, None) => "usb.progress",
             (JobKind::Usb, Some(JobState::Finished)) => "usb.finished",
             (JobKind::Usb, Some(JobState::Failed)) => "usb.failed",
+            (JobKind::Verify, Some(JobState::Running)) => "verify.started",
+            (JobKind::Verify, None) => "verify.progress",
+            (JobKind::Verify, Some(JobState::Finished)) => "verify.finished",
+            (JobKind::Verify, Some(JobState::Failed)) => "verify.failed",
         }
     }
 }

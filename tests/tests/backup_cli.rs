@@ -1037,3 +1037,62 @@ fn a_restore_shows_its_progress_on_a_terminal() {
     assert!(tty.contains("Wrote snapshot"), "{tty}");
     d.stop();
 }
+
+/// `backup verify` names each damaged file and why, also while the daemon
+/// runs the command, and exits as damaged (6); its progress and outcome go
+/// on the event stream as a job.
+#[test]
+fn verify_names_the_damaged_backup_with_or_without_the_daemon() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a = founder(dir.path());
+    sell(&a, 2);
+    let stick = dir.path().join("stick");
+    std::fs::create_dir(&stick).expect("stick");
+    let to = stick.to_str().expect("path");
+    a.ok(&["backup", "--to", to]);
+    sell(&a, 1);
+    a.ok(&["backup", "--to", to, "--bundle"]);
+    let bundle = walk(&stick)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".tmb"))
+        .expect("a bundle");
+    let mut bytes = std::fs::read(&bundle).expect("bundle");
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x40;
+    std::fs::write(&bundle, bytes).expect("damage");
+    let short = bundle
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string();
+    let check = |what: &str| {
+        let out = a.run(&["backup", "verify", "--from", to]);
+        let (text, err) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(6), "{what}: {text}{err}");
+        assert!(
+            text.contains(&format!("DAMAGED  {short}")) && text.contains("ok       "),
+            "{what}: each file's verdict is printed: {text}"
+        );
+        assert!(err.contains("1 of"), "{what}: {err}");
+    };
+    check("alone");
+    let d = a.start(&[]);
+    let api = common::http::Api::of(&a);
+    check("through the daemon");
+    let jobs = api.get("/v1/jobs").json();
+    let job = jobs
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .rev()
+        .find(|j| j["kind"] == "verify")
+        .unwrap_or_else(|| panic!("no verify job: {jobs}"))
+        .clone();
+    assert_eq!(job["state"], "finished", "{job}");
+    assert_eq!(job["result"]["damaged"], 1, "{job}");
+    assert_eq!(job["done"], job["total"], "{job}");
+    d.stop();
+}

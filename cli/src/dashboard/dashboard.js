@@ -144,7 +144,7 @@ function loadSoon() {
   soon = setTimeout(() => { soon = null; load(); }, 300);
 }
 
-// Long work on this till (backups, USB and Drive syncs), by job id, as its
+// Long work on this till (backups, USB and Drive syncs, verifications), by job id, as its
 // progress events tell it: shown while it runs, gone when it ends.
 const jobs = new Map();
 
@@ -179,7 +179,7 @@ function follow() {
   const es = new EventSource('/v1/events');
   for (const kind of EVENT_KINDS) {
     es.addEventListener(kind, loadSoon);
-    if (/^(backup|usb)\.(started|progress|finished|failed)$/.test(kind)) es.addEventListener(kind, jobEvent(kind));
+    if (/^(backup|usb|verify)\.(started|progress|finished|failed)$/.test(kind)) es.addEventListener(kind, jobEvent(kind));
   }
   // Lost (the daemon stopped): the next poll shows it; the browser reconnects.
   es.onerror = loadSoon;
