@@ -337,16 +337,31 @@ impl Book {
         (raised, cleared)
     }
 
-    /// The notices due at `at`, as (record index, notice index).
+    /// The notices due at `at`, as (record index, notice index): for each
+    /// webhook, its oldest notice not yet taken, once its time has come.
+    /// Each webhook gets its notices in the order they were made, so a
+    /// receiver that was down never gets a clear before the raise it
+    /// clears; a later notice waits behind one being retried.
     pub fn due(&self, at: u64) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
+        let mut oldest: std::collections::BTreeMap<&str, (u64, usize, usize)> =
+            std::collections::BTreeMap::new();
         for (i, r) in self.records.iter().enumerate() {
             for (j, n) in r.notices.iter().enumerate() {
-                if n.delivered_ms.is_none() && n.next_ms <= at {
-                    out.push((i, j));
+                if n.delivered_ms.is_some() {
+                    continue;
+                }
+                let slot = oldest.entry(n.url.as_str()).or_insert((n.id, i, j));
+                if n.id < slot.0 {
+                    *slot = (n.id, i, j);
                 }
             }
         }
+        let mut out: Vec<(usize, usize)> = oldest
+            .into_values()
+            .filter(|&(_, i, j)| self.records[i].notices[j].next_ms <= at)
+            .map(|(_, i, j)| (i, j))
+            .collect();
+        out.sort_unstable();
         out
     }
 }
@@ -671,6 +686,56 @@ mod tests {
         assert_eq!(book.due(100), [(0, 0)]);
         book.records[0].notices[0].delivered_ms = Some(101);
         assert_eq!(book.due(200), []);
+        // A receiver down for a raise gets its clear only after the raise,
+        // whenever the clear was made; other webhooks are not held up.
+        let mut book = Book::default();
+        let mut hooks = hook();
+        book.observe(&[alert("sink_failing", Some("usb"))], 100, &hooks, false);
+        book.records[0].notices[0].attempts = 3;
+        book.records[0].notices[0].next_ms = 5_000;
+        hooks.push(Webhook {
+            url: "http://127.0.0.1:9/other".into(),
+            secret: "0123456789abcdef".into(),
+        });
+        book.observe(&[], 200, &hooks, false);
+        let events = |book: &Book, at| -> Vec<(String, String)> {
+            book.due(at)
+                .into_iter()
+                .map(|(i, j)| {
+                    let n = &book.records[i].notices[j];
+                    (n.url.clone(), n.event.clone())
+                })
+                .collect()
+        };
+        assert_eq!(
+            events(&book, 300),
+            [(
+                "http://127.0.0.1:9/other".to_string(),
+                "alert.cleared".to_string()
+            )],
+            "the first webhook's clear waits for its raise"
+        );
+        assert_eq!(
+            events(&book, 5_000),
+            [
+                (
+                    "http://127.0.0.1:9/hook".to_string(),
+                    "alert.raised".to_string()
+                ),
+                (
+                    "http://127.0.0.1:9/other".to_string(),
+                    "alert.cleared".to_string()
+                )
+            ]
+        );
+        book.records[0].notices[0].delivered_ms = Some(5_001);
+        assert_eq!(
+            events(&book, 5_001)[0],
+            (
+                "http://127.0.0.1:9/hook".to_string(),
+                "alert.cleared".to_string()
+            )
+        );
         // RFC 4231, test case 2.
         assert_eq!(
             signature("Jefe", b"what do ya want for nothing?"),
