@@ -1165,8 +1165,7 @@ async fn verify_backups(
         true,
         |p| async move {
             let v = crate::backups::verify_sink(&sh2.store, &sh2.home, v.from, v.name, &p).await?;
-            let damaged = v.iter().filter(|v| v.error.is_some()).count();
-            let result = serde_json::json!({ "checked": v.len(), "damaged": damaged });
+            let result = crate::backups::verify_summary(&v);
             Ok((serde_json::to_vec(&v)?, result))
         },
     )

@@ -463,6 +463,12 @@ fn verify(
     verdicts_shown(&verdicts, json, out)
 }
 
+/// What a verification found, as its job's result: files checked, damaged.
+pub fn verify_summary(verdicts: &[archive::Verified]) -> serde_json::Value {
+    let damaged = verdicts.iter().filter(|v| v.error.is_some()).count();
+    serde_json::json!({ "checked": verdicts.len(), "damaged": damaged })
+}
+
 /// Print `verdicts` (each file, damaged ones with why), then fail as damaged
 /// if any is.
 pub fn verdicts_shown(

@@ -245,8 +245,7 @@ pub async fn execute(
                 json,
                 |p| async move {
                     let v = backups::verify_sink(store, home, from, name, &p).await?;
-                    let damaged = v.iter().filter(|v| v.error.is_some()).count();
-                    let result = serde_json::json!({ "checked": v.len(), "damaged": damaged });
+                    let result = backups::verify_summary(&v);
                     *kept.lock().unwrap_or_else(|e| e.into_inner()) = v;
                     Ok((Vec::new(), result))
                 },
