@@ -155,7 +155,11 @@ pub fn follow_job(
         let shown = Shown::after(what, false, QUIET_FOR);
         let mut job = None;
         while !halt.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(250));
+            // Woken at once when the command's reply arrives (see Drop).
+            std::thread::park_timeout(Duration::from_millis(250));
+            if halt.load(Ordering::Relaxed) {
+                break;
+            }
             let Ok(crate::client::Sent::Reply(200, body)) = crate::client::get(&api, "/v1/jobs")
             else {
                 continue;
@@ -199,6 +203,7 @@ impl Drop for Following {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
