@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tillmesh_store::{
     ChangeHash, DocId, MemberStatus, NewStore, Proof, Role, Store, StoreId, StoreOptions,
     StoreSecret, TillId, TillKey, TillName,
@@ -464,7 +464,7 @@ fn list_where(
 }
 
 /// The verdict on one file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Verified {
     /// The object name.
     pub name: String,

@@ -1157,7 +1157,7 @@ async fn verify_backups(
     check_sink_ref(v.from.as_deref())?;
     let subject = serde_json::json!({ "from": v.from, "name": v.name });
     let sh2 = sh.clone();
-    let out = crate::jobs::tracked_result(
+    let verdicts = crate::jobs::tracked_result(
         Some(&sh.jobs),
         JobKind::Verify,
         StartedBy::Api,
@@ -1166,12 +1166,10 @@ async fn verify_backups(
         |p| async move {
             let v = crate::backups::verify_sink(&sh2.store, &sh2.home, v.from, v.name, &p).await?;
             let result = crate::backups::verify_summary(&v);
-            Ok((serde_json::to_vec(&v)?, result))
+            Ok((v, result))
         },
     )
     .await?;
-    let verdicts: Vec<tillmesh_backup::archive::Verified> =
-        serde_json::from_slice(&out).map_err(anyhow::Error::from)?;
     Ok(Json(VerifyOut {
         damaged: verdicts.iter().filter(|v| v.error.is_some()).count(),
         verdicts,

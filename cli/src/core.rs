@@ -235,9 +235,7 @@ pub async fn execute(
         }) => {
             let subject = serde_json::json!({ "from": from, "name": name });
             let jobs = daemon.map(|sh| &sh.jobs);
-            let verdicts = Arc::new(Mutex::new(Vec::new()));
-            let kept = verdicts.clone();
-            tracked_result(
+            let verdicts = tracked_result(
                 jobs,
                 JobKind::Verify,
                 StartedBy::Command,
@@ -246,12 +244,10 @@ pub async fn execute(
                 |p| async move {
                     let v = backups::verify_sink(store, home, from, name, &p).await?;
                     let result = backups::verify_summary(&v);
-                    *kept.lock().unwrap_or_else(|e| e.into_inner()) = v;
-                    Ok((Vec::new(), result))
+                    Ok((v, result))
                 },
             )
             .await?;
-            let verdicts = std::mem::take(&mut *verdicts.lock().unwrap_or_else(|e| e.into_inner()));
             backups::verdicts_shown(&verdicts, json, out)?;
             Vec::new()
         }

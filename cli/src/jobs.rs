@@ -356,17 +356,17 @@ where
 
 /// [`tracked`] for work that gives what it printed and, apart, its result
 /// as JSON (the job's result whatever the printed format).
-pub async fn tracked_result<F, Fut>(
+pub async fn tracked_result<T, F, Fut>(
     jobs: Option<&Jobs>,
     kind: JobKind,
     started_by: StartedBy,
     subject: serde_json::Value,
     json: bool,
     work: F,
-) -> anyhow::Result<Vec<u8>>
+) -> anyhow::Result<T>
 where
     F: FnOnce(Progress) -> Fut,
-    Fut: Future<Output = anyhow::Result<(Vec<u8>, serde_json::Value)>>,
+    Fut: Future<Output = anyhow::Result<(T, serde_json::Value)>>,
 {
     let progress = match jobs {
         Some(j) => j.start(kind, started_by, subject),
