@@ -183,23 +183,18 @@ pub fn backup_schedule(store: &mut Store, a: &BackupArgs, out: &mut dyn Write) -
     }
 }
 
-/// Whether `backup <c>` works on a sink's files alone (list, verify, prune):
-/// it needs of the store only an [`Opener`], so it runs off the store's
-/// thread ([`sink_cmd`]).
+/// Whether `backup <c>` works on a sink's files alone (list, prune): it
+/// needs of the store only an [`Opener`], so it runs off the store's thread
+/// ([`sink_cmd`]). `backup verify` does too, as a job of its own
+/// ([`verify_sink`]).
 pub fn on_sink(c: &BackupCmd) -> bool {
-    matches!(
-        c,
-        BackupCmd::List { .. } | BackupCmd::Verify { .. } | BackupCmd::Prune { .. }
-    )
+    matches!(c, BackupCmd::List { .. } | BackupCmd::Prune { .. })
 }
 
-/// `backup list|verify|prune`, opening files with `opener`.
+/// `backup list|prune`, opening files with `opener`.
 fn files_cmd(opener: &Opener, home: &Path, c: &BackupCmd, out: &mut dyn Write) -> Result<()> {
     match c {
         BackupCmd::List { from, json } => list(opener, home, from.as_deref(), *json, out),
-        BackupCmd::Verify { from, name, json } => {
-            verify(opener, home, from.as_deref(), name.as_deref(), *json, out)
-        }
         BackupCmd::Prune {
             from,
             keep,
@@ -214,11 +209,13 @@ fn files_cmd(opener: &Opener, home: &Path, c: &BackupCmd, out: &mut dyn Write) -
             *json,
             out,
         ),
-        BackupCmd::Schedule { .. } => Err(anyhow::anyhow!("not a command on a sink's files")),
+        BackupCmd::Verify { .. } | BackupCmd::Schedule { .. } => {
+            Err(anyhow::anyhow!("not a command run by sink_cmd"))
+        }
     }
 }
 
-/// `backup list|verify|prune`: the store is asked only for an [`Opener`];
+/// `backup list|prune`: the store is asked only for an [`Opener`];
 /// reading, decrypting and deleting files happen beside it, so the till keeps
 /// selling while a sink is verified or pruned.
 pub async fn sink_cmd(store: &StoreHandle, home: &Path, c: BackupCmd) -> Result<Vec<u8>> {
@@ -448,19 +445,6 @@ fn list(
         write!(out, "{}", t.render())?;
     }
     Ok(())
-}
-
-fn verify(
-    opener: &Opener,
-    home: &Path,
-    from: Option<&str>,
-    name: Option<&str>,
-    json: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let sink = first_sink(home, from)?;
-    let verdicts = archive::verify_with(opener, &*sink, name)?;
-    verdicts_shown(&verdicts, json, out)
 }
 
 /// What a verification found, as its job's result: files checked, damaged.
